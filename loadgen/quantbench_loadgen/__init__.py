@@ -1,0 +1,1 @@
+"""What runs inside QuantBench benchmark Jobs: load generator and accuracy runner."""

@@ -1,0 +1,258 @@
+"""What a benchmark Job is asked to do: workloads, datasets and the accuracy task.
+
+These models are part of the `QuantBenchmark` API (the operator embeds them in its spec, and the CRD schema is
+generated from them) and the input of `quantbench-loadgen`. They live here so that the Job image needs no
+operator code.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal, Self, TypeVar
+
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from quantbench_loadgen.schema import DNS_LABEL_PATTERN, ApiModel, Duration, RequestRate, cel, cel_rules
+
+TokenCount = Annotated[int, Field(ge=1, le=1_048_576)]
+
+
+class DatasetKind(StrEnum):
+    RANDOM = "random"
+    SHAREGPT = "sharegpt"
+    GSM8K = "gsm8k"
+    JSONL = "jsonl"
+
+
+class ConfigMapFileRef(ApiModel):
+    """A file held in a ConfigMap key, mounted read-only into the benchmark Job."""
+
+    name: str = Field(description="ConfigMap name, in the QuantBenchmark's namespace.", min_length=1)
+    key: str = Field(description="Key of the ConfigMap that holds the file.", min_length=1)
+
+
+class VolumeFileRef(ApiModel):
+    """A file on a PersistentVolumeClaim, mounted read-only into the benchmark Job."""
+
+    claim_name: str = Field(description="PersistentVolumeClaim name, in the same namespace.", min_length=1)
+    sub_path: str = Field(
+        description="Path of the file (or folder, for GSM8K) inside the volume.", min_length=1
+    )
+
+
+RANDOM_NEEDS_LENGTHS = "a random dataset needs inputLen and outputLen"
+RANDOM_HAS_NO_SOURCE = "a random dataset has no source: remove path/configMap/volume/huggingFace"
+ONE_SOURCE = "give one dataset source: path, configMap, volume or huggingFace"
+
+
+class DatasetSource(ApiModel):
+    """Where prompts come from. Exactly one source is used: a local path, a ConfigMap, a volume, or a
+    Hugging Face dataset id (the default public source; needs network access from the Job)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            cel("self.kind != 'random' || (has(self.inputLen) && has(self.outputLen))", RANDOM_NEEDS_LENGTHS),
+            cel(
+                "self.kind != 'random' || !(has(self.path) || has(self.configMap) || has(self.volume)"
+                " || has(self.huggingFace))",
+                RANDOM_HAS_NO_SOURCE,
+            ),
+            cel(
+                "[has(self.path), has(self.configMap), has(self.volume), has(self.huggingFace)]"
+                ".filter(x, x).size() <= 1",
+                ONE_SOURCE,
+            ),
+        )
+    )
+
+    kind: DatasetKind = Field(description="Dataset format: random, sharegpt, gsm8k or jsonl.")
+    path: str | None = Field(
+        default=None,
+        description="Path of the file (or GSM8K folder) as seen by the process that reads it.",
+    )
+    config_map: ConfigMapFileRef | None = Field(default=None, description="Read the file from a ConfigMap.")
+    volume: VolumeFileRef | None = Field(default=None, description="Read the file from a PVC.")
+    hugging_face: str | None = Field(
+        default=None,
+        description="Hugging Face dataset id to download when no offline source is given.",
+    )
+    input_len: TokenCount | None = Field(
+        default=None, description="random: exact prompt length in tokens; others: keep prompts up to it."
+    )
+    output_len: TokenCount | None = Field(
+        default=None, description="Output tokens requested per prompt (random: exact; others: override)."
+    )
+    range_ratio: float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=1.0,
+        description="random: lengths drawn uniformly in [len*(1-r), len*(1+r)].",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        sources = [
+            s for s in ("path", "config_map", "volume", "hugging_face") if getattr(self, s) is not None
+        ]
+        if self.kind == DatasetKind.RANDOM:
+            if self.input_len is None or self.output_len is None:
+                raise ValueError(RANDOM_NEEDS_LENGTHS)
+            if sources:
+                raise ValueError(RANDOM_HAS_NO_SOURCE)
+        elif len(sources) > 1:
+            raise ValueError(f"{ONE_SOURCE} (got {len(sources)})")
+        return self
+
+
+class Slo(ApiModel):
+    """Service-level objectives: a request counts towards goodput only if it meets every one that is set."""
+
+    ttft_ms: float | None = Field(default=None, gt=0, description="Time to first token, milliseconds.")
+    itl_ms: float | None = Field(
+        default=None, gt=0, description="Inter-token latency (each gap), milliseconds."
+    )
+    tpot_ms: float | None = Field(default=None, gt=0, description="Time per output token, milliseconds.")
+    e2e_ms: float | None = Field(default=None, gt=0, description="End-to-end request latency, milliseconds.")
+
+
+class WorkloadType(StrEnum):
+    LATENCY = "latency"
+    THROUGHPUT = "throughput"
+    SERVING = "serving"
+
+
+class ArrivalProcess(StrEnum):
+    POISSON = "poisson"
+    GAMMA = "gamma"
+    CONSTANT = "constant"
+
+
+T = TypeVar("T", int, float)
+
+
+def _no_repeats(values: list[T]) -> list[T]:
+    seen: set[T] = set()
+    for v in values:
+        if v in seen:
+            raise ValueError(f"duplicate value {v}: list each value once")
+        seen.add(v)
+    return values
+
+
+class _WorkloadBase(ApiModel):
+    name: str = Field(
+        description="Workload name: a DNS label, unique within the benchmark.",
+        pattern=DNS_LABEL_PATTERN,
+        max_length=20,
+    )
+    seed: int = Field(default=0, ge=0, description="Seed for prompts and arrivals: same seed, same run.")
+    endpoint: Literal["completions", "chat"] = Field(
+        default="completions", description="OpenAI-compatible endpoint to call."
+    )
+
+
+class LatencyWorkload(_WorkloadBase):
+    """One request at a time: the per-token latency a single user sees."""
+
+    type: Literal[WorkloadType.LATENCY] = Field(description="latency")
+    batch_size: int = Field(default=1, ge=1, le=1, description="Concurrent requests; latency runs use 1.")
+    input_len: TokenCount = Field(default=512, description="Prompt tokens.")
+    output_len: TokenCount = Field(default=128, description="Output tokens (ignore_eos).")
+    iterations: int = Field(default=20, ge=1, le=10_000, description="Measured requests.")
+    warmup_iterations: int = Field(default=3, ge=0, le=1_000, description="Unmeasured requests first.")
+
+
+class ThroughputWorkload(_WorkloadBase):
+    """Batches of N identical-length requests released together, for each N of the sweep."""
+
+    type: Literal[WorkloadType.THROUGHPUT] = Field(description="throughput")
+    batch_sizes: list[Annotated[int, Field(ge=1, le=4096)]] = Field(
+        min_length=1,
+        max_length=32,
+        description="Batch sizes to sweep, e.g. [1, 16, 64].",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    input_len: TokenCount = Field(default=512, description="Prompt tokens.")
+    output_len: TokenCount = Field(default=128, description="Output tokens (ignore_eos).")
+    iterations: int = Field(default=3, ge=1, le=1_000, description="Measured batches per batch size.")
+    warmup_iterations: int = Field(default=1, ge=0, le=100, description="Unmeasured batches first.")
+
+    @field_validator("batch_sizes")
+    @classmethod
+    def _distinct_sizes(cls, value: list[int]) -> list[int]:
+        return _no_repeats(value)
+
+
+ONE_AMOUNT = "set exactly one of numPrompts and duration"
+
+
+class ServingWorkload(_WorkloadBase):
+    """Requests arriving at a rate (or closed loop) from a dataset, as an online service sees them."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(cel("has(self.numPrompts) != has(self.duration)", ONE_AMOUNT))
+    )
+
+    type: Literal[WorkloadType.SERVING] = Field(description="serving")
+    dataset: DatasetSource = Field(description="Where the prompts come from.")
+    request_rates: list[RequestRate] = Field(
+        min_length=1,
+        max_length=32,
+        description="Request rates to run, requests/s; 'inf' is a closed loop.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    num_prompts: int | None = Field(default=None, ge=1, le=1_000_000, description="Requests per rate.")
+    duration: Duration | None = Field(default=None, description="Run each rate for this long instead.")
+    max_concurrency: int | None = Field(
+        default=None, ge=1, le=100_000, description="Cap on requests in flight."
+    )
+    arrival: ArrivalProcess = Field(default=ArrivalProcess.POISSON, description="Inter-arrival distribution.")
+    burstiness: float = Field(
+        default=1.0, gt=0, le=100, description="Gamma shape: 1 is Poisson, < 1 burstier, > 1 more regular."
+    )
+    warmup_requests: int = Field(default=0, ge=0, le=10_000, description="Requests sent first, not measured.")
+    slo: Slo | None = Field(default=None, description="Objectives for goodput.")
+
+    @field_validator("request_rates")
+    @classmethod
+    def _distinct_rates(cls, value: list[float]) -> list[float]:
+        return _no_repeats(value)
+
+    @model_validator(mode="after")
+    def _amount(self) -> Self:
+        if (self.num_prompts is None) == (self.duration is None):
+            raise ValueError(ONE_AMOUNT)
+        return self
+
+
+Workload = Annotated[LatencyWorkload | ThroughputWorkload | ServingWorkload, Field(discriminator="type")]
+
+
+GSM8K_SOURCE = "accuracy.dataset.kind must be gsm8k for the gsm8k task"
+
+
+class AccuracySpec(ApiModel):
+    """GSM8K through lm-eval against the variant's server, with per-question outcomes for paired tests."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(cel("!has(self.dataset) || self.dataset.kind == 'gsm8k'", GSM8K_SOURCE))
+    )
+
+    task: Literal["gsm8k"] = Field(default="gsm8k", description="Accuracy task; gsm8k is supported.")
+    num_fewshot: int = Field(default=8, ge=0, le=16, description="Few-shot examples in each prompt.")
+    limit: int | None = Field(
+        default=100, ge=1, le=100_000, description="Questions to ask (the first N of the test split)."
+    )
+    seed: int = Field(default=1234, ge=0, description="Seed for few-shot sampling and generation.")
+    max_gen_tokens: int = Field(default=256, ge=16, le=8192, description="Generation cap per answer.")
+    concurrency: int = Field(default=8, ge=1, le=1024, description="Requests in flight against the server.")
+    dataset: DatasetSource | None = Field(
+        default=None,
+        description="GSM8K source (kind gsm8k): a folder with train.jsonl and test.jsonl. Default: the public set.",
+    )
+
+    @model_validator(mode="after")
+    def _gsm8k_source(self) -> Self:
+        if self.dataset is not None and self.dataset.kind != DatasetKind.GSM8K:
+            raise ValueError(GSM8K_SOURCE)
+        return self

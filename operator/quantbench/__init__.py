@@ -1,0 +1,1 @@
+"""QuantBench: declarative precision comparisons for LLM serving."""

@@ -1,0 +1,95 @@
+"""The comparison summary kept in a QuantBenchmark's status and in each history entry.
+
+It holds figures, not raw samples: per-variant headline numbers, ratios to the baseline, accuracy with its
+interval and paired test, and a verdict with its evidence. `quantbench.analysis` computes it from a run's
+results; the report renders it.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import Field
+
+from quantbench_loadgen.schema import ApiModel
+
+
+class Verdict(StrEnum):
+    FREE_SPEEDUP = "FreeSpeedup"
+    SPEEDUP_WITH_QUALITY_LOSS = "SpeedupWithQualityLoss"
+    LATENCY_WIN_LOSES_UNDER_LOAD = "LatencyWinLosesUnderLoad"
+    MEMORY_WIN_ONLY = "MemoryWinOnly"
+    NO_SIGNIFICANT_DIFFERENCE = "NoSignificantDifference"
+    SLOWER = "Slower"
+    BASELINE = "Baseline"
+    FAILED = "Failed"
+    UNSUPPORTED = "Unsupported"
+
+
+class Interval(ApiModel):
+    low: float = Field(description="Lower bound.")
+    high: float = Field(description="Upper bound.")
+
+
+class ThroughputPoint(ApiModel):
+    batch_size: int = Field(ge=1, description="Requests released together.")
+    output_tokens_per_second: float = Field(ge=0, description="Generated tokens per second.")
+    ratio_to_baseline: float | None = Field(
+        default=None, description="This / baseline at the same batch size."
+    )
+
+
+class ServingPoint(ApiModel):
+    request_rate: str = Field(description="Requests/s, or 'inf' for a closed loop.")
+    ttft_median_ms: float | None = Field(default=None, ge=0, description="Median time to first token, ms.")
+    ttft_p99_ms: float | None = Field(default=None, ge=0, description="99th percentile TTFT, ms.")
+    itl_median_ms: float | None = Field(default=None, ge=0, description="Median inter-token latency, ms.")
+    e2e_median_ms: float | None = Field(default=None, ge=0, description="Median end-to-end latency, ms.")
+    output_tokens_per_second: float | None = Field(default=None, ge=0, description="Output tokens/s.")
+    goodput_requests_per_second: float | None = Field(
+        default=None, ge=0, description="Requests/s within SLO."
+    )
+    ttft_ratio_to_baseline: float | None = Field(default=None, description="Median TTFT / baseline's.")
+
+
+class AccuracySummary(ApiModel):
+    task: str = Field(description="Accuracy task, e.g. gsm8k.")
+    questions: int = Field(ge=0, description="Questions scored.")
+    accuracy: float = Field(ge=0, le=1, description="Fraction correct (strict match).")
+    interval95: Interval = Field(description="Wilson 95% interval of the accuracy.")
+    delta_to_baseline: float | None = Field(default=None, description="Accuracy minus the baseline's.")
+    paired_p_value: float | None = Field(
+        default=None, ge=0, le=1, description="Exact McNemar test on the same questions."
+    )
+    minimum_detectable_delta: float | None = Field(
+        default=None, ge=0, description="Smallest drop this sample detects with 80% power at alpha 0.05."
+    )
+
+
+class VariantSummary(ApiModel):
+    variant: str = Field(description="Variant name.")
+    precision: str = Field(description="Precision of the variant.")
+    phase: str = Field(description="How the variant's run ended.")
+    kernel: str | None = Field(default=None, description="Quantization kernel the server used.")
+    ms_per_token_bs1: float | None = Field(default=None, ge=0, description="Decode ms/token at batch 1.")
+    tokens_per_second_bs1: float | None = Field(default=None, ge=0, description="Output tokens/s at batch 1.")
+    latency_ratio_to_baseline: float | None = Field(default=None, description="ms/token / baseline's.")
+    throughput: list[ThroughputPoint] = Field(default_factory=list, description="Throughput sweep.")
+    crossover_batch_size: float | None = Field(
+        default=None, description="Batch size where throughput falls below the baseline's (interpolated)."
+    )
+    serving: list[ServingPoint] = Field(default_factory=list, description="Serving results per rate.")
+    weights_gib: float | None = Field(default=None, ge=0, description="Model weight memory, GiB.")
+    bandwidth_efficiency: float | None = Field(
+        default=None, ge=0, description="Bandwidth floor / measured ms/token at batch 1 (1.0 = at the floor)."
+    )
+    accuracy: AccuracySummary | None = Field(default=None, description="Accuracy and its comparison.")
+    verdict: Verdict = Field(description="What this variant is, compared with the baseline.")
+    evidence: list[str] = Field(default_factory=list, description="Facts behind the verdict, in plain words.")
+
+
+class RunSummary(ApiModel):
+    baseline: str = Field(description="Baseline variant name.")
+    gpu: str | None = Field(default=None, description="GPU model the run measured.")
+    best: str | None = Field(default=None, description="Variant recommended by the verdicts, if any.")
+    variants: list[VariantSummary] = Field(default_factory=list, description="One row per variant.")

@@ -1,0 +1,418 @@
+"""The `QuantBenchmark` API, group quantbench.dev, version v1alpha1.
+
+These pydantic models are the single source of truth: the CRD in crds/ is generated from them
+(`quantbench crd`), `quantbench validate` checks specs with them, and the operator and the local executor
+read specs through them. Rules that span fields are written once, in `CROSS_FIELD_RULES`, as CEL for the
+apiserver, and checked in Python by the model validators below with the same messages.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal, Self
+
+from croniter import croniter
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from quantbench.api.summary import RunSummary
+from quantbench_loadgen.schema import DNS_LABEL_PATTERN, ApiModel, Duration, cel, cel_rules
+from quantbench_loadgen.specs import AccuracySpec, Workload
+
+GROUP = "quantbench.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "QuantBenchmark"
+PLURAL = "quantbenchmarks"
+SINGULAR = "quantbenchmark"
+SHORT_NAMES = ["qb"]
+
+DEFAULT_SERVER_IMAGE = "vllm/vllm-openai:v0.11.0"
+DEFAULT_POOL_LABEL = "quantbench.dev/pool"
+LABEL_KEY_PATTERN = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
+
+
+def _cron_field(value: str) -> str:
+    item = rf"(\*|({value})(-({value}))?)(/[0-9]+)?"
+    return rf"{item}(,{item})*"
+
+
+_MONTHS = "jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec"
+_DAYS = "sun|mon|tue|wed|thu|fri|sat"
+CRON_PATTERN = (
+    r"^(@(annually|yearly|monthly|weekly|daily|midnight|hourly)|"
+    + r" +".join(
+        _cron_field(v)
+        for v in (
+            r"[0-5]?[0-9]",
+            r"[01]?[0-9]|2[0-3]",
+            r"0?[1-9]|[12][0-9]|3[01]",
+            rf"0?[1-9]|1[0-2]|{_MONTHS}",
+            rf"[0-7]|{_DAYS}",
+        )
+    )
+    + r")$"
+)
+MODEL_CACHE_ONE_VOLUME = "set claimName or hostPath, not both"
+
+
+class Precision(StrEnum):
+    BF16 = "bf16"
+    FP16 = "fp16"
+    FP8 = "fp8"
+    INT8_W8A8 = "int8-w8a8"
+    AWQ_INT4 = "awq-int4"
+    GPTQ_INT4 = "gptq-int4"
+
+
+class QuantizationKernel(StrEnum):
+    """vLLM `--quantization` values a variant may force instead of the precision's default kernel."""
+
+    FP8 = "fp8"
+    AWQ_MARLIN = "awq_marlin"
+    AWQ = "awq"
+    GPTQ_MARLIN = "gptq_marlin"
+    GPTQ = "gptq"
+    MARLIN = "marlin"
+    MACHETE = "machete"
+    COMPRESSED_TENSORS = "compressed-tensors"
+
+
+class KvCacheDtype(StrEnum):
+    AUTO = "auto"
+    FP8 = "fp8"
+    FP8_E4M3 = "fp8_e4m3"
+    FP8_E5M2 = "fp8_e5m2"
+
+
+class Toleration(ApiModel):
+    """A Kubernetes toleration (core/v1 Toleration)."""
+
+    key: str | None = Field(default=None, description="Taint key; empty with Exists matches all taints.")
+    operator: Literal["Exists", "Equal"] | None = Field(default=None, description="Exists or Equal.")
+    value: str | None = Field(default=None, description="Taint value, for Equal.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="Taint effect to match; empty matches all."
+    )
+    toleration_seconds: int | None = Field(default=None, description="For NoExecute: how long to stay bound.")
+
+
+class Placement(ApiModel):
+    """Where a variant's vLLM server runs and how many GPUs it takes."""
+
+    node_pool: str | None = Field(
+        default=None,
+        description="Node pool name, matched against the node label named by nodePoolLabel.",
+        pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$",
+        max_length=63,
+    )
+    node_pool_label: str = Field(
+        default=DEFAULT_POOL_LABEL,
+        description="Node label that names the pool, e.g. cloud.google.com/gke-nodepool or karpenter.sh/nodepool.",
+        pattern=LABEL_KEY_PATTERN,
+        max_length=316,
+    )
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Extra node labels to require.")
+    tolerations: list[Toleration] = Field(default_factory=list, description="Tolerations for the server pod.")
+    affinity: dict[str, Any] | None = Field(
+        default=None,
+        description="A core/v1 Affinity for the server pod, passed through as given.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    gpus: int = Field(default=1, ge=1, le=16, description="GPUs per server (tensor parallel size).")
+    gpu_resource: str = Field(
+        default="nvidia.com/gpu",
+        description="Extended resource name of the GPU, e.g. nvidia.com/gpu or nvidia.com/mig-3g.40gb.",
+        pattern=LABEL_KEY_PATTERN,
+    )
+
+
+class PlacementOverride(ApiModel):
+    """A variant's placement: any field set here replaces the benchmark's default placement field."""
+
+    node_pool: str | None = Field(
+        default=None,
+        description="Node pool name for this variant (cross-GPU comparisons).",
+        pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$",
+        max_length=63,
+    )
+    node_pool_label: str | None = Field(default=None, description="Node label naming the pool.")
+    node_selector: dict[str, str] | None = Field(default=None, description="Node labels to require.")
+    tolerations: list[Toleration] | None = Field(default=None, description="Tolerations for the server pod.")
+    affinity: dict[str, Any] | None = Field(
+        default=None,
+        description="A core/v1 Affinity, passed through as given.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    gpus: int | None = Field(default=None, ge=1, le=16, description="GPUs per server.")
+    gpu_resource: str | None = Field(default=None, description="Extended resource name of the GPU.")
+
+
+class EnvVar(ApiModel):
+    name: str = Field(description="Variable name.", pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+    value: str = Field(default="", description="Variable value.")
+
+
+class Variant(ApiModel):
+    """One precision of the model to serve and measure."""
+
+    name: str = Field(
+        description="Variant name: a DNS label, unique within the benchmark (used in child object names).",
+        pattern=DNS_LABEL_PATTERN,
+        max_length=20,
+    )
+    precision: Precision = Field(description="Precision: bf16, fp16, fp8, int8-w8a8, awq-int4 or gptq-int4.")
+    model: str | None = Field(
+        default=None,
+        description="Model for this variant (e.g. a pre-quantized AWQ checkpoint); default: spec.model.",
+        min_length=1,
+    )
+    quantization_kernel: QuantizationKernel | None = Field(
+        default=None,
+        description="Force a vLLM --quantization kernel (e.g. awq for the legacy AWQ kernel); default per precision.",
+    )
+    kv_cache_dtype: KvCacheDtype | None = Field(default=None, description="vLLM --kv-cache-dtype.")
+    extra_args: list[str] = Field(default_factory=list, description="Extra vLLM server arguments.")
+    placement: PlacementOverride | None = Field(default=None, description="Overrides of spec.placement.")
+
+
+class ModelCache(ApiModel):
+    """Where the server keeps downloaded weights between runs."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            cel("!(has(self.claimName) && has(self.hostPath))", MODEL_CACHE_ONE_VOLUME)
+        )
+    )
+
+    claim_name: str | None = Field(default=None, description="PersistentVolumeClaim with the model cache.")
+    host_path: str | None = Field(default=None, description="Node path with the model cache.")
+    size_limit: str | None = Field(
+        default=None,
+        description="emptyDir size limit when neither claimName nor hostPath is set.",
+        pattern=QUANTITY_PATTERN,
+    )
+    mount_path: str = Field(
+        default="/root/.cache/huggingface", description="Mount path in the server container."
+    )
+
+    @model_validator(mode="after")
+    def _one_volume(self) -> Self:
+        if self.claim_name is not None and self.host_path is not None:
+            raise ValueError(MODEL_CACHE_ONE_VOLUME)
+        return self
+
+
+class SecretKeyRef(ApiModel):
+    name: str = Field(
+        description="Secret name, in the QuantBenchmark's namespace.", pattern=DNS_LABEL_PATTERN
+    )
+    key: str = Field(default="token", description="Key in the Secret.", min_length=1)
+
+
+class Server(ApiModel):
+    """The vLLM server every variant runs."""
+
+    image: str = Field(default=DEFAULT_SERVER_IMAGE, description="vLLM OpenAI-compatible server image.")
+    max_model_len: int = Field(default=4096, ge=256, le=1_048_576, description="vLLM --max-model-len.")
+    gpu_memory_utilization: float = Field(
+        default=0.9, gt=0.05, le=0.99, description="vLLM --gpu-memory-utilization."
+    )
+    model_cache: ModelCache | None = Field(default=None, description="Model weight cache volume.")
+    hf_token_secret: SecretKeyRef | None = Field(default=None, description="Secret holding HF_TOKEN.")
+    startup_timeout: Duration = Field(
+        default="20m", description="How long a server may take to become Ready."
+    )
+    port: int = Field(default=8000, ge=1024, le=65535, description="Server port.")
+    extra_args: list[str] = Field(default_factory=list, description="Extra arguments for every variant.")
+    env: list[EnvVar] = Field(default_factory=list, description="Extra environment for the server container.")
+
+
+class Parallelism(StrEnum):
+    AUTO = "Auto"
+    SEQUENTIAL = "Sequential"
+
+
+class CrossFieldRule(ApiModel):
+    """A rule that spans fields: CEL for the apiserver; the same message from the Python validators."""
+
+    rule: str
+    message: str
+    field_path: str | None = None
+
+
+CROSS_FIELD_RULES: list[CrossFieldRule] = [
+    CrossFieldRule(
+        rule="self.variants.exists(v, v.name == self.baseline)",
+        message="baseline must name one of spec.variants",
+        field_path=".baseline",
+    ),
+    CrossFieldRule(
+        rule="self.variants.all(v, self.variants.exists_one(w, w.name == v.name))",
+        message="variant names must be unique",
+        field_path=".variants",
+    ),
+    CrossFieldRule(
+        rule="!has(self.workloads) || self.workloads.all(w, self.workloads.exists_one(x, x.name == w.name))",
+        message="workload names must be unique",
+        field_path=".workloads",
+    ),
+    CrossFieldRule(
+        rule="(has(self.workloads) && size(self.workloads) > 0) || has(self.accuracy)",
+        message="give at least one workload or an accuracy task",
+    ),
+]
+
+
+class QuantBenchmarkSpec(ApiModel):
+    """A comparison of one model in several precisions: servers, load, accuracy, schedule."""
+
+    model: str = Field(
+        description="Model to serve: Hugging Face id or a path in the model cache.", min_length=1
+    )
+    baseline: str = Field(description="Name of the variant every other variant is compared with.")
+    variants: list[Variant] = Field(min_length=1, max_length=16, description="Precisions to compare.")
+    placement: Placement = Field(default_factory=Placement, description="Default placement of the servers.")
+    server: Server = Field(default_factory=Server, description="vLLM server settings.")
+    workloads: list[Workload] = Field(
+        default_factory=list, max_length=16, description="Performance workloads, run in order per variant."
+    )
+    accuracy: AccuracySpec | None = Field(default=None, description="Accuracy task, run per variant.")
+    parallelism: Parallelism = Field(
+        default=Parallelism.AUTO,
+        description="Auto runs variants in parallel when GPUs allow; Sequential runs one variant at a time.",
+    )
+    probe: bool = Field(default=False, description="Run the GPU roofline probe on each node pool first.")
+    schedule: str | None = Field(
+        default=None,
+        description="Cron schedule (5 fields, UTC) for recurring runs, e.g. '0 3 * * 1'.",
+        pattern=CRON_PATTERN,
+    )
+    history_limit: int = Field(default=10, ge=1, le=100, description="Runs kept in status.history.")
+    suspend: bool = Field(default=False, description="Start no new runs while true.")
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None and not croniter.is_valid(value):
+            raise ValueError(f"{value!r} is not a valid cron schedule: write 5 fields, e.g. '0 3 * * 1'")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> Self:
+        names = [v.name for v in self.variants]
+        if self.baseline not in names:
+            raise ValueError(f"{CROSS_FIELD_RULES[0].message} (got {self.baseline!r}; variants: {names})")
+        if len(set(names)) != len(names):
+            raise ValueError(f"{CROSS_FIELD_RULES[1].message} (got {names})")
+        workload_names = [w.name for w in self.workloads]
+        if len(set(workload_names)) != len(workload_names):
+            raise ValueError(f"{CROSS_FIELD_RULES[2].message} (got {workload_names})")
+        if not self.workloads and self.accuracy is None:
+            raise ValueError(CROSS_FIELD_RULES[3].message)
+        return self
+
+    def variant(self, name: str) -> Variant:
+        for v in self.variants:
+            if v.name == name:
+                return v
+        raise KeyError(name)
+
+    def placement_for(self, variant: Variant) -> Placement:
+        """The benchmark's placement with the variant's overrides applied."""
+        if variant.placement is None:
+            return self.placement
+        overrides = variant.placement.model_dump(exclude_none=True)
+        return self.placement.model_copy(update=overrides)
+
+
+# ---------------------------------------------------------------------------------------------- status
+
+
+class Phase(StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    PARTIALLY_SUCCEEDED = "PartiallySucceeded"
+    FAILED = "Failed"
+    SUSPENDED = "Suspended"
+
+
+class VariantPhase(StrEnum):
+    PENDING = "Pending"
+    WAITING_FOR_GPU = "WaitingForGPU"
+    STARTING = "Starting"
+    BENCHMARKING = "Benchmarking"
+    EVALUATING = "Evaluating"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    UNSUPPORTED = "Unsupported"
+
+
+class Condition(ApiModel):
+    """A metav1.Condition."""
+
+    type: str = Field(description="Condition type: Ready, Progressing or Degraded.")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field(description="CamelCase reason.", pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
+    message: str = Field(default="", description="What happened and what to do about it.")
+    last_transition_time: datetime = Field(description="When the status last changed.")
+    observed_generation: int | None = Field(default=None, description="Spec generation the condition saw.")
+
+
+class VariantStatus(ApiModel):
+    name: str = Field(description="Variant name.")
+    precision: str = Field(description="Variant precision.")
+    phase: VariantPhase = Field(description="Where the variant's steps are.")
+    node_pool: str | None = Field(default=None, description="Node pool the server runs on.")
+    node: str | None = Field(default=None, description="Node the server ran on.")
+    gpu: str | None = Field(default=None, description="GPU product of that node.")
+    kernel: str | None = Field(default=None, description="Quantization kernel the server used.")
+    startup_seconds: float | None = Field(default=None, ge=0, description="Server start to Ready, seconds.")
+    weights_gib: float | None = Field(default=None, ge=0, description="Model weight memory, GiB.")
+    step: str | None = Field(default=None, description="Step in progress.")
+    reason: str | None = Field(default=None, description="Why the variant failed, CamelCase.")
+    message: str | None = Field(default=None, description="Failure detail and what to do.")
+
+
+class RunRecord(ApiModel):
+    id: str = Field(description="Run id, e.g. r20261123-0300 (used in child names).")
+    generation: int = Field(description="Spec generation the run executed.")
+    phase: Phase = Field(description="How the run ended (or Running).")
+    started_at: datetime = Field(description="Run start.")
+    finished_at: datetime | None = Field(default=None, description="Run end.")
+    summary: RunSummary | None = Field(default=None, description="The run's comparison summary.")
+    regressions: list[str] = Field(default_factory=list, description="What got worse than the previous run.")
+
+
+class QuantBenchmarkStatus(ApiModel):
+    phase: Phase | None = Field(default=None, description="Phase of the current or last run.")
+    observed_generation: int | None = Field(default=None, description="Last spec generation acted on.")
+    conditions: list[Condition] = Field(default_factory=list, description="Ready, Progressing, Degraded.")
+    current_run: RunRecord | None = Field(default=None, description="The run in progress.")
+    variants: list[VariantStatus] = Field(default_factory=list, description="Per-variant state of that run.")
+    summary: RunSummary | None = Field(default=None, description="Summary of the last finished run.")
+    history: list[RunRecord] = Field(default_factory=list, description="Finished runs, newest first.")
+    best: str | None = Field(default=None, description="Recommended variant of the last run.")
+    variant_names: str | None = Field(
+        default=None, description="Variant names, comma-separated (for kubectl get)."
+    )
+    last_run_time: datetime | None = Field(default=None, description="Start of the last run.")
+    next_run_time: datetime | None = Field(default=None, description="Next scheduled run.")
+
+
+class ObjectMeta(ApiModel):
+    model_config = ApiModel.model_config | {"extra": "allow"}
+    name: str = Field(pattern=DNS_LABEL_PATTERN, max_length=63, description="Benchmark name.")
+    namespace: str | None = None
+
+
+class QuantBenchmark(ApiModel):
+    """A whole resource as written in bench.yaml."""
+
+    api_version: Literal["quantbench.dev/v1alpha1"] = Field(description="quantbench.dev/v1alpha1")
+    kind: Literal["QuantBenchmark"] = Field(description="QuantBenchmark")
+    metadata: ObjectMeta
+    spec: QuantBenchmarkSpec
+    status: QuantBenchmarkStatus | None = None

@@ -1,0 +1,1 @@
+"""Sub-commands of the `quantbench` CLI, one module each (see quantbench.cli)."""
