@@ -1,0 +1,113 @@
+"""`quantbench run bench.yaml`: the whole comparison on this machine, without Kubernetes.
+
+Servers run one after another as local vLLM processes; the load generator and the accuracy runner are the
+commands the Kubernetes Jobs run; the results folder, summary and report are the same as the operator's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from quantbench.analysis.run_results import RunResults
+from quantbench.api.validation import SpecError, load_benchmarks
+from quantbench.local.executor import LocalSettings, detect_device, run_local
+from quantbench.report import write_report
+
+
+def _dataset_paths(pairs: list[str]) -> dict[str, str]:
+    paths: dict[str, str] = {}
+    for pair in pairs:
+        workload, sep, path = pair.partition("=")
+        if not sep or not workload or not path:
+            raise ValueError(f"--dataset {pair!r}: write WORKLOAD=PATH, e.g. serving=/data/sharegpt.json")
+        paths[workload] = path
+    return paths
+
+
+def _server_env(pairs: list[str]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--server-env {pair!r}: write NAME=VALUE")
+        env[name] = value
+    return env
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        benchmarks = load_benchmarks(Path(args.file))
+        datasets = _dataset_paths(args.dataset)
+        server_env = _server_env(args.server_env)
+    except SpecError as exc:
+        print(f"{args.file}: invalid", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"quantbench run: error: {exc}", file=sys.stderr)
+        return 2
+    device = detect_device()
+    status = 0
+    for bench in benchmarks:
+        settings = LocalSettings(
+            out_dir=Path(args.out),
+            vllm_python=args.vllm_python,
+            jobs_python=args.jobs_python,
+            accuracy_python=args.accuracy_python,
+            gsm8k_dir=args.gsm8k,
+            dataset_paths=datasets,
+            server_env=server_env,
+            device=device,
+        )
+        root = run_local(bench, settings)
+        written = write_report(root, root / "report")
+        print((root / "report" / "report.md").read_text())
+        print("report: " + ", ".join(str(p) for p in written))
+        if any(
+            v.server is None or v.server.phase != "Succeeded" for v in RunResults.load(root).variants.values()
+        ):
+            status = 1
+    return status
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "run", help="run a QuantBenchmark on this machine (no Kubernetes)", description=__doc__
+    )
+    p.add_argument("file", metavar="BENCH.yaml", help="QuantBenchmark file")
+    p.add_argument("--out", default="results", help="results root folder (default: ./results)")
+    p.add_argument(
+        "--vllm-python",
+        default=os.environ.get("QUANTBENCH_VLLM_PYTHON", sys.executable),
+        help="Python with vLLM installed (default: $QUANTBENCH_VLLM_PYTHON, else this Python)",
+    )
+    p.add_argument(
+        "--jobs-python",
+        default=os.environ.get("QUANTBENCH_JOBS_PYTHON", sys.executable),
+        help="Python with quantbench-loadgen (default: $QUANTBENCH_JOBS_PYTHON, else this Python)",
+    )
+    p.add_argument(
+        "--accuracy-python",
+        default=os.environ.get("QUANTBENCH_ACCURACY_PYTHON", sys.executable),
+        help="Python with quantbench-loadgen[accuracy] (lm-eval) (default: $QUANTBENCH_ACCURACY_PYTHON)",
+    )
+    p.add_argument(
+        "--gsm8k",
+        default=os.environ.get("QUANTBENCH_GSM8K_DIR"),
+        help="GSM8K folder with train.jsonl and test.jsonl (default: $QUANTBENCH_GSM8K_DIR)",
+    )
+    p.add_argument(
+        "--dataset",
+        action="append",
+        default=[],
+        metavar="WORKLOAD=PATH",
+        help="local dataset file for a serving workload (repeatable)",
+    )
+    p.add_argument(
+        "--server-env", action="append", default=[], metavar="NAME=VALUE", help="environment for vLLM servers"
+    )
+    p.set_defaults(func=run)

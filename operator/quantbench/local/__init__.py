@@ -1,0 +1,1 @@
+"""The local executor: `quantbench run bench.yaml` on one machine, without Kubernetes."""

@@ -1,0 +1,257 @@
+"""Run a QuantBenchmark on this machine: one vLLM server per variant, one after another, the same
+load-generator and accuracy commands the Kubernetes Jobs run, and the same results folder, summary and report.
+
+Every failure of a variant (unsupported precision here, a server that exits or never becomes healthy, a
+workload or accuracy step that fails) is written into that variant's server.json with a reason and a message;
+the other variants still run.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import yaml
+
+from quantbench.analysis.run_results import (
+    RunInfo,
+    ServerInfo,
+    write_run_info,
+    write_server_info,
+)
+from quantbench.api.v1alpha1 import Precision, QuantBenchmark, QuantBenchmarkSpec, Variant, VariantPhase
+from quantbench.conditions import Reason, unsupported_precision, weights_gib_from_log
+from quantbench.local.server import ServerProcess, ServerStartError, free_port, log_tail, start_server
+from quantbench.manifests.server import model_of, server_args
+from quantbench.naming import run_id as new_run_id
+from quantbench.plan import kernel_label
+from quantbench_loadgen.schema import duration_seconds
+
+# vLLM's CPU backend has no kernels for these (FP8 fails at its first FP8 op; Marlin kernels are CUDA-only).
+CPU_UNSUPPORTED_PRECISIONS = {Precision.FP8}
+CPU_UNSUPPORTED_KERNELS = {"awq_marlin", "gptq_marlin", "marlin", "machete", "fp8"}
+
+
+@dataclass(frozen=True)
+class Device:
+    """What this machine serves on: a GPU product name, or None for the CPU."""
+
+    gpu: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.gpu or "CPU"
+
+
+def detect_device() -> Device:
+    """The first NVIDIA GPU that nvidia-smi reports, else the CPU."""
+    if shutil.which("nvidia-smi") is None:
+        return Device()
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        ).stdout
+    except (subprocess.SubprocessError, OSError):
+        return Device()
+    names = [line.strip() for line in out.splitlines() if line.strip()]
+    return Device(names[0] if names else None)
+
+
+def unsupported_here(variant: Variant, device: Device) -> str | None:
+    """Why this variant cannot run on this machine, or None."""
+    kernel = kernel_label(variant)
+    if device.gpu is None:
+        if variant.precision in CPU_UNSUPPORTED_PRECISIONS or kernel in CPU_UNSUPPORTED_KERNELS:
+            what = f"{variant.precision} with the {kernel} kernel" if kernel else str(variant.precision)
+            return (
+                f"{what} needs an NVIDIA GPU (vLLM's CPU backend has no such kernels) and this machine has "
+                "none: run it on a GPU, or set quantizationKernel: awq for AWQ checkpoints on CPU"
+            )
+        return None
+    failure = unsupported_precision(variant.precision, kernel, device.gpu)
+    return failure.message if failure else None
+
+
+@dataclass
+class LocalSettings:
+    """How `quantbench run` executes, beyond the spec."""
+
+    out_dir: Path
+    vllm_python: str = sys.executable
+    jobs_python: str = sys.executable  # has quantbench_loadgen
+    accuracy_python: str = sys.executable  # has quantbench_loadgen[accuracy] (lm-eval)
+    gsm8k_dir: str | None = None
+    dataset_paths: dict[str, str] = field(default_factory=dict)  # workload name -> local dataset path
+    server_env: dict[str, str] = field(default_factory=dict)
+    device: Device = field(default_factory=Device)
+    log: Callable[[str], None] = print
+
+
+def local_server_argv(spec: QuantBenchmarkSpec, variant: Variant, python: str, port: int) -> list[str]:
+    """The variant's server command: the operator's vLLM flags, bound to loopback on `port`."""
+    args = server_args(
+        spec.model_copy(update={"server": spec.server.model_copy(update={"port": port})}), variant
+    )
+    args[args.index("--host") + 1] = "127.0.0.1"
+    return [python, "-m", "vllm.entrypoints.openai.api_server", *args]
+
+
+def loadgen_argv(settings: LocalSettings, url: str, model: str, workload: Path, output: Path) -> list[str]:
+    return [
+        settings.jobs_python,
+        "-m",
+        "quantbench_loadgen.cli",
+        "run",
+        "--url",
+        url,
+        "--model",
+        model,
+        "--workload",
+        str(workload),
+        "--output",
+        str(output),
+        "--no-progress",
+    ]
+
+
+def accuracy_argv(
+    settings: LocalSettings, spec: QuantBenchmarkSpec, url: str, model: str, spec_file: Path, output: Path
+) -> list[str]:
+    argv = [
+        settings.accuracy_python,
+        "-m",
+        "quantbench_loadgen.accuracy",
+        "--base-url",
+        url,
+        "--model",
+        model,
+        "--spec",
+        str(spec_file),
+        "--max-length",
+        str(spec.server.max_model_len),
+        "--out",
+        str(output),
+    ]
+    if settings.gsm8k_dir:
+        argv += ["--dataset", settings.gsm8k_dir]
+    return argv
+
+
+def checkpoint_gib(model: str) -> float | None:
+    """Size of a local checkpoint's weight files, GiB: the weight memory where the server log gives none
+    (vLLM's CPU backend does not report it). None for a hub id or a folder without safetensors."""
+    files = list(Path(model).glob("*.safetensors")) if Path(model).is_dir() else []
+    return round(sum(f.stat().st_size for f in files) / 2**30, 4) if files else None
+
+
+class StepFailed(RuntimeError):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+def _run_step(name: str, argv: list[str], log_path: Path, settings: LocalSettings) -> None:
+    settings.log(f"  {name}: {' '.join(argv[1:4])} ... (log {log_path})")
+    with log_path.open("ab") as log:
+        code = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL).returncode
+    if code != 0:
+        raise StepFailed(
+            str(Reason.JOB_FAILED),
+            f"{name} exited with code {code}; log {log_path}:\n{log_tail(log_path, 15)}",
+        )
+
+
+def run_variant(
+    spec: QuantBenchmarkSpec, variant: Variant, root: Path, settings: LocalSettings
+) -> ServerInfo:
+    """Serve one variant, run its steps, stop its server; return how it went (also on failure)."""
+    folder = root / variant.name
+    folder.mkdir(parents=True, exist_ok=True)
+    kernel = kernel_label(variant)
+    base = {"kernel": kernel, "gpu": settings.device.gpu, "node": socket.gethostname()}
+    why = unsupported_here(variant, settings.device)
+    if why is not None:
+        settings.log(f"{variant.name}: unsupported here: {why}")
+        return ServerInfo(
+            phase=VariantPhase.UNSUPPORTED, reason=str(Reason.UNSUPPORTED_PRECISION), message=why, **base
+        )
+    port = free_port()
+    model = model_of(spec, variant)
+    settings.log(
+        f"{variant.name}: starting vLLM ({variant.precision}, kernel {kernel or 'none'}) on port {port}"
+    )
+    server: ServerProcess = start_server(
+        variant.name,
+        local_server_argv(spec, variant, settings.vllm_python, port),
+        folder / "server.log",
+        env={**{e.name: e.value for e in spec.server.env}, **settings.server_env},
+        port=port,
+    )
+    try:
+        try:
+            startup = server.wait_ready(duration_seconds(spec.server.startup_timeout))
+        except ServerStartError as exc:
+            timed_out = server.process.returncode in (None, -15, -9) and "not healthy after" in str(exc)
+            reason = Reason.STARTUP_TIMEOUT if timed_out else Reason.CRASH_LOOP
+            settings.log(f"{variant.name}: server failed: {exc}")
+            return ServerInfo(phase=VariantPhase.FAILED, reason=str(reason), message=str(exc), **base)
+        weights = weights_gib_from_log(server.log_path.read_text(errors="replace")) or checkpoint_gib(model)
+        settings.log(f"{variant.name}: ready in {startup:.1f} s (weights {weights} GiB)")
+        info = {**base, "startup_s": round(startup, 2), "weights_gib": weights}
+        try:
+            for workload in spec.workloads:
+                wfile = folder / f"workload-{workload.name}.yaml"
+                data = workload.to_wire()
+                if workload.name in settings.dataset_paths and "dataset" in data:
+                    data["dataset"] = {**data["dataset"], "path": settings.dataset_paths[workload.name]}
+                    data["dataset"].pop("huggingFace", None)
+                wfile.write_text(yaml.safe_dump(data))
+                out = folder / f"loadgen-{workload.name}.json"
+                argv = loadgen_argv(settings, server.url, model, wfile, out)
+                _run_step(
+                    f"workload {workload.name}", argv, folder / f"loadgen-{workload.name}.log", settings
+                )
+            if spec.accuracy is not None:
+                afile = folder / "accuracy-spec.yaml"
+                afile.write_text(yaml.safe_dump(spec.accuracy.to_wire()))
+                argv = accuracy_argv(settings, spec, server.url, model, afile, folder / "accuracy.json")
+                _run_step("accuracy", argv, folder / "accuracy.log", settings)
+        except StepFailed as exc:
+            if server.process.poll() is not None:
+                reason, message = Reason.SERVER_LOST, f"the server exited during the run: {exc.message}"
+            else:
+                reason, message = Reason(exc.reason), exc.message
+            settings.log(f"{variant.name}: {reason}: {message}")
+            return ServerInfo(phase=VariantPhase.FAILED, reason=str(reason), message=message, **info)
+        return ServerInfo(phase=VariantPhase.SUCCEEDED, **info)
+    finally:
+        server.stop()
+        settings.log(f"{variant.name}: server stopped")
+
+
+def run_local(bench: QuantBenchmark, settings: LocalSettings) -> Path:
+    """Run every variant in spec order; return the results folder (layout of quantbench.analysis.run_results)."""
+    spec = bench.spec
+    started = datetime.now(UTC)
+    run = new_run_id(started)
+    root = settings.out_dir / bench.metadata.name / run
+    info = RunInfo(
+        benchmark=bench.metadata.name, run_id=run, started_at=started, gpu=settings.device.gpu, spec=spec
+    )
+    write_run_info(root, info)
+    settings.log(f"run {run} of {bench.metadata.name} on {settings.device.label}: results in {root}")
+    for variant in spec.variants:
+        write_server_info(root, variant.name, run_variant(spec, variant, root, settings))
+    write_run_info(root, info.model_copy(update={"finished_at": datetime.now(UTC)}))
+    return root
