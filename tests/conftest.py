@@ -5,4 +5,6 @@ from __future__ import annotations
 
 pytest_plugins: list[str] = [
     "tests.fixtures.cluster",
+    "tests.fixtures.vllm",
+    "tests.fixtures.prometheus",
 ]

@@ -248,7 +248,7 @@ class AccuracySpec(ApiModel):
     concurrency: int = Field(default=8, ge=1, le=1024, description="Requests in flight against the server.")
     dataset: DatasetSource | None = Field(
         default=None,
-        description="GSM8K source (kind gsm8k): a folder with train.jsonl and test.jsonl. Default: the public set.",
+        description="GSM8K folder (kind gsm8k) with train.jsonl and test.jsonl; default: $QUANTBENCH_GSM8K_DIR, else the public openai/gsm8k.",
     )
 
     @model_validator(mode="after")

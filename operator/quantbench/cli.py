@@ -12,6 +12,10 @@ from collections.abc import Sequence
 COMMAND_MODULES: tuple[str, ...] = (
     "quantbench.commands.validate",
     "quantbench.commands.crd",
+    "quantbench.commands.run",
+    "quantbench.commands.operator",
+    "quantbench.commands.report",
+    "quantbench.commands.probe",
 )
 
 

@@ -12,8 +12,9 @@ import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from prometheus_client import start_http_server
 from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
+from prometheus_client.registry import Collector, CollectorRegistry
 
 from quantbench.api.summary import RunSummary, VariantSummary, Verdict
 
@@ -141,3 +142,14 @@ class SummaryCollector(Collector):
         with self._lock:
             every = [s for samples in self._samples.values() for s in samples]
         yield from families(every)
+
+
+# The operator's collector: handlers update it from each benchmark's status (see quantbench.handlers).
+SUMMARIES = SummaryCollector()
+
+
+def serve(port: int, addr: str = "0.0.0.0") -> None:
+    """Serve /metrics with the summaries (and nothing else) on `port`, in a background thread."""
+    registry = CollectorRegistry()
+    registry.register(SUMMARIES)
+    start_http_server(port, addr=addr, registry=registry)

@@ -20,6 +20,8 @@ class Verdict(StrEnum):
     LATENCY_WIN_LOSES_UNDER_LOAD = "LatencyWinLosesUnderLoad"
     MEMORY_WIN_ONLY = "MemoryWinOnly"
     NO_SIGNIFICANT_DIFFERENCE = "NoSignificantDifference"
+    SPEEDUP_QUALITY_UNTESTED = "SpeedupQualityUntested"
+    QUALITY_LOSS = "QualityLoss"
     SLOWER = "Slower"
     BASELINE = "Baseline"
     FAILED = "Failed"
@@ -40,6 +42,7 @@ class ThroughputPoint(ApiModel):
 
 
 class ServingPoint(ApiModel):
+    workload: str | None = Field(default=None, description="Serving workload the point belongs to.")
     request_rate: str = Field(description="Requests/s, or 'inf' for a closed loop.")
     ttft_median_ms: float | None = Field(default=None, ge=0, description="Median time to first token, ms.")
     ttft_p99_ms: float | None = Field(default=None, ge=0, description="99th percentile TTFT, ms.")
@@ -50,14 +53,31 @@ class ServingPoint(ApiModel):
         default=None, ge=0, description="Requests/s within SLO."
     )
     ttft_ratio_to_baseline: float | None = Field(default=None, description="Median TTFT / baseline's.")
+    itl_ratio_to_baseline: float | None = Field(default=None, description="Median ITL / baseline's.")
+    throughput_ratio_to_baseline: float | None = Field(
+        default=None, description="Output tokens/s / baseline's."
+    )
 
 
 class AccuracySummary(ApiModel):
     task: str = Field(description="Accuracy task, e.g. gsm8k.")
     questions: int = Field(ge=0, description="Questions scored.")
+    correct: int = Field(default=0, ge=0, description="Questions answered correctly (strict match).")
     accuracy: float = Field(ge=0, le=1, description="Fraction correct (strict match).")
+    flexible_accuracy: float | None = Field(
+        default=None, ge=0, le=1, description="Fraction correct with the flexible extractor (last number)."
+    )
     interval95: Interval = Field(description="Wilson 95% interval of the accuracy.")
-    delta_to_baseline: float | None = Field(default=None, description="Accuracy minus the baseline's.")
+    delta_to_baseline: float | None = Field(
+        default=None, description="Accuracy minus the baseline's, on the questions both answered."
+    )
+    paired_questions: int | None = Field(default=None, ge=0, description="Questions both sides answered.")
+    baseline_only_correct: int | None = Field(
+        default=None, ge=0, description="Paired questions the baseline got right and this variant wrong."
+    )
+    variant_only_correct: int | None = Field(
+        default=None, ge=0, description="Paired questions this variant got right and the baseline wrong."
+    )
     paired_p_value: float | None = Field(
         default=None, ge=0, le=1, description="Exact McNemar test on the same questions."
     )
@@ -80,6 +100,11 @@ class VariantSummary(ApiModel):
     )
     serving: list[ServingPoint] = Field(default_factory=list, description="Serving results per rate.")
     weights_gib: float | None = Field(default=None, ge=0, description="Model weight memory, GiB.")
+    weights_ratio_to_baseline: float | None = Field(default=None, description="Weight memory / baseline's.")
+    startup_seconds: float | None = Field(default=None, ge=0, description="Server start to ready, seconds.")
+    bandwidth_floor_ms_per_token: float | None = Field(
+        default=None, ge=0, description="Weight bytes / GPU memory bandwidth: the fastest possible bs=1 step."
+    )
     bandwidth_efficiency: float | None = Field(
         default=None, ge=0, description="Bandwidth floor / measured ms/token at batch 1 (1.0 = at the floor)."
     )
@@ -91,5 +116,18 @@ class VariantSummary(ApiModel):
 class RunSummary(ApiModel):
     baseline: str = Field(description="Baseline variant name.")
     gpu: str | None = Field(default=None, description="GPU model the run measured.")
+    memory_bandwidth_bytes_per_s: float | None = Field(
+        default=None, ge=0, description="Memory bandwidth used for the floors (measured or datasheet)."
+    )
+    bandwidth_source: str | None = Field(default=None, description="Where that bandwidth came from.")
+    alpha: float = Field(default=0.05, gt=0, lt=1, description="Significance level of the paired tests.")
+    power: float = Field(default=0.8, gt=0, lt=1, description="Power for the minimum detectable difference.")
+    speed_margin: float = Field(
+        default=0.05,
+        ge=0,
+        lt=1,
+        description="Relative speed difference below which two variants count as equal.",
+    )
     best: str | None = Field(default=None, description="Variant recommended by the verdicts, if any.")
     variants: list[VariantSummary] = Field(default_factory=list, description="One row per variant.")
+    notes: list[str] = Field(default_factory=list, description="Caveats about the whole run.")

@@ -144,6 +144,8 @@ def accuracy_argv(
     ]
     if settings.gsm8k_dir:
         argv += ["--dataset", settings.gsm8k_dir]
+    if Path(model).is_dir():
+        argv += ["--tokenizer", model]  # a local checkpoint carries its tokenizer: no server round trips
     return argv
 
 

@@ -1,0 +1,129 @@
+"""Write a result file into a ConfigMap key: how a benchmark Job hands its result to the operator.
+
+    python -m quantbench_loadgen.publish --configmap NAME --key result.json FILE
+
+Inside a pod it authenticates with the pod's service-account token and calls the Kubernetes API over HTTPS
+(a JSON merge patch of ``data.<key>``); the Job's service account may update only its run's ConfigMaps.
+``--server``, ``--token-file``, ``--ca-file`` and ``--namespace`` override the in-cluster defaults. Standard
+library only: the Job image needs no Kubernetes client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import ssl
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+MAX_CONFIGMAP_BYTES = 1_000_000  # the API rejects ConfigMaps over 1 MiB in total
+
+
+class PublishError(Exception):
+    """The result could not be written; the message says why and what to check."""
+
+
+@dataclass(frozen=True)
+class Target:
+    server: str
+    namespace: str
+    token: str
+    ca_file: str | None
+
+
+def in_cluster_target(
+    server: str | None = None,
+    namespace: str | None = None,
+    token_file: str | None = None,
+    ca_file: str | None = None,
+) -> Target:
+    if server is None:
+        host = os.environ.get("KUBERNETES_SERVICE_HOST")
+        port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+        if not host:
+            raise PublishError("not in a pod (KUBERNETES_SERVICE_HOST unset): pass --server")
+        server = f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
+    token_path = Path(token_file) if token_file else SA_DIR / "token"
+    try:
+        token = token_path.read_text().strip()
+        if namespace is None:
+            namespace = (SA_DIR / "namespace").read_text().strip()
+    except OSError as exc:
+        raise PublishError(f"cannot read the service-account token or namespace: {exc}") from None
+    if ca_file is None and (SA_DIR / "ca.crt").is_file():
+        ca_file = str(SA_DIR / "ca.crt")
+    return Target(server=server.rstrip("/"), namespace=namespace, token=token, ca_file=ca_file)
+
+
+def publish(target: Target, configmap: str, key: str, content: str, attempts: int = 5) -> None:
+    """Set ``data[key]`` of the ConfigMap to ``content``; retries connection errors and 5xx answers."""
+    if len(content.encode()) > MAX_CONFIGMAP_BYTES:
+        raise PublishError(f"result is {len(content.encode())} bytes; a ConfigMap holds at most ~1 MiB")
+    url = f"{target.server}/api/v1/namespaces/{target.namespace}/configmaps/{configmap}"
+    body = json.dumps({"data": {key: content}}).encode()
+    context = ssl.create_default_context(cafile=target.ca_file)
+    for attempt in range(1, attempts + 1):
+        request = urllib.request.Request(
+            url,
+            data=body,
+            method="PATCH",
+            headers={
+                "Authorization": f"Bearer {target.token}",
+                "Content-Type": "application/merge-patch+json",
+                "Accept": "application/json",
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, context=context, timeout=30) as response:
+                response.read()
+                return
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")[:300]
+            if exc.code < 500 or attempt == attempts:
+                raise PublishError(
+                    f"writing {key} to configmap {target.namespace}/{configmap} failed: HTTP {exc.code} {detail}"
+                ) from None
+        except (urllib.error.URLError, OSError) as exc:
+            if attempt == attempts:
+                raise PublishError(f"cannot reach the Kubernetes API at {target.server}: {exc}") from None
+        time.sleep(min(2.0**attempt * 0.25, 5.0))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m quantbench_loadgen.publish", description=__doc__.split("\n")[0]
+    )
+    p.add_argument("--configmap", required=True, help="ConfigMap to write into (pre-created by the operator)")
+    p.add_argument("--key", required=True, help="data key, e.g. result.json")
+    p.add_argument("file", type=Path, help="file whose content is written")
+    p.add_argument("--server", help="API server URL (default: the in-cluster service)")
+    p.add_argument("--namespace", help="namespace (default: the pod's)")
+    p.add_argument("--token-file", help="bearer token file (default: the pod's service-account token)")
+    p.add_argument("--ca-file", help="CA bundle of the API server (default: the pod's ca.crt)")
+    args = p.parse_args(argv)
+    try:
+        content = args.file.read_text(encoding="utf-8")
+    except OSError as exc:
+        print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 1
+    try:
+        target = in_cluster_target(args.server, args.namespace, args.token_file, args.ca_file)
+        publish(target, args.configmap, args.key, content)
+    except PublishError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"wrote {args.file} ({len(content.encode())} bytes) to configmap {target.namespace}/{args.configmap} key {args.key}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Results -> summary: statistics, the results-folder layout, verdicts (pure functions)."""

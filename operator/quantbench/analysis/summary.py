@@ -1,0 +1,441 @@
+"""From a run's results to its summary: figures per variant, ratios to the baseline, verdicts (pure).
+
+Verdict rules, for each variant other than the baseline (speeds are "equal" within ``speed_margin``):
+
+- Failed / Unsupported: the variant's server or steps did not succeed (the reason is the evidence).
+- SpeedupWithQualityLoss: faster (bs=1 decode or any measured batch size) and the paired test finds
+  significantly lower accuracy (exact McNemar p < alpha, variant worse).
+- QualityLoss: significantly lower accuracy without being faster.
+- LatencyWinLosesUnderLoad: faster at batch 1 but slower than the baseline from some batch size on (the
+  interpolated crossover batch size is given), accuracy not significantly lower.
+- FreeSpeedup: faster and never slower under load, accuracy not significantly lower on the paired test.
+  The evidence states the smallest drop the sample could have detected: "not significant" with 100
+  questions still allows a few points.
+- SpeedupQualityUntested: faster, but no paired accuracy comparison was possible.
+- MemoryWinOnly: not faster, needs at least 10% less weight memory.
+- Slower: slower at batch 1 or at every batch size, with no memory win.
+- NoSignificantDifference: none of the above.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from quantbench.analysis.run_results import RunResults, ServerInfo, VariantResults
+from quantbench.analysis.stats import (
+    CrossoverKind,
+    bandwidth_floor_ms_per_token,
+    crossover_batch_size,
+    mcnemar_exact,
+    minimum_detectable_difference,
+    paired_counts,
+    ratio,
+    wilson_interval,
+)
+from quantbench.api.summary import (
+    AccuracySummary,
+    Interval,
+    RunSummary,
+    ServingPoint,
+    ThroughputPoint,
+    VariantSummary,
+    Verdict,
+)
+from quantbench.api.v1alpha1 import VariantPhase
+from quantbench.probe.specs import match_gpu_spec
+from quantbench_loadgen.accuracy.results import AccuracyResult
+from quantbench_loadgen.results import LoadgenResult
+
+GIB = float(1 << 30)
+MEMORY_WIN_RATIO = 0.9  # weights at most 90% of the baseline's count as a memory win
+
+
+@dataclass(frozen=True)
+class Settings:
+    alpha: float = 0.05
+    power: float = 0.8
+    speed_margin: float = 0.05
+
+
+# ------------------------------------------------------------------------------------- per-variant figures
+
+
+def _latency_bs1(loadgen: Mapping[str, LoadgenResult]) -> tuple[float | None, float | None]:
+    """(ms/token, output tokens/s) at batch size 1: the latency workload, else the sweep's bs=1 point."""
+    for result in loadgen.values():
+        if result.latency is not None and result.latency.completed > 0:
+            return result.latency.ms_per_token, result.latency.output_tokens_per_s
+    for result in loadgen.values():
+        for point in result.throughput:
+            if point.batch_size == 1 and point.completed > 0 and point.tpot.count > 0:
+                return point.tpot.mean_ms, point.output_tokens_per_s
+    return None, None
+
+
+def _throughput(loadgen: Mapping[str, LoadgenResult]) -> dict[int, float]:
+    out: dict[int, float] = {}
+    for result in loadgen.values():
+        for point in result.throughput:
+            if point.completed > 0:
+                out[point.batch_size] = point.output_tokens_per_s
+    return out
+
+
+def _serving(loadgen: Mapping[str, LoadgenResult]) -> list[ServingPoint]:
+    points: list[ServingPoint] = []
+    for name, result in loadgen.items():
+        for step in result.serving:
+            done = step.completed > 0
+            points.append(
+                ServingPoint(
+                    workload=name,
+                    request_rate=step.rate_label,
+                    ttft_median_ms=step.ttft.median_ms if done else None,
+                    ttft_p99_ms=step.ttft.p99_ms if done else None,
+                    itl_median_ms=step.itl.median_ms if done and step.itl.count else None,
+                    e2e_median_ms=step.e2e.median_ms if done else None,
+                    output_tokens_per_second=step.output_tokens_per_s,
+                    goodput_requests_per_second=step.goodput_per_s,
+                )
+            )
+    return points
+
+
+def _with_serving_ratios(points: list[ServingPoint], baseline: Sequence[ServingPoint]) -> list[ServingPoint]:
+    base = {(p.workload, p.request_rate): p for p in baseline}
+    out = []
+    for p in points:
+        b = base.get((p.workload, p.request_rate))
+        if b is None:
+            out.append(p)
+            continue
+        out.append(
+            p.model_copy(
+                update={
+                    "ttft_ratio_to_baseline": ratio(p.ttft_median_ms, b.ttft_median_ms),
+                    "itl_ratio_to_baseline": ratio(p.itl_median_ms, b.itl_median_ms),
+                    "throughput_ratio_to_baseline": ratio(
+                        p.output_tokens_per_second, b.output_tokens_per_second
+                    ),
+                }
+            )
+        )
+    return out
+
+
+def _phase(vr: VariantResults) -> tuple[VariantPhase, ServerInfo | None]:
+    if vr.server is None:
+        if vr.loadgen or vr.accuracy is not None:
+            return VariantPhase.SUCCEEDED, None
+        return VariantPhase.FAILED, None
+    return VariantPhase(vr.server.phase), vr.server
+
+
+# ------------------------------------------------------------------------------------------------ accuracy
+
+
+def _accuracy_alone(acc: AccuracyResult) -> AccuracySummary:
+    low, high = wilson_interval(acc.strict.correct, acc.strict.questions)
+    return AccuracySummary(
+        task=acc.task,
+        questions=acc.strict.questions,
+        correct=acc.strict.correct,
+        accuracy=acc.strict.accuracy,
+        flexible_accuracy=acc.flexible.accuracy,
+        interval95=Interval(low=low, high=high),
+    )
+
+
+def _pairable(base: AccuracyResult, acc: AccuracyResult) -> str | None:
+    """Why the two runs cannot be paired, or None."""
+    if base.dataset_sha256 != acc.dataset_sha256:
+        return "the baseline and this variant read different GSM8K files"
+    if base.num_fewshot != acc.num_fewshot:
+        return f"different few-shot counts ({base.num_fewshot} vs {acc.num_fewshot})"
+    return None
+
+
+def compare_accuracy(
+    base: AccuracyResult, acc: AccuracyResult, settings: Settings
+) -> tuple[AccuracySummary, str | None]:
+    """The variant's accuracy with its paired comparison to the baseline, and why pairing failed if it did."""
+    summary = _accuracy_alone(acc)
+    why_not = _pairable(base, acc)
+    if why_not is not None:
+        return summary, why_not
+    counts = paired_counts(base.correct_by_question(), acc.correct_by_question())
+    if counts.n == 0:
+        return summary, "no question was answered by both the baseline and this variant"
+    mdd = minimum_detectable_difference(
+        counts.n, counts.discordant / counts.n, settings.power, settings.alpha
+    )
+    return (
+        summary.model_copy(
+            update={
+                "delta_to_baseline": counts.difference,
+                "paired_questions": counts.n,
+                "baseline_only_correct": counts.only_a,
+                "variant_only_correct": counts.only_b,
+                "paired_p_value": mcnemar_exact(counts.only_a, counts.only_b),
+                "minimum_detectable_delta": mdd,
+            }
+        ),
+        None,
+    )
+
+
+# ------------------------------------------------------------------------------------------------ bandwidth
+
+
+def memory_bandwidth(results: RunResults) -> tuple[float | None, str | None]:
+    """Bytes/s for the floors: measured in run.json, else the probe's measured read bandwidth, else the
+    datasheet figure of the run's GPU (quantbench.probe.specs)."""
+    if results.info.memory_bandwidth_bytes_per_s:
+        return results.info.memory_bandwidth_bytes_per_s, "measured"
+    if results.probe is not None:
+        return results.probe.bandwidth.bytes_per_s, f"probe: {results.probe.bandwidth.method}"
+    gpu = results.info.gpu
+    if gpu:
+        spec = match_gpu_spec(gpu)
+        if spec is not None:
+            return spec.memory_bandwidth_bytes_per_s, f"datasheet: {spec.name}"
+    return None, None
+
+
+# ------------------------------------------------------------------------------------------------ verdicts
+
+
+def _pct(x: float) -> str:
+    return f"{x * 100:.1f}%"
+
+
+def _points(x: float) -> str:
+    return f"{x * 100:+.1f} points"
+
+
+def decide(
+    row: VariantSummary, baseline: VariantSummary, settings: Settings, accuracy_note: str | None
+) -> tuple[Verdict, list[str]]:
+    """The verdict and its evidence for a variant whose steps succeeded."""
+    margin = settings.speed_margin
+    evidence: list[str] = []
+    lat = row.latency_ratio_to_baseline
+    latency_win = lat is not None and lat <= 1 - margin
+    latency_loss = lat is not None and lat >= 1 + margin
+    if lat is not None:
+        evidence.append(
+            f"batch 1: {row.ms_per_token_bs1:.2f} ms/token vs {baseline.ms_per_token_bs1:.2f} "
+            f"({1 / lat:.2f}x the baseline's speed)"
+        )
+    ratios = {p.batch_size: p.ratio_to_baseline for p in row.throughput if p.ratio_to_baseline is not None}
+    throughput_win = any(r >= 1 + margin for r in ratios.values())
+    throughput_all_below = bool(ratios) and all(r <= 1 - margin for r in ratios.values())
+    if ratios:
+        evidence.append(
+            "throughput vs baseline: " + ", ".join(f"bs {b}: {r:.2f}x" for b, r in sorted(ratios.items()))
+        )
+    base_tp = {p.batch_size: p.output_tokens_per_second for p in baseline.throughput}
+    var_tp = {p.batch_size: p.output_tokens_per_second for p in row.throughput}
+    crossover = crossover_batch_size(base_tp, var_tp)
+    # The crossover counts only when the variant is clearly slower (beyond the margin) somewhere after it.
+    loses_under_load = crossover.kind == CrossoverKind.CROSSES and any(
+        r <= 1 - margin
+        for b, r in ratios.items()
+        if crossover.batch_size is not None and b > crossover.batch_size
+    )
+    if loses_under_load and crossover.batch_size is not None:
+        evidence.append(f"throughput falls below the baseline's at batch size ~{crossover.batch_size:.0f}")
+    faster = latency_win or throughput_win
+    slower = latency_loss or throughput_all_below
+
+    acc = row.accuracy
+    quality_loss = False
+    paired = acc is not None and acc.paired_p_value is not None and acc.delta_to_baseline is not None
+    if acc is not None and paired and acc.paired_p_value is not None and acc.delta_to_baseline is not None:
+        quality_loss = acc.paired_p_value < settings.alpha and acc.delta_to_baseline < 0
+        words = "significant" if acc.paired_p_value < settings.alpha else "not significant"
+        evidence.append(
+            f"GSM8K {_pct(acc.accuracy)} (95% CI {_pct(acc.interval95.low)}-{_pct(acc.interval95.high)}), "
+            f"{_points(acc.delta_to_baseline)} vs baseline on {acc.paired_questions} paired questions "
+            f"({acc.baseline_only_correct} lost, {acc.variant_only_correct} gained; McNemar p = "
+            f"{acc.paired_p_value:.3g}, {words})"
+        )
+        if not quality_loss and acc.minimum_detectable_delta is not None:
+            evidence.append(
+                f"this sample detects a drop of {acc.minimum_detectable_delta * 100:.1f} points or more "
+                f"with {settings.power:.0%} power; smaller drops cannot be ruled out"
+            )
+        elif not quality_loss:
+            evidence.append("the sample is too small to detect any drop with the wanted power")
+    elif acc is not None:
+        evidence.append(f"GSM8K {_pct(acc.accuracy)}; not compared with the baseline: {accuracy_note}")
+    else:
+        evidence.append("accuracy not measured")
+
+    memory_win = (
+        row.weights_ratio_to_baseline is not None and row.weights_ratio_to_baseline <= MEMORY_WIN_RATIO
+    )
+    if row.weights_gib is not None and baseline.weights_gib is not None:
+        evidence.append(f"weights {row.weights_gib:.2f} GiB vs {baseline.weights_gib:.2f} GiB")
+
+    if quality_loss:
+        return (Verdict.SPEEDUP_WITH_QUALITY_LOSS if faster else Verdict.QUALITY_LOSS), evidence
+    if faster and (loses_under_load or (latency_win and throughput_all_below)):
+        return Verdict.LATENCY_WIN_LOSES_UNDER_LOAD, evidence
+    if faster:
+        return (Verdict.FREE_SPEEDUP if paired else Verdict.SPEEDUP_QUALITY_UNTESTED), evidence
+    if memory_win:
+        return Verdict.MEMORY_WIN_ONLY, evidence
+    if slower:
+        return Verdict.SLOWER, evidence
+    return Verdict.NO_SIGNIFICANT_DIFFERENCE, evidence
+
+
+# ------------------------------------------------------------------------------------------------ the run
+
+
+def _row(name: str, precision: str, vr: VariantResults, bandwidth: float | None) -> VariantSummary:
+    phase, server = _phase(vr)
+    ms, tps = _latency_bs1(vr.loadgen)
+    weights = server.weights_gib if server is not None else None
+    floor = bandwidth_floor_ms_per_token(weights * GIB, bandwidth) if weights and bandwidth else None
+    return VariantSummary(
+        variant=name,
+        precision=precision,
+        phase=phase.value,
+        kernel=server.kernel if server is not None else None,
+        ms_per_token_bs1=ms,
+        tokens_per_second_bs1=tps,
+        throughput=[
+            ThroughputPoint(batch_size=b, output_tokens_per_second=t)
+            for b, t in sorted(_throughput(vr.loadgen).items())
+        ],
+        serving=_serving(vr.loadgen),
+        weights_gib=weights,
+        startup_seconds=server.startup_s if server is not None else None,
+        bandwidth_floor_ms_per_token=floor,
+        bandwidth_efficiency=floor / ms if floor is not None and ms else None,
+        accuracy=_accuracy_alone(vr.accuracy) if vr.accuracy is not None else None,
+        verdict=Verdict.NO_SIGNIFICANT_DIFFERENCE,
+    )
+
+
+def _failed_evidence(vr: VariantResults) -> list[str]:
+    server = vr.server
+    if server is None:
+        return ["no results were recorded for this variant"]
+    words = [server.reason or "the variant's steps did not succeed"]
+    if server.message:
+        words.append(server.message)
+    return words
+
+
+def build_summary(results: RunResults, settings: Settings | None = None) -> RunSummary:
+    """The run's summary: one row per variant in spec order, the baseline's first figures as reference."""
+    settings = settings or Settings()
+    spec = results.info.spec
+    bandwidth, source = memory_bandwidth(results)
+    rows = {
+        v.name: _row(
+            v.name, str(v.precision), results.variants.get(v.name) or VariantResults(v.name), bandwidth
+        )
+        for v in spec.variants
+    }
+    base = rows[spec.baseline]
+    base_results = results.variants.get(spec.baseline)
+    base_acc = base_results.accuracy if base_results is not None else None
+    notes: list[str] = []
+    if base.phase != VariantPhase.SUCCEEDED:
+        notes.append(f"the baseline {spec.baseline} did not succeed: no variant can be compared with it")
+    notes += _measurement_notes(results)
+
+    out: list[VariantSummary] = []
+    for v in spec.variants:
+        row = rows[v.name]
+        vr = results.variants.get(v.name) or VariantResults(v.name)
+        if v.name == spec.baseline:
+            out.append(row.model_copy(update={"verdict": Verdict.BASELINE, "evidence": ["the reference"]}))
+            continue
+        if row.phase in (VariantPhase.FAILED, VariantPhase.UNSUPPORTED):
+            verdict = Verdict.UNSUPPORTED if row.phase == VariantPhase.UNSUPPORTED else Verdict.FAILED
+            out.append(row.model_copy(update={"verdict": verdict, "evidence": _failed_evidence(vr)}))
+            continue
+        if base.phase != VariantPhase.SUCCEEDED:
+            out.append(
+                row.model_copy(
+                    update={
+                        "verdict": Verdict.NO_SIGNIFICANT_DIFFERENCE,
+                        "evidence": ["no baseline to compare with"],
+                    }
+                )
+            )
+            continue
+        base_tp = {p.batch_size: p.output_tokens_per_second for p in base.throughput}
+        throughput = [
+            p.model_copy(
+                update={"ratio_to_baseline": ratio(p.output_tokens_per_second, base_tp.get(p.batch_size))}
+            )
+            for p in row.throughput
+        ]
+        crossover = crossover_batch_size(
+            base_tp, {p.batch_size: p.output_tokens_per_second for p in row.throughput}
+        )
+        accuracy = row.accuracy
+        accuracy_note: str | None = None
+        if vr.accuracy is not None:
+            if base_acc is None:
+                accuracy_note = "the baseline has no accuracy result"
+            else:
+                accuracy, accuracy_note = compare_accuracy(base_acc, vr.accuracy, settings)
+        row = row.model_copy(
+            update={
+                "throughput": throughput,
+                "serving": _with_serving_ratios(row.serving, base.serving),
+                "latency_ratio_to_baseline": ratio(row.ms_per_token_bs1, base.ms_per_token_bs1),
+                "weights_ratio_to_baseline": ratio(row.weights_gib, base.weights_gib),
+                "crossover_batch_size": crossover.batch_size,
+                "accuracy": accuracy,
+            }
+        )
+        verdict, evidence = decide(row, base, settings, accuracy_note)
+        out.append(row.model_copy(update={"verdict": verdict, "evidence": evidence}))
+
+    return RunSummary(
+        baseline=spec.baseline,
+        gpu=results.info.gpu or (results.probe.gpu.name if results.probe is not None else None),
+        memory_bandwidth_bytes_per_s=bandwidth,
+        bandwidth_source=source,
+        alpha=settings.alpha,
+        power=settings.power,
+        speed_margin=settings.speed_margin,
+        best=_best(out, spec.baseline),
+        variants=out,
+        notes=notes,
+    )
+
+
+def _measurement_notes(results: RunResults) -> list[str]:
+    """Failed requests, runs that stopped early, and the result files' own warnings."""
+    notes: list[str] = []
+    for name, vr in results.variants.items():
+        for workload, result in vr.loadgen.items():
+            where = f"{name}/{workload}"
+            if not result.complete:
+                notes.append(f"{where}: the load generator stopped early; its figures cover part of the run")
+            if result.total_failed:
+                notes.append(f"{where}: {result.total_failed} measured requests failed")
+            notes += [f"{where}: {n}" for n in result.notes]
+        if vr.accuracy is not None:
+            notes += [f"{name}/accuracy: {n}" for n in vr.accuracy.notes]
+    return notes
+
+
+def _best(rows: Sequence[VariantSummary], baseline: str) -> str | None:
+    """The free speedup with the lowest batch-1 ms/token; else the baseline (when it succeeded)."""
+    free = [r for r in rows if r.verdict == Verdict.FREE_SPEEDUP]
+    if free:
+        return min(free, key=lambda r: r.latency_ratio_to_baseline or math.inf).variant
+    base = next((r for r in rows if r.variant == baseline), None)
+    return baseline if base is not None and base.phase == VariantPhase.SUCCEEDED else None

@@ -1,0 +1,526 @@
+"""Drives one QuantBenchmark: starts runs, reconciles the run in progress, finishes it with its summary.
+
+This is the side-effecting shell around the pure modules: it reads the resource and its children through
+`quantbench.kube`, asks `quantbench.reconcile.decide` what to do, applies that, records Events and patches
+the status. It holds no state that matters between calls (a cache of parsed run snapshots and of which
+server logs were read only saves work), so an operator restarted at any point carries on from what the
+cluster holds.
+
+Spec changes during a run: the run finishes with the spec of the generation it started with (kept in the
+run ConfigMap); when it ends, a new run starts for the new generation. A change never restarts a run.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from quantbench.api.v1alpha1 import (
+    API_VERSION,
+    KIND,
+    Phase,
+    QuantBenchmarkSpec,
+    QuantBenchmarkStatus,
+    RunRecord,
+    VariantPhase,
+    VariantStatus,
+)
+from quantbench.api.validation import SpecError, benchmark_from_dict
+from quantbench.conditions import GPU_PRODUCT_LABEL, weights_gib_from_log
+from quantbench.kube import CHILD_KINDS, Kube
+from quantbench.manifests import rbac
+from quantbench.manifests.common import Owner
+from quantbench.manifests.run import RunSnapshot, run_configmap, snapshot_from_configmap
+from quantbench.naming import (
+    LABEL_BENCHMARK,
+    LABEL_RUN,
+    job_name,
+    jobs_account_name,
+    labels,
+    run_config_name,
+    run_id,
+    selector,
+)
+from quantbench.plan import StepKind, plan_run, pools_from_nodes
+from quantbench.reconcile import (
+    Create,
+    Decision,
+    Delete,
+    Observed,
+    RunContext,
+    decide,
+    ended,
+    initial_statuses,
+    result_of,
+)
+from quantbench.settings import OperatorSettings
+from quantbench.status import conditions, next_run_time, regressions, run_phase, status_patch, with_history
+from quantbench_loadgen.accuracy.results import AccuracyResult
+from quantbench_loadgen.results import LoadgenResult
+
+log = logging.getLogger(__name__)
+MAX_PASSES = 4
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def owner_of(body: dict[str, Any]) -> Owner:
+    meta = body["metadata"]
+    return Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
+
+
+def spec_problem(body: dict[str, Any]) -> str | None:
+    doc = {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {"name": body["metadata"]["name"], "namespace": body["metadata"]["namespace"]},
+        "spec": body.get("spec") or {},
+    }
+    try:
+        benchmark_from_dict(doc, f"{body['metadata']['namespace']}/{body['metadata']['name']}")
+    except SpecError as exc:
+        return "; ".join(exc.problems)
+    return None
+
+
+class Driver:
+    def __init__(self, kube: Kube, settings: OperatorSettings) -> None:
+        self.kube = kube
+        self.settings = settings
+        self._snapshots: dict[tuple[str, str, str], RunSnapshot] = {}
+        self._logs_read: set[str] = set()
+        self._node_products: dict[str, str] = {}
+        self._fresh: set[tuple[str, str, str]] = set()  # runs started by this process, no child made yet
+        self._run_objects_made: set[tuple[str, str, str]] = set()
+        # Fan-out of independent API calls (creates, deletes, Events) so a step's objects appear together.
+        self._fanout = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="api")
+
+    # ------------------------------------------------------------------------------------ entry
+    def reconcile(self, namespace: str, name: str) -> float | None:
+        """One reconcile of the benchmark; returns seconds until it must be looked at again (None: resync)."""
+        body = self.kube.get(KIND, namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return None
+        status = self._status_of(body)
+        generation = int(body["metadata"].get("generation") or 1)
+        now = utcnow()
+        if status.current_run is None:
+            started = self._maybe_start(body, status, generation, now)
+            if started is None:
+                return self._until_next(status, now)
+            status = started
+        assert status.current_run is not None
+        snapshot = self._snapshot(body, status)
+        if snapshot is None:
+            return None
+        ctx = RunContext(
+            owner_of(body), snapshot.run_id, snapshot.generation, snapshot.spec, snapshot.plan, self.settings
+        )
+        variants = status.variants or initial_statuses(ctx)
+        decision: Decision | None = None
+        key = (namespace, name, snapshot.run_id)
+        for _ in range(MAX_PASSES):
+            fresh = key in self._fresh
+            decision = self._pass(body, ctx, variants, fresh)
+            if key not in self._run_objects_made:
+                # The servers exist now; then what the run's Jobs will need (again after a restart:
+                # creation is idempotent), and the Event.
+                self._create_run_objects(ctx.owner, snapshot)
+            if fresh:
+                self._fresh.discard(key)
+                lanes = "; ".join(" -> ".join(lane) for lane in snapshot.plan.lanes) or "none"
+                self._note(
+                    body,
+                    "Normal",
+                    "RunStarted",
+                    f"run {snapshot.run_id} of generation {snapshot.generation} started; lanes: {lanes}",
+                )
+            advanced = ended(decision, variants)
+            variants = decision.variants
+            if not advanced or decision.finished:
+                break
+        assert decision is not None
+        if decision.finished:
+            self._finish(body, status, snapshot, variants)
+            return self._until_next(self._status_of(self.kube.get(KIND, namespace, name) or body), utcnow())
+        new = status.model_copy(update={"variants": variants, "phase": Phase.RUNNING})
+        new = new.model_copy(update={"conditions": conditions(new, utcnow(), generation)})
+        if new != status:
+            self._patch_status(body, new)
+        return None
+
+    # ------------------------------------------------------------------------------------ status
+    @staticmethod
+    def _status_of(body: dict[str, Any]) -> QuantBenchmarkStatus:
+        raw = {k: v for k, v in (body.get("status") or {}).items() if k in _STATUS_KEYS}
+        try:
+            return QuantBenchmarkStatus.model_validate(raw)
+        except ValidationError as exc:
+            log.warning("ignoring an unreadable status of %s: %s", body["metadata"]["name"], exc)
+            return QuantBenchmarkStatus()
+
+    def _patch_status(self, body: dict[str, Any], status: QuantBenchmarkStatus) -> None:
+        meta = body["metadata"]
+        self.kube.merge_patch(KIND, meta["namespace"], meta["name"], status_patch(status), sub="status")
+
+    def _note(self, body: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        """Record an Event without waiting for it (Kube.event logs, never raises)."""
+        self._fanout.submit(self.kube.event, body, type_, reason, message)
+
+    @staticmethod
+    def _until_next(status: QuantBenchmarkStatus, now: datetime) -> float | None:
+        if status.next_run_time is None:
+            return None
+        return max(0.5, (status.next_run_time - now).total_seconds())
+
+    # ------------------------------------------------------------------------------------ start
+    def _maybe_start(
+        self, body: dict[str, Any], status: QuantBenchmarkStatus, generation: int, now: datetime
+    ) -> QuantBenchmarkStatus | None:
+        spec_raw = body.get("spec") or {}
+        problem = spec_problem(body)
+        if problem is not None:
+            if status.observed_generation != generation:
+                self._note(body, "Warning", "InvalidSpec", problem)
+            new = status.model_copy(update={"observed_generation": generation, "phase": Phase.FAILED})
+            new = new.model_copy(
+                update={"conditions": conditions(new, now, generation, invalid_spec=problem)}
+            )
+            if new != status:
+                self._patch_status(body, new)
+            return None
+        spec = QuantBenchmarkSpec.model_validate(spec_raw)
+        last_start = status.history[0].started_at if status.history else None
+        nxt = next_run_time(spec.schedule, last_start, now)
+        if spec.suspend:
+            new = status.model_copy(
+                update={"phase": Phase.SUSPENDED, "observed_generation": generation, "next_run_time": None}
+            )
+            new = new.model_copy(update={"conditions": conditions(new, now, generation)})
+            if new != status:
+                self._patch_status(body, new)
+            return None
+        new_generation = status.observed_generation != generation or not status.history
+        due = nxt is not None and status.history and now >= nxt
+        if not (new_generation or due):
+            if status.next_run_time != nxt:
+                self._patch_status(body, status.model_copy(update={"next_run_time": nxt}))
+            return None
+        owner = owner_of(body)
+        rid = run_id(now, {h.id for h in status.history})
+        record = RunRecord(id=rid, generation=generation, phase=Phase.RUNNING, started_at=now)
+        snapshot = self._new_snapshot(spec, rid, generation, now)
+        variants = [
+            VariantStatus(
+                name=vp.variant,
+                precision=vp.precision,
+                phase=VariantPhase.PENDING,
+                node_pool=vp.pool,
+                gpu=vp.gpu_product,
+                kernel=vp.kernel,
+            )
+            for vp in snapshot.plan.variants
+        ]
+        new = status.model_copy(
+            update={
+                "phase": Phase.RUNNING,
+                "observed_generation": generation,
+                "current_run": record,
+                "variants": variants,
+                "variant_names": ",".join(v.name for v in spec.variants),
+                "last_run_time": now,
+                "next_run_time": next_run_time(spec.schedule, now, now),
+            }
+        )
+        new = new.model_copy(update={"conditions": conditions(new, now, generation)})
+        # Status first: a crash after this point resumes this run instead of starting another one.
+        self._patch_status(body, new)
+        # A new run id has no children yet: the first pass need not list them. Should the operator stop
+        # before the run ConfigMap exists, the resumed run rebuilds it (see _snapshot).
+        key = (owner.namespace, owner.name, rid)
+        self._snapshots[key] = snapshot
+        self._fresh.add(key)
+        return new
+
+    def _new_snapshot(
+        self, spec: QuantBenchmarkSpec, rid: str, generation: int, now: datetime
+    ) -> RunSnapshot:
+        nodes = self.kube.list("Node")
+        pools = pools_from_nodes(
+            nodes, spec.placement.node_pool_label, spec.placement.gpu_resource, GPU_PRODUCT_LABEL
+        )
+        plan = plan_run(spec, pools)
+        return RunSnapshot(run_id=rid, generation=generation, started_at=now, spec=spec, plan=plan)
+
+    def _create_run_objects(self, owner: Owner, snapshot: RunSnapshot) -> None:
+        rid, gen = snapshot.run_id, snapshot.generation
+        configmaps = [
+            job_name(owner.name, rid, vp.variant, step.name)
+            for vp in snapshot.plan.variants
+            for step in vp.job_steps()
+        ]
+        objects = [
+            run_configmap(owner, snapshot),
+            rbac.service_account(owner, rid, gen),
+            rbac.role(owner, rid, gen, configmaps),
+        ]
+        list(self._fanout.map(self.kube.create, objects))
+        self.kube.create(rbac.role_binding(owner, rid, gen))  # after its Role: RBAC checks the Role's rules
+        self._snapshots[(owner.namespace, owner.name, rid)] = snapshot
+        self._run_objects_made.add((owner.namespace, owner.name, rid))
+
+    def _snapshot(self, body: dict[str, Any], status: QuantBenchmarkStatus) -> RunSnapshot | None:
+        assert status.current_run is not None
+        owner = owner_of(body)
+        run = status.current_run
+        key = (owner.namespace, owner.name, run.id)
+        if key in self._snapshots:
+            return self._snapshots[key]
+        cm = self.kube.get("ConfigMap", owner.namespace, run_config_name(owner.name, run.id))
+        if cm is not None:
+            snapshot = snapshot_from_configmap(cm)
+        elif int(body["metadata"].get("generation") or 1) == run.generation and spec_problem(body) is None:
+            # The operator stopped between recording the run and creating its objects: create them now.
+            spec = QuantBenchmarkSpec.model_validate(body.get("spec") or {})
+            snapshot = self._new_snapshot(spec, run.id, run.generation, run.started_at)
+            self._create_run_objects(owner, snapshot)
+        else:
+            self._note(body, "Warning", "RunLost", f"run {run.id}: its run ConfigMap is gone; ending the run")
+            lost = [
+                v.model_copy(update={"phase": VariantPhase.FAILED, "reason": "RunLost"})
+                for v in status.variants
+            ]
+            self._finish(body, status, None, lost)
+            return None
+        self._snapshots[key] = snapshot
+        return snapshot
+
+    # ------------------------------------------------------------------------------------ reconcile
+    def _observe(self, owner: Owner, rid: str) -> Observed:
+        sel = selector({LABEL_BENCHMARK: labels(owner.name)[LABEL_BENCHMARK], LABEL_RUN: rid})
+        ns = owner.namespace
+        jobs = self.kube.list("Job", ns, sel)  # before the ConfigMaps: see reconcile.Observed
+        return Observed(
+            now=utcnow(),
+            jobs={j["metadata"]["name"]: j for j in jobs},
+            configmaps={c["metadata"]["name"]: c for c in self.kube.list("ConfigMap", ns, sel)},
+            deployments={d["metadata"]["name"]: d for d in self.kube.list("Deployment", ns, sel)},
+            services={s["metadata"]["name"] for s in self.kube.list("Service", ns, sel)},
+            pods=self.kube.list("Pod", ns, sel),
+        )
+
+    def _pass(
+        self, body: dict[str, Any], ctx: RunContext, variants: list[VariantStatus], fresh: bool = False
+    ) -> Decision:
+        obs = Observed(now=utcnow()) if fresh else self._observe(ctx.owner, ctx.run_id)
+        obs.node_products = self._products_for(obs)
+        decision = decide(ctx, variants, obs)
+        if decision.needs_pools:
+            spec = ctx.spec
+            obs.pools = pools_from_nodes(
+                self.kube.list("Node"),
+                spec.placement.node_pool_label,
+                spec.placement.gpu_resource,
+                GPU_PRODUCT_LABEL,
+            )
+            decision = decide(ctx, variants, obs)
+        ns = ctx.owner.namespace
+        creates = [a.obj for a in decision.actions if isinstance(a, Create)]
+        # Jobs after everything else: their ConfigMaps (and the server they call) exist first.
+        for wave in ([o for o in creates if o["kind"] != "Job"], [o for o in creates if o["kind"] == "Job"]):
+            list(self._fanout.map(self.kube.create, wave))
+        deletes = [a for a in decision.actions if isinstance(a, Delete)]
+        list(self._fanout.map(lambda a: self.kube.delete(a.kind, ns, a.name), deletes))
+        for note in decision.notes:
+            self._note(body, note.type, note.reason, note.message)
+        if decision.weights_from:
+            decision.variants = [
+                self._with_weights(ns, v, decision.weights_from.get(v.name)) for v in decision.variants
+            ]
+        return decision
+
+    def _products_for(self, obs: Observed) -> dict[str, str]:
+        for pod in obs.pods:
+            node = (pod.get("spec") or {}).get("nodeName")
+            if node and node not in self._node_products:
+                obj = self.kube.get("Node", None, node)
+                product = ((obj or {}).get("metadata", {}).get("labels") or {}).get(GPU_PRODUCT_LABEL, "")
+                self._node_products[node] = product
+        return dict(self._node_products)
+
+    def _with_weights(self, namespace: str, v: VariantStatus, pod: str | None) -> VariantStatus:
+        if not pod or v.weights_gib is not None or f"{namespace}/{pod}" in self._logs_read:
+            return v
+        self._logs_read.add(f"{namespace}/{pod}")
+        text = self.kube.pod_log(namespace, pod)
+        weights = weights_gib_from_log(text) if text else None
+        return v.model_copy(update={"weights_gib": weights}) if weights is not None else v
+
+    # ------------------------------------------------------------------------------------ finish
+    def _finish(
+        self,
+        body: dict[str, Any],
+        status: QuantBenchmarkStatus,
+        snapshot: RunSnapshot | None,
+        variants: list[VariantStatus],
+    ) -> None:
+        assert status.current_run is not None
+        owner = owner_of(body)
+        now = utcnow()
+        phase = run_phase(variants)
+        summary = None
+        if snapshot is not None:
+            results = self._results(owner, snapshot, variants, now)
+            if results is not None:
+                summary = self._summary(body, results)
+        record = status.current_run.model_copy(
+            update={"phase": phase, "finished_at": now, "summary": summary}
+        )
+        previous = status.history[0] if status.history else None
+        record = record.model_copy(update={"regressions": regressions(previous, record)})
+        limit = snapshot.spec.history_limit if snapshot else 10
+        history = with_history(status.history, record, limit)
+        spec_raw = body.get("spec") or {}
+        schedule = spec_raw.get("schedule")
+        new = status.model_copy(
+            update={
+                "phase": phase,
+                "current_run": None,
+                "variants": variants,
+                "history": history,
+                "summary": summary,
+                "best": summary.best if summary else None,
+                "next_run_time": next_run_time(schedule, record.started_at, now) if schedule else None,
+            }
+        )
+        generation = int(body["metadata"].get("generation") or 1)
+        new = new.model_copy(update={"conditions": conditions(new, now, generation)})
+        self._cleanup_run(owner, record.id, keep={h.id for h in history})
+        self._patch_status(body, new)
+        self._snapshots.pop((owner.namespace, owner.name, record.id), None)
+        self._run_objects_made.discard((owner.namespace, owner.name, record.id))
+        type_ = "Normal" if phase == Phase.SUCCEEDED else "Warning"
+        best = f"; best: {new.best}" if new.best else ""
+        self._note(body, type_, f"Run{phase}", f"run {record.id} {phase}{best}")
+
+    def _results(
+        self, owner: Owner, snapshot: RunSnapshot, variants: list[VariantStatus], now: datetime
+    ) -> Any:
+        try:
+            from quantbench.analysis.run_results import RunInfo, RunResults, ServerInfo, VariantResults
+        except ImportError:  # the analysis package is optional at this layer
+            return None
+        sel = selector({LABEL_BENCHMARK: labels(owner.name)[LABEL_BENCHMARK], LABEL_RUN: snapshot.run_id})
+        cms = {c["metadata"]["name"]: c for c in self.kube.list("ConfigMap", owner.namespace, sel)}
+        gpus = [v.gpu for v in variants if v.gpu]
+        info = RunInfo(
+            benchmark=owner.name,
+            run_id=snapshot.run_id,
+            started_at=snapshot.started_at,
+            finished_at=now,
+            gpu=gpus[0] if gpus else None,
+            spec=snapshot.spec,
+        )
+        by_name = {v.name: v for v in variants}
+        out: dict[str, Any] = {}
+        for vp in snapshot.plan.variants:
+            v = by_name[vp.variant]
+            vr = VariantResults(
+                name=vp.variant,
+                server=ServerInfo(
+                    phase=v.phase,
+                    reason=v.reason,
+                    message=v.message,
+                    kernel=v.kernel,
+                    weights_gib=v.weights_gib,
+                    startup_s=v.startup_seconds,
+                    gpu=v.gpu,
+                    node=v.node,
+                ),
+            )
+            for step in vp.job_steps():
+                text = result_of(cms.get(job_name(owner.name, snapshot.run_id, vp.variant, step.name)))
+                if text is None:
+                    continue
+                try:
+                    if step.kind == StepKind.ACCURACY:
+                        vr.accuracy = AccuracyResult.model_validate_json(text)
+                    elif step.workload is not None:
+                        vr.loadgen[step.workload] = LoadgenResult.model_validate_json(text)
+                except ValidationError as exc:
+                    log.warning(
+                        "run %s: invalid result of %s/%s: %s", snapshot.run_id, vp.variant, step.name, exc
+                    )
+            out[vp.variant] = vr
+        results = RunResults(info=info, variants=out)
+        if self.settings.results_dir:
+            self._write_results(owner, results)
+        return results
+
+    def _write_results(self, owner: Owner, results: Any) -> None:
+        from quantbench.analysis import run_results as rr
+
+        root = (
+            Path(self.settings.results_dir or tempfile.gettempdir())
+            / owner.namespace
+            / owner.name
+            / results.info.run_id
+        )
+        rr.write_run_info(root, results.info)
+        for name, vr in results.variants.items():
+            if vr.server is not None:
+                rr.write_server_info(root, name, vr.server)
+            for result in vr.loadgen.values():
+                rr.write_loadgen_result(root, name, result)
+            if vr.accuracy is not None:
+                rr.write_accuracy_result(root, name, vr.accuracy)
+
+    def _summary(self, body: dict[str, Any], results: Any) -> Any:
+        try:
+            from quantbench.analysis.summary import build_summary
+        except ImportError:
+            return None
+        try:
+            return build_summary(results)
+        except Exception as exc:  # a summary bug must not wedge the run: record it and go on
+            log.exception("summary of %s failed", body["metadata"]["name"])
+            self._note(body, "Warning", "SummaryFailed", f"the run's summary could not be computed: {exc}")
+            return None
+
+    def _cleanup_run(self, owner: Owner, rid: str, keep: set[str]) -> None:
+        """Release what a finished run still holds (servers, Jobs, RBAC); drop the ConfigMaps of runs that
+        fell out of the history."""
+        ns = owner.namespace
+        bench_sel = selector({LABEL_BENCHMARK: labels(owner.name)[LABEL_BENCHMARK]})
+        for kind in ("Deployment", "Service", "Job"):
+            for obj in self.kube.list(kind, ns, selector({**labels(owner.name, rid)})):
+                self.kube.delete(kind, ns, obj["metadata"]["name"])
+        account = jobs_account_name(owner.name, rid)
+        for kind in ("RoleBinding", "Role", "ServiceAccount"):
+            self.kube.delete(kind, ns, account)
+        for cm in self.kube.list("ConfigMap", ns, bench_sel):
+            run = (cm["metadata"].get("labels") or {}).get(LABEL_RUN)
+            if run is not None and run not in keep:
+                self.kube.delete("ConfigMap", ns, cm["metadata"]["name"])
+
+    def delete_all(self, namespace: str, name: str) -> int:
+        """Delete every child of the benchmark (finalizer): servers first so GPUs are freed at once."""
+        sel = selector({LABEL_BENCHMARK: labels(name)[LABEL_BENCHMARK]})
+        deleted = 0
+        for kind in CHILD_KINDS:
+            for obj in self.kube.list(kind, namespace, sel):
+                deleted += int(self.kube.delete(kind, namespace, obj["metadata"]["name"]))
+        for key in [k for k in self._snapshots if k[0] == namespace and k[1] == name]:
+            self._snapshots.pop(key, None)
+        return deleted
+
+
+_STATUS_KEYS = {info.alias or n for n, info in QuantBenchmarkStatus.model_fields.items()}

@@ -1,0 +1,198 @@
+"""Benchmark Jobs (one per workload, one for accuracy) and the results ConfigMap each one writes to.
+
+The operator creates the ConfigMap first with the Job's input (``input.json``); the Job reads it from a
+read-only mount, measures the variant's server through its Service, and writes ``result.json`` back into
+the same ConfigMap with ``python -m quantbench_loadgen.publish`` (its service account may update only
+the ConfigMaps of its run).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from typing import Any
+
+from quantbench.api.v1alpha1 import QuantBenchmarkSpec, Variant
+from quantbench.manifests.common import Obj, Owner, metadata
+from quantbench.manifests.server import model_of, server_url
+from quantbench.naming import STEP_ACCURACY, job_name, jobs_account_name, labels, workload_step
+from quantbench.settings import OperatorSettings
+from quantbench_loadgen.specs import AccuracySpec, DatasetSource
+
+INPUT_KEY = "input.json"
+RESULT_KEY = "result.json"
+INPUT_DIR = "/etc/quantbench"
+OUTPUT_DIR = "/results"
+DATA_DIR = "/data"
+
+
+def results_configmap(
+    owner: Owner, run: str, variant: str, step: str, job_input: dict[str, Any], generation: int
+) -> Obj:
+    """The ConfigMap a Job reads its input from and writes its result into (``result.json``)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(
+            job_name(owner.name, run, variant, step),
+            owner,
+            labels(owner.name, run, variant, step),
+            generation,
+        ),
+        "data": {INPUT_KEY: json.dumps(job_input, sort_keys=True)},
+    }
+
+
+def _dataset_mount(dataset: DatasetSource | None) -> tuple[str | None, list[Obj], list[Obj]]:
+    """(path the Job reads the dataset from, volumes, mounts) for a dataset held in a PVC or a ConfigMap."""
+    if dataset is None:
+        return None, [], []
+    if dataset.volume is not None:
+        volume = {
+            "name": "dataset",
+            "persistentVolumeClaim": {"claimName": dataset.volume.claim_name, "readOnly": True},
+        }
+        mount = {"name": "dataset", "mountPath": DATA_DIR, "readOnly": True}
+        return f"{DATA_DIR}/{dataset.volume.sub_path.lstrip('/')}", [volume], [mount]
+    if dataset.config_map is not None:
+        ref = dataset.config_map
+        volume = {
+            "name": "dataset",
+            "configMap": {"name": ref.name, "items": [{"key": ref.key, "path": ref.key}]},
+        }
+        mount = {"name": "dataset", "mountPath": DATA_DIR, "readOnly": True}
+        return f"{DATA_DIR}/{ref.key}", [volume], [mount]
+    return dataset.path, [], []
+
+
+def _publish(configmap: str) -> str:
+    return (
+        f"python -m quantbench_loadgen.publish --configmap {shlex.quote(configmap)} "
+        f"--key {RESULT_KEY} {OUTPUT_DIR}/{RESULT_KEY}"
+    )
+
+
+def workload_command(url: str, model: str, dataset_path: str | None, configmap: str) -> list[str]:
+    run = [
+        "quantbench-loadgen",
+        "run",
+        "--url",
+        url,
+        "--model",
+        model,
+        "--workload",
+        f"{INPUT_DIR}/{INPUT_KEY}",
+        "--output",
+        f"{OUTPUT_DIR}/{RESULT_KEY}",
+        "--no-progress",
+    ]
+    if dataset_path is not None:
+        run += ["--dataset-path", dataset_path]
+    return ["/bin/sh", "-c", f"set -e; {shlex.join(run)}; {_publish(configmap)}"]
+
+
+def accuracy_command(
+    url: str, model: str, dataset_path: str | None, max_len: int, configmap: str
+) -> list[str]:
+    run = [
+        "python",
+        "-m",
+        "quantbench_loadgen.accuracy",
+        "--base-url",
+        url,
+        "--model",
+        model,
+        "--spec",
+        f"{INPUT_DIR}/{INPUT_KEY}",
+        "--max-length",
+        str(max_len),
+        "--out",
+        f"{OUTPUT_DIR}/{RESULT_KEY}",
+    ]
+    if dataset_path is not None:
+        run += ["--dataset", dataset_path]
+    return ["/bin/sh", "-c", f"set -e; {shlex.join(run)}; {_publish(configmap)}"]
+
+
+def job_input(spec: QuantBenchmarkSpec, step: str) -> dict[str, Any]:
+    """What the Job is asked to do: the workload, or the accuracy task, as written in the spec."""
+    if step == STEP_ACCURACY:
+        return (spec.accuracy or AccuracySpec()).to_wire()
+    for w in spec.workloads:
+        if workload_step(w.name) == step:
+            return w.to_wire()
+    raise KeyError(f"no workload for step {step!r}")
+
+
+def _dataset_of(spec: QuantBenchmarkSpec, step: str) -> DatasetSource | None:
+    if step == STEP_ACCURACY:
+        return spec.accuracy.dataset if spec.accuracy else None
+    for w in spec.workloads:
+        if workload_step(w.name) == step:
+            dataset = getattr(w, "dataset", None)
+            return dataset if isinstance(dataset, DatasetSource) else None
+    return None
+
+
+def job(
+    spec: QuantBenchmarkSpec,
+    variant: Variant,
+    owner: Owner,
+    run: str,
+    step: str,
+    generation: int,
+    settings: OperatorSettings,
+) -> Obj:
+    """The Job for one step (``wl-<workload>`` or ``accuracy``) of one variant."""
+    name = job_name(owner.name, run, variant.name, step)
+    url = server_url(spec, owner, run, variant.name)
+    model = model_of(spec, variant)
+    dataset_path, volumes, mounts = _dataset_mount(_dataset_of(spec, step))
+    if step == STEP_ACCURACY:
+        command = accuracy_command(url, model, dataset_path, spec.server.max_model_len, name)
+    else:
+        command = workload_command(url, model, dataset_path, name)
+    step_labels = labels(owner.name, run, variant.name, step)
+    volumes = [
+        {"name": "input", "configMap": {"name": name, "items": [{"key": INPUT_KEY, "path": INPUT_KEY}]}},
+        {"name": "results", "emptyDir": {}},
+        *volumes,
+    ]
+    mounts = [
+        {"name": "input", "mountPath": INPUT_DIR, "readOnly": True},
+        {"name": "results", "mountPath": OUTPUT_DIR},
+        *mounts,
+    ]
+    template_meta: Obj = {"labels": step_labels}
+    if settings.job_pod_annotations:
+        template_meta["annotations"] = dict(settings.job_pod_annotations)
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": metadata(name, owner, step_labels, generation),
+        "spec": {
+            "backoffLimit": settings.job_backoff_limit,
+            "template": {
+                "metadata": template_meta,
+                "spec": {
+                    "serviceAccountName": jobs_account_name(owner.name, run),
+                    "restartPolicy": "Never",
+                    "enableServiceLinks": False,
+                    "containers": [
+                        {
+                            "name": "benchmark",
+                            "image": settings.job_image,
+                            "imagePullPolicy": settings.job_image_pull_policy,
+                            "command": command,
+                            "env": [
+                                {"name": "HF_HUB_OFFLINE", "value": "1"},
+                                {"name": "HF_DATASETS_OFFLINE", "value": "1"},
+                            ],
+                            "volumeMounts": mounts,
+                        }
+                    ],
+                    "volumes": volumes,
+                },
+            },
+        },
+    }

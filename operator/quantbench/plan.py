@@ -1,0 +1,202 @@
+"""Spec -> run plan, a pure function.
+
+For each variant the plan lists its ordered steps: start the server, run each workload Job, run the accuracy
+Job, collect the results, tear the server down. Variants are arranged in *lanes*: lanes run in parallel, the
+variants of one lane one after another. Variants on different node pools get different lanes; variants on
+the same pool share a lane unless the pool has GPUs for all of them at once (checked by packing their
+servers onto the pool's nodes). `spec.parallelism: Sequential` puts every variant in one lane.
+
+A variant whose precision the pool's GPU cannot run (FP8 needs compute capability >= 8.9) is marked
+unsupported in the plan and takes no lane: it ends at once, the others go on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any
+
+from pydantic import Field
+
+from quantbench.api.v1alpha1 import Parallelism, Precision, QuantBenchmarkSpec, Variant, VariantPhase
+from quantbench.conditions import PoolInfo, unsupported_precision
+from quantbench.naming import STEP_ACCURACY, STEP_SERVER, workload_step
+from quantbench_loadgen.schema import ApiModel
+
+ANY_POOL = ""  # key of the group of variants with no node pool (any node with the GPU resource)
+
+TERMINAL_PHASES: frozenset[str] = frozenset(
+    {VariantPhase.SUCCEEDED, VariantPhase.FAILED, VariantPhase.UNSUPPORTED}
+)
+
+DEFAULT_KERNEL: dict[str, str | None] = {
+    Precision.BF16: None,
+    Precision.FP16: None,
+    Precision.FP8: "fp8",
+    Precision.AWQ_INT4: "awq_marlin",
+    Precision.GPTQ_INT4: "gptq_marlin",
+    Precision.INT8_W8A8: None,  # vLLM reads compressed-tensors from the checkpoint's own config
+}
+
+
+def kernel_for(variant: Variant) -> str | None:
+    """The vLLM --quantization value the variant's server runs with (None: none passed)."""
+    if variant.quantization_kernel is not None:
+        return str(variant.quantization_kernel)
+    return DEFAULT_KERNEL[variant.precision]
+
+
+def kernel_label(variant: Variant) -> str | None:
+    """The kernel as reported in status: the --quantization value, or what vLLM picks from the checkpoint."""
+    kernel = kernel_for(variant)
+    if kernel is None and variant.precision == Precision.INT8_W8A8:
+        return "compressed-tensors"
+    return kernel
+
+
+class StepKind(StrEnum):
+    SERVER = "server"
+    WORKLOAD = "workload"
+    ACCURACY = "accuracy"
+    COLLECT = "collect"
+    TEARDOWN = "teardown"
+
+
+class Step(ApiModel):
+    kind: StepKind = Field(description="What the step does.")
+    name: str = Field(description="Step name used in child names and labels, e.g. server or wl-latency.")
+    workload: str | None = Field(default=None, description="Workload name, for workload steps.")
+
+
+class VariantPlan(ApiModel):
+    variant: str
+    precision: str
+    pool: str | None = Field(default=None, description="Node pool, or None for any GPU node.")
+    gpus: int
+    gpu_product: str | None = None
+    kernel: str | None = None
+    steps: list[Step]
+    unsupported: str | None = Field(default=None, description="Why the pool's GPU cannot run the variant.")
+
+    def job_steps(self) -> list[Step]:
+        return [s for s in self.steps if s.kind in (StepKind.WORKLOAD, StepKind.ACCURACY)]
+
+
+class RunPlan(ApiModel):
+    variants: list[VariantPlan]
+    lanes: list[list[str]] = Field(description="Variant names; lanes run in parallel, a lane in order.")
+
+    def variant(self, name: str) -> VariantPlan:
+        for v in self.variants:
+            if v.variant == name:
+                return v
+        raise KeyError(name)
+
+
+def variant_steps(spec: QuantBenchmarkSpec) -> list[Step]:
+    steps = [Step(kind=StepKind.SERVER, name=STEP_SERVER)]
+    steps += [
+        Step(kind=StepKind.WORKLOAD, name=workload_step(w.name), workload=w.name) for w in spec.workloads
+    ]
+    if spec.accuracy is not None:
+        steps.append(Step(kind=StepKind.ACCURACY, name=STEP_ACCURACY))
+    steps += [Step(kind=StepKind.COLLECT, name="collect"), Step(kind=StepKind.TEARDOWN, name="teardown")]
+    return steps
+
+
+def fits_at_once(gpus: list[int], pool: PoolInfo | None) -> bool:
+    """Whether servers asking for ``gpus`` each can all run on the pool's nodes at once (first-fit decreasing)."""
+    if pool is None or pool.nodes == 0:
+        return False
+    free = [pool.gpus_per_node] * pool.nodes
+    for need in sorted(gpus, reverse=True):
+        for i, left in enumerate(free):
+            if left >= need:
+                free[i] -= need
+                break
+        else:
+            return False
+    return True
+
+
+def plan_run(spec: QuantBenchmarkSpec, pools: Mapping[str, PoolInfo]) -> RunPlan:
+    """The run plan for ``spec`` given the node pools' capacity (keyed by pool name, ANY_POOL for none)."""
+    steps = variant_steps(spec)
+    plans: list[VariantPlan] = []
+    for v in spec.variants:
+        placement = spec.placement_for(v)
+        pool = pools.get(placement.node_pool or ANY_POOL)
+        product = pool.gpu_product if pool else None
+        why = unsupported_precision(v.precision, kernel_for(v), product)
+        plans.append(
+            VariantPlan(
+                variant=v.name,
+                precision=v.precision,
+                pool=placement.node_pool,
+                gpus=placement.gpus,
+                gpu_product=product,
+                kernel=kernel_label(v),
+                steps=steps,
+                unsupported=why.message if why else None,
+            )
+        )
+    runnable = [p for p in plans if p.unsupported is None]
+    order = {p.variant: i for i, p in enumerate(plans)}
+    if spec.parallelism == Parallelism.SEQUENTIAL:
+        return RunPlan(variants=plans, lanes=[[p.variant for p in runnable]] if runnable else [])
+    groups: dict[str, list[VariantPlan]] = {}
+    lanes: list[list[str]] = []
+    for p in runnable:
+        pool = pools.get(p.pool or ANY_POOL)
+        if pool is None or pool.nodes == 0 or p.gpus > pool.gpus_per_node:
+            # It can never be scheduled: its own lane, so it fails fast and blocks no one.
+            lanes.append([p.variant])
+        else:
+            groups.setdefault(p.pool or ANY_POOL, []).append(p)
+    for key, members in groups.items():
+        if fits_at_once([m.gpus for m in members], pools.get(key)):
+            lanes += [[m.variant] for m in members]
+        else:
+            lanes.append([m.variant for m in members])
+    return RunPlan(variants=plans, lanes=sorted(lanes, key=lambda lane: order[lane[0]]))
+
+
+def admitted(plan: RunPlan, phases: Mapping[str, str]) -> list[str]:
+    """Variants that may hold GPUs now: in each lane, the first one that has not ended."""
+    out: list[str] = []
+    for lane in plan.lanes:
+        for name in lane:
+            if phases.get(name, VariantPhase.PENDING) not in TERMINAL_PHASES:
+                out.append(name)
+                break
+    return out
+
+
+def pools_from_nodes(
+    nodes: list[dict[str, Any]], pool_label: str, gpu_resource: str, product_label: str
+) -> dict[str, PoolInfo]:
+    """Pool capacity from Node objects (JSON dicts): per value of ``pool_label``, plus ANY_POOL for all."""
+    by_pool: dict[str, list[tuple[int, str | None]]] = {}
+    for node in nodes:
+        if (node.get("spec") or {}).get("unschedulable"):
+            continue
+        node_labels: dict[str, str] = (node.get("metadata") or {}).get("labels") or {}
+        alloc = str(((node.get("status") or {}).get("allocatable") or {}).get(gpu_resource, "0"))
+        gpus = int(alloc) if alloc.isdigit() else 0
+        entry = (gpus, node_labels.get(product_label))
+        by_pool.setdefault(node_labels.get(pool_label, ANY_POOL), []).append(entry)
+        if pool_label in node_labels:
+            by_pool.setdefault(ANY_POOL, []).append(entry)
+    out: dict[str, PoolInfo] = {}
+    for name, entries in by_pool.items():
+        gpu_nodes = [e for e in entries if e[0] > 0] or entries
+        products = [e[1] for e in gpu_nodes if e[1]]
+        out[name] = PoolInfo(
+            name=name or "(any)",
+            label=pool_label,
+            nodes=len(entries),
+            gpus_per_node=max(e[0] for e in entries),
+            total_gpus=sum(e[0] for e in entries),
+            gpu_product=products[0] if products else None,
+        )
+    return out

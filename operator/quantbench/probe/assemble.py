@@ -1,0 +1,184 @@
+"""Raw GPU measurements + model shape + datasheet -> ``ProbeResult`` (pure).
+
+Floors, efficiencies, ratios to the baseline and crossovers are derived here, not on the GPU, so the
+arithmetic is unit-tested on a CPU and the same for every producer of measurements.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, cast
+
+from .crossover import find_crossover
+from .floors import memory_floor_seconds, step_floor_seconds, weight_bytes
+from .measure import LinearSpec, RawMeasurements
+from .precisions import BASELINE, WEIGHT_FORMATS, Precision
+from .result import (
+    Bandwidth,
+    GpuInfo,
+    MatmulPeak,
+    PrecisionFailure,
+    PrecisionResult,
+    ProbeResult,
+    StepTiming,
+    TimingPass,
+    _spread_pct,
+)
+from .shapes import ModelShape
+from .specs import match_gpu_spec
+
+FLOOR_BANDWIDTH_PREFERENCE = ("triton-read", "torch-sum-read")
+
+
+def linear_specs(shape: ModelShape) -> tuple[LinearSpec, ...]:
+    """The model's matrices as plain data for the measurement module."""
+    return tuple(
+        LinearSpec(
+            name=lin.name,
+            in_features=lin.in_features,
+            out_features=lin.out_features,
+            per_layer=lin.count == shape.num_hidden_layers and lin.name != "lm_head",
+            quantized=lin.quantized,
+        )
+        for lin in shape.linears
+    )
+
+
+def _floor_bandwidth(bandwidths: list[Bandwidth]) -> Bandwidth:
+    for method in FLOOR_BANDWIDTH_PREFERENCE:
+        for bw in bandwidths:
+            if bw.method == method:
+                return bw
+    raise ValueError("measurements hold no streaming-read bandwidth")
+
+
+def _step_timings(
+    shape: ModelShape,
+    precision: Precision,
+    raw_steps: list[Mapping[str, Any]],
+    *,
+    bandwidth: float,
+    bf16_flops: float,
+    fp8_flops: float | None,
+    baseline_ms: Mapping[int, float] | None,
+) -> tuple[StepTiming, ...]:
+    steps: list[StepTiming] = []
+    for raw in raw_steps:
+        passes = tuple(TimingPass.model_validate(p) for p in raw["passes"])
+        medians = [p.median_ms for p in passes]
+        median = statistics.median(medians)
+        batch = int(raw["batch_size"])
+        floor = 1000.0 * step_floor_seconds(
+            shape,
+            precision,
+            batch,
+            bandwidth_bytes_per_s=bandwidth,
+            bf16_flops=bf16_flops,
+            fp8_flops=fp8_flops,
+        )
+        ratio = None
+        if baseline_ms is not None and batch in baseline_ms:
+            ratio = median / baseline_ms[batch]
+        steps.append(
+            StepTiming(
+                batch_size=batch,
+                median_ms=median,
+                passes=passes,
+                spread_pct=_spread_pct(medians),
+                floor_ms=floor,
+                efficiency=floor / median,
+                ratio_to_baseline=ratio,
+            )
+        )
+    return tuple(steps)
+
+
+def build_result(
+    shape: ModelShape, model_name: str, raw: RawMeasurements, created_at: datetime
+) -> ProbeResult:
+    """Derive every figure of the ProbeResult from the raw measurements (pure)."""
+    gpu_raw = dict(raw["gpu"])
+    spec = match_gpu_spec(str(gpu_raw["name"]))
+    gpu = GpuInfo.model_validate({**gpu_raw, "spec": spec})
+    bandwidths = [Bandwidth.model_validate(b) for b in raw["bandwidth"]]
+    floor_bw = _floor_bandwidth(bandwidths)
+    peaks = tuple(MatmulPeak.model_validate(p) for p in raw["matmul_peaks"])
+    bf16_peak = next((p.flops_per_s for p in peaks if p.dtype == "bf16"), None)
+    fp8_peak = next((p.flops_per_s for p in peaks if p.dtype == "fp8"), None)
+    if bf16_peak is None:
+        if spec is None:
+            raise ValueError("measurements hold no BF16 matmul peak and the GPU is not in the spec table")
+        bf16_peak = spec.bf16_dense_flops
+    if fp8_peak is None and spec is not None:
+        fp8_peak = spec.fp8_dense_flops
+
+    by_name = {cast(Precision, p["precision"]): p for p in raw["precisions"]}
+    failures = tuple(
+        PrecisionFailure(precision=name, error=str(p["error"])) for name, p in by_name.items() if p["error"]
+    )
+    ok = {name: p for name, p in by_name.items() if not p["error"]}
+    if BASELINE not in ok:
+        reason = by_name[BASELINE]["error"] if BASELINE in by_name else "not measured"
+        raise ValueError(f"the {BASELINE} baseline has no measurements ({reason})")
+
+    results: list[PrecisionResult] = []
+    baseline_ms: dict[int, float] | None = None
+    for name in [BASELINE, *(n for n in ok if n != BASELINE)]:
+        entry = ok[name]
+        steps = _step_timings(
+            shape,
+            name,
+            list(entry["steps"]),
+            bandwidth=floor_bw.bytes_per_s,
+            bf16_flops=bf16_peak,
+            fp8_flops=fp8_peak,
+            baseline_ms=baseline_ms,
+        )
+        if name == BASELINE:
+            baseline_ms = {s.batch_size: s.median_ms for s in steps}
+            crossover = None
+        else:
+            assert baseline_ms is not None
+            common = [s for s in steps if s.batch_size in baseline_ms]
+            crossover = find_crossover(
+                [s.batch_size for s in common],
+                [baseline_ms[s.batch_size] for s in common],
+                [s.median_ms for s in common],
+            )
+        wbytes = weight_bytes(shape, name)
+        results.append(
+            PrecisionResult(
+                precision=name,
+                kernel=str(entry["kernel"]),
+                activation_quant=entry["activation_quant"],
+                weight_format=WEIGHT_FORMATS[name].description,
+                weight_bytes=wbytes,
+                floor_ms=1000.0 * memory_floor_seconds(shape, name, floor_bw.bytes_per_s),
+                floor_ms_spec=(
+                    1000.0 * memory_floor_seconds(shape, name, spec.memory_bandwidth_bytes_per_s)
+                    if spec
+                    else None
+                ),
+                check_relative_error=float(entry["check_relative_error"] or 0.0),
+                steps=steps,
+                crossover_vs_baseline=crossover,
+            )
+        )
+    batch_sizes = tuple(s.batch_size for s in results[0].steps)
+    return ProbeResult(
+        created_at=created_at,
+        model_name=model_name,
+        model=shape,
+        gpu=gpu,
+        settings=raw["settings"],
+        batch_sizes=batch_sizes,
+        bandwidth=floor_bw,
+        other_bandwidths=tuple(b for b in bandwidths if b is not floor_bw),
+        matmul_peaks=peaks,
+        precisions=tuple(results),
+        failures=failures,
+        notes=tuple(raw["notes"]),
+        wall_seconds=raw.get("wall_seconds"),
+    )

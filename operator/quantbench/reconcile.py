@@ -1,0 +1,408 @@
+"""One reconcile pass of a run, as a pure function: what is observed in the cluster -> what to do next.
+
+The driver (quantbench.driver) lists the run's children, calls `decide`, applies the actions (idempotent
+creates and deletes), records the events and patches the status. Because the decision is made from what
+exists (Deployments, pods, Jobs, result ConfigMaps) and not from memory, an operator that was killed at any
+point makes the same decision again after a restart: no child is created twice (names are deterministic
+and creation tolerates "already exists"), no result is lost (results live in ConfigMaps until the run's
+history entry is pruned).
+
+Per variant (in its lane's turn): create the server Deployment and Service; wait until its pod is Ready
+(or classify why not: unschedulable, image pull, crash loop, OOM, startup timeout); then one Job after the
+other (results ConfigMap first), each done when its ConfigMap holds ``result.json``; then the variant
+succeeds and its server is deleted. A failure ends only that variant: its server and unfinished Jobs are
+deleted so the GPUs are free, and the next variant of the lane starts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from quantbench.api.v1alpha1 import QuantBenchmarkSpec, VariantPhase, VariantStatus
+from quantbench.conditions import (
+    Failure,
+    PoolInfo,
+    Reason,
+    classify_pod_failure,
+    classify_unschedulable,
+    job_failure,
+    job_finished,
+    pod_ready,
+    pod_ready_time,
+    startup_timed_out,
+    startup_timeout_failure,
+    unschedulable_message,
+)
+from quantbench.manifests import jobs as job_manifests
+from quantbench.manifests import server as server_manifests
+from quantbench.manifests.common import Obj, Owner
+from quantbench.naming import LABEL_STEP, LABEL_VARIANT, STEP_ACCURACY, STEP_SERVER, job_name, server_name
+from quantbench.plan import TERMINAL_PHASES, RunPlan, StepKind, VariantPlan, admitted
+from quantbench.settings import OperatorSettings
+from quantbench_loadgen.accuracy.results import AccuracyResult
+from quantbench_loadgen.results import LoadgenResult
+from quantbench_loadgen.schema import duration_seconds
+
+
+def parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+@dataclass(frozen=True)
+class Create:
+    obj: Obj
+
+
+@dataclass(frozen=True)
+class Delete:
+    kind: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Note:
+    """An Event to record on the QuantBenchmark."""
+
+    type: str  # Normal or Warning
+    reason: str
+    message: str
+
+
+Action = Create | Delete
+
+
+@dataclass(frozen=True)
+class RunContext:
+    owner: Owner
+    run_id: str
+    generation: int
+    spec: QuantBenchmarkSpec
+    plan: RunPlan
+    settings: OperatorSettings
+
+
+@dataclass
+class Observed:
+    """The run's children as listed from the API (Jobs listed before ConfigMaps: a Complete Job's result is
+    then always visible)."""
+
+    now: datetime
+    deployments: dict[str, Obj] = field(default_factory=dict)
+    services: set[str] = field(default_factory=set)
+    pods: list[Obj] = field(default_factory=list)
+    jobs: dict[str, Obj] = field(default_factory=dict)
+    configmaps: dict[str, Obj] = field(default_factory=dict)
+    pools: Mapping[str, PoolInfo] | None = None
+    node_products: Mapping[str, str] = field(default_factory=dict)
+
+    def pods_of(self, variant: str, step: str) -> list[Obj]:
+        out = []
+        for p in self.pods:
+            meta = p.get("metadata") or {}
+            lab = meta.get("labels") or {}
+            if (
+                lab.get(LABEL_VARIANT) == variant
+                and lab.get(LABEL_STEP) == step
+                and not meta.get("deletionTimestamp")
+            ):
+                out.append(p)
+        return out
+
+
+@dataclass
+class Decision:
+    variants: list[VariantStatus]
+    actions: list[Action] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
+    weights_from: dict[str, str] = field(
+        default_factory=dict
+    )  # variant -> ready server pod to read the log of
+    needs_pools: bool = False  # a server pod is unschedulable: list the nodes and decide again
+    changed: bool = False  # a variant ended: the next one of its lane may start now
+
+    @property
+    def finished(self) -> bool:
+        return all(v.phase in TERMINAL_PHASES for v in self.variants)
+
+
+def result_of(cm: Obj | None) -> str | None:
+    if cm is None:
+        return None
+    data = cm.get("data") or {}
+    value = data.get(job_manifests.RESULT_KEY)
+    return value if value else None
+
+
+def validate_result(step_kind: StepKind, text: str) -> str | None:
+    """None when the Job's result parses as its model, else what is wrong."""
+    try:
+        if step_kind == StepKind.ACCURACY:
+            AccuracyResult.model_validate_json(text)
+        else:
+            LoadgenResult.model_validate_json(text)
+    except (ValidationError, json.JSONDecodeError, ValueError) as exc:
+        return str(exc).splitlines()[0][:300]
+    return None
+
+
+def initial_statuses(ctx: RunContext) -> list[VariantStatus]:
+    return [
+        VariantStatus(
+            name=vp.variant,
+            precision=vp.precision,
+            phase=VariantPhase.PENDING,
+            node_pool=vp.pool,
+            gpu=vp.gpu_product,
+            kernel=vp.kernel,
+        )
+        for vp in ctx.plan.variants
+    ]
+
+
+class _VariantPass:
+    """Decides for one variant; collects actions and notes into the shared decision."""
+
+    def __init__(
+        self, ctx: RunContext, obs: Observed, decision: Decision, vp: VariantPlan, status: VariantStatus
+    ):
+        self.ctx = ctx
+        self.obs = obs
+        self.d = decision
+        self.vp = vp
+        self.s = status
+        self.server = server_name(ctx.owner.name, ctx.run_id, vp.variant)
+
+    def update(self, **changes: Any) -> None:
+        self.s = self.s.model_copy(update=changes)
+
+    def teardown(self, include_jobs: bool) -> None:
+        if self.server in self.obs.deployments:
+            self.d.actions.append(Delete("Deployment", self.server))
+        if self.server in self.obs.services:
+            self.d.actions.append(Delete("Service", self.server))
+        if include_jobs:
+            for step in self.vp.job_steps():
+                name = job_name(self.ctx.owner.name, self.ctx.run_id, self.vp.variant, step.name)
+                job = self.obs.jobs.get(name)
+                if job is not None and job_finished(job) is None:
+                    self.d.actions.append(Delete("Job", name))
+
+    def fail(self, failure: Failure, phase: VariantPhase = VariantPhase.FAILED) -> VariantStatus:
+        self.update(phase=phase, reason=str(failure.reason), message=failure.message, step=None)
+        self.d.notes.append(
+            Note("Warning", str(failure.reason), f"variant {self.vp.variant}: {failure.message}")
+        )
+        self.d.changed = True
+        self.teardown(include_jobs=True)
+        return self.s
+
+    def run(self, allowed: bool) -> VariantStatus:
+        if self.s.phase in TERMINAL_PHASES:
+            self.teardown(include_jobs=self.s.phase != VariantPhase.SUCCEEDED)
+            return self.s
+        if self.vp.unsupported is not None:
+            return self.fail(
+                Failure(Reason.UNSUPPORTED_PRECISION, self.vp.unsupported), VariantPhase.UNSUPPORTED
+            )
+        if not allowed:
+            self.update(phase=VariantPhase.PENDING, step=None)
+            return self.s
+        if not self.server_ready():
+            return self.s
+        for step in self.vp.job_steps():
+            if not self.job_done(step.name, step.kind):
+                return self.s
+        return self.succeed()
+
+    # ----------------------------------------------------------------------------------- server
+    def server_ready(self) -> bool:
+        spec, variant = self.ctx.spec, self.ctx.spec.variant(self.vp.variant)
+        dep = self.obs.deployments.get(self.server)
+        if dep is None or self.server not in self.obs.services:
+            owner, run, gen = self.ctx.owner, self.ctx.run_id, self.ctx.generation
+            if dep is None:
+                annotations = self.ctx.settings.server_pod_annotations
+                self.d.actions.append(
+                    Create(server_manifests.deployment(spec, variant, owner, run, gen, annotations))
+                )
+            if self.server not in self.obs.services:
+                self.d.actions.append(Create(server_manifests.service(spec, variant, owner, run, gen)))
+            if dep is None:
+                self.d.notes.append(
+                    Note(
+                        "Normal",
+                        "ServerCreated",
+                        f"variant {self.vp.variant}: starting vLLM server {self.server}",
+                    )
+                )
+                self.update(phase=VariantPhase.STARTING, step=STEP_SERVER)
+                return False
+        pods = self.obs.pods_of(self.vp.variant, STEP_SERVER)
+        for pod in pods:
+            failure = classify_pod_failure(pod, self.ctx.settings.crash_restarts)
+            if failure is not None:
+                self.fail(failure)
+                return False
+        ready = [p for p in pods if pod_ready(p)]
+        if ready:
+            return self.record_ready(ready[0], dep)
+        if self.s.startup_seconds is not None:
+            # It was Ready before: a server that stops being ready mid-run keeps its slot; Jobs will tell.
+            return True
+        created = parse_time((dep.get("metadata") or {}).get("creationTimestamp")) or self.obs.now
+        timeout_s = duration_seconds(spec.server.startup_timeout)
+        placement = spec.placement_for(variant)
+        for pod in pods:
+            message = unschedulable_message(pod)
+            if message is None:
+                continue
+            if self.obs.pools is None:
+                self.d.needs_pools = True
+                return False
+            pool = self.obs.pools.get(placement.node_pool or "")
+            failure = classify_unschedulable(
+                message, pool, placement.node_pool, placement.gpus, placement.gpu_resource
+            )
+            if failure is None and startup_timed_out(created, self.obs.now, timeout_s):
+                failure = Failure(
+                    Reason.UNSCHEDULABLE,
+                    f"waited server.startupTimeout ({timeout_s:.0f} s) for {placement.gpus} free "
+                    f"{placement.gpu_resource} in pool {placement.node_pool or '(any)'}. Scheduler: {message}",
+                )
+            if failure is not None:
+                self.fail(failure)
+                return False
+            if self.s.phase != VariantPhase.WAITING_FOR_GPU:
+                self.d.notes.append(
+                    Note("Normal", "WaitingForGPU", f"variant {self.vp.variant}: waiting for GPUs: {message}")
+                )
+            self.update(phase=VariantPhase.WAITING_FOR_GPU, step=STEP_SERVER)
+            return False
+        if startup_timed_out(created, self.obs.now, timeout_s):
+            name = (pods[0].get("metadata") or {}).get("name") if pods else None
+            self.fail(startup_timeout_failure(timeout_s, name))
+            return False
+        self.update(phase=VariantPhase.STARTING, step=STEP_SERVER)
+        return False
+
+    def record_ready(self, pod: Obj, dep: Obj) -> bool:
+        if self.s.startup_seconds is not None:
+            if self.s.weights_gib is None:
+                self.d.weights_from[self.vp.variant] = (pod.get("metadata") or {}).get("name", "")
+            return True
+        node = (pod.get("spec") or {}).get("nodeName")
+        created = parse_time((dep.get("metadata") or {}).get("creationTimestamp"))
+        ready_at = parse_time(pod_ready_time(pod)) or self.obs.now
+        startup = max(0.0, (ready_at - created).total_seconds()) if created else None
+        self.update(
+            node=node, startup_seconds=startup, gpu=self.obs.node_products.get(node or "") or self.s.gpu
+        )
+        self.d.weights_from[self.vp.variant] = (pod.get("metadata") or {}).get("name", "")
+        took = f" in {startup:.0f} s" if startup is not None else ""
+        self.d.notes.append(
+            Note("Normal", "ServerReady", f"variant {self.vp.variant}: server ready on node {node}{took}")
+        )
+        return True
+
+    # ------------------------------------------------------------------------------------- jobs
+    def job_done(self, step: str, kind: StepKind) -> bool:
+        ctx = self.ctx
+        name = job_name(ctx.owner.name, ctx.run_id, self.vp.variant, step)
+        cm = self.obs.configmaps.get(name)
+        if result_of(cm) is not None:
+            if self.s.step == step:  # first seen: the step the status still shows as running
+                self.d.notes.append(
+                    Note(
+                        "Normal",
+                        "ResultCollected",
+                        f"variant {self.vp.variant}: {step} result in configmap {name}",
+                    )
+                )
+                self.update(step=None)
+            return True
+        job = self.obs.jobs.get(name)
+        phase = VariantPhase.EVALUATING if step == STEP_ACCURACY else VariantPhase.BENCHMARKING
+        if cm is None:
+            job_input = job_manifests.job_input(ctx.spec, step)
+            self.d.actions.append(
+                Create(
+                    job_manifests.results_configmap(
+                        ctx.owner, ctx.run_id, self.vp.variant, step, job_input, ctx.generation
+                    )
+                )
+            )
+        if job is None:
+            variant = ctx.spec.variant(self.vp.variant)
+            self.d.actions.append(
+                Create(
+                    job_manifests.job(
+                        ctx.spec, variant, ctx.owner, ctx.run_id, step, ctx.generation, ctx.settings
+                    )
+                )
+            )
+            self.d.notes.append(
+                Note("Normal", "JobCreated", f"variant {self.vp.variant}: started job {name}")
+            )
+            self.update(phase=phase, step=step)
+            return False
+        finished = job_finished(job)
+        if finished == "Failed":
+            self.fail(job_failure(job, self.obs.pods_of(self.vp.variant, step)))
+            return False
+        if finished == "Complete":
+            self.fail(
+                Failure(
+                    Reason.RESULT_MISSING,
+                    f"job {name} completed but wrote no {job_manifests.RESULT_KEY} into configmap {name}; "
+                    f"read its log: kubectl logs job/{name}",
+                )
+            )
+            return False
+        self.update(phase=phase, step=step)
+        return False
+
+    def succeed(self) -> VariantStatus:
+        ctx = self.ctx
+        for step in self.vp.job_steps():
+            name = job_name(ctx.owner.name, ctx.run_id, self.vp.variant, step.name)
+            problem = validate_result(step.kind, result_of(self.obs.configmaps.get(name)) or "")
+            if problem is not None:
+                return self.fail(
+                    Failure(Reason.RESULT_MISSING, f"job {name} wrote an invalid result: {problem}")
+                )
+        self.update(phase=VariantPhase.SUCCEEDED, step=None, reason=None, message=None)
+        self.d.notes.append(
+            Note(
+                "Normal", "VariantSucceeded", f"variant {self.vp.variant}: results collected; server deleted"
+            )
+        )
+        self.d.changed = True
+        self.teardown(include_jobs=False)
+        return self.s
+
+
+def decide(ctx: RunContext, statuses: list[VariantStatus], obs: Observed) -> Decision:
+    """What to do now for the run ``ctx`` given the variants' recorded status and the observed children."""
+    by_name = {s.name: s for s in statuses}
+    current = [by_name.get(vp.variant) or initial_statuses(ctx)[i] for i, vp in enumerate(ctx.plan.variants)]
+    allowed = set(admitted(ctx.plan, {s.name: s.phase for s in current}))
+    decision = Decision(variants=[])
+    for vp, status in zip(ctx.plan.variants, current, strict=True):
+        decision.variants.append(_VariantPass(ctx, obs, decision, vp, status).run(vp.variant in allowed))
+    return decision
+
+
+def ended(decision: Decision, before: list[VariantStatus]) -> bool:
+    """Whether a variant reached a terminal phase in this pass (its lane's next variant may start)."""
+    was = {s.name: s.phase for s in before}
+    return any(
+        v.phase in TERMINAL_PHASES and was.get(v.name) not in TERMINAL_PHASES for v in decision.variants
+    )

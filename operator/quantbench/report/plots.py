@@ -1,0 +1,122 @@
+"""The report's plots, as SVG text, from a run summary (pure)."""
+
+from __future__ import annotations
+
+import math
+
+from quantbench.api.summary import RunSummary, ServingPoint, Verdict
+from quantbench.report.svg import Bar, Series, bar_chart, color, line_chart
+
+
+def _rate_key(label: str) -> float:
+    return math.inf if label == "inf" else float(label)
+
+
+def _serving_workloads(summary: RunSummary) -> list[str]:
+    names: list[str] = []
+    for row in summary.variants:
+        for p in row.serving:
+            name = p.workload or ""
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def throughput_plot(summary: RunSummary) -> str:
+    series = [
+        Series(
+            row.variant, [(float(p.batch_size), p.output_tokens_per_second) for p in row.throughput], color(i)
+        )
+        for i, row in enumerate(summary.variants)
+        if row.throughput
+    ]
+    return line_chart(
+        "Throughput vs batch size", "batch size (log scale)", "output tokens/s", series, log2_x=True
+    )
+
+
+def serving_plot(summary: RunSummary, workload: str, metric: str) -> str:
+    """TTFT or ITL (median) against the request rate of one serving workload."""
+    rates = sorted(
+        {p.request_rate for row in summary.variants for p in row.serving if (p.workload or "") == workload},
+        key=_rate_key,
+    )
+    index = {r: i for i, r in enumerate(rates)}
+
+    def value(p: ServingPoint) -> float | None:
+        return p.ttft_median_ms if metric == "ttft" else p.itl_median_ms
+
+    series = []
+    for i, row in enumerate(summary.variants):
+        pts = [
+            (float(index[p.request_rate]), v)
+            for p in row.serving
+            if (p.workload or "") == workload and (v := value(p)) is not None
+        ]
+        if pts:
+            series.append(Series(row.variant, pts, color(i)))
+    title = {"ttft": "Time to first token", "itl": "Inter-token latency"}[metric]
+    suffix = f" ({workload})" if workload else ""
+    return line_chart(
+        f"{title} vs request rate{suffix}",
+        "request rate (requests/s; inf = closed loop)",
+        f"median {metric.upper()}, ms",
+        series,
+        categories=rates,
+    )
+
+
+def accuracy_plot(summary: RunSummary) -> str:
+    bars = []
+    for i, row in enumerate(summary.variants):
+        acc = row.accuracy
+        if acc is None:
+            continue
+        note = f"{acc.accuracy * 100:.1f}%"
+        if (
+            acc.paired_p_value is not None
+            and acc.paired_p_value < summary.alpha
+            and row.verdict != Verdict.BASELINE
+        ):
+            note += " *"
+        bars.append(
+            Bar(
+                row.variant,
+                acc.accuracy * 100,
+                color(i),
+                acc.interval95.low * 100,
+                acc.interval95.high * 100,
+                note,
+            )
+        )
+    return bar_chart(
+        "GSM8K accuracy, 95% intervals (* significant change)",
+        "% correct (strict)",
+        bars,
+        y_max=100.0,
+    )
+
+
+def memory_plot(summary: RunSummary) -> str:
+    bars = [
+        Bar(row.variant, row.weights_gib, color(i), note=f"{row.weights_gib:.1f}")
+        for i, row in enumerate(summary.variants)
+        if row.weights_gib is not None
+    ]
+    return bar_chart("Model weight memory", "GiB", bars)
+
+
+def all_plots(summary: RunSummary) -> dict[str, str]:
+    """File stem -> SVG, in the order the report shows them; plots without data are left out."""
+    plots: dict[str, str] = {}
+    if any(row.throughput for row in summary.variants):
+        plots["throughput"] = throughput_plot(summary)
+    for n, workload in enumerate(_serving_workloads(summary)):
+        tag = "" if n == 0 else f"-{workload}"
+        plots[f"ttft{tag}"] = serving_plot(summary, workload, "ttft")
+        plots[f"itl{tag}"] = serving_plot(summary, workload, "itl")
+    if any(row.accuracy for row in summary.variants):
+        plots["accuracy"] = accuracy_plot(summary)
+    if any(row.weights_gib is not None for row in summary.variants):
+        plots["memory"] = memory_plot(summary)
+    return plots

@@ -1,0 +1,172 @@
+"""The report's words and table cells, shared by the Markdown and HTML renderers (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from quantbench.api.summary import AccuracySummary, RunSummary, VariantSummary, Verdict
+
+VERDICT_TITLES: dict[str, str] = {
+    Verdict.BASELINE: "baseline",
+    Verdict.FREE_SPEEDUP: "free speedup",
+    Verdict.SPEEDUP_WITH_QUALITY_LOSS: "speedup, significant quality loss",
+    Verdict.LATENCY_WIN_LOSES_UNDER_LOAD: "latency win, loses under load",
+    Verdict.MEMORY_WIN_ONLY: "memory win only",
+    Verdict.NO_SIGNIFICANT_DIFFERENCE: "no significant difference",
+    Verdict.SPEEDUP_QUALITY_UNTESTED: "speedup, quality not compared",
+    Verdict.QUALITY_LOSS: "significant quality loss",
+    Verdict.SLOWER: "slower",
+    Verdict.FAILED: "failed",
+    Verdict.UNSUPPORTED: "unsupported",
+}
+
+DASH = "-"
+
+
+def num(value: float | None, digits: int = 1) -> str:
+    return DASH if value is None else f"{value:,.{digits}f}"
+
+
+def times(value: float | None) -> str:
+    """A ratio as a multiplier: 0.60 -> '0.60x'."""
+    return DASH if value is None else f"{value:.2f}x"
+
+
+def pct(value: float | None, digits: int = 1) -> str:
+    return DASH if value is None else f"{value * 100:.{digits}f}%"
+
+
+def points(value: float | None) -> str:
+    return DASH if value is None else f"{value * 100:+.1f} pt"
+
+
+def p_value(value: float | None) -> str:
+    if value is None:
+        return DASH
+    return "p < 0.001" if value < 0.001 else f"p = {value:.3f}"
+
+
+def accuracy_cell(acc: AccuracySummary | None) -> str:
+    if acc is None:
+        return DASH
+    return f"{pct(acc.accuracy)} [{pct(acc.interval95.low, 0)}, {pct(acc.interval95.high, 0)}]"
+
+
+def delta_cell(acc: AccuracySummary | None) -> str:
+    if acc is None or acc.delta_to_baseline is None:
+        return DASH
+    return f"{points(acc.delta_to_baseline)} ({p_value(acc.paired_p_value)})"
+
+
+def largest_batch(row: VariantSummary) -> tuple[int | None, float | None, float | None]:
+    if not row.throughput:
+        return None, None, None
+    top = max(row.throughput, key=lambda p: p.batch_size)
+    return top.batch_size, top.output_tokens_per_second, top.ratio_to_baseline
+
+
+def crossover_cell(row: VariantSummary, margin: float) -> str:
+    """The interpolated crossover, or 'none' (never clearly slower) / 'always slower' on the sweep."""
+    if row.verdict == Verdict.BASELINE:
+        return DASH
+    if row.crossover_batch_size is not None:
+        return f"~{row.crossover_batch_size:.0f}"
+    ratios = [p.ratio_to_baseline for p in row.throughput if p.ratio_to_baseline is not None]
+    if not ratios:
+        return DASH
+    if all(r <= 1 - margin for r in ratios):
+        return "always slower"
+    return "none"
+
+
+@dataclass(frozen=True)
+class Column:
+    title: str
+    numeric: bool
+
+
+COLUMNS = (
+    Column("Variant", False),
+    Column("Precision", False),
+    Column("Kernel", False),
+    Column("ms/token (bs=1)", True),
+    Column("Speed vs base (bs=1)", True),
+    Column("tok/s (bs=1)", True),
+    Column("tok/s (largest bs)", True),
+    Column("vs base", True),
+    Column("Crossover bs", True),
+    Column("Weights GiB", True),
+    Column("BW efficiency", True),
+    Column("GSM8K strict [95% CI]", True),
+    Column("Δ vs base (McNemar)", True),
+    Column("Verdict", False),
+)
+
+
+def table_row(row: VariantSummary, margin: float = 0.05) -> list[str]:
+    bs, tps, tps_ratio = largest_batch(row)
+    speed = 1 / row.latency_ratio_to_baseline if row.latency_ratio_to_baseline else None
+    return [
+        row.variant,
+        row.precision,
+        row.kernel or DASH,
+        num(row.ms_per_token_bs1, 2),
+        times(speed),
+        num(row.tokens_per_second_bs1),
+        DASH if bs is None else f"{num(tps, 0)} (bs {bs})",
+        times(tps_ratio),
+        crossover_cell(row, margin),
+        num(row.weights_gib, 2),
+        pct(row.bandwidth_efficiency, 0),
+        accuracy_cell(row.accuracy),
+        delta_cell(row.accuracy),
+        VERDICT_TITLES.get(row.verdict, str(row.verdict)),
+    ]
+
+
+def verdict_sentence(row: VariantSummary, summary: RunSummary) -> str:
+    """The verdict in plain words, one or two sentences."""
+    base = summary.baseline
+    name = row.variant
+    speed = 1 / row.latency_ratio_to_baseline if row.latency_ratio_to_baseline else None
+    acc = row.accuracy
+    mdd = acc.minimum_detectable_delta if acc is not None else None
+    quality = ""
+    if acc is not None and acc.delta_to_baseline is not None:
+        quality = f"accuracy {points(acc.delta_to_baseline)} vs {base} on {acc.paired_questions} paired questions ({p_value(acc.paired_p_value)})"
+        if mdd is not None:
+            quality += f"; drops of {mdd * 100:.1f} points or more would have been detected"
+    verdict = row.verdict
+    if verdict == Verdict.BASELINE:
+        return f"{name} is the baseline every other variant is compared with."
+    if verdict == Verdict.FREE_SPEEDUP:
+        faster = f"{speed:.2f}x as fast at batch 1" if speed else "faster"
+        return f"{name} is a free speedup: {faster}, never slower under load, with no significant accuracy loss ({quality})."
+    if verdict == Verdict.SPEEDUP_WITH_QUALITY_LOSS:
+        faster = f"{speed:.2f}x as fast at batch 1" if speed else "faster"
+        return f"{name} is faster ({faster}) but loses accuracy significantly: {quality}."
+    if verdict == Verdict.LATENCY_WIN_LOSES_UNDER_LOAD:
+        where = (
+            f"from about batch size {row.crossover_batch_size:.0f}"
+            if row.crossover_batch_size is not None
+            else "at every measured batch size"
+        )
+        faster = f"{speed:.2f}x as fast at batch 1" if speed else "faster at batch 1"
+        tail = f" Quality: {quality}." if quality else ""
+        return f"{name} wins on latency ({faster}) but its throughput falls below {base}'s {where}.{tail}"
+    if verdict == Verdict.SPEEDUP_QUALITY_UNTESTED:
+        return f"{name} is faster, but its accuracy was not compared with {base}'s: measure it before calling it free."
+    if verdict == Verdict.QUALITY_LOSS:
+        return f"{name} is not faster and loses accuracy significantly: {quality}."
+    if verdict == Verdict.MEMORY_WIN_ONLY:
+        ratio = row.weights_ratio_to_baseline
+        saving = f" ({(1 - ratio) * 100:.0f}% less weight memory)" if ratio is not None else ""
+        return f"{name} saves memory{saving} but is not faster than {base}; it fits smaller GPUs or longer contexts."
+    if verdict == Verdict.SLOWER:
+        return f"{name} is slower than {base} and saves no memory worth having."
+    if verdict == Verdict.NO_SIGNIFICANT_DIFFERENCE:
+        return f"{name} shows no significant difference from {base}." + (f" ({quality}.)" if quality else "")
+    reason = "; ".join(row.evidence) if row.evidence else "no reason recorded"
+    if verdict == Verdict.UNSUPPORTED:
+        return f"{name} is unsupported here: {reason}."
+    return f"{name} failed: {reason}."

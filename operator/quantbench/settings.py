@@ -1,0 +1,61 @@
+"""Operator settings, read from the environment (QUANTBENCH_*), with defaults that suit a cluster install."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+DEFAULT_JOB_IMAGE = "quantbench/jobs:0.1.0"
+ENV_PREFIX = "QUANTBENCH_"
+
+
+class OperatorSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    job_image: str = Field(
+        default=DEFAULT_JOB_IMAGE, description="Image of the load-generator and accuracy Jobs."
+    )
+    job_image_pull_policy: str = Field(default="IfNotPresent", description="imagePullPolicy of the Jobs.")
+    job_backoff_limit: int = Field(default=0, ge=0, description="Retries of a failed benchmark Job.")
+    server_pod_annotations: dict[str, str] = Field(
+        default_factory=dict, description="Annotations added to every vLLM server pod (JSON object)."
+    )
+    job_pod_annotations: dict[str, str] = Field(
+        default_factory=dict, description="Annotations added to every benchmark Job pod (JSON object)."
+    )
+    resync_seconds: float = Field(
+        default=10.0, gt=0, description="How often each benchmark is looked at when nothing changes."
+    )
+    crash_restarts: int = Field(default=3, ge=1, description="Container restarts that count as a crash loop.")
+    metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="Serve the summaries as Prometheus metrics on this port."
+    )
+    results_dir: str | None = Field(
+        default=None, description="If set, each run's results folder is also written under this path."
+    )
+
+    @field_validator("server_pod_annotations", "job_pod_annotations", mode="before")
+    @classmethod
+    def _json_object(cls, value: object) -> object:
+        if isinstance(value, str):
+            return json.loads(value) if value.strip() else {}
+        return value
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorSettings:
+        """Settings from QUANTBENCH_<FIELD> variables (e.g. QUANTBENCH_JOB_IMAGE); errors name the variable."""
+        env = os.environ if env is None else env
+        values = {
+            name: env[ENV_PREFIX + name.upper()]
+            for name in cls.model_fields
+            if ENV_PREFIX + name.upper() in env
+        }
+        try:
+            return cls.model_validate(values)
+        except (ValidationError, json.JSONDecodeError) as exc:
+            raise ValueError(
+                f"invalid operator settings in {ENV_PREFIX}* environment variables: {exc}"
+            ) from None

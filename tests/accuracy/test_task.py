@@ -1,0 +1,110 @@
+"""The accuracy runner's pure parts: the task config, the dataset folder, the CLI settings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from quantbench_loadgen.accuracy.cli import build_parser, request_from_args
+from quantbench_loadgen.accuracy.results import question_key
+from quantbench_loadgen.accuracy.runner import endpoint_url, model_args
+from quantbench_loadgen.accuracy.task import (
+    DATASET_ENV,
+    DatasetError,
+    dataset_fingerprint,
+    reference_answer,
+    resolve_dataset_dir,
+    task_config,
+)
+
+
+def test_task_config_reads_the_local_files(gsm8k_dir: Path) -> None:
+    config = task_config(gsm8k_dir, num_fewshot=5, max_gen_tokens=128)
+    assert config["task"] == "gsm8k_local"
+    assert config["dataset_path"] == "json"  # datasets' packaged JSON builder: no hub
+    assert config["dataset_kwargs"]["data_files"] == {
+        "train": str(gsm8k_dir / "train.jsonl"),
+        "test": str(gsm8k_dir / "test.jsonl"),
+    }
+    assert config["fewshot_split"] == "train" and config["test_split"] == "test"
+    assert config["num_fewshot"] == 5
+    assert config["generation_kwargs"]["max_gen_toks"] == 128
+    assert [f["name"] for f in config["filter_list"]] == ["strict-match", "flexible-extract"]
+
+
+def test_dataset_folder_errors_say_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "test.jsonl").write_text("{}\n")
+    with pytest.raises(DatasetError, match=r"lacks train\.jsonl"):
+        resolve_dataset_dir(str(tmp_path))
+
+
+def test_without_a_folder_the_public_dataset_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(DATASET_ENV, raising=False)
+    assert resolve_dataset_dir(None) is None
+    config = task_config(None, num_fewshot=8, max_gen_tokens=256)
+    assert (config["dataset_path"], config["dataset_name"]) == ("openai/gsm8k", "main")
+    assert "dataset_kwargs" not in config
+    assert config["test_split"] == "test" and config["fewshot_split"] == "train"
+
+
+def test_dataset_folder_from_the_environment(gsm8k_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(DATASET_ENV, str(gsm8k_dir))
+    assert resolve_dataset_dir(None) == gsm8k_dir
+    assert len(dataset_fingerprint(gsm8k_dir)) == 64
+
+
+def test_reference_answer_and_question_key(gsm8k_dir: Path) -> None:
+    first = json.loads((gsm8k_dir / "test.jsonl").read_text().splitlines()[0])
+    assert reference_answer(first["answer"]) == "18"
+    assert question_key(first["question"]) == question_key(first["question"])
+    assert len(question_key("x")) == 16
+
+
+def test_cli_flags_override_the_spec(tmp_path: Path, gsm8k_dir: Path) -> None:
+    spec = tmp_path / "accuracy.yaml"
+    spec.write_text(f"numFewshot: 5\nlimit: 50\nseed: 7\ndataset: {{kind: gsm8k, path: {gsm8k_dir}}}\n")
+    args = build_parser().parse_args(
+        [
+            "--base-url",
+            "http://h:8000",
+            "--model",
+            "m",
+            "--spec",
+            str(spec),
+            "--limit",
+            "20",
+            "--out",
+            "o.json",
+        ]
+    )
+    request = request_from_args(args)
+    assert (request.num_fewshot, request.limit, request.seed) == (5, 20, 7)
+    assert request.dataset_dir == str(gsm8k_dir)
+    all_args = build_parser().parse_args(["--base-url", "h", "--model", "m", "--limit", "0", "--out", "o"])
+    assert request_from_args(all_args).limit is None  # 0 asks the whole test split
+
+
+def test_invalid_spec_names_the_field(tmp_path: Path) -> None:
+    spec = tmp_path / "accuracy.yaml"
+    spec.write_text("numFewshots: 5\n")
+    args = build_parser().parse_args(["--base-url", "h", "--model", "m", "--spec", str(spec), "--out", "o"])
+    from quantbench_loadgen.accuracy.cli import run
+
+    assert run(args) == 2
+
+
+def test_model_args_point_at_the_completions_endpoint() -> None:
+    assert endpoint_url("http://h:8000") == "http://h:8000/v1/completions"
+    assert endpoint_url("http://h:8000/v1/") == "http://h:8000/v1/completions"
+    assert endpoint_url("http://h:8000/v1/completions", "chat") == "http://h:8000/v1/chat/completions"
+    from quantbench_loadgen.accuracy.runner import AccuracyRequest
+
+    local = model_args(AccuracyRequest("http://h:8000", "m", None, tokenizer="/models/m", seed=3))
+    assert local["tokenizer_backend"] == "huggingface" and local["tokenizer"] == "/models/m"
+    assert local["seed"] == 3 and local["tokenized_requests"] is False
+    remote = model_args(AccuracyRequest("http://h:8000", "m", None))
+    assert remote["tokenizer_backend"] is None
+    chat = model_args(AccuracyRequest("http://h:8000", "m", None, tokenizer="/models/m", endpoint="chat"))
+    assert chat["base_url"] == "http://h:8000/v1/chat/completions" and chat["tokenizer_backend"] is None

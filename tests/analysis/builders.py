@@ -1,0 +1,312 @@
+"""Hand-made result sets written in the real results-folder layout (tests of the summary and the report)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from quantbench.analysis.run_results import (
+    RunInfo,
+    ServerInfo,
+    write_accuracy_result,
+    write_loadgen_result,
+    write_run_info,
+    write_server_info,
+)
+from quantbench.api.v1alpha1 import QuantBenchmarkSpec, VariantPhase
+from quantbench_loadgen.accuracy.results import AccuracyResult, ExtractorScore, QuestionOutcome, question_key
+from quantbench_loadgen.results import (
+    LatencyResult,
+    LatencyStats,
+    LoadgenResult,
+    ServingRateResult,
+    ThroughputBatchResult,
+)
+from quantbench_loadgen.specs import WorkloadType
+
+T0 = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
+DATASET_SHA = "d" * 64
+
+
+def stats(median: float, count: int = 10) -> LatencyStats:
+    return LatencyStats(
+        count=count,
+        mean_ms=median,
+        median_ms=median,
+        p90_ms=median * 1.2,
+        p95_ms=median * 1.3,
+        p99_ms=median * 1.5,
+        std_ms=median * 0.1,
+        min_ms=median * 0.8,
+        max_ms=median * 1.6,
+    )
+
+
+def _step(n: int, out_tps: float, ttft: float, itl: float) -> dict[str, Any]:
+    return {
+        "num_requests": n,
+        "completed": n,
+        "failed": 0,
+        "duration_s": 10.0,
+        "total_input_tokens": n * 512,
+        "total_output_tokens": n * 128,
+        "request_throughput_per_s": n / 10.0,
+        "input_tokens_per_s": n * 51.2,
+        "output_tokens_per_s": out_tps,
+        "total_tokens_per_s": out_tps + n * 51.2,
+        "ttft": stats(ttft, n),
+        "tpot": stats(itl, n),
+        "itl": stats(itl, n * 127),
+        "e2e": stats(ttft + 127 * itl, n),
+    }
+
+
+def _result(name: str, kind: WorkloadType, **parts: Any) -> LoadgenResult:
+    return LoadgenResult(
+        workload_name=name,
+        workload_type=kind,
+        server_url="http://server:8000",
+        model="m",
+        endpoint="completions",
+        seed=0,
+        dataset="random(512,128)",
+        started_at=T0,
+        finished_at=T0,
+        tool_version="0.1.0",
+        **parts,
+    )
+
+
+def latency_result(ms_per_token: float) -> LoadgenResult:
+    step = _step(20, 1000.0 / ms_per_token, ms_per_token * 3, ms_per_token)
+    return _result(
+        "latency",
+        WorkloadType.LATENCY,
+        latency=LatencyResult(**step, input_len=512, output_len=128, ms_per_token=ms_per_token),
+    )
+
+
+def throughput_result(points: dict[int, float]) -> LoadgenResult:
+    return _result(
+        "throughput",
+        WorkloadType.THROUGHPUT,
+        throughput=[
+            ThroughputBatchResult(
+                **_step(bs * 3, tps, 50.0, 1000.0 * bs / tps),
+                batch_size=bs,
+                iterations=3,
+                input_len=512,
+                output_len=128,
+            )
+            for bs, tps in sorted(points.items())
+        ],
+    )
+
+
+def serving_result(points: dict[str, tuple[float, float, float]]) -> LoadgenResult:
+    """rate label -> (output tokens/s, median TTFT ms, median ITL ms)."""
+    return _result(
+        "serving",
+        WorkloadType.SERVING,
+        serving=[
+            ServingRateResult(
+                **_step(100, tps, ttft, itl),
+                rate_label=label,
+                request_rate_per_s=None if label == "inf" else float(label),
+                arrival="poisson",
+                burstiness=1.0,
+                peak_concurrency=8,
+                warmup_requests=0,
+                goodput_per_s=5.0,
+                goodput_ratio=0.5,
+            )
+            for label, (tps, ttft, itl) in points.items()
+        ],
+    )
+
+
+def accuracy_result(correct: list[bool], seed: int = 1234, dataset_sha: str = DATASET_SHA) -> AccuracyResult:
+    outcomes = [
+        QuestionOutcome(
+            doc_id=i,
+            key=question_key(f"question {i}"),
+            target=str(i),
+            strict_answer=str(i) if ok else "[invalid]",
+            strict_correct=ok,
+            flexible_answer=str(i) if ok else "0",
+            flexible_correct=ok,
+        )
+        for i, ok in enumerate(correct)
+    ]
+    n, k = len(correct), sum(correct)
+    score = ExtractorScore(
+        correct=k, questions=n, accuracy=k / n, stderr=(k / n * (1 - k / n) / (n - 1)) ** 0.5
+    )
+    return AccuracyResult(
+        server_url="http://server:8000",
+        model="m",
+        num_fewshot=8,
+        limit=n,
+        seed=seed,
+        max_gen_tokens=256,
+        dataset="/data/gsm8k",
+        dataset_sha256=dataset_sha,
+        prompts_sha256="p" * 64,
+        started_at=T0,
+        finished_at=T0,
+        duration_s=60.0,
+        tool_version="0.1.0",
+        lm_eval_version="0.4.13",
+        strict=score,
+        flexible=score,
+        outcomes=outcomes,
+    )
+
+
+def paired(n: int, base_correct: int, lost: int, gained: int) -> tuple[list[bool], list[bool]]:
+    """Baseline and variant outcomes on n questions: the variant loses `lost` of the baseline's right answers
+    and gains `gained` of its wrong ones."""
+    base = [i < base_correct for i in range(n)]
+    var = list(base)
+    for i in range(lost):
+        var[i] = False
+    for i in range(gained):
+        var[base_correct + i] = True
+    return base, var
+
+
+@dataclass
+class VariantData:
+    name: str
+    precision: str
+    ms_per_token: float | None = None
+    throughput: dict[int, float] = field(default_factory=dict)
+    serving: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    weights_gib: float | None = None
+    correct: list[bool] | None = None
+    phase: VariantPhase = VariantPhase.SUCCEEDED
+    reason: str | None = None
+    message: str | None = None
+    kernel: str | None = None
+
+
+def spec_for(variants: list[VariantData], baseline: str) -> QuantBenchmarkSpec:
+    return QuantBenchmarkSpec.model_validate(
+        {
+            "model": "meta-llama/Llama-3.1-8B-Instruct",
+            "baseline": baseline,
+            "variants": [{"name": v.name, "precision": v.precision} for v in variants],
+            "workloads": [
+                {"name": "latency", "type": "latency"},
+                {"name": "throughput", "type": "throughput", "batchSizes": [1, 16, 64]},
+                {
+                    "name": "serving",
+                    "type": "serving",
+                    "dataset": {"kind": "random", "inputLen": 512, "outputLen": 128},
+                    "numPrompts": 100,
+                    "requestRates": [1, 4, "inf"],
+                },
+            ],
+            "accuracy": {"limit": 100},
+        }
+    )
+
+
+def write_run(
+    root: Path, variants: list[VariantData], baseline: str, gpu: str | None = "NVIDIA H100 80GB HBM3"
+) -> Path:
+    spec = spec_for(variants, baseline)
+    write_run_info(
+        root, RunInfo(benchmark="llama31-8b", run_id="r20261123-0300", started_at=T0, gpu=gpu, spec=spec)
+    )
+    for v in variants:
+        write_server_info(
+            root,
+            v.name,
+            ServerInfo(
+                phase=v.phase,
+                reason=v.reason,
+                message=v.message,
+                kernel=v.kernel,
+                weights_gib=v.weights_gib,
+                startup_s=95.0,
+            ),
+        )
+        if v.phase != VariantPhase.SUCCEEDED:
+            continue
+        if v.ms_per_token is not None:
+            write_loadgen_result(root, v.name, latency_result(v.ms_per_token))
+        if v.throughput:
+            write_loadgen_result(root, v.name, throughput_result(v.throughput))
+        if v.serving:
+            write_loadgen_result(root, v.name, serving_result(v.serving))
+        if v.correct is not None:
+            write_accuracy_result(root, v.name, accuracy_result(v.correct))
+    return root
+
+
+def demo_variants() -> list[VariantData]:
+    """A realistic comparison on an H100: every verdict appears once."""
+    base, free = paired(100, 80, lost=3, gained=2)
+    _, under_load = paired(100, 80, lost=4, gained=2)
+    _, lossy = paired(100, 80, lost=15, gained=1)
+    _, same = paired(100, 80, lost=1, gained=1)
+    return [
+        VariantData(
+            "bf16",
+            "bf16",
+            10.0,
+            {1: 100.0, 16: 1000.0, 64: 3000.0},
+            {"1": (120.0, 40.0, 10.5), "4": (480.0, 45.0, 11.0), "inf": (2800.0, 900.0, 14.0)},
+            15.0,
+            base,
+            kernel="none",
+        ),
+        VariantData(
+            "fp8",
+            "fp8",
+            6.0,
+            {1: 166.0, 16: 1500.0, 64: 3600.0},
+            {"1": (121.0, 30.0, 6.2), "4": (485.0, 33.0, 6.5), "inf": (3400.0, 700.0, 9.0)},
+            8.5,
+            free,
+            kernel="fp8",
+        ),
+        VariantData(
+            "awq-int4",
+            "awq-int4",
+            5.0,
+            {1: 200.0, 16: 1200.0, 64: 2000.0},
+            {"1": (121.0, 28.0, 5.1), "4": (483.0, 35.0, 6.0), "inf": (1900.0, 1500.0, 20.0)},
+            5.4,
+            under_load,
+            kernel="awq_marlin",
+        ),
+        VariantData(
+            "gptq-int4",
+            "gptq-int4",
+            5.2,
+            {1: 190.0, 16: 1600.0, 64: 3300.0},
+            {},
+            5.4,
+            lossy,
+            kernel="gptq_marlin",
+        ),
+        VariantData("int8", "int8-w8a8", 10.2, {1: 98.0, 16: 1000.0, 64: 2950.0}, {}, 8.6, same),
+        VariantData(
+            "fp16",
+            "fp16",
+            phase=VariantPhase.FAILED,
+            reason="OutOfMemory",
+            message="the server ran out of GPU memory while loading: lower maxModelLen or use more GPUs",
+        ),
+    ]
+
+
+if __name__ == "__main__":
+    import sys
+
+    target = Path(sys.argv[1] if len(sys.argv) > 1 else "out/report-demo/results")
+    print(write_run(target, demo_variants(), "bf16"))

@@ -1,0 +1,177 @@
+"""The summary and verdicts for hand-computed result sets, read back from a real results folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from quantbench.analysis.run_results import ResultsError, RunResults
+from quantbench.analysis.summary import build_summary
+from quantbench.api.summary import RunSummary, VariantSummary, Verdict
+from tests.analysis.builders import VariantData, demo_variants, paired, write_run
+
+
+@pytest.fixture
+def summary(tmp_path: Path) -> RunSummary:
+    return build_summary(RunResults.load(write_run(tmp_path, demo_variants(), "bf16")))
+
+
+def row(summary: RunSummary, name: str) -> VariantSummary:
+    return next(v for v in summary.variants if v.variant == name)
+
+
+def test_verdicts(summary: RunSummary) -> None:
+    verdicts = {v.variant: v.verdict for v in summary.variants}
+    assert verdicts == {
+        "bf16": Verdict.BASELINE,
+        "fp8": Verdict.FREE_SPEEDUP,
+        "awq-int4": Verdict.LATENCY_WIN_LOSES_UNDER_LOAD,
+        "gptq-int4": Verdict.SPEEDUP_WITH_QUALITY_LOSS,
+        "int8": Verdict.MEMORY_WIN_ONLY,
+        "fp16": Verdict.FAILED,
+    }
+    assert summary.best == "fp8"
+
+
+def test_ratios_and_crossover(summary: RunSummary) -> None:
+    fp8, awq = row(summary, "fp8"), row(summary, "awq-int4")
+    assert fp8.latency_ratio_to_baseline == pytest.approx(0.6)
+    assert [p.ratio_to_baseline for p in fp8.throughput] == pytest.approx([1.66, 1.5, 1.2])
+    assert fp8.crossover_batch_size is None
+    assert fp8.weights_ratio_to_baseline == pytest.approx(8.5 / 15)
+    # awq: 1.2x at bs 16, 2000/3000 at bs 64 -> ratio reaches 1 at log2 = 4 + 0.2 / (1.2 - 2/3) * 2 = 4.75
+    assert awq.crossover_batch_size == pytest.approx(2**4.75)
+    assert any("~27" in e for e in awq.evidence)
+    inf = next(p for p in awq.serving if p.request_rate == "inf")
+    assert inf.ttft_ratio_to_baseline == pytest.approx(1500 / 900)
+    assert inf.throughput_ratio_to_baseline == pytest.approx(1900 / 2800)
+
+
+def test_accuracy_paired_statistics(summary: RunSummary) -> None:
+    base, fp8, gptq = row(summary, "bf16"), row(summary, "fp8"), row(summary, "gptq-int4")
+    assert base.accuracy is not None and base.accuracy.accuracy == pytest.approx(0.8)
+    assert base.accuracy.interval95.low == pytest.approx(0.7112, abs=1e-4)  # Wilson, 80/100
+    assert base.accuracy.interval95.high == pytest.approx(0.8666, abs=1e-4)
+    assert fp8.accuracy is not None and gptq.accuracy is not None
+    assert fp8.accuracy.delta_to_baseline == pytest.approx(-0.01)
+    assert (fp8.accuracy.baseline_only_correct, fp8.accuracy.variant_only_correct) == (3, 2)
+    assert fp8.accuracy.paired_p_value == pytest.approx(1.0)
+    assert (
+        fp8.accuracy.minimum_detectable_delta is not None
+        and 0.05 < fp8.accuracy.minimum_detectable_delta < 0.1
+    )
+    assert any("smaller drops cannot be ruled out" in e for e in fp8.evidence)
+    assert gptq.accuracy.delta_to_baseline == pytest.approx(-0.14)
+    assert gptq.accuracy.paired_p_value == pytest.approx(2 * 17 / 2**16)
+    assert any("significant)" in e and "15 lost, 1 gained" in e for e in gptq.evidence)
+
+
+def test_bandwidth_floor_uses_the_gpu_table(summary: RunSummary) -> None:
+    assert summary.bandwidth_source == "datasheet: H100 SXM5 80GB"
+    base = row(summary, "bf16")
+    floor = 15 * 2**30 / 3.35e12 * 1000  # 4.81 ms
+    assert base.bandwidth_floor_ms_per_token == pytest.approx(floor)
+    assert base.bandwidth_efficiency == pytest.approx(floor / 10.0)
+
+
+def test_failed_variant_keeps_its_reason(summary: RunSummary) -> None:
+    fp16 = row(summary, "fp16")
+    assert fp16.phase == "Failed"
+    assert fp16.evidence[0] == "OutOfMemory"
+    assert "lower maxModelLen" in fp16.evidence[1]
+
+
+def test_summary_fits_the_status_schema(summary: RunSummary) -> None:
+    wire = summary.to_wire()
+    assert RunSummary.model_validate(json.loads(json.dumps(wire))) == summary
+    assert len(json.dumps(wire)) < 64_000  # stays small enough for a CR status
+
+
+def test_no_drop_and_no_speedup_is_no_significant_difference(tmp_path: Path) -> None:
+    base, var = paired(100, 70, lost=2, gained=2)
+    variants = [
+        VariantData("bf16", "bf16", 10.0, {1: 100.0, 8: 700.0}, weights_gib=15.0, correct=base),
+        VariantData("fp16", "fp16", 10.1, {1: 99.0, 8: 705.0}, weights_gib=15.0, correct=var),
+    ]
+    s = build_summary(RunResults.load(write_run(tmp_path, variants, "bf16")))
+    assert row(s, "fp16").verdict == Verdict.NO_SIGNIFICANT_DIFFERENCE
+    assert s.best == "bf16"
+
+
+def test_speedup_without_accuracy_is_not_called_free(tmp_path: Path) -> None:
+    variants = [
+        VariantData("bf16", "bf16", 10.0, {1: 100.0}, weights_gib=15.0),
+        VariantData("fp8", "fp8", 6.0, {1: 160.0}, weights_gib=8.0),
+    ]
+    s = build_summary(RunResults.load(write_run(tmp_path, variants, "bf16", gpu=None)))
+    fp8 = row(s, "fp8")
+    assert fp8.verdict == Verdict.SPEEDUP_QUALITY_UNTESTED
+    assert "accuracy not measured" in fp8.evidence
+    assert fp8.bandwidth_efficiency is None and s.bandwidth_source is None
+
+
+def test_slower_variant(tmp_path: Path) -> None:
+    variants = [
+        VariantData("bf16", "bf16", 10.0, {1: 100.0, 16: 1000.0}, weights_gib=15.0),
+        VariantData("awq", "awq-int4", 12.0, {1: 83.0, 16: 700.0}, weights_gib=14.0),
+    ]
+    s = build_summary(RunResults.load(write_run(tmp_path, variants, "bf16")))
+    assert row(s, "awq").verdict == Verdict.SLOWER
+
+
+def test_unsupported_variant(tmp_path: Path) -> None:
+    variants = [
+        VariantData("bf16", "bf16", 10.0, weights_gib=15.0),
+        VariantData(
+            "fp8",
+            "fp8",
+            phase="Unsupported",
+            reason="UnsupportedPrecision",
+            message="fp8 needs compute capability 8.9 or newer; this node has an A100 (8.0)",
+        ),
+    ]
+    s = build_summary(RunResults.load(write_run(tmp_path, variants, "bf16")))
+    assert row(s, "fp8").verdict == Verdict.UNSUPPORTED
+    assert "compute capability" in row(s, "fp8").evidence[1]
+
+
+def test_results_errors_name_the_file_and_field(tmp_path: Path) -> None:
+    with pytest.raises(ResultsError, match=r"run\.json: missing"):
+        RunResults.load(tmp_path)
+    write_run(tmp_path, demo_variants()[:2], "bf16")
+    bad = tmp_path / "fp8" / "server.json"
+    bad.write_text(json.dumps({"phase": "Exploded"}))
+    with pytest.raises(ResultsError, match=r"fp8/server.json: not a valid ServerInfo: phase"):
+        RunResults.load(tmp_path)
+
+
+def test_probe_bandwidth_replaces_the_datasheet(tmp_path: Path) -> None:
+    from quantbench.analysis.run_results import write_probe_result
+    from quantbench.probe.references import load_reference
+
+    probe = load_reference()
+    write_run(tmp_path, demo_variants()[:2], "bf16", gpu=None)
+    write_probe_result(tmp_path, probe)
+    s = build_summary(RunResults.load(tmp_path))
+    assert s.memory_bandwidth_bytes_per_s == pytest.approx(probe.bandwidth.bytes_per_s)
+    assert s.bandwidth_source == f"probe: {probe.bandwidth.method}"
+    assert s.gpu == probe.gpu.name
+    base = row(s, "bf16")
+    assert base.bandwidth_efficiency == pytest.approx(15 * 2**30 / probe.bandwidth.bytes_per_s * 1000 / 10.0)
+
+
+def test_failed_requests_and_early_stops_are_noted(tmp_path: Path) -> None:
+    from quantbench.analysis.run_results import write_loadgen_result
+    from tests.analysis.builders import throughput_result
+
+    write_run(tmp_path, demo_variants()[:2], "bf16")
+    partial = throughput_result({1: 160.0}).model_copy(
+        update={"total_failed": 3, "complete": False, "notes": ["server unreachable after 12 s"]}
+    )
+    write_loadgen_result(tmp_path, "fp8", partial)
+    s = build_summary(RunResults.load(tmp_path))
+    assert "fp8/throughput: 3 measured requests failed" in s.notes
+    assert any("stopped early" in n for n in s.notes)
+    assert "fp8/throughput: server unreachable after 12 s" in s.notes

@@ -1,0 +1,206 @@
+"""Specs and Job results for operator tests: the tests play the Jobs' part with these.
+
+Results are real `LoadgenResult` / `AccuracyResult` models (the Jobs' contract), with figures chosen per
+variant so that the summary has something to compare. Accuracy outcomes use real GSM8K questions read from
+the shared dataset folder ($QUANTBENCH_GSM8K_DIR, default ../shared/datasets/gsm8k from the repo root).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from quantbench.api.v1alpha1 import QuantBenchmarkSpec
+from quantbench_loadgen.accuracy.results import AccuracyResult, ExtractorScore, QuestionOutcome, question_key
+from quantbench_loadgen.results import LatencyResult, LatencyStats, LoadgenResult, ThroughputBatchResult
+from quantbench_loadgen.specs import WorkloadType
+
+REPO = Path(__file__).resolve().parents[2]
+GSM8K_DIR = Path(os.environ.get("QUANTBENCH_GSM8K_DIR", REPO.parent / "shared" / "datasets" / "gsm8k"))
+
+
+def spec_dict(
+    variants: list[dict[str, Any]] | None = None,
+    pool: str = "h100",
+    workloads: list[dict[str, Any]] | None = None,
+    accuracy: bool = True,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A QuantBenchmark spec (wire form) comparing bf16 / fp8 / awq-int4 on ``pool``."""
+    spec: dict[str, Any] = {
+        "model": "meta-llama/Llama-3.1-8B-Instruct",
+        "baseline": "bf16",
+        "variants": variants
+        or [
+            {"name": "bf16", "precision": "bf16"},
+            {"name": "fp8", "precision": "fp8"},
+            {
+                "name": "awq-int4",
+                "precision": "awq-int4",
+                "model": "hugging-quants/Meta-Llama-3.1-8B-Instruct-AWQ-INT4",
+            },
+        ],
+        "placement": {"nodePool": pool, "gpus": 1},
+        "server": {"startupTimeout": "10m"},
+        "workloads": workloads
+        if workloads is not None
+        else [
+            {"name": "latency", "type": "latency", "inputLen": 512, "outputLen": 128},
+            {
+                "name": "throughput",
+                "type": "throughput",
+                "batchSizes": [1, 16],
+                "inputLen": 512,
+                "outputLen": 128,
+            },
+        ],
+    }
+    if accuracy:
+        spec["accuracy"] = {"numFewshot": 8, "limit": 20}
+    spec.update(extra)
+    return spec
+
+
+def spec(**kwargs: Any) -> QuantBenchmarkSpec:
+    return QuantBenchmarkSpec.model_validate(spec_dict(**kwargs))
+
+
+def benchmark(name: str, **kwargs: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "quantbench.dev/v1alpha1",
+        "kind": "QuantBenchmark",
+        "metadata": {"name": name},
+        "spec": spec_dict(**kwargs),
+    }
+
+
+def _stats(median: float, n: int) -> LatencyStats:
+    return LatencyStats(
+        count=n,
+        mean_ms=median,
+        median_ms=median,
+        p90_ms=median * 1.1,
+        p95_ms=median * 1.15,
+        p99_ms=median * 1.2,
+        std_ms=median * 0.05,
+        min_ms=median * 0.9,
+        max_ms=median * 1.3,
+    )
+
+
+SPEED = {"bf16": 1.0, "fp8": 0.62, "awq-int4": 0.45}  # ms/token relative to bf16 (seed-like figures)
+
+
+def _step(ms_per_token: float, n: int, batch: int, output_len: int) -> dict[str, Any]:
+    duration = n * output_len * ms_per_token / 1000 / batch
+    out_tokens = n * output_len
+    return {
+        "num_requests": n,
+        "completed": n,
+        "failed": 0,
+        "duration_s": duration,
+        "total_input_tokens": n * 512,
+        "total_output_tokens": out_tokens,
+        "request_throughput_per_s": n / duration,
+        "input_tokens_per_s": n * 512 / duration,
+        "output_tokens_per_s": out_tokens / duration,
+        "total_tokens_per_s": (n * 512 + out_tokens) / duration,
+        "ttft": _stats(40.0, n),
+        "tpot": _stats(ms_per_token, n),
+        "itl": _stats(ms_per_token, n * 10),
+        "e2e": _stats(ms_per_token * output_len, n),
+    }
+
+
+def loadgen_result(variant: str, workload: dict[str, Any]) -> str:
+    ms = 7.0 * SPEED.get(variant, 1.0)
+    now = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
+    common: dict[str, Any] = {
+        "workload_name": workload["name"],
+        "workload_type": WorkloadType(workload["type"]),
+        "server_url": f"http://{variant}-server:8000",
+        "model": "m",
+        "endpoint": "completions",
+        "seed": 0,
+        "dataset": "random(512,128)",
+        "started_at": now,
+        "finished_at": now + timedelta(seconds=30),
+        "tool_version": "0.1.0",
+    }
+    if workload["type"] == "latency":
+        result = LoadgenResult(
+            **common,
+            latency=LatencyResult(**_step(ms, 20, 1, 128), input_len=512, output_len=128, ms_per_token=ms),
+        )
+    else:
+        points = [
+            ThroughputBatchResult(
+                **_step(ms * (1 + bs / 64), 3 * bs, bs, 128),
+                batch_size=bs,
+                iterations=3,
+                input_len=512,
+                output_len=128,
+            )
+            for bs in workload["batchSizes"]
+        ]
+        result = LoadgenResult(**common, throughput=points)
+    return result.model_dump_json(by_alias=True)
+
+
+def gsm8k_questions(n: int) -> list[dict[str, str]]:
+    path = GSM8K_DIR / "test.jsonl"
+    rows = []
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            rows.append(json.loads(line))
+            if len(rows) == n:
+                break
+    return rows
+
+
+def accuracy_result(variant: str, n: int = 20) -> str:
+    wrong_every = {"bf16": 0, "fp8": 10, "awq-int4": 5}.get(variant, 0)
+    outcomes = []
+    for i, row in enumerate(gsm8k_questions(n)):
+        target = row["answer"].split("####")[-1].strip()
+        correct = not (wrong_every and i % wrong_every == 0)
+        answer = target if correct else "[invalid]"
+        outcomes.append(
+            QuestionOutcome(
+                doc_id=i,
+                key=question_key(row["question"]),
+                target=target,
+                strict_answer=answer,
+                strict_correct=correct,
+                flexible_answer=answer,
+                flexible_correct=correct,
+            )
+        )
+    right = sum(o.strict_correct for o in outcomes)
+    p = right / n
+    score = ExtractorScore(correct=right, questions=n, accuracy=p, stderr=math.sqrt(p * (1 - p) / (n - 1)))
+    now = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
+    result = AccuracyResult(
+        server_url=f"http://{variant}-server:8000",
+        model="m",
+        num_fewshot=8,
+        limit=n,
+        seed=1234,
+        max_gen_tokens=256,
+        dataset=str(GSM8K_DIR),
+        dataset_sha256="0" * 64,
+        prompts_sha256="1" * 64,
+        started_at=now,
+        finished_at=now + timedelta(seconds=60),
+        duration_s=60.0,
+        tool_version="0.1.0",
+        lm_eval_version="0.4.13",
+        strict=score,
+        flexible=score,
+        outcomes=outcomes,
+    )
+    return result.model_dump_json(by_alias=True)

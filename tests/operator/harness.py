@@ -1,0 +1,348 @@
+"""Running the operator against the test control plane, and playing the Jobs' part.
+
+The operator runs as a child process (`quantbench operator --namespace NS`), authenticated as a service
+account bound to exactly the ClusterRole the Helm chart ships (charts/quantbench/files/clusterrole-rules.yaml).
+A separate process is what lets the tests kill it with SIGKILL at any step and start it again, as a crash
+or a node loss would.
+
+The Jobs' part: a test writes the result JSON into the Job's results ConfigMap with
+`quantbench_loadgen.publish` *as the run's Job service account* (so the least-privilege Role is exercised),
+then lets kwok end the Job's pod (tests.cluster.kube.Cluster.finish_job).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from quantbench.kube import ApiError, Kube
+from quantbench.naming import LABEL_BENCHMARK, LABEL_RUN, job_name, jobs_account_name, selector
+from quantbench_loadgen.publish import Target, publish
+from tests.cluster.kube import Cluster, wait_for
+from tests.operator import factories
+
+REPO = Path(__file__).resolve().parents[2]
+CRD_FILE = REPO / "crds" / "quantbench.dev_quantbenchmarks.yaml"
+RULES_FILE = REPO / "charts" / "quantbench" / "files" / "clusterrole-rules.yaml"
+OPERATOR_NS = "quantbench-system"
+OPERATOR_SA = "quantbench-operator"
+KIND = "QuantBenchmark"
+T = TypeVar("T")
+
+
+def install_crd(kube: Kube) -> None:
+    crd = yaml.safe_load(CRD_FILE.read_text())
+    path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+    name = crd["metadata"]["name"]
+    try:
+        kube.request("POST", path, body=crd)
+    except ApiError as exc:
+        if exc.status != 409:
+            raise
+        current = kube.request("GET", f"{path}/{name}")
+        crd["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+        kube.request("PUT", f"{path}/{name}", body=crd)
+
+    def established() -> bool:
+        got = kube.request("GET", f"{path}/{name}")
+        return any(
+            c["type"] == "Established" and c["status"] == "True"
+            for c in (got.get("status") or {}).get("conditions") or []
+        )
+
+    wait_for(established, 30, "CRD Established")
+
+
+def install_operator_rbac(kube: Kube) -> None:
+    """The chart's ClusterRole (rules verbatim), bound to the operator's service account."""
+    rules = yaml.safe_load(RULES_FILE.read_text())
+    rbac = "/apis/rbac.authorization.k8s.io/v1"
+    objects = [
+        ("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OPERATOR_NS}}),
+        (
+            f"/api/v1/namespaces/{OPERATOR_NS}/serviceaccounts",
+            {
+                "apiVersion": "v1",
+                "kind": "ServiceAccount",
+                "metadata": {"name": OPERATOR_SA, "namespace": OPERATOR_NS},
+            },
+        ),
+        (
+            f"{rbac}/clusterroles",
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRole",
+                "metadata": {"name": OPERATOR_SA},
+                "rules": rules,
+            },
+        ),
+        (
+            f"{rbac}/clusterrolebindings",
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRoleBinding",
+                "metadata": {"name": OPERATOR_SA},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": OPERATOR_SA,
+                },
+                "subjects": [{"kind": "ServiceAccount", "name": OPERATOR_SA, "namespace": OPERATOR_NS}],
+            },
+        ),
+    ]
+    for path, obj in objects:
+        try:
+            kube.request("POST", path, body=obj)
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+            if obj["kind"] == "ClusterRole":
+                kube.request("PUT", f"{path}/{OPERATOR_SA}", body=obj)
+
+
+class OperatorProcess:
+    """`quantbench operator` as a child process with the operator service account's kubeconfig."""
+
+    def __init__(
+        self, cluster: Cluster, namespaces: list[str] | None, log_dir: Path, env: dict[str, str] | None = None
+    ) -> None:
+        self.cluster = cluster
+        self.namespaces = namespaces
+        self.log_dir = log_dir
+        self.extra_env = {"QUANTBENCH_RESYNC_SECONDS": "2", **(env or {})}
+        self.kubeconfig = cluster.service_account_kubeconfig(OPERATOR_NS, OPERATOR_SA, create=False)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> OperatorProcess:
+        self.starts += 1
+        scope = (
+            ["--all-namespaces"] if self.namespaces is None else [f"--namespace={n}" for n in self.namespaces]
+        )
+        env = {**os.environ, **self.extra_env}
+        env.pop("KUBECONFIG", None)
+        log = (self.log_dir / f"operator-{self.starts}.log").open("wb")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "quantbench.cli",
+                "operator",
+                *scope,
+                "--kubeconfig",
+                str(self.kubeconfig),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=REPO,
+        )
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, like a crash."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+        self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in sorted(self.log_dir.glob("operator-*.log")))
+
+    def assert_alive(self) -> None:
+        assert self.proc is not None and self.proc.poll() is None, f"operator exited:\n{self.logs()[-4000:]}"
+
+
+class Bench:
+    """One QuantBenchmark under test: create it, read it, and do what its Jobs would do."""
+
+    def __init__(self, cluster: Cluster, kube: Kube, namespace: str, name: str, ca_file: Path) -> None:
+        self.cluster = cluster
+        self.kube = kube
+        self.ns = namespace
+        self.name = name
+        self.ca_file = ca_file
+
+    def create(self, spec: dict[str, Any]) -> Bench:
+        body = {
+            "apiVersion": "quantbench.dev/v1alpha1",
+            "kind": KIND,
+            "metadata": {"name": self.name, "namespace": self.ns},
+            "spec": spec,
+        }
+        self.kube.create(body)
+        return self
+
+    def get(self) -> dict[str, Any] | None:
+        return self.kube.get(KIND, self.ns, self.name)
+
+    def status(self) -> dict[str, Any]:
+        body = self.get() or {}
+        result: dict[str, Any] = body.get("status") or {}
+        return result
+
+    def run_id(self, timeout: float = 30) -> str:
+        def current() -> str | None:
+            run = self.status().get("currentRun") or {}
+            rid: str | None = run.get("id")
+            return rid
+
+        return wait_for(current, timeout, f"a run of {self.name}")
+
+    def variant(self, name: str) -> dict[str, Any]:
+        for v in self.status().get("variants") or []:
+            if v["name"] == name:
+                result: dict[str, Any] = v
+                return result
+        return {}
+
+    def wait_variant(self, name: str, phases: tuple[str, ...], timeout: float = 60) -> dict[str, Any]:
+        def reached() -> dict[str, Any] | None:
+            v = self.variant(name)
+            return v if v.get("phase") in phases else None
+
+        return wait_for(
+            reached,
+            timeout,
+            f"variant {name} in {phases} (now {self.variant(name).get('phase')})",
+        )
+
+    def wait_phase(self, phases: tuple[str, ...], timeout: float = 90) -> dict[str, Any]:
+        def finished() -> dict[str, Any] | None:
+            status = self.status()
+            return status if not status.get("currentRun") and status.get("phase") in phases else None
+
+        return wait_for(
+            finished,
+            timeout,
+            f"{self.name} run finished in {phases} (now {self.status().get('phase')})",
+        )
+
+    def children(self, kind: str, run: str | None = None) -> list[dict[str, Any]]:
+        labels = {LABEL_BENCHMARK: self.name} | ({LABEL_RUN: run} if run else {})
+        return self.kube.list(kind, self.ns, selector(labels))
+
+    def names(self, kind: str, run: str | None = None) -> set[str]:
+        return {o["metadata"]["name"] for o in self.children(kind, run)}
+
+    def events(self) -> list[dict[str, Any]]:
+        return [
+            e
+            for e in self.kube.list("Event", self.ns)
+            if e.get("involvedObject", {}).get("name") == self.name
+            and e["involvedObject"].get("kind") == KIND
+        ]
+
+    def event_reasons(self) -> set[str]:
+        return {e["reason"] for e in self.events()}
+
+    def wait_event(self, reason: str, timeout: float = 30) -> dict[str, Any]:
+        return wait_for(
+            lambda: next((e for e in self.events() if e["reason"] == reason), None),
+            timeout,
+            f"event {reason}",
+        )
+
+    # ------------------------------------------------------------------------------- Jobs' part
+    def wait_job(self, run: str, variant: str, step: str, timeout: float = 60) -> str:
+        name = job_name(self.name, run, variant, step)
+        wait_for(lambda: self.kube.get("Job", self.ns, name), timeout, f"job {name}")
+        return name
+
+    def publish_result(self, run: str, variant: str, step: str, content: str) -> None:
+        """Write the result as the Job would: with the run's Job service account token."""
+        token = self.cluster.service_account_token(self.ns, jobs_account_name(self.name, run), create=False)
+        target = Target(server=self.cluster.server, namespace=self.ns, token=token, ca_file=str(self.ca_file))
+        publish(target, job_name(self.name, run, variant, step), "result.json", content)
+
+    def play_job(
+        self, run: str, variant: str, step: str, spec: dict[str, Any], outcome: str = "succeeded"
+    ) -> str:
+        """Wait for the step's Job, publish its result (when it succeeds) and end its pod."""
+        name = self.wait_job(run, variant, step)
+        if outcome == "succeeded":
+            self.publish_result(run, variant, step, result_for(spec, variant, step))
+            self.cluster.finish_job(self.ns, name, "succeeded")
+        else:
+            self.cluster.finish_job(self.ns, name, "failed", exit_code=1, reason="Error")
+        return name
+
+    def play_variant(self, run: str, variant: str, spec: dict[str, Any]) -> None:
+        for step in steps_of(spec):
+            if not self.step_done(run, variant, step):
+                self.play_job(run, variant, step, spec)
+
+    def step_done(self, run: str, variant: str, step: str) -> bool:
+        """The step's result is in its ConfigMap and its Job's pods have ended."""
+        name = job_name(self.name, run, variant, step)
+        cm = self.kube.get("ConfigMap", self.ns, name)
+        if not cm or "result.json" not in (cm.get("data") or {}):
+            return False
+        pods = self.kube.list("Pod", self.ns, f"batch.kubernetes.io/job-name={name}")
+        return all((p.get("status") or {}).get("phase") in ("Succeeded", "Failed") for p in pods)
+
+    def uids(self, run: str) -> dict[str, str]:
+        """kind/name -> uid of the run's children."""
+        out = {}
+        for kind in ("Deployment", "Service", "Job", "ConfigMap", "ServiceAccount", "Role", "RoleBinding"):
+            for o in self.children(kind, run):
+                out[f"{kind}/{o['metadata']['name']}"] = o["metadata"]["uid"]
+        return out
+
+    def server_pods(self, run: str, variant: str) -> list[dict[str, Any]]:
+        sel = selector(
+            {
+                LABEL_BENCHMARK: self.name,
+                LABEL_RUN: run,
+                "quantbench.dev/variant": variant,
+                "quantbench.dev/step": "server",
+            }
+        )
+        return self.kube.list("Pod", self.ns, sel)
+
+    def wait_server_pod(self, run: str, variant: str, timeout: float = 60) -> dict[str, Any]:
+        return wait_for(
+            lambda: next(iter(self.server_pods(run, variant)), None), timeout, f"server pod of {variant}"
+        )
+
+
+def steps_of(spec: dict[str, Any]) -> list[str]:
+    steps = [f"wl-{w['name']}" for w in spec.get("workloads") or []]
+    return steps + (["accuracy"] if spec.get("accuracy") else [])
+
+
+def result_for(spec: dict[str, Any], variant: str, step: str) -> str:
+    if step == "accuracy":
+        return factories.accuracy_result(variant, int((spec.get("accuracy") or {}).get("limit") or 20))
+    workload = next(w for w in spec["workloads"] if f"wl-{w['name']}" == step)
+    return factories.loadgen_result(variant, workload)
+
+
+def retry(fn: Callable[[], T], attempts: int = 3, delay: float = 0.5) -> T:
+    for i in range(attempts):
+        try:
+            return fn()
+        except Exception:
+            if i == attempts - 1:
+                raise
+            time.sleep(delay)
+    raise AssertionError("unreachable")

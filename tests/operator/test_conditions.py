@@ -1,0 +1,160 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from quantbench.conditions import (
+    PoolInfo,
+    Reason,
+    classify_pod_failure,
+    classify_unschedulable,
+    compute_capability,
+    job_failure,
+    job_finished,
+    unsupported_precision,
+    weights_gib_from_log,
+)
+
+H100 = PoolInfo("h100", "quantbench.dev/pool", 2, 8, 16, "NVIDIA-H100-80GB-HBM3")
+
+
+@pytest.mark.parametrize(
+    ("product", "cc"),
+    [
+        ("NVIDIA-H100-80GB-HBM3", (9, 0)),
+        ("NVIDIA-H200", (9, 0)),
+        ("NVIDIA-A100-SXM4-80GB", (8, 0)),
+        ("NVIDIA-L40S", (8, 9)),
+        ("NVIDIA-L4", (8, 9)),
+        ("NVIDIA-A10G", (8, 6)),
+        ("Tesla-T4", (7, 5)),
+        ("Mystery-GPU", None),
+        (None, None),
+    ],
+)
+def test_compute_capability(product: str | None, cc: tuple[int, int] | None) -> None:
+    assert compute_capability(product) == cc
+
+
+def test_fp8_needs_ada_or_hopper() -> None:
+    failure = unsupported_precision("fp8", "fp8", "NVIDIA-A100-SXM4-80GB")
+    assert failure is not None and failure.reason == Reason.UNSUPPORTED_PRECISION
+    assert "8.9" in failure.message and "8.0" in failure.message and "nodePool" in failure.message
+    assert unsupported_precision("fp8", "fp8", "NVIDIA-H100-80GB-HBM3") is None
+    assert unsupported_precision("fp8", "fp8", "NVIDIA-L40S") is None
+    assert unsupported_precision("bf16", None, "Tesla-T4") is not None
+    assert unsupported_precision("awq-int4", "awq", "Tesla-T4") is None
+    assert unsupported_precision("awq-int4", "awq_marlin", "Tesla-T4") is not None
+    assert unsupported_precision("fp8", "fp8", None) is None  # unknown GPU: let the server try
+
+
+def pod(
+    statuses: list[dict[str, Any]], phase: str = "Running", conditions: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "p"},
+        "status": {"phase": phase, "containerStatuses": statuses, "conditions": conditions or []},
+    }
+
+
+def test_image_pull() -> None:
+    f = classify_pod_failure(
+        pod(
+            [
+                {
+                    "image": "vllm:nope",
+                    "state": {"waiting": {"reason": "ImagePullBackOff", "message": "not found"}},
+                }
+            ]
+        )
+    )
+    assert (
+        f is not None
+        and f.reason == Reason.IMAGE_PULL
+        and "vllm:nope" in f.message
+        and "server.image" in f.message
+    )
+    f = classify_pod_failure(pod([{"state": {"waiting": {"reason": "ErrImagePull"}}}]))
+    assert f is not None and f.reason == Reason.IMAGE_PULL
+
+
+def test_oom_and_crash_loop() -> None:
+    oom = pod([{"state": {"terminated": {"reason": "OOMKilled", "exitCode": 137}}}], phase="Failed")
+    f = classify_pod_failure(oom)
+    assert f is not None and f.reason == Reason.OOM_KILLED and "maxModelLen" in f.message
+    restarted_oom = pod(
+        [
+            {
+                "restartCount": 1,
+                "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                "lastState": {"terminated": {"reason": "OOMKilled", "exitCode": 137}},
+            }
+        ]
+    )
+    assert (classify_pod_failure(restarted_oom) or f).reason == Reason.OOM_KILLED
+    loop = pod(
+        [
+            {
+                "restartCount": 4,
+                "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                "lastState": {"terminated": {"reason": "Error", "exitCode": 1}},
+            }
+        ]
+    )
+    f = classify_pod_failure(loop)
+    assert f is not None and f.reason == Reason.CRASH_LOOP and "exit code 1" in f.message
+    exited = pod([{"state": {"terminated": {"reason": "Error", "exitCode": 3}}}], phase="Failed")
+    assert (classify_pod_failure(exited) or f).reason == Reason.CRASH_LOOP
+    assert (
+        classify_pod_failure(
+            pod([{"restartCount": 1, "state": {"running": {}}, "lastState": {"terminated": {"exitCode": 1}}}])
+        )
+        is None
+    )
+    assert classify_pod_failure(pod([{"state": {"running": {}}}])) is None
+
+
+def test_unschedulable() -> None:
+    msg = "0/9 nodes are available: 9 node(s) didn't match Pod's node affinity/selector."
+    f = classify_unschedulable(msg, None, "h300", 1, "nvidia.com/gpu")
+    assert f is not None and f.reason == Reason.UNSCHEDULABLE and "no node in pool h300" in f.message
+    f = classify_unschedulable(
+        "0/9 nodes are available: 2 Insufficient nvidia.com/gpu.", H100, "h100", 9, "nvidia.com/gpu"
+    )
+    assert f is not None and "not enough GPUs" in f.message and "at most 8" in f.message
+    # GPUs exist but are busy: wait
+    assert (
+        classify_unschedulable(
+            "0/9 nodes are available: 2 Insufficient nvidia.com/gpu.", H100, "h100", 4, "nvidia.com/gpu"
+        )
+        is None
+    )
+
+
+def test_jobs() -> None:
+    done = {"metadata": {"name": "j"}, "status": {"conditions": [{"type": "Complete", "status": "True"}]}}
+    failed = {
+        "metadata": {"name": "j"},
+        "status": {"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]},
+    }
+    assert job_finished(done) == "Complete" and job_finished(failed) == "Failed"
+    assert job_finished({"status": {}}) is None
+    f = job_failure(
+        failed, [pod([{"state": {"terminated": {"exitCode": 2, "reason": "Error"}}}], phase="Failed")]
+    )
+    assert f.reason == Reason.JOB_FAILED and "BackoffLimitExceeded" in f.message and "exited 2" in f.message
+
+
+def test_weights_from_log() -> None:
+    log = "\n".join(
+        [
+            "INFO 11-23 03:00:01 [gpu_model_runner.py:1953] Model loading took 15.0640 GiB and 4.2 seconds",
+            "INFO something else",
+        ]
+    )
+    assert weights_gib_from_log(log) == pytest.approx(15.064)
+    assert weights_gib_from_log(
+        "INFO worker.py:267] model weights took 5.37GiB; non_torch_memory ..."
+    ) == pytest.approx(5.37)
+    assert weights_gib_from_log("nothing here") is None

@@ -1,0 +1,220 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from quantbench.manifests import jobs, rbac, server
+from quantbench.manifests.common import Owner
+from quantbench.manifests.run import RunSnapshot, run_configmap, snapshot_from_configmap
+from quantbench.plan import plan_run
+from quantbench.settings import OperatorSettings
+from quantbench_loadgen.specs import AccuracySpec
+from tests.operator.factories import spec
+
+OWNER = Owner(name="llama", namespace="team-a", uid="1234-uid")
+RUN = "r20261123-030000"
+
+
+def flag(args: list[str], name: str) -> str | None:
+    return args[args.index(name) + 1] if name in args else None
+
+
+@pytest.mark.parametrize(
+    ("variant", "expected"),
+    [
+        ({"name": "bf16", "precision": "bf16"}, {"--dtype": "bfloat16", "--quantization": None}),
+        ({"name": "fp16", "precision": "fp16"}, {"--dtype": "float16", "--quantization": None}),
+        ({"name": "fp8", "precision": "fp8"}, {"--dtype": None, "--quantization": "fp8"}),
+        ({"name": "awq", "precision": "awq-int4"}, {"--quantization": "awq_marlin"}),
+        ({"name": "awq", "precision": "awq-int4", "quantizationKernel": "awq"}, {"--quantization": "awq"}),
+        ({"name": "gptq", "precision": "gptq-int4"}, {"--quantization": "gptq_marlin"}),
+        ({"name": "w8a8", "precision": "int8-w8a8"}, {"--quantization": None, "--dtype": None}),
+        ({"name": "kv", "precision": "fp8", "kvCacheDtype": "fp8_e4m3"}, {"--kv-cache-dtype": "fp8_e4m3"}),
+    ],
+)
+def test_server_flags_per_precision(variant: dict[str, Any], expected: dict[str, str | None]) -> None:
+    s = spec(
+        variants=[{"name": "bf16", "precision": "bf16"}, variant] if variant["name"] != "bf16" else [variant]
+    )
+    args = server.server_args(s, s.variant(variant["name"]))
+    for name, value in expected.items():
+        assert flag(args, name) == value, (name, args)
+
+
+def test_common_server_flags_and_extra_args() -> None:
+    s = spec(
+        placement={"nodePool": "h100", "gpus": 2},
+        server={"maxModelLen": 8192, "gpuMemoryUtilization": 0.85, "extraArgs": ["--enable-prefix-caching"]},
+        variants=[{"name": "bf16", "precision": "bf16", "extraArgs": ["--max-num-seqs", "64"]}],
+    )
+    args = server.server_args(s, s.variants[0])
+    assert flag(args, "--max-model-len") == "8192"
+    assert flag(args, "--gpu-memory-utilization") == "0.85"
+    assert flag(args, "--tensor-parallel-size") == "2"
+    assert flag(args, "--model") == "meta-llama/Llama-3.1-8B-Instruct"
+    assert args[-3:] == ["--enable-prefix-caching", "--max-num-seqs", "64"]
+
+
+def test_deployment() -> None:
+    s = spec(
+        placement={
+            "nodePool": "h100",
+            "gpus": 2,
+            "nodeSelector": {"zone": "a"},
+            "tolerations": [
+                {"key": "dedicated", "operator": "Equal", "value": "llm", "effect": "NoSchedule"}
+            ],
+            "affinity": {"nodeAffinity": {"x": 1}},
+        },
+        server={
+            "modelCache": {"claimName": "hf-cache"},
+            "hfTokenSecret": {"name": "hf-token"},
+            "startupTimeout": "20m",
+            "env": [{"name": "VLLM_LOGGING_LEVEL", "value": "DEBUG"}],
+        },
+    )
+    dep = server.deployment(s, s.variant("fp8"), OWNER, RUN, 3, {"a": "b"})
+    meta = dep["metadata"]
+    assert meta["name"] == "llama-r20261123-030000-fp8-server"
+    assert meta["namespace"] == "team-a"
+    assert meta["ownerReferences"] == [
+        {
+            "apiVersion": "quantbench.dev/v1alpha1",
+            "kind": "QuantBenchmark",
+            "name": "llama",
+            "uid": "1234-uid",
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
+    assert (
+        meta["labels"]["quantbench.dev/variant"] == "fp8"
+        and meta["annotations"]["quantbench.dev/generation"] == "3"
+    )
+    pod = dep["spec"]["template"]
+    assert pod["metadata"]["annotations"] == {"a": "b"}
+    assert dep["spec"]["selector"]["matchLabels"] == pod["metadata"]["labels"]
+    ps = pod["spec"]
+    assert ps["nodeSelector"] == {"zone": "a", "quantbench.dev/pool": "h100"}
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in ps["tolerations"]
+    assert {"key": "dedicated", "operator": "Equal", "value": "llm", "effect": "NoSchedule"} in ps[
+        "tolerations"
+    ]
+    assert ps["affinity"] == {"nodeAffinity": {"x": 1}}
+    c = ps["containers"][0]
+    assert c["resources"]["limits"] == {"nvidia.com/gpu": "2"}
+    assert {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "token"}}} in c[
+        "env"
+    ]
+    assert {"name": "VLLM_LOGGING_LEVEL", "value": "DEBUG"} in c["env"]
+    assert {"name": "model-cache", "persistentVolumeClaim": {"claimName": "hf-cache"}} in ps["volumes"]
+    assert {"name": "model-cache", "mountPath": "/root/.cache/huggingface"} in c["volumeMounts"]
+    assert c["startupProbe"]["httpGet"]["path"] == "/health"
+    assert c["startupProbe"]["failureThreshold"] * c["startupProbe"]["periodSeconds"] == 1200
+    assert c["readinessProbe"]["httpGet"]["path"] == "/health"
+
+
+def test_cache_volume_kinds() -> None:
+    s = spec(server={"modelCache": {"hostPath": "/mnt/models"}})
+    vols = server.deployment(s, s.variants[0], OWNER, RUN, 1)["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "model-cache", "hostPath": {"path": "/mnt/models", "type": "DirectoryOrCreate"}} in vols
+    s = spec(server={"modelCache": {"sizeLimit": "50Gi"}})
+    vols = server.deployment(s, s.variants[0], OWNER, RUN, 1)["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "model-cache", "emptyDir": {"sizeLimit": "50Gi"}} in vols
+
+
+def test_service_matches_the_server_pods() -> None:
+    s = spec()
+    svc = server.service(s, s.variants[0], OWNER, RUN, 1)
+    dep = server.deployment(s, s.variants[0], OWNER, RUN, 1)
+    assert svc["metadata"]["name"] == dep["metadata"]["name"]
+    assert svc["spec"]["selector"] == dep["spec"]["template"]["metadata"]["labels"]
+    assert (
+        server.server_url(s, OWNER, RUN, "bf16")
+        == "http://llama-r20261123-030000-bf16-server.team-a.svc:8000"
+    )
+
+
+def test_workload_job_and_its_configmap() -> None:
+    s = spec()
+    settings = OperatorSettings(job_image="quantbench/jobs:test", job_pod_annotations={"x": "y"})
+    job = jobs.job(s, s.variant("fp8"), OWNER, RUN, "wl-latency", 1, settings)
+    name = "llama-r20261123-030000-fp8-wl-latency"
+    assert job["metadata"]["name"] == name
+    pod = job["spec"]["template"]
+    assert pod["metadata"]["annotations"] == {"x": "y"}
+    ps = pod["spec"]
+    assert ps["serviceAccountName"] == "llama-r20261123-030000-jobs"
+    assert ps["restartPolicy"] == "Never"
+    c = ps["containers"][0]
+    assert c["image"] == "quantbench/jobs:test"
+    script = c["command"][-1]
+    assert "quantbench-loadgen run --url http://llama-r20261123-030000-fp8-server.team-a.svc:8000" in script
+    assert "--workload /etc/quantbench/input.json" in script
+    assert (
+        f"python -m quantbench_loadgen.publish --configmap {name} --key result.json /results/result.json"
+        in script
+    )
+    assert {
+        "name": "input",
+        "configMap": {"name": name, "items": [{"key": "input.json", "path": "input.json"}]},
+    } in ps["volumes"]
+    cm = jobs.results_configmap(OWNER, RUN, "fp8", "wl-latency", jobs.job_input(s, "wl-latency"), 1)
+    assert cm["metadata"]["name"] == name
+    assert json.loads(cm["data"]["input.json"])["type"] == "latency"
+    assert "result.json" not in cm["data"]
+
+
+def test_accuracy_job_and_dataset_mounts() -> None:
+    dataset = {"kind": "gsm8k", "volume": {"claimName": "datasets", "subPath": "gsm8k"}}
+    s = spec(accuracy=False).model_copy(
+        update={"accuracy": AccuracySpec.model_validate({"limit": 50, "dataset": dataset})}
+    )
+    job = jobs.job(s, s.variant("bf16"), OWNER, RUN, "accuracy", 1, OperatorSettings())
+    script = job["spec"]["template"]["spec"]["containers"][0]["command"][-1]
+    assert "python -m quantbench_loadgen.accuracy --base-url http://" in script
+    assert "--dataset /data/gsm8k" in script and "--max-length 4096" in script
+    vols = job["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "dataset", "persistentVolumeClaim": {"claimName": "datasets", "readOnly": True}} in vols
+    assert (
+        json.loads(
+            jobs.results_configmap(OWNER, RUN, "bf16", "accuracy", jobs.job_input(s, "accuracy"), 1)["data"][
+                "input.json"
+            ]
+        )["limit"]
+        == 50
+    )
+
+
+def test_rbac_allows_only_update_of_the_runs_configmaps() -> None:
+    role = rbac.role(OWNER, RUN, 1, ["b", "a"])
+    assert role["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": ["a", "b"],
+            "verbs": ["update", "patch"],
+        }
+    ]
+    binding = rbac.role_binding(OWNER, RUN, 1)
+    sa = rbac.service_account(OWNER, RUN, 1)
+    assert binding["roleRef"]["name"] == role["metadata"]["name"] == sa["metadata"]["name"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": "team-a"}
+    ]
+    for obj in (role, binding, sa):
+        assert obj["metadata"]["ownerReferences"][0]["uid"] == "1234-uid"
+
+
+def test_run_snapshot_round_trip() -> None:
+    from datetime import UTC, datetime
+
+    s = spec()
+    snap = RunSnapshot(
+        run_id=RUN, generation=2, started_at=datetime(2026, 11, 23, tzinfo=UTC), spec=s, plan=plan_run(s, {})
+    )
+    cm = run_configmap(OWNER, snap)
+    assert cm["metadata"]["name"] == "llama-r20261123-030000-run"
+    assert snapshot_from_configmap(cm) == snap

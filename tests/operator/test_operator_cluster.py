@@ -1,0 +1,445 @@
+"""The operator on the real control plane: runs, failures, restarts, deletion, spec changes, RBAC.
+
+kwok plays the nodes (server pods go Running/Ready by themselves); the tests play the Jobs' part
+(harness.Bench.play_job). The operator runs as a separate process under the chart's ClusterRole.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from quantbench.analysis.run_results import RunResults
+from quantbench.local.server import free_port
+from quantbench.naming import job_name, jobs_account_name, run_config_name, server_name
+from quantbench_loadgen.publish import PublishError, Target, publish
+from tests.cluster.kube import wait_for
+from tests.fixtures.prometheus import Prometheus
+from tests.operator import factories
+from tests.operator.conftest import OperatorFactory, release
+from tests.operator.harness import Bench, steps_of
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(240)]
+
+SMALL_WORKLOADS = [{"name": "latency", "type": "latency", "inputLen": 512, "outputLen": 128}]
+
+
+def two_variants(failing: dict[str, Any], pool: str = "h100", **kw: Any) -> dict[str, Any]:
+    """bf16 (the baseline, healthy) and one variant expected to fail."""
+    return factories.spec_dict(
+        variants=[{"name": "bf16", "precision": "bf16"}, failing], pool=pool, workloads=SMALL_WORKLOADS, **kw
+    )
+
+
+def test_three_variants_run_to_succeeded(
+    bench: Bench,
+    start_operator: OperatorFactory,
+    tmp_path: Path,
+    prometheus: Callable[[list[str]], Prometheus],
+) -> None:
+    spec = factories.spec_dict()
+    metrics_port = free_port()
+    op = start_operator(
+        [bench.ns],
+        env={
+            "QUANTBENCH_RESULTS_DIR": str(tmp_path / "results"),
+            "QUANTBENCH_METRICS_PORT": str(metrics_port),
+        },
+    )
+    bench.create(spec)
+    run = bench.run_id()
+    # Three 1-GPU servers on the 2 x 8-GPU h100 pool: all three start at once.
+    wait_for(lambda: len(bench.names("Deployment", run)) == 3, 30, "three servers")
+    for v in ("bf16", "fp8", "awq-int4"):
+        bench.play_variant(run, v, spec)
+    status = bench.wait_phase(("Succeeded",))
+    op.assert_alive()
+    assert status["observedGeneration"] == 1
+    assert status["variantNames"] == "bf16,fp8,awq-int4"
+    variants = {v["name"]: v for v in status["variants"]}
+    assert {v["phase"] for v in variants.values()} == {"Succeeded"}
+    assert variants["awq-int4"]["kernel"] == "awq_marlin" and variants["fp8"]["kernel"] == "fp8"
+    for v in variants.values():
+        assert v["node"].startswith("h100-") and v["gpu"] == "NVIDIA-H100-80GB-HBM3"
+        assert v["startupSeconds"] >= 0
+    summary = status["summary"]
+    assert [row["variant"] for row in summary["variants"]] == ["bf16", "fp8", "awq-int4"]
+    assert summary["variants"][1]["latencyRatioToBaseline"] == pytest.approx(0.62, rel=0.01)
+    assert summary["variants"][2]["accuracy"]["questions"] == 20
+    assert status["history"][0]["summary"] == summary and status["history"][0]["phase"] == "Succeeded"
+    conds = {c["type"]: c for c in status["conditions"]}
+    assert conds["Ready"]["status"] == "True" and conds["Progressing"]["status"] == "False"
+    assert conds["Degraded"]["status"] == "False"
+    assert status["lastRunTime"] and "best" in status
+    # GPUs released, Jobs and RBAC gone, results kept.
+    assert (
+        bench.names("Deployment") == set() and bench.names("Service") == set() and bench.names("Job") == set()
+    )
+    assert bench.names("Role") == set() and bench.names("ServiceAccount") == set()
+    assert job_name("llama", run, "fp8", "accuracy") in bench.names("ConfigMap", run)
+    assert {
+        "RunStarted",
+        "ServerCreated",
+        "ServerReady",
+        "JobCreated",
+        "ResultCollected",
+        "VariantSucceeded",
+        "RunSucceeded",
+    } <= bench.event_reasons()
+    # The collected results, in the results-folder layout the report reads.
+    results = RunResults.load(tmp_path / "results" / bench.ns / "llama" / run)
+    assert set(results.variants) == {"bf16", "fp8", "awq-int4"}
+    assert set(results.variants["fp8"].loadgen) == {"latency", "throughput"}
+    assert results.variants["awq-int4"].accuracy is not None and results.info.run_id == run
+    # The summary reaches Prometheus: a real server scrapes the operator's /metrics.
+    prom = prometheus([f"127.0.0.1:{metrics_port}"])
+    fp8 = summary["variants"][1]
+    decode = prom.wait_for(f'quantbench_decode_seconds_per_token{{namespace="{bench.ns}",variant="fp8"}}')
+    assert float(decode[0]["value"][1]) == pytest.approx(fp8["msPerTokenBs1"] / 1000)
+    assert decode[0]["metric"]["benchmark"] == "llama" and decode[0]["metric"]["precision"] == "fp8"
+    verdicts = prom.wait_for(f'quantbench_verdict_info{{namespace="{bench.ns}"}}')
+    assert {v["metric"]["variant"] for v in verdicts} == {"bf16", "fp8", "awq-int4"}
+
+
+# ------------------------------------------------------------------------------------------ failures
+
+
+def _container_status(pod: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    c = pod["spec"]["containers"][0]
+    return {
+        "name": c["name"],
+        "image": c["image"],
+        "imageID": "",
+        "ready": False,
+        "restartCount": 0,
+        **fields,
+    }
+
+
+def _patch_pod_status(bench: Bench, pod: dict[str, Any], status: dict[str, Any]) -> None:
+    """Play the kubelet's part for states kwok does not produce (image pull errors, crash loops)."""
+    bench.kube.merge_patch("Pod", bench.ns, pod["metadata"]["name"], {"status": status}, sub="status")
+
+
+def image_pull(bench: Bench, pod: dict[str, Any]) -> None:
+    waiting = {
+        "waiting": {"reason": "ImagePullBackOff", "message": 'Back-off pulling image "vllm/vllm-openai:nope"'}
+    }
+    _patch_pod_status(bench, pod, {"containerStatuses": [_container_status(pod, state=waiting)]})
+
+
+def crash_loop(bench: Bench, pod: dict[str, Any]) -> None:
+    status = _container_status(
+        pod,
+        restartCount=4,
+        state={
+            "waiting": {"reason": "CrashLoopBackOff", "message": "back-off 1m20s restarting failed container"}
+        },
+        lastState={"terminated": {"exitCode": 1, "reason": "Error", "startedAt": None, "finishedAt": None}},
+    )
+    _patch_pod_status(bench, pod, {"containerStatuses": [status]})
+
+
+def oom_killed(bench: Bench, pod: dict[str, Any]) -> None:
+    bench.cluster.fail_pod(bench.ns, pod["metadata"]["name"], exit_code=137, reason="OOMKilled")
+
+
+FAILURES: dict[str, tuple[dict[str, Any], str, Any, str, str, str]] = {
+    # case: (failing variant, pool, what the test does to its server pod, phase, reason, message part)
+    "no-node-in-pool": (
+        {"name": "bad", "precision": "bf16", "placement": {"nodePool": "h300"}},
+        "h100",
+        None,
+        "Failed",
+        "Unschedulable",
+        "no node in pool h300",
+    ),
+    "not-enough-gpus": (
+        {"name": "bad", "precision": "bf16", "placement": {"gpus": 9}},
+        "h100",
+        None,
+        "Failed",
+        "Unschedulable",
+        "not enough GPUs",
+    ),
+    "image-pull": (
+        {"name": "bad", "precision": "bf16"},
+        "h100",
+        image_pull,
+        "Failed",
+        "ImagePullBackOff",
+        "cannot pull image",
+    ),
+    "crash-loop": (
+        {"name": "bad", "precision": "bf16"},
+        "h100",
+        crash_loop,
+        "Failed",
+        "CrashLoopBackOff",
+        "keeps exiting",
+    ),
+    "oom-killed": (
+        {"name": "bad", "precision": "bf16"},
+        "h100",
+        oom_killed,
+        "Failed",
+        "OOMKilled",
+        "OOM-killed",
+    ),
+    "fp8-on-a100": (
+        {"name": "bad", "precision": "fp8"},
+        "a100",
+        None,
+        "Unsupported",
+        "UnsupportedPrecision",
+        "compute capability >= 8.9",
+    ),
+    "job-failed": ({"name": "bad", "precision": "bf16"}, "h100", "fail-job", "Failed", "JobFailed", "failed"),
+}
+
+
+@pytest.mark.parametrize("case", list(FAILURES))
+def test_a_failure_ends_only_its_variant(bench: Bench, start_operator: OperatorFactory, case: str) -> None:
+    failing, pool, action, phase, reason, text = FAILURES[case]
+    spec = two_variants(failing, pool=pool)
+    start_operator([bench.ns])
+    bench.create(spec)
+    run = bench.run_id()
+    if action == "fail-job":
+        bench.play_job(run, "bad", "wl-latency", spec, outcome="failed")
+    elif action is not None:
+        pod = bench.wait_server_pod(run, "bad")
+        wait_for(
+            lambda: bench.variant("bad").get("phase") in ("Starting", "Benchmarking"), 30, "server started"
+        )
+        action(bench, bench.server_pods(run, "bad")[0] if bench.server_pods(run, "bad") else pod)
+    bad = bench.wait_variant("bad", (phase,))
+    assert bad["reason"] == reason and text in bad["message"], bad
+    bench.wait_event(reason)
+    # The failed variant's GPUs are released at once; the healthy one goes on.
+    wait_for(
+        lambda: server_name("llama", run, "bad") not in bench.names("Deployment", run),
+        30,
+        "bad server deleted",
+    )
+    assert not [
+        j
+        for j in bench.children("Job", run)
+        if j["metadata"]["labels"]["quantbench.dev/variant"] == "bad"
+        and not j.get("status", {}).get("conditions")
+    ]
+    bench.play_variant(run, "bf16", spec)
+    status = bench.wait_phase(("PartiallySucceeded",))
+    conds = {c["type"]: c for c in status["conditions"]}
+    assert conds["Degraded"]["status"] == "True" and conds["Degraded"]["reason"] == reason
+    assert conds["Ready"]["status"] == "True"
+    rows = {r["variant"]: r for r in status["summary"]["variants"]}
+    assert rows["bf16"]["phase"] == "Succeeded" and rows["bad"]["phase"] == phase
+    assert bench.names("Deployment") == set()
+
+
+def test_startup_timeout_fails_the_run(bench: Bench, start_operator: OperatorFactory) -> None:
+    spec = two_variants({"name": "bad", "precision": "bf16"}, server={"startupTimeout": "4s"})
+    # Every server pod runs but never becomes Ready (kwok honours this annotation).
+    start_operator(
+        [bench.ns],
+        env={"QUANTBENCH_SERVER_POD_ANNOTATIONS": json.dumps({"kwok.quantbench.dev/ready": "false"})},
+    )
+    bench.create(spec)
+    status = bench.wait_phase(("Failed",), timeout=60)
+    for v in status["variants"]:
+        assert (
+            v["phase"] == "Failed"
+            and v["reason"] == "StartupTimeout"
+            and "startupTimeout (4 s)" in v["message"]
+        )
+    assert "StartupTimeout" in bench.event_reasons()
+    assert bench.names("Deployment") == set()
+    assert {c["type"]: c["status"] for c in status["conditions"]}["Ready"] == "False"
+
+
+# ------------------------------------------------------------------------------------ kill and restart
+
+KILL_POINTS = ["servers-created", "job-running", "result-written-while-down", "variant-done", "run-finishing"]
+
+
+@pytest.mark.parametrize("point", KILL_POINTS)
+def test_kill_and_restart_resumes_without_duplicates(
+    bench: Bench, start_operator: OperatorFactory, point: str
+) -> None:
+    spec = factories.spec_dict(
+        variants=[{"name": "bf16", "precision": "bf16"}, {"name": "fp8", "precision": "fp8"}],
+        workloads=SMALL_WORKLOADS,
+    )
+    op = start_operator([bench.ns])
+    bench.create(spec)
+    run = bench.run_id()
+    wait_for(lambda: len(bench.names("Deployment", run)) == 2, 30, "two servers")
+    if point == "job-running" or point == "result-written-while-down":
+        bench.wait_job(run, "bf16", "wl-latency")
+    elif point == "variant-done":
+        bench.play_variant(run, "bf16", spec)
+        bench.wait_variant("bf16", ("Succeeded",))
+    elif point == "run-finishing":
+        bench.play_variant(run, "bf16", spec)
+        for step in steps_of(spec)[:-1]:
+            bench.play_job(run, "fp8", step, spec)
+        bench.wait_job(run, "fp8", "accuracy")
+    before = bench.uids(run)
+    op.kill()
+    if point == "result-written-while-down":
+        bench.play_job(run, "bf16", "wl-latency", spec)
+    if point == "run-finishing":
+        bench.play_job(run, "fp8", "accuracy", spec)  # the last result lands while the operator is down
+    op2 = start_operator([bench.ns])
+    for v in ("bf16", "fp8"):
+        bench.play_variant(run, v, spec)
+    status = bench.wait_phase(("Succeeded",))
+    op2.assert_alive()
+    assert [h["id"] for h in status["history"]] == [run], (
+        "the restarted operator must resume the run, not start one"
+    )
+    after = bench.uids(run)
+    for key, uid in before.items():
+        if key in after:
+            assert after[key] == uid, f"{key} was recreated"
+    for key in after:
+        assert key.startswith("ConfigMap/"), f"{key} should be gone after the run"
+    rows = {r["variant"]: r for r in status["summary"]["variants"]}
+    for v in ("bf16", "fp8"):
+        assert rows[v]["msPerTokenBs1"] is not None and rows[v]["accuracy"]["questions"] == 20, rows[v]
+    jobs_created = [e for e in bench.events() if e["reason"] == "JobCreated"]
+    assert len({e["message"] for e in jobs_created}) == 4  # 2 variants x (1 workload + accuracy)
+
+
+# ------------------------------------------------------------------------------------------ lifecycle
+
+
+def test_deletion_mid_run_cleans_up_everything(bench: Bench, start_operator: OperatorFactory) -> None:
+    spec = factories.spec_dict(workloads=SMALL_WORKLOADS)
+    start_operator([bench.ns])
+    bench.create(spec)
+    run = bench.run_id()
+    bench.wait_job(run, "bf16", "wl-latency")
+    assert (bench.get() or {})["metadata"]["finalizers"] == ["quantbench.dev/finalizer"]
+    bench.kube.delete("QuantBenchmark", bench.ns, "llama")
+    wait_for(lambda: bench.get() is None, 30, "QuantBenchmark deleted (finalizer released)")
+    for kind in ("Deployment", "Service", "Job", "ConfigMap", "ServiceAccount", "Role", "RoleBinding"):
+        assert bench.names(kind) == set(), kind
+    wait_for(lambda: not bench.server_pods(run, "bf16"), 30, "server pods gone")
+
+
+def test_spec_change_during_a_run_finishes_it_then_runs_the_new_generation(
+    bench: Bench, start_operator: OperatorFactory
+) -> None:
+    spec = factories.spec_dict(
+        variants=[{"name": "bf16", "precision": "bf16"}], workloads=SMALL_WORKLOADS, accuracy=False
+    )
+    start_operator([bench.ns])
+    bench.create(spec)
+    run1 = bench.run_id()
+    bench.wait_job(run1, "bf16", "wl-latency")
+    new_workloads = [*SMALL_WORKLOADS, {"name": "tput", "type": "throughput", "batchSizes": [1, 8]}]
+    bench.kube.merge_patch("QuantBenchmark", bench.ns, "llama", {"spec": {"workloads": new_workloads}})
+    bench.wait_event("SpecChanged")
+    assert bench.status()["currentRun"]["generation"] == 1
+    bench.play_variant(run1, "bf16", spec)  # the run in progress keeps generation 1's steps
+    new_spec = {**spec, "workloads": new_workloads}
+    run2 = wait_for(
+        lambda: (r := bench.status().get("currentRun")) and r["generation"] == 2 and r["id"],
+        30,
+        "run of generation 2",
+    )
+    assert run2 != run1
+    first = bench.status()["history"][0]
+    assert first["id"] == run1 and first["generation"] == 1 and first["phase"] == "Succeeded"
+    bench.play_variant(run2, "bf16", new_spec)
+    status = bench.wait_phase(("Succeeded",))
+    assert [(h["id"], h["generation"]) for h in status["history"]] == [(run2, 2), (run1, 1)]
+    assert status["observedGeneration"] == 2
+    assert job_name("llama", run2, "bf16", "wl-tput") in bench.names("ConfigMap", run2)
+    assert job_name("llama", run1, "bf16", "wl-tput") not in bench.names("ConfigMap", run1)
+
+
+def test_job_service_account_may_only_update_its_runs_result_configmaps(
+    bench: Bench, start_operator: OperatorFactory
+) -> None:
+    spec = factories.spec_dict(variants=[{"name": "bf16", "precision": "bf16"}], workloads=SMALL_WORKLOADS)
+    start_operator([bench.ns])
+    bench.create(spec)
+    run = bench.run_id()
+    bench.wait_job(run, "bf16", "wl-latency")
+    token = bench.cluster.service_account_token(bench.ns, jobs_account_name("llama", run), create=False)
+    target = Target(server=bench.cluster.server, namespace=bench.ns, token=token, ca_file=str(bench.ca_file))
+    publish(target, job_name("llama", run, "bf16", "wl-latency"), "result.json", "{}")  # its own: allowed
+    for other in (run_config_name("llama", run), "kube-root-ca.crt"):
+        with pytest.raises(PublishError, match="HTTP 403"):
+            publish(target, other, "result.json", "{}")
+    from kubernetes import client as k8s
+
+    with bench.cluster.service_account_client(bench.ns, jobs_account_name("llama", run), create=False) as api:
+        with pytest.raises(k8s.ApiException) as exc:
+            k8s.CoreV1Api(api).list_namespaced_secret(bench.ns)
+        assert exc.value.status == 403
+
+
+def test_one_operator_serves_several_namespaces(
+    bench: Bench, start_operator: OperatorFactory, kube_admin: Any, ca_file: Any
+) -> None:
+    other_ns = bench.cluster.create_namespace(f"{bench.ns[:50]}-b")
+    unwatched_ns = bench.cluster.create_namespace(f"{bench.ns[:50]}-c")
+    try:
+        spec = factories.spec_dict(
+            variants=[{"name": "bf16", "precision": "bf16"}], workloads=SMALL_WORKLOADS, accuracy=False
+        )
+        start_operator([bench.ns, other_ns])
+        benches = [bench, Bench(bench.cluster, kube_admin, other_ns, "llama", ca_file)]
+        unwatched = Bench(bench.cluster, kube_admin, unwatched_ns, "llama", ca_file)
+        for b in [*benches, unwatched]:
+            b.create(spec)
+        for b in benches:
+            run = b.run_id()
+            b.play_variant(run, "bf16", spec)
+            b.wait_phase(("Succeeded",))
+        assert not unwatched.status() and unwatched.names("Deployment") == set()
+    finally:
+        for ns in (other_ns, unwatched_ns):
+            release(kube_admin, ns)
+        bench.cluster.delete_namespace(other_ns)
+        bench.cluster.delete_namespace(unwatched_ns)
+
+
+def test_schedule_starts_recurring_runs_and_suspend_stops_them(
+    bench: Bench, start_operator: OperatorFactory
+) -> None:
+    spec = factories.spec_dict(
+        variants=[{"name": "bf16", "precision": "bf16"}],
+        workloads=SMALL_WORKLOADS,
+        accuracy=False,
+        schedule="* * * * *",
+    )
+    start_operator([bench.ns])
+    bench.create(spec)
+    run1 = bench.run_id()  # a new generation runs at once
+    bench.play_variant(run1, "bf16", spec)
+    status = bench.wait_phase(("Succeeded",))
+    assert status["nextRunTime"] > status["history"][0]["startedAt"]
+    run2 = wait_for(
+        lambda: (r := bench.status().get("currentRun")) and r["id"] != run1 and r["id"],
+        75,
+        "the scheduled run",
+    )
+    assert bench.status()["currentRun"]["generation"] == 1
+    bench.play_variant(run2, "bf16", spec)
+    status = bench.wait_phase(("Succeeded",))
+    assert [h["id"] for h in status["history"]] == [run2, run1]
+    bench.kube.merge_patch("QuantBenchmark", bench.ns, "llama", {"spec": {"suspend": True}})
+    status = wait_for(
+        lambda: bench.status() if bench.status().get("phase") == "Suspended" else None, 30, "Suspended"
+    )
+    assert {c["type"]: c["reason"] for c in status["conditions"]}["Progressing"] == "Suspended"
+    assert "nextRunTime" not in status and not status.get("currentRun")

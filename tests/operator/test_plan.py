@@ -1,0 +1,145 @@
+from __future__ import annotations
+
+from typing import Any
+
+from quantbench.api.v1alpha1 import VariantPhase
+from quantbench.conditions import PoolInfo
+from quantbench.plan import ANY_POOL, StepKind, admitted, fits_at_once, kernel_for, plan_run, pools_from_nodes
+from tests.operator.factories import spec
+
+H100 = PoolInfo(
+    "h100",
+    "quantbench.dev/pool",
+    nodes=2,
+    gpus_per_node=8,
+    total_gpus=16,
+    gpu_product="NVIDIA-H100-80GB-HBM3",
+)
+A100 = PoolInfo(
+    "a100", "quantbench.dev/pool", nodes=1, gpus_per_node=8, total_gpus=8, gpu_product="NVIDIA-A100-SXM4-80GB"
+)
+L40S = PoolInfo(
+    "l40s", "quantbench.dev/pool", nodes=1, gpus_per_node=4, total_gpus=4, gpu_product="NVIDIA-L40S"
+)
+POOLS = {"h100": H100, "a100": A100, "l40s": L40S}
+
+
+def test_steps_in_order() -> None:
+    plan = plan_run(spec(), POOLS)
+    steps = plan.variant("bf16").steps
+    assert [s.name for s in steps] == [
+        "server",
+        "wl-latency",
+        "wl-throughput",
+        "accuracy",
+        "collect",
+        "teardown",
+    ]
+    assert [s.kind for s in plan.variant("bf16").job_steps()] == [
+        StepKind.WORKLOAD,
+        StepKind.WORKLOAD,
+        StepKind.ACCURACY,
+    ]
+
+
+def test_same_pool_with_room_for_all_runs_in_parallel() -> None:
+    plan = plan_run(spec(), POOLS)
+    assert plan.lanes == [["bf16"], ["fp8"], ["awq-int4"]]
+
+
+def test_same_pool_without_room_runs_one_after_another() -> None:
+    s = spec(placement={"nodePool": "l40s", "gpus": 2})  # 3 x 2 GPUs on one 4-GPU node
+    s = s.model_copy(update={"variants": [v for v in s.variants if v.name != "fp8"] + [s.variants[1]]})
+    plan = plan_run(s, POOLS)
+    assert plan.lanes == [["bf16", "awq-int4", "fp8"]]
+
+
+def test_packing_counts_nodes_not_just_gpus() -> None:
+    assert fits_at_once([8, 8], H100)
+    assert not fits_at_once([5, 5, 5], H100)  # 15 <= 16 GPUs, but only two nodes of 8
+    assert not fits_at_once([1], None)
+
+
+def test_different_pools_run_in_parallel_and_sequential_forces_one_lane() -> None:
+    variants: list[dict[str, Any]] = [
+        {"name": "bf16", "precision": "bf16"},
+        {"name": "bf16-b", "precision": "bf16", "placement": {"nodePool": "a100", "gpus": 8}},
+        {"name": "bf16-c", "precision": "bf16", "placement": {"nodePool": "a100", "gpus": 8}},
+    ]
+    plan = plan_run(spec(variants=variants), POOLS)
+    assert plan.lanes == [["bf16"], ["bf16-b", "bf16-c"]]
+    seq = plan_run(spec(variants=variants, parallelism="Sequential"), POOLS)
+    assert seq.lanes == [["bf16", "bf16-b", "bf16-c"]]
+
+
+def test_fp8_on_a100_is_unsupported_and_takes_no_lane() -> None:
+    plan = plan_run(spec(pool="a100"), POOLS)
+    fp8 = plan.variant("fp8")
+    assert fp8.unsupported is not None and "8.9" in fp8.unsupported and "8.0" in fp8.unsupported
+    assert ["fp8"] not in plan.lanes and all("fp8" not in lane for lane in plan.lanes)
+    assert plan.variant("bf16").unsupported is None
+    assert plan_run(spec(pool="l40s"), POOLS).variant("fp8").unsupported is None
+
+
+def test_admitted_is_the_first_unfinished_of_each_lane() -> None:
+    s = spec(placement={"nodePool": "l40s", "gpus": 4})
+    plan = plan_run(s, POOLS)
+    assert plan.lanes == [["bf16", "fp8", "awq-int4"]]
+    assert admitted(plan, {}) == ["bf16"]
+    assert admitted(plan, {"bf16": VariantPhase.FAILED}) == ["fp8"]
+    done = {"bf16": VariantPhase.SUCCEEDED, "fp8": VariantPhase.SUCCEEDED, "awq-int4": VariantPhase.SUCCEEDED}
+    assert admitted(plan, done) == []
+
+
+def test_kernels() -> None:
+    s = spec(
+        variants=[
+            {"name": "bf16", "precision": "bf16"},
+            {"name": "awq", "precision": "awq-int4"},
+            {"name": "awq-legacy", "precision": "awq-int4", "quantizationKernel": "awq"},
+            {"name": "gptq", "precision": "gptq-int4"},
+            {"name": "w8a8", "precision": "int8-w8a8"},
+        ]
+    )
+    assert [kernel_for(v) for v in s.variants] == [None, "awq_marlin", "awq", "gptq_marlin", None]
+    plan = plan_run(s, POOLS)
+    assert plan.variant("w8a8").kernel == "compressed-tensors"
+    assert plan.variant("awq-legacy").kernel == "awq"
+
+
+def node(
+    name: str, pool: str | None, gpus: int, product: str | None = None, cordoned: bool = False
+) -> dict[str, Any]:
+    labels = {"quantbench.dev/pool": pool} if pool else {}
+    if product:
+        labels["nvidia.com/gpu.product"] = product
+    return {
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"unschedulable": cordoned},
+        "status": {"allocatable": {"nvidia.com/gpu": str(gpus), "cpu": "8"}},
+    }
+
+
+def test_pools_from_nodes() -> None:
+    nodes = [
+        node("h100-0", "h100", 8, "NVIDIA-H100-80GB-HBM3"),
+        node("h100-1", "h100", 8, "NVIDIA-H100-80GB-HBM3"),
+        node("h100-2", "h100", 8, "NVIDIA-H100-80GB-HBM3", cordoned=True),
+        node("cpu-0", "cpu", 0),
+        node("other", None, 0),
+    ]
+    pools = pools_from_nodes(nodes, "quantbench.dev/pool", "nvidia.com/gpu", "nvidia.com/gpu.product")
+    assert pools["h100"].nodes == 2 and pools["h100"].total_gpus == 16 and pools["h100"].gpus_per_node == 8
+    assert pools["h100"].gpu_product == "NVIDIA-H100-80GB-HBM3"
+    assert pools["cpu"].total_gpus == 0
+    assert pools[ANY_POOL].nodes == 4 and pools[ANY_POOL].total_gpus == 16
+
+
+def test_a_variant_that_can_never_be_scheduled_gets_its_own_lane() -> None:
+    variants: list[dict[str, Any]] = [
+        {"name": "bf16", "precision": "bf16"},
+        {"name": "huge", "precision": "bf16", "placement": {"gpus": 9}},
+        {"name": "nowhere", "precision": "bf16", "placement": {"nodePool": "h300"}},
+    ]
+    plan = plan_run(spec(variants=variants), POOLS)
+    assert plan.lanes == [["bf16"], ["huge"], ["nowhere"]]

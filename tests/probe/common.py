@@ -1,0 +1,32 @@
+"""Shared inputs for the probe tests: the committed reference files and a tiny dense config."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import quantbench.probe
+
+REFERENCE_DIR = Path(quantbench.probe.__file__).parent / "reference"
+LLAMA_CONFIG = REFERENCE_DIR / "llama-3.1-8b-instruct.config.json"
+H100_RESULT = REFERENCE_DIR / "h100-sxm.llama-3.1-8b-instruct.json"
+H100_MARKDOWN = REFERENCE_DIR / "h100-sxm.llama-3.1-8b-instruct.md"
+
+# Multi-head attention (no GQA: num_key_value_heads absent), dense MLP, sizes that every kernel accepts
+# (in_features multiples of 128 for the 4-bit kernel's groups).
+TINY_CONFIG: dict[str, Any] = {
+    "model_type": "llama",
+    "hidden_size": 512,
+    "intermediate_size": 1536,
+    "num_attention_heads": 8,
+    "num_hidden_layers": 2,
+    "vocab_size": 2048,
+    "tie_word_embeddings": True,
+    "torch_dtype": "bfloat16",
+}
+
+
+def llama_config() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(LLAMA_CONFIG.read_text())
+    return data

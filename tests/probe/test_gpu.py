@@ -1,0 +1,132 @@
+"""The probe on a real GPU: skipped where PyTorch sees no CUDA device (CI), run on the GPU machine."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from quantbench.probe.result import ProbeResult
+
+from .common import TINY_CONFIG
+
+
+def _cuda_available() -> bool:
+    if importlib.util.find_spec("torch") is None:
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not _cuda_available(), reason="needs a CUDA GPU and PyTorch"),
+]
+
+
+@pytest.fixture(scope="module")
+def torch_module() -> Any:
+    import torch
+
+    return torch
+
+
+def test_probe_end_to_end_on_tiny_shapes(tmp_path: Path) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(TINY_CONFIG))
+    out = tmp_path / "result.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "quantbench.probe",
+            "--model-config",
+            str(config),
+            "--batch-sizes",
+            "1,16,256",
+            "--min-repeats",
+            "5",
+            "--target-seconds",
+            "0.05",
+            "--bandwidth-buffer-gib",
+            "0.5",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = ProbeResult.load(out)
+    assert [p.precision for p in result.precisions] == ["bf16", "fp8", "int4"] and not result.failures
+    assert result.bandwidth.bytes_per_s > 1e11 and len(result.bandwidth.passes_bytes_per_s) == 2
+    for p in result.precisions:
+        assert p.check_relative_error < 2e-2
+        assert [s.batch_size for s in p.steps] == [1, 16, 256]
+        assert all(s.median_ms > 0 and len(s.passes) == 2 for s in p.steps)
+    assert "| 256 |" in proc.stdout
+
+
+def test_per_token_fp8_kernel_matches_eager(torch_module: Any) -> None:
+    torch = torch_module
+    from quantbench.probe import triton_kernels
+    from quantbench.probe.measure import _per_token_quant_eager
+
+    x = torch.randn(37, 14336, dtype=torch.bfloat16, device="cuda") * 3
+    q, s = triton_kernels.per_token_fp8(x)
+    q_ref, s_ref = _per_token_quant_eager(torch, x)
+    torch.testing.assert_close(s, s_ref, rtol=1e-6, atol=0)
+    deq, deq_ref = q.float() * s, q_ref.float() * s_ref
+    assert float((deq - deq_ref).norm() / deq_ref.norm()) < 1e-3
+    assert float((deq - x.float()).norm() / x.float().norm()) < 5e-2
+
+
+def test_per_tensor_fp8_kernel(torch_module: Any) -> None:
+    torch = torch_module
+    from quantbench.probe import triton_kernels
+
+    x = torch.randn(5, 4096, dtype=torch.bfloat16, device="cuda")
+    q, s = triton_kernels.per_tensor_fp8(x)
+    assert s.shape == () and float(s) == pytest.approx(float(x.float().abs().max()) / 448.0, rel=1e-6)
+    assert float((q.float() * s - x.float()).norm() / x.float().norm()) < 5e-2
+
+
+def test_kernel_check_catches_a_wrong_kernel(torch_module: Any) -> None:
+    torch = torch_module
+    from quantbench.probe.measure import _bf16_linear, _check
+
+    good = _bf16_linear(torch, 256, 512)
+    assert _check(torch, good.op, good.reference, 512) < 1e-2
+    assert _check(torch, lambda x: good.op(x) * 1.1, good.reference, 512) > 5e-2
+
+
+def test_weights_that_cannot_fit_fail_clearly(tmp_path: Path) -> None:
+    config = tmp_path / "config.json"
+    huge = {**TINY_CONFIG, "hidden_size": 16384, "intermediate_size": 65536, "num_hidden_layers": 64}
+    config.write_text(json.dumps({**huge, "num_attention_heads": 128}))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "quantbench.probe",
+            "--model-config",
+            str(config),
+            "--batch-sizes",
+            "1",
+            "--bandwidth-buffer-gib",
+            "0.5",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "no result: the bf16 baseline has no measurements" in proc.stderr
+    assert "GB free" in proc.stderr and "run it on a GPU with more memory" in proc.stderr

@@ -1,0 +1,199 @@
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime
+
+import pytest
+from pydantic import ValidationError
+
+from quantbench.probe.assemble import build_result, linear_specs
+from quantbench.probe.crossover import find_crossover
+from quantbench.probe.floors import memory_floor_seconds, weight_bytes
+from quantbench.probe.measure import RawMeasurements, TimingPassDict
+from quantbench.probe.references import (
+    H100_LLAMA_31_8B,
+    H100_LLAMA_31_8B_FP8_TENSORWISE,
+    load_reference,
+    reference_names,
+)
+from quantbench.probe.render import render_markdown
+from quantbench.probe.result import ProbeResult
+from quantbench.probe.shapes import derive_shape
+
+from .common import H100_MARKDOWN, H100_RESULT, TINY_CONFIG, llama_config
+
+NOW = datetime(2026, 11, 23, tzinfo=UTC)
+
+
+def _pass(ms: float) -> TimingPassDict:
+    return {"median_ms": ms, "p10_ms": ms * 0.99, "p90_ms": ms * 1.01, "min_ms": ms * 0.98, "repeats": 20}
+
+
+def _raw(times: dict[str, list[float]], errors: dict[str, str] | None = None) -> RawMeasurements:
+    errors = errors or {}
+    batches = [1, 8, 64]
+    return {
+        "gpu": {
+            "name": "NVIDIA H100 80GB HBM3",
+            "compute_capability": "9.0",
+            "sm_count": 132,
+            "memory_bytes": 85_000_000_000,
+            "l2_bytes": 52_428_800,
+            "torch_version": "2.11.0",
+            "cuda_version": "13.0",
+            "triton_version": "3.6.0",
+        },
+        "settings": {"passes": 2},
+        "bandwidth": [
+            {
+                "method": "triton-read",
+                "buffer_bytes": 2**32,
+                "bytes_per_run": 2**32,
+                "passes_bytes_per_s": [3e12, 3.2e12],
+            },
+            {
+                "method": "torch-copy-read+write",
+                "buffer_bytes": 2**32,
+                "bytes_per_run": 2**33,
+                "passes_bytes_per_s": [2.9e12],
+            },
+        ],
+        "matmul_peaks": [
+            {"dtype": "bf16", "m": 8192, "n": 8192, "k": 8192, "passes_flops_per_s": [8e14, 8e14]}
+        ],
+        "precisions": [
+            {
+                "precision": name,
+                "kernel": f"{name} kernel",
+                "activation_quant": None,
+                "check_relative_error": 0.002 if name not in errors else None,
+                "steps": []
+                if name in errors
+                else [
+                    {"batch_size": b, "passes": [_pass(t), _pass(t * 1.02)]}
+                    for b, t in zip(batches, ts, strict=True)
+                ],
+                "error": errors.get(name),
+            }
+            for name, ts in times.items()
+        ],
+        "notes": [],
+        "wall_seconds": 12.5,
+    }
+
+
+def test_build_result_derives_floors_ratios_and_crossovers() -> None:
+    shape = derive_shape(TINY_CONFIG)
+    raw = _raw({"bf16": [1.0, 1.0, 2.0], "int4": [0.5, 1.5, 6.0]})
+    result = build_result(shape, "tiny", raw, NOW)
+    assert [p.precision for p in result.precisions] == ["bf16", "int4"]
+    assert result.bandwidth.method == "triton-read" and result.bandwidth.bytes_per_s == pytest.approx(3.1e12)
+    assert result.bandwidth.spread_pct == pytest.approx(20 / 3)
+    int4 = result.precision("int4")
+    assert int4.floor_ms == pytest.approx(1000 * weight_bytes(shape, "int4") / 3.1e12)
+    assert int4.floor_ms_spec == pytest.approx(1000 * weight_bytes(shape, "int4") / 3.35e12)
+    step = int4.step(8)
+    assert step.median_ms == pytest.approx(1.5 * 1.01) and step.spread_pct == pytest.approx(2.0)
+    assert step.ratio_to_baseline == pytest.approx(1.5 / 1.0)
+    assert step.efficiency == pytest.approx(step.floor_ms / step.median_ms)
+    assert int4.crossover_vs_baseline is not None and int4.crossover_vs_baseline.bracket == (1, 8)
+    assert result.baseline.crossover_vs_baseline is None
+    assert result.step_ms("bf16", 64) == pytest.approx(2.0 * 1.01)
+    with pytest.raises(KeyError):
+        result.precision("fp8")
+
+
+def test_failed_precision_is_reported_and_baseline_is_required() -> None:
+    shape = derive_shape(TINY_CONFIG)
+    raw = _raw({"bf16": [1.0, 1.0, 2.0], "fp8": [0.0, 0.0, 0.0]}, errors={"fp8": "RuntimeError: no FP8"})
+    result = build_result(shape, "tiny", raw, NOW)
+    assert [f.precision for f in result.failures] == ["fp8"] and "no FP8" in result.failures[0].error
+    assert "fp8 could not run" in render_markdown(result)
+    broken = _raw({"bf16": [1.0, 1.0, 1.0]}, errors={"bf16": "RuntimeError: boom"})
+    with pytest.raises(ValueError, match=r"bf16 baseline has no measurements.*boom"):
+        build_result(shape, "tiny", broken, NOW)
+
+
+def test_linear_specs_mark_per_layer_and_head() -> None:
+    specs = linear_specs(derive_shape(TINY_CONFIG))
+    assert [(s.name, s.per_layer, s.quantized) for s in specs] == [
+        ("qkv_proj", True, True),
+        ("o_proj", True, True),
+        ("gate_up_proj", True, True),
+        ("down_proj", True, True),
+        ("lm_head", False, False),
+    ]
+
+
+def test_result_round_trip_and_rejects_bad_documents() -> None:
+    shape = derive_shape(TINY_CONFIG)
+    result = build_result(shape, "tiny", _raw({"bf16": [1.0, 1.0, 2.0], "fp8": [0.8, 0.9, 2.5]}), NOW)
+    again = ProbeResult.from_json(result.to_json())
+    assert again == result
+    data = result.model_dump(mode="json")
+    bad = copy.deepcopy(data)
+    bad["schema_version"] = 2
+    with pytest.raises(ValidationError):
+        ProbeResult.model_validate(bad)
+    bad = copy.deepcopy(data)
+    bad["precisions"][0]["steps"][0]["median_ms"] = -1.0
+    with pytest.raises(ValidationError):
+        ProbeResult.model_validate(bad)
+
+
+# The committed H100 reference: it must load, round-trip, and agree with the arithmetic above.
+
+
+def test_reference_round_trips() -> None:
+    text = H100_RESULT.read_text()
+    result = ProbeResult.from_json(text)
+    assert ProbeResult.from_json(result.to_json()) == result
+
+
+def test_reference_is_consistent_with_shapes_floors_and_crossovers() -> None:
+    result = ProbeResult.load(H100_RESULT)
+    assert result.model == derive_shape(llama_config())
+    assert result.gpu.spec is not None and result.gpu.spec.key == "h100-sxm"
+    assert result.batch_sizes == tuple(2**i for i in range(13))
+    assert [p.precision for p in result.precisions] == ["bf16", "fp8", "int4"]
+    assert not result.failures
+    bw = result.bandwidth.bytes_per_s
+    assert 2.5e12 < bw < result.gpu.spec.memory_bandwidth_bytes_per_s
+    base = result.baseline
+    for p in result.precisions:
+        assert p.check_relative_error < 2e-2
+        assert p.weight_bytes == weight_bytes(result.model, p.precision)
+        assert p.floor_ms == pytest.approx(1000 * memory_floor_seconds(result.model, p.precision, bw))
+        for step in p.steps:
+            assert len(step.passes) == 2
+            assert step.median_ms > step.floor_ms  # nothing beats the floor
+        if p.precision != "bf16":
+            expected = find_crossover(
+                list(result.batch_sizes),
+                [s.median_ms for s in base.steps],
+                [s.median_ms for s in p.steps],
+            )
+            assert p.crossover_vs_baseline == expected
+    # The weight-streaming regime: batch-1 steps order by bytes read.
+    assert result.step_ms("int4", 1) < result.step_ms("fp8", 1) < result.step_ms("bf16", 1)
+
+
+def test_reference_markdown_is_rendered_from_the_json() -> None:
+    assert H100_MARKDOWN.read_text() == render_markdown(ProbeResult.load(H100_RESULT))
+
+
+def test_reference_loader_and_fp8_tensorwise_reference() -> None:
+    assert load_reference() == ProbeResult.load(H100_RESULT)
+    assert reference_names() == [H100_LLAMA_31_8B, H100_LLAMA_31_8B_FP8_TENSORWISE]
+    tensorwise = load_reference(H100_LLAMA_31_8B_FP8_TENSORWISE)
+    assert [p.precision for p in tensorwise.precisions] == ["bf16", "fp8"]
+    assert tensorwise.settings["fp8_scaling"] == "tensorwise"
+    assert "per-tensor" in tensorwise.precision("fp8").kernel
+    fp8 = tensorwise.precision("fp8")
+    assert fp8.crossover_vs_baseline == find_crossover(
+        list(tensorwise.batch_sizes),
+        [s.median_ms for s in tensorwise.baseline.steps],
+        [s.median_ms for s in fp8.steps],
+    )
+    with pytest.raises(KeyError, match="committed: h100-sxm"):
+        load_reference("a100.none")
