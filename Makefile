@@ -18,7 +18,7 @@ $(BIN)/.installed: operator/pyproject.toml loadgen/pyproject.toml requirements-d
 
 venv: $(BIN)/.installed ## create .venv with the operator, loadgen and dev tools
 
-test: venv cluster-bin vllm-env ## run the whole test suite
+test: venv cluster-bin vllm-env accuracy-env test-models ## run the whole test suite
 	$(BIN)/pytest
 
 test-unit: venv ## run only the tests that need no external server
@@ -94,7 +94,7 @@ report-demo: venv ## a sample report (out/report-demo/report/report.{md,html}) f
 	$(BIN)/quantbench report out/report-demo/results --out out/report-demo/report
 
 # --- real vLLM CPU servers and tiny local models (tests/vllm, tests/models, tests/fixtures/vllm.py) ---
-.PHONY: vllm-env test-models test-vllm
+.PHONY: vllm-env test-models test-vllm bench-vllm
 
 vllm-env: ## vLLM CPU environment (.venv-vllm; reused when complete)
 	bash tests/vllm/setup.sh
@@ -104,6 +104,9 @@ test-models: vllm-env ## build (or reuse) the tiny models in every precision int
 
 test-vllm: venv vllm-env ## streaming completions/chat/metrics against real vLLM CPU servers per precision
 	$(BIN)/pytest -m vllm tests/vllm
+
+bench-vllm: venv vllm-env ## per precision: server start seconds, memory (PSS), first-token latency, decode rate
+	$(BIN)/python -m tests.vllm.bench_startup
 
 # --- operator (quantbench.handlers, plan, manifests, charts/quantbench) ---
 .PHONY: test-operator operator-run bench-operator bench

@@ -7,4 +7,5 @@ pytest_plugins: list[str] = [
     "tests.fixtures.cluster",
     "tests.fixtures.vllm",
     "tests.fixtures.prometheus",
+    "tests.fixtures.accuracy",
 ]

@@ -11,7 +11,12 @@ import re
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
-from pydantic.alias_generators import to_camel
+
+
+def to_camel(name: str) -> str:
+    """snake_case -> camelCase, leaving letters after digits alone (e2e_ms -> e2eMs, not e2EMs)."""
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
 class ApiModel(BaseModel):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import tempfile
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from quantbench.api.v1alpha1 import (
 )
 from quantbench.api.validation import SpecError, benchmark_from_dict
 from quantbench.conditions import GPU_PRODUCT_LABEL, weights_gib_from_log
-from quantbench.kube import CHILD_KINDS, Kube
+from quantbench.kube import CHILD_KINDS, ApiError, Kube
 from quantbench.manifests import rbac
 from quantbench.manifests.common import Owner
 from quantbench.manifests.run import RunSnapshot, run_configmap, snapshot_from_configmap
@@ -124,7 +125,7 @@ class Driver:
         ctx = RunContext(
             owner_of(body), snapshot.run_id, snapshot.generation, snapshot.spec, snapshot.plan, self.settings
         )
-        variants = status.variants or initial_statuses(ctx)
+        variants = status.variants or initial_statuses(ctx.plan)
         decision: Decision | None = None
         key = (namespace, name, snapshot.run_id)
         for _ in range(MAX_PASSES):
@@ -218,17 +219,7 @@ class Driver:
         rid = run_id(now, {h.id for h in status.history})
         record = RunRecord(id=rid, generation=generation, phase=Phase.RUNNING, started_at=now)
         snapshot = self._new_snapshot(spec, rid, generation, now)
-        variants = [
-            VariantStatus(
-                name=vp.variant,
-                precision=vp.precision,
-                phase=VariantPhase.PENDING,
-                node_pool=vp.pool,
-                gpu=vp.gpu_product,
-                kernel=vp.kernel,
-            )
-            for vp in snapshot.plan.variants
-        ]
+        variants = initial_statuses(snapshot.plan)
         new = status.model_copy(
             update={
                 "phase": Phase.RUNNING,
@@ -273,9 +264,24 @@ class Driver:
             rbac.role(owner, rid, gen, configmaps),
         ]
         list(self._fanout.map(self.kube.create, objects))
-        self.kube.create(rbac.role_binding(owner, rid, gen))  # after its Role: RBAC checks the Role's rules
+        self._create_role_binding(rbac.role_binding(owner, rid, gen))
         self._snapshots[(owner.namespace, owner.name, rid)] = snapshot
         self._run_objects_made.add((owner.namespace, owner.name, rid))
+
+    def _create_role_binding(
+        self, binding: dict[str, Any], attempts: int = 20, delay_s: float = 0.25
+    ) -> None:
+        """Create a RoleBinding after its Role. The apiserver checks a binding against the Role's rules as
+        its RBAC cache sees them, and that cache can lag a just-created Role by a moment (HTTP 404 naming
+        the Role): retry briefly rather than grant the operator `bind` on every Role."""
+        for attempt in range(attempts):
+            try:
+                self.kube.create(binding)
+                return
+            except ApiError as exc:
+                if exc.status != 404 or attempt == attempts - 1:
+                    raise
+                time.sleep(delay_s)
 
     def _snapshot(self, body: dict[str, Any], status: QuantBenchmarkStatus) -> RunSnapshot | None:
         assert status.current_run is not None

@@ -153,7 +153,8 @@ def validate_result(step_kind: StepKind, text: str) -> str | None:
     return None
 
 
-def initial_statuses(ctx: RunContext) -> list[VariantStatus]:
+def initial_statuses(plan: RunPlan) -> list[VariantStatus]:
+    """Every planned variant, Pending: the status a run starts with."""
     return [
         VariantStatus(
             name=vp.variant,
@@ -163,7 +164,7 @@ def initial_statuses(ctx: RunContext) -> list[VariantStatus]:
             gpu=vp.gpu_product,
             kernel=vp.kernel,
         )
-        for vp in ctx.plan.variants
+        for vp in plan.variants
     ]
 
 
@@ -392,7 +393,7 @@ class _VariantPass:
 def decide(ctx: RunContext, statuses: list[VariantStatus], obs: Observed) -> Decision:
     """What to do now for the run ``ctx`` given the variants' recorded status and the observed children."""
     by_name = {s.name: s for s in statuses}
-    current = [by_name.get(vp.variant) or initial_statuses(ctx)[i] for i, vp in enumerate(ctx.plan.variants)]
+    current = [by_name.get(vp.variant) or initial_statuses(ctx.plan)[i] for i, vp in enumerate(ctx.plan.variants)]
     allowed = set(admitted(ctx.plan, {s.name: s.phase for s in current}))
     decision = Decision(variants=[])
     for vp, status in zip(ctx.plan.variants, current, strict=True):

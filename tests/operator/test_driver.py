@@ -1,6 +1,12 @@
 from __future__ import annotations
 
-from quantbench.driver import owner_of, spec_problem
+from typing import Any
+
+import pytest
+
+from quantbench.driver import Driver, owner_of, spec_problem
+from quantbench.kube import ApiError, Kube
+from quantbench.settings import OperatorSettings
 from tests.operator.factories import spec_dict
 
 
@@ -19,3 +25,30 @@ def test_spec_problems_name_the_field() -> None:
 def test_owner() -> None:
     owner = owner_of(body(spec_dict()))
     assert (owner.name, owner.namespace, owner.uid) == ("b", "ns", "u")
+
+
+class _LaggingRbacCache(Kube):
+    """The apiserver's answer while its RBAC cache has not seen a just-created Role yet: 404 naming the Role
+    (a race a real apiserver produces only now and then, so it is played here)."""
+
+    def __init__(self, misses: int) -> None:
+        self.misses = misses
+        self.created: list[str] = []
+
+    def create(self, obj: dict[str, Any]) -> bool:
+        if self.misses > 0:
+            self.misses -= 1
+            raise ApiError(404, "POST", "/rolebindings", 'roles.rbac.authorization.k8s.io "x-jobs" not found')
+        self.created.append(obj["metadata"]["name"])
+        return True
+
+
+def test_role_binding_waits_for_the_rbac_cache() -> None:
+    kube = _LaggingRbacCache(misses=3)
+    Driver(kube, OperatorSettings())._create_role_binding({"metadata": {"name": "x-jobs"}}, delay_s=0)
+    assert kube.created == ["x-jobs"]
+    stuck = _LaggingRbacCache(misses=100)
+    with pytest.raises(ApiError, match="404"):
+        Driver(stuck, OperatorSettings())._create_role_binding(
+            {"metadata": {"name": "x"}}, attempts=3, delay_s=0
+        )

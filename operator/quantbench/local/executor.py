@@ -28,6 +28,7 @@ from quantbench.analysis.run_results import (
 from quantbench.api.v1alpha1 import Precision, QuantBenchmark, QuantBenchmarkSpec, Variant, VariantPhase
 from quantbench.conditions import Reason, unsupported_precision, weights_gib_from_log
 from quantbench.local.server import ServerProcess, ServerStartError, free_port, log_tail, start_server
+from quantbench.manifests.jobs import accuracy_args, loadgen_args
 from quantbench.manifests.server import model_of, server_args
 from quantbench.naming import run_id as new_run_id
 from quantbench.plan import kernel_label
@@ -107,46 +108,29 @@ def local_server_argv(spec: QuantBenchmarkSpec, variant: Variant, python: str, p
 
 
 def loadgen_argv(settings: LocalSettings, url: str, model: str, workload: Path, output: Path) -> list[str]:
+    """The workload Job's command, run here."""
     return [
         settings.jobs_python,
         "-m",
         "quantbench_loadgen.cli",
-        "run",
-        "--url",
-        url,
-        "--model",
-        model,
-        "--workload",
-        str(workload),
-        "--output",
-        str(output),
-        "--no-progress",
+        *loadgen_args(url, model, str(workload), str(output)),
     ]
 
 
 def accuracy_argv(
     settings: LocalSettings, spec: QuantBenchmarkSpec, url: str, model: str, spec_file: Path, output: Path
 ) -> list[str]:
-    argv = [
-        settings.accuracy_python,
-        "-m",
-        "quantbench_loadgen.accuracy",
-        "--base-url",
+    """The accuracy Job's command, run here; a local checkpoint carries its tokenizer (no server round trips)."""
+    args = accuracy_args(
         url,
-        "--model",
         model,
-        "--spec",
         str(spec_file),
-        "--max-length",
-        str(spec.server.max_model_len),
-        "--out",
+        spec.server.max_model_len,
         str(output),
-    ]
-    if settings.gsm8k_dir:
-        argv += ["--dataset", settings.gsm8k_dir]
-    if Path(model).is_dir():
-        argv += ["--tokenizer", model]  # a local checkpoint carries its tokenizer: no server round trips
-    return argv
+        dataset_path=settings.gsm8k_dir,
+        tokenizer=model if Path(model).is_dir() else None,
+    )
+    return [settings.accuracy_python, "-m", "quantbench_loadgen.accuracy", *args]
 
 
 def checkpoint_gib(model: str) -> float | None:

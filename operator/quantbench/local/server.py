@@ -34,6 +34,17 @@ def log_tail(path: Path, lines: int = 30) -> str:
         return "(no log)"
 
 
+def log_excerpt(path: Path, errors: int = 8, lines: int = 30) -> str:
+    """The log's last error lines (a server's cause of death is often far above its last line), then its tail."""
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    found = [line for line in text[:-lines] if "Error" in line or "error:" in line][-errors:]
+    head = ["errors:", *found, "tail:"] if found else []
+    return "\n".join(head + text[-lines:])
+
+
 @dataclass
 class ServerProcess:
     """One running server. Use `start_server` to make one."""
@@ -65,7 +76,7 @@ class ServerProcess:
             if self.process.poll() is not None:
                 raise ServerStartError(
                     f"{self.name}: server exited with code {self.process.returncode} before it was ready; "
-                    f"log {self.log_path}:\n{log_tail(self.log_path)}"
+                    f"log {self.log_path}:\n{log_excerpt(self.log_path)}"
                 )
             if self.healthy(health_path):
                 self.ready_seconds = time.monotonic() - self.started_at
@@ -74,7 +85,7 @@ class ServerProcess:
         self.stop()
         raise ServerStartError(
             f"{self.name}: not healthy after {timeout_s:.0f} s (raise spec.server.startupTimeout if the "
-            f"model is large); log {self.log_path}:\n{log_tail(self.log_path)}"
+            f"model is large); log {self.log_path}:\n{log_excerpt(self.log_path)}"
         )
 
     def stop(self, grace_s: float = 15.0) -> None:
@@ -99,6 +110,7 @@ def start_server(
     log_path: Path,
     env: dict[str, str] | None = None,
     port: int | None = None,
+    cwd: Path | None = None,
 ) -> ServerProcess:
     """Start `argv` (which must listen on `port`, see `free_port`) in its own process group."""
     port = port or free_port()
@@ -106,6 +118,7 @@ def start_server(
     log = log_path.open("ab")
     process = subprocess.Popen(
         argv,
+        cwd=cwd,
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,

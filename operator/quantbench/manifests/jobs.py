@@ -72,46 +72,49 @@ def _publish(configmap: str) -> str:
     )
 
 
-def workload_command(url: str, model: str, dataset_path: str | None, configmap: str) -> list[str]:
-    run = [
-        "quantbench-loadgen",
-        "run",
-        "--url",
-        url,
-        "--model",
-        model,
-        "--workload",
-        f"{INPUT_DIR}/{INPUT_KEY}",
-        "--output",
-        f"{OUTPUT_DIR}/{RESULT_KEY}",
-        "--no-progress",
-    ]
+def loadgen_args(
+    url: str, model: str, workload_file: str, output: str, dataset_path: str | None = None
+) -> list[str]:
+    """Arguments of `quantbench-loadgen` (python -m quantbench_loadgen.cli) for one workload."""
+    args = ["run", "--url", url, "--model", model, "--workload", workload_file, "--output", output]
+    args.append("--no-progress")
     if dataset_path is not None:
-        run += ["--dataset-path", dataset_path]
-    return ["/bin/sh", "-c", f"set -e; {shlex.join(run)}; {_publish(configmap)}"]
+        args += ["--dataset-path", dataset_path]
+    return args
+
+
+def accuracy_args(
+    url: str,
+    model: str,
+    spec_file: str,
+    max_len: int,
+    output: str,
+    dataset_path: str | None = None,
+    tokenizer: str | None = None,
+) -> list[str]:
+    """Arguments of `python -m quantbench_loadgen.accuracy` for the variant's accuracy task."""
+    args = ["--base-url", url, "--model", model, "--spec", spec_file, "--max-length", str(max_len)]
+    args += ["--out", output]
+    if dataset_path is not None:
+        args += ["--dataset", dataset_path]
+    if tokenizer is not None:
+        args += ["--tokenizer", tokenizer]
+    return args
+
+
+def workload_command(url: str, model: str, dataset_path: str | None, configmap: str) -> list[str]:
+    run = loadgen_args(url, model, f"{INPUT_DIR}/{INPUT_KEY}", f"{OUTPUT_DIR}/{RESULT_KEY}", dataset_path)
+    return ["/bin/sh", "-c", f"set -e; {shlex.join(['quantbench-loadgen', *run])}; {_publish(configmap)}"]
 
 
 def accuracy_command(
     url: str, model: str, dataset_path: str | None, max_len: int, configmap: str
 ) -> list[str]:
-    run = [
-        "python",
-        "-m",
-        "quantbench_loadgen.accuracy",
-        "--base-url",
-        url,
-        "--model",
-        model,
-        "--spec",
-        f"{INPUT_DIR}/{INPUT_KEY}",
-        "--max-length",
-        str(max_len),
-        "--out",
-        f"{OUTPUT_DIR}/{RESULT_KEY}",
-    ]
-    if dataset_path is not None:
-        run += ["--dataset", dataset_path]
-    return ["/bin/sh", "-c", f"set -e; {shlex.join(run)}; {_publish(configmap)}"]
+    run = accuracy_args(
+        url, model, f"{INPUT_DIR}/{INPUT_KEY}", max_len, f"{OUTPUT_DIR}/{RESULT_KEY}", dataset_path
+    )
+    command = ["python", "-m", "quantbench_loadgen.accuracy", *run]
+    return ["/bin/sh", "-c", f"set -e; {shlex.join(command)}; {_publish(configmap)}"]
 
 
 def job_input(spec: QuantBenchmarkSpec, step: str) -> dict[str, Any]:

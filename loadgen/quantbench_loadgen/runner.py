@@ -1,0 +1,510 @@
+"""Runs a workload against a server: latency (one at a time), throughput (batches released together) and
+serving (arrivals at a rate, or a closed loop), and turns what was measured into a `LoadgenResult`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import math
+import secrets
+import time
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from quantbench_loadgen import __version__
+from quantbench_loadgen.arrivals import arrival_offsets, schedule
+from quantbench_loadgen.client import Endpoint, StreamingClient, request_body
+from quantbench_loadgen.datasets import Prompt, describe, load_prompts, random_prompts
+from quantbench_loadgen.live import LiveCounters, PrometheusExporter
+from quantbench_loadgen.results import (
+    LatencyResult,
+    LoadgenResult,
+    RequestRecord,
+    ServingRateResult,
+    ThroughputBatchResult,
+)
+from quantbench_loadgen.schema import duration_seconds, rate_label
+from quantbench_loadgen.shards import ShardJob, run_sharded, split
+from quantbench_loadgen.specs import (
+    DatasetKind,
+    DatasetSource,
+    LatencyWorkload,
+    ServingWorkload,
+    ThroughputWorkload,
+    WorkloadType,
+)
+from quantbench_loadgen.stats import (
+    RequestTiming,
+    latency_stats,
+    measured,
+    meets_slo,
+    peak_concurrency,
+    step_fields,
+    step_span_s,
+    to_record,
+)
+from quantbench_loadgen.tokenization import Tokenizer
+
+AnyWorkload = LatencyWorkload | ThroughputWorkload | ServingWorkload
+DURATION_PROMPT_POOL = 1000  # distinct prompts cycled through by a duration-bounded serving step
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """One request ready to send."""
+
+    body: bytes
+    prompt: Prompt
+    warmup: bool = False
+
+
+@dataclass
+class StepRun:
+    """The raw outcome of one step: timings in send order, with the monotonic origin of the step."""
+
+    group: str
+    origin: float
+    planned: list[Planned] = field(default_factory=list)
+    timings: list[RequestTiming] = field(default_factory=list)
+    scheduled: list[float | None] = field(default_factory=list)
+
+    def records(self) -> list[RequestRecord]:
+        return [
+            to_record(
+                t,
+                index=i,
+                group=self.group,
+                origin=self.origin,
+                warmup=p.warmup,
+                scheduled=s,
+                expected_prompt_tokens=p.prompt.prompt_len,
+                requested_output_tokens=p.prompt.output_len,
+            )
+            for i, (p, t, s) in enumerate(zip(self.planned, self.timings, self.scheduled, strict=True))
+        ]
+
+
+@dataclass
+class RunOptions:
+    """How to run, beyond what the workload spec says."""
+
+    model: str
+    request_timeout_s: float = 600.0
+    drain_timeout_s: float = 60.0
+    keep_text: bool = False
+    exporter: PrometheusExporter | None = None
+    counters: LiveCounters = field(default_factory=LiveCounters)
+    processes: int = 1  # serving steps: client processes sharing the load
+    api_key: str | None = None
+
+
+class Runner:
+    """Sends planned requests through one client, updating live counters and metrics."""
+
+    def __init__(self, client: StreamingClient, options: RunOptions) -> None:
+        self.client = client
+        self.options = options
+        self._nonce = secrets.token_hex(4)
+        self.steps: list[StepRun] = []
+        self.stopping = False
+        self._stop_event: asyncio.Event | None = None
+        self._inflight: set[asyncio.Task[None]] = set()
+
+    def stop(self) -> None:
+        """Stop early (a signal): send nothing more, cancel what is in flight (counted as cancelled)."""
+        self.stopping = True
+        if self._stop_event is not None:
+            self._stop_event.set()
+        for task in list(self._inflight):
+            task.cancel()
+
+    def _track(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+        return task
+
+    async def _pause(self, delay: float) -> None:
+        """Sleep, but wake at once when the run is stopped."""
+        if self._stop_event is None:
+            self._stop_event = asyncio.Event()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop_event.wait(), delay)
+
+    def start_step(self, group: str, planned: int | None) -> StepRun:
+        c = self.options.counters
+        c.step, c.planned, c.sent, c.completed, c.failed, c.output_tokens = group, planned, 0, 0, 0, 0
+        c.started = time.perf_counter()
+        if self.options.exporter is not None:
+            self.options.exporter.start_step(group)
+        run = StepRun(group=group, origin=time.perf_counter())
+        self.steps.append(run)
+        return run
+
+    def _add(self, run: StepRun, req: Planned, scheduled: float | None) -> RequestTiming:
+        timing = RequestTiming()
+        run.planned.append(req)
+        run.timings.append(timing)
+        run.scheduled.append(scheduled)
+        return timing
+
+    async def _send(self, run: StepRun, req: Planned, timing: RequestTiming, index: int) -> None:
+        counters, exporter = self.options.counters, self.options.exporter
+        counters.sent += 1
+        if exporter is not None:
+            exporter.sent()
+        try:
+            await self.client.send(req.body, timing, f"qb-{self._nonce}-{run.group}-{index}")
+        finally:
+            if timing.error is None:
+                counters.completed += 1
+                counters.output_tokens += timing.output_tokens or 0
+            else:
+                counters.failed += 1
+            if exporter is not None:
+                exporter.finished(timing)
+
+    async def sequential(self, run: StepRun, reqs: Sequence[Planned]) -> None:
+        for req in reqs:
+            if self.stopping:
+                return
+            await asyncio.wait(
+                [self._track(self._send(run, req, self._add(run, req, None), len(run.timings) - 1))]
+            )
+
+    async def together(self, run: StepRun, reqs: Sequence[Planned]) -> None:
+        if self.stopping:
+            return
+        sends = [
+            self._track(self._send(run, req, self._add(run, req, None), len(run.timings) - 1)) for req in reqs
+        ]
+        await asyncio.wait(sends)
+
+    async def paced(
+        self,
+        run: StepRun,
+        reqs: Iterator[Planned],
+        offsets: Iterator[float],
+        *,
+        closed_loop: bool,
+        max_concurrency: int | None,
+        count: int | None,
+        duration_s: float | None,
+    ) -> None:
+        """Open loop: send at ``run.origin + offset``; a request that finds ``max_concurrency`` requests in
+        flight waits for a slot (that wait is not part of its latency). Closed loop: keep ``max_concurrency``
+        requests in flight (all at once without a cap). Stop after ``count`` requests or ``duration_s``; then
+        wait for those in flight (cancelling them after the drain timeout in duration mode)."""
+        origin = run.origin
+        deadline = math.inf if duration_s is None else origin + duration_s
+        sem = asyncio.Semaphore(max_concurrency) if max_concurrency is not None else None
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def open_loop(req: Planned, scheduled: float, index: int) -> None:
+            if sem is None:
+                await self._send(run, req, self._add(run, req, scheduled), index)
+                return
+            async with sem:
+                if time.perf_counter() < deadline:
+                    await self._send(run, req, self._add(run, req, scheduled), index)
+
+        async def slot_held(req: Planned, index: int) -> None:
+            assert sem is not None
+            try:
+                await self._send(run, req, self._add(run, req, None), index)
+            finally:
+                sem.release()
+
+        for index, (req, offset) in enumerate(zip(reqs, offsets, strict=False)):
+            if (count is not None and index >= count) or self.stopping:
+                break
+            if closed_loop:
+                if sem is not None:
+                    await sem.acquire()
+                    if time.perf_counter() >= deadline or self.stopping:
+                        sem.release()
+                        break
+                    coro = slot_held(req, index)
+                else:
+                    coro = self._send(run, req, self._add(run, req, None), index)
+            else:
+                target = origin + offset
+                if target >= deadline:
+                    break
+                delay = target - time.perf_counter()
+                if delay > 0:
+                    await self._pause(delay)
+                    if self.stopping:
+                        break
+                coro = open_loop(req, target, index)
+            task = self._track(coro)
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            if index % 64 == 63:
+                await asyncio.sleep(0)  # let responses in while a backlog is released
+        if tasks:
+            timeout = (
+                None
+                if duration_s is None
+                else max(deadline - time.perf_counter(), 0) + self.options.drain_timeout_s
+            )
+            _, pending = await asyncio.wait(set(tasks), timeout=timeout)
+            for task in pending:
+                task.cancel()
+            for task in pending:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+
+def _bodies(prompts: Sequence[Prompt], model: str, endpoint: str, warmup: bool = False) -> list[Planned]:
+    ep: Endpoint = "chat" if endpoint == "chat" else "completions"
+    return [
+        Planned(
+            request_body(
+                endpoint=ep, model=model, prompt=p.text, max_tokens=p.output_len, ignore_eos=p.exact_output
+            ),
+            p,
+            warmup,
+        )
+        for p in prompts
+    ]
+
+
+def _random_source(input_len: int, output_len: int) -> DatasetSource:
+    return DatasetSource(kind=DatasetKind.RANDOM, input_len=input_len, output_len=output_len)
+
+
+async def run_latency(
+    runner: Runner, wl: LatencyWorkload, tokenizer: Tokenizer | None
+) -> tuple[LatencyResult, StepRun]:
+    if tokenizer is None:
+        raise ValueError("a latency workload builds random prompts: it needs a tokenizer")
+    n = wl.warmup_iterations + wl.iterations
+    prompts = random_prompts(tokenizer, n, wl.input_len, wl.output_len, wl.seed)
+    model = runner.options.model
+    reqs = _bodies(prompts[: wl.warmup_iterations], model, wl.endpoint, True)
+    reqs += _bodies(prompts[wl.warmup_iterations :], model, wl.endpoint)
+    run = runner.start_step("latency", n)
+    await runner.sequential(run, reqs)
+    recs = measured(run.records())
+    fields = step_fields(recs, sum((r.end_s - r.send_s) for r in recs))
+    result = LatencyResult(
+        **fields,
+        batch_size=1,
+        input_len=wl.input_len,
+        output_len=wl.output_len,
+        ms_per_token=fields["tpot"].mean_ms,
+    )
+    return result, run
+
+
+async def run_throughput(
+    runner: Runner, wl: ThroughputWorkload, tokenizer: Tokenizer | None
+) -> list[tuple[ThroughputBatchResult, StepRun]]:
+    if tokenizer is None:
+        raise ValueError("a throughput workload builds random prompts: it needs a tokenizer")
+    out = []
+    model = runner.options.model
+    for bs in wl.batch_sizes:
+        if runner.stopping:
+            break
+        batches = wl.warmup_iterations + wl.iterations
+        prompts = random_prompts(tokenizer, bs * batches, wl.input_len, wl.output_len, wl.seed + bs)
+        run = runner.start_step(f"bs{bs}", bs * batches)
+        durations: list[float] = []
+        per_batch: list[float] = []
+        for b in range(batches):
+            warm = b < wl.warmup_iterations
+            chunk = _bodies(prompts[b * bs : (b + 1) * bs], model, wl.endpoint, warm)
+            first = len(run.timings)
+            await runner.together(run, chunk)
+            if not warm:
+                timings = run.timings[first:]
+                span = max(t.end for t in timings) - min(t.send for t in timings)
+                tokens = sum(t.output_tokens or 0 for t in timings if t.error is None)
+                durations.append(span)
+                per_batch.append(tokens / span if span > 0 else 0.0)
+        recs = measured(run.records())
+        fields = step_fields(recs, sum(durations))
+        result = ThroughputBatchResult(
+            **fields,
+            batch_size=bs,
+            iterations=wl.iterations,
+            input_len=wl.input_len,
+            output_len=wl.output_len,
+            batch_output_tokens_per_s=per_batch,
+        )
+        out.append((result, run))
+    return out
+
+
+def serving_prompts(wl: ServingWorkload, tokenizer: Tokenizer | None) -> list[Prompt]:
+    """The prompts of a serving workload: ``numPrompts`` of them, or a pool cycled through for a duration."""
+    count = wl.num_prompts if wl.num_prompts is not None else DURATION_PROMPT_POOL
+    return load_prompts(wl.dataset, count + wl.warmup_requests, wl.seed, tokenizer)
+
+
+async def run_serving(
+    runner: Runner, wl: ServingWorkload, prompts: Sequence[Prompt]
+) -> list[tuple[ServingRateResult, StepRun]]:
+    duration_s = duration_seconds(wl.duration) if wl.duration is not None else None
+    model = runner.options.model
+    warm = _bodies(prompts[: wl.warmup_requests], model, wl.endpoint, True)
+    measured_pool = _bodies(prompts[wl.warmup_requests :] or prompts, model, wl.endpoint)
+    out = []
+    for rate in wl.request_rates:
+        if runner.stopping:
+            break
+        label = rate_label(rate)
+        if math.isinf(rate) and duration_s is not None and wl.max_concurrency is None:
+            raise ValueError("requestRates 'inf' with a duration is a closed loop: set maxConcurrency")
+        run = runner.start_step(label, wl.num_prompts)
+        if warm:
+            await runner.together(run, warm)
+            run.origin = time.perf_counter()
+        if runner.options.processes > 1:
+            await _paced_sharded(runner, run, wl, rate, measured_pool, duration_s)
+        else:
+            await runner.paced(
+                run,
+                itertools.cycle(measured_pool),
+                arrival_offsets(rate, wl.arrival, wl.burstiness, wl.seed),
+                closed_loop=math.isinf(rate),
+                max_concurrency=wl.max_concurrency,
+                count=wl.num_prompts,
+                duration_s=duration_s,
+            )
+        records = run.records()
+        recs = measured(records)
+        fields = step_fields(recs, step_span_s(recs))
+        good = [r for r in recs if meets_slo(r, wl.slo)] if wl.slo is not None else None
+        lags = [(r.send_s - r.scheduled_s) * 1000.0 for r in recs if r.scheduled_s is not None]
+        result = ServingRateResult(
+            **fields,
+            rate_label=label,
+            request_rate_per_s=None if math.isinf(rate) else rate,
+            arrival=str(wl.arrival),
+            burstiness=wl.burstiness,
+            max_concurrency=wl.max_concurrency,
+            peak_concurrency=peak_concurrency(recs),
+            warmup_requests=wl.warmup_requests,
+            goodput_per_s=None
+            if good is None
+            else (len(good) / fields["duration_s"] if fields["duration_s"] else 0.0),
+            goodput_ratio=None if good is None else (len(good) / len(recs) if recs else 0.0),
+            schedule_lag_ms=latency_stats(lags) if lags and not math.isinf(rate) else None,
+        )
+        out.append((result, run))
+    return out
+
+
+async def _paced_sharded(
+    runner: Runner,
+    run: StepRun,
+    wl: ServingWorkload,
+    rate: float,
+    pool: Sequence[Planned],
+    duration_s: float | None,
+) -> None:
+    """`Runner.paced` over ``runner.options.processes`` processes (see `quantbench_loadgen.shards`)."""
+    opts = runner.options
+    n = opts.processes
+    closed = math.isinf(rate)
+    offsets: list[float] | None = None
+    if closed:
+        total = wl.num_prompts if wl.num_prompts is not None else len(pool)
+    else:
+        offsets = schedule(
+            rate, wl.arrival, wl.burstiness, wl.seed, count=wl.num_prompts, duration_s=duration_s
+        )
+        total = len(offsets)
+    caps = split(wl.max_concurrency, n)
+    ep: Endpoint = "chat" if wl.endpoint == "chat" else "completions"
+
+    def job(k: int) -> ShardJob:
+        keys = range(k, total, n)
+        return ShardJob(
+            shard=k,
+            url=runner.client.base_url,
+            endpoint=ep,
+            api_key=runner.client.api_key,
+            timeout_s=opts.request_timeout_s,
+            drain_timeout_s=opts.drain_timeout_s,
+            keep_text=opts.keep_text,
+            group=run.group,
+            requests=[(i, pool[i % len(pool)]) for i in keys],
+            offsets=None if offsets is None else [offsets[i] for i in keys],
+            max_concurrency=caps[k],
+            duration_s=duration_s,
+        )
+
+    origin, pairs = await run_sharded(job, n, opts.counters)
+    run.origin = origin
+    for key, timing in sorted(pairs, key=lambda kt: kt[1].send):
+        planned = pool[key % len(pool)]
+        run.planned.append(planned)
+        run.timings.append(timing)
+        run.scheduled.append(None if offsets is None else origin + offsets[key])
+        if opts.exporter is not None:
+            opts.exporter.sent()
+            opts.exporter.finished(timing)
+
+
+async def run_workload(
+    wl: AnyWorkload,
+    *,
+    url: str,
+    options: RunOptions,
+    tokenizer: Tokenizer | None,
+    api_key: str | None = None,
+    runner_ready: Callable[[Runner], None] | None = None,
+) -> tuple[LoadgenResult, list[StepRun]]:
+    """Run one workload end to end and build its result (partial when the server fails)."""
+    started = datetime.now(UTC)
+    ep: Endpoint = "chat" if wl.endpoint == "chat" else "completions"
+    prompts = serving_prompts(wl, tokenizer) if isinstance(wl, ServingWorkload) else []
+    async with StreamingClient(
+        url,
+        endpoint=ep,
+        api_key=api_key or options.api_key,
+        timeout_s=options.request_timeout_s,
+        keep_text=options.keep_text,
+    ) as client:
+        runner = Runner(client, options)
+        if runner_ready is not None:
+            runner_ready(runner)
+        result = LoadgenResult(
+            workload_name=wl.name,
+            workload_type=WorkloadType(wl.type),
+            server_url=url,
+            model=options.model,
+            endpoint=wl.endpoint,
+            seed=wl.seed,
+            dataset=describe(wl.dataset)
+            if isinstance(wl, ServingWorkload)
+            else describe(_random_source(wl.input_len, wl.output_len)),
+            started_at=started,
+            finished_at=started,
+            tool_version=__version__,
+        )
+        if isinstance(wl, LatencyWorkload):
+            result.latency, _ = await run_latency(runner, wl, tokenizer)
+        elif isinstance(wl, ThroughputWorkload):
+            result.throughput = [r for r, _ in await run_throughput(runner, wl, tokenizer)]
+        else:
+            result.serving = [r for r, _ in await run_serving(runner, wl, prompts)]
+    steps = [result.latency] if result.latency is not None else [*result.throughput, *result.serving]
+    result.total_failed = sum(s.failed for s in steps)
+    for s in steps:
+        if s.num_requests and s.completed == 0 and not runner.stopping:
+            result.notes.append(f"every request failed ({s.failures}): check the server url and model")
+            result.complete = False
+            break
+    if runner.stopping:
+        result.complete = False
+        result.notes.append("stopped early by a signal: the last step is partial, later steps did not run")
+    result.finished_at = datetime.now(UTC)
+    return result, runner.steps

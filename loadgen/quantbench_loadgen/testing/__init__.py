@@ -1,0 +1,1 @@
+"""Testing utilities shipped with the load generator: the scripted ground-truth server."""

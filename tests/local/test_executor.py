@@ -1,0 +1,166 @@
+"""The local executor behind `quantbench run`: pure parts, and the whole job on real vLLM CPU servers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from quantbench.analysis.run_results import RunResults
+from quantbench.api.v1alpha1 import QuantBenchmarkSpec, Variant
+from quantbench.cli import main
+from quantbench.local.executor import (
+    Device,
+    LocalSettings,
+    accuracy_argv,
+    checkpoint_gib,
+    local_server_argv,
+    unsupported_here,
+)
+from tests.fixtures.vllm import DEFAULT_PYTHON, VllmServerPool
+
+ROOT = Path(__file__).resolve().parents[2]
+H100 = Device("NVIDIA H100 80GB HBM3")
+A100 = Device("NVIDIA A100-SXM4-80GB")
+
+
+def _spec(**kw: object) -> QuantBenchmarkSpec:
+    return QuantBenchmarkSpec.model_validate(
+        {
+            "model": "m",
+            "baseline": "bf16",
+            "variants": [{"name": "bf16", "precision": "bf16"}],
+            "accuracy": {},
+            **kw,
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("variant", "device", "unsupported"),
+    [
+        ({"name": "a", "precision": "bf16"}, Device(), False),
+        ({"name": "a", "precision": "fp8"}, Device(), True),
+        ({"name": "a", "precision": "awq-int4"}, Device(), True),  # Marlin is CUDA-only
+        ({"name": "a", "precision": "awq-int4", "quantizationKernel": "awq"}, Device(), False),
+        ({"name": "a", "precision": "fp8"}, H100, False),
+        ({"name": "a", "precision": "fp8"}, A100, True),
+        ({"name": "a", "precision": "awq-int4"}, A100, False),
+    ],
+)
+def test_unsupported_here(variant: dict[str, str], device: Device, unsupported: bool) -> None:
+    why = unsupported_here(Variant.model_validate(variant), device)
+    assert (why is not None) == unsupported, why
+    if why is not None:
+        assert "fp8" in why or "marlin" in why
+
+
+def test_server_argv_is_the_operators_flags_on_loopback() -> None:
+    spec = _spec(server={"maxModelLen": 2048, "extraArgs": ["--seed", "0"]})
+    argv = local_server_argv(spec, spec.variants[0], "/venv/bin/python", 8123)
+    assert argv[:3] == ["/venv/bin/python", "-m", "vllm.entrypoints.openai.api_server"]
+    assert argv[argv.index("--host") + 1] == "127.0.0.1" and argv[argv.index("--port") + 1] == "8123"
+    assert argv[argv.index("--dtype") + 1] == "bfloat16" and argv[-2:] == ["--seed", "0"]
+    assert argv[argv.index("--max-model-len") + 1] == "2048"
+
+
+def test_accuracy_uses_the_local_checkpoints_tokenizer(tmp_path: Path) -> None:
+    spec = _spec()
+    settings = LocalSettings(out_dir=tmp_path, accuracy_python="py", gsm8k_dir="/data/gsm8k")
+    argv = accuracy_argv(settings, spec, "http://x", str(tmp_path), tmp_path / "a.yaml", tmp_path / "o.json")
+    assert argv[argv.index("--tokenizer") + 1] == str(tmp_path)
+    assert argv[argv.index("--dataset") + 1] == "/data/gsm8k"
+    hub = accuracy_argv(settings, spec, "http://x", "org/model", tmp_path / "a.yaml", tmp_path / "o.json")
+    assert "--tokenizer" not in hub
+
+
+def test_checkpoint_size(tmp_path: Path) -> None:
+    assert checkpoint_gib("org/model") is None
+    (tmp_path / "model.safetensors").write_bytes(b"\0" * 2**20)
+    assert checkpoint_gib(str(tmp_path)) == pytest.approx(2**20 / 2**30, abs=1e-4)
+
+
+def test_run_rejects_a_bad_spec_before_starting_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    doc = yaml.safe_load((ROOT / "examples" / "local.yaml").read_text())
+    doc["spec"]["baseline"] = "int3"
+    bad.write_text(yaml.safe_dump(doc))
+    assert main(["run", str(bad), "--out", str(tmp_path / "out")]) == 2
+    assert "spec.baseline: baseline must name one of spec.variants" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+@pytest.mark.timeout(1500)
+def test_quantbench_run_end_to_end(
+    tmp_path: Path,
+    vllm_pool: VllmServerPool,
+    accuracy_python: Path,
+    gsm8k_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The embedded default, trimmed: bf16 and AWQ on vLLM CPU, fp8 reported unsupported, report written."""
+    manifest = vllm_pool.manifest()
+    doc = yaml.safe_load((ROOT / "examples" / "local.yaml").read_text())
+    spec = doc["spec"]
+    spec["model"] = str(manifest.model_dir(vllm_pool.models_dir, "bf16"))
+    spec["variants"][1]["model"] = str(manifest.model_dir(vllm_pool.models_dir, "awq-int4"))
+    spec["workloads"] = [
+        {"name": "latency", "type": "latency", "inputLen": 64, "outputLen": 16, "iterations": 3},
+        {"name": "sweep", "type": "throughput", "batchSizes": [1, 4], "inputLen": 64, "outputLen": 16},
+        {
+            "name": "serving",
+            "type": "serving",
+            "dataset": {"kind": "random", "inputLen": 64, "outputLen": 16},
+            "numPrompts": 6,
+            "requestRates": [4, "inf"],
+        },
+    ]
+    spec["accuracy"] = {"numFewshot": 2, "limit": 4, "maxGenTokens": 32, "concurrency": 4}
+    bench = tmp_path / "bench.yaml"
+    bench.write_text(yaml.safe_dump(doc))
+    vllm_pool.stop_all()  # two cores: leave them to the run's own servers
+    monkeypatch.chdir(ROOT)
+    code = main(
+        [
+            "run",
+            str(bench),
+            "--out",
+            str(tmp_path / "results"),
+            "--vllm-python",
+            str(DEFAULT_PYTHON),
+            "--accuracy-python",
+            str(accuracy_python),
+            "--gsm8k",
+            str(gsm8k_dir),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 1, out  # fp8 is unsupported on CPU: the run is not a full success
+    [root] = list((tmp_path / "results" / "tiny-local").iterdir())
+    results = RunResults.load(root)
+    servers = {name: v.server for name, v in results.variants.items()}
+    assert servers["bf16"] is not None and servers["bf16"].phase == "Succeeded", servers["bf16"]
+    assert servers["awq-int4"] is not None and servers["awq-int4"].phase == "Succeeded", servers["awq-int4"]
+    assert servers["awq-int4"].kernel == "awq"
+    assert servers["fp8"] is not None and servers["fp8"].phase == "Unsupported"
+    bf16 = results.variants["bf16"]
+    assert set(bf16.loadgen) == {"latency", "sweep", "serving"}
+    latency = bf16.loadgen["latency"].latency
+    assert latency is not None and latency.ms_per_token > 0
+    assert bf16.accuracy is not None and len(bf16.accuracy.outcomes) == 4
+    awq_weights, bf16_weights = servers["awq-int4"].weights_gib, servers["bf16"].weights_gib
+    assert awq_weights is not None and bf16_weights is not None and awq_weights < bf16_weights
+    summary = json.loads((root / "report" / "summary.json").read_text())
+    verdicts = {v["variant"]: v["verdict"] for v in summary["variants"]}
+    assert verdicts["bf16"] == "Baseline" and verdicts["fp8"] == "Unsupported"
+    assert (root / "report" / "report.html").is_file()
+    # The table and the verdicts are printed, as the report has them.
+    assert "| bf16 | bf16 | none |" in out and "| awq-int4 | awq-int4 | awq |" in out
+    assert "**fp8: unsupported.** fp8 is unsupported here:" in out
