@@ -418,15 +418,51 @@ def load_prompts(source: DatasetSource, count: int, seed: int, tokenizer: Tokeni
     return prompts
 
 
+# The file of a Hugging Face dataset repository that `huggingFace: <repo id>` means, per format, when the
+# value names no file (`<repo id>:<file>` names one).
+DEFAULT_HUB_FILES: dict[DatasetKind, str] = {
+    DatasetKind.SHAREGPT: "ShareGPT_V3_unfiltered_cleaned_split.json",
+}
+
+
+def hub_file(kind: DatasetKind, value: str) -> tuple[str, str]:
+    """(repository id, file name) of a `dataset.huggingFace` value such as ``org/name`` or ``org/name:file``."""
+    repo, sep, filename = value.partition(":")
+    if not sep:
+        if kind not in DEFAULT_HUB_FILES:
+            raise DatasetError(
+                f"dataset.huggingFace {value!r}: name the file for a {kind} dataset as '<repo id>:<file>'"
+            )
+        filename = DEFAULT_HUB_FILES[kind]
+    if repo.count("/") != 1 or not filename:
+        raise DatasetError(f"dataset.huggingFace {value!r}: write '<org>/<name>' or '<org>/<name>:<file>'")
+    return repo, filename
+
+
+def download_from_hub(kind: DatasetKind, value: str) -> Path:
+    """Fetch a dataset file from the Hugging Face Hub (cached by huggingface_hub); a clear error offline."""
+    repo, filename = hub_file(kind, value)
+    try:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+    except ImportError as exc:  # pragma: no cover - a dependency of this package
+        raise DatasetError("huggingface_hub is not installed: pip install huggingface-hub") from exc
+    try:
+        return Path(hf_hub_download(repo_id=repo, filename=filename, repo_type="dataset"))
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
+        raise DatasetError(
+            f"dataset.huggingFace {value}: cannot download {filename} of the dataset {repo} "
+            f"({type(exc).__name__}); without network access to the Hub, give dataset.path "
+            "(or --dataset-path) to a local copy"
+        ) from exc
+
+
 def dataset_path(source: DatasetSource) -> Path:
     """The local file or folder of a non-random source (ConfigMaps and volumes arrive mounted, with the
-    mount path given as ``path``)."""
+    mount path given as ``path``; a `huggingFace` source is downloaded)."""
     if source.path is None:
         if source.hugging_face is not None:
-            raise DatasetError(
-                "dataset.huggingFace downloads are not done by the load generator: give dataset.path "
-                "(or --dataset-path) to a local copy"
-            )
+            return download_from_hub(DatasetKind(source.kind), source.hugging_face)
         raise DatasetError("dataset.path is not set: give the file path as seen by the load generator")
     path = Path(source.path)
     if not path.exists():

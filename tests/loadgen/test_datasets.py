@@ -8,8 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from quantbench_loadgen.datasets import DatasetError, load_prompts, random_prompts, sharegpt_prompts
-from quantbench_loadgen.specs import DatasetSource
+from quantbench_loadgen.datasets import (
+    DatasetError,
+    dataset_path,
+    hub_file,
+    load_prompts,
+    random_prompts,
+    sharegpt_prompts,
+)
+from quantbench_loadgen.specs import DatasetKind, DatasetSource
 from quantbench_loadgen.tokenization import LocalTokenizer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,5 +98,45 @@ def test_jsonl_prompts_and_errors(tmp_path: Path) -> None:
         load_prompts(DatasetSource(kind="jsonl", path=str(bad)), 10, seed=0, tokenizer=None)
     with pytest.raises(DatasetError, match="does not exist"):
         load_prompts(DatasetSource(kind="jsonl", path=str(tmp_path / "nope")), 1, seed=0, tokenizer=None)
-    with pytest.raises(DatasetError, match="huggingFace"):
-        load_prompts(DatasetSource(kind="sharegpt", hugging_face="x/y"), 1, seed=0, tokenizer=None)
+
+
+@pytest.mark.parametrize(
+    ("kind", "value", "expected"),
+    [
+        ("sharegpt", "anon/ShareGPT", ("anon/ShareGPT", "ShareGPT_V3_unfiltered_cleaned_split.json")),
+        ("jsonl", "org/prompts:data/train.jsonl", ("org/prompts", "data/train.jsonl")),
+    ],
+)
+def test_hub_file_names(kind: str, value: str, expected: tuple[str, str]) -> None:
+    assert hub_file(DatasetKind(kind), value) == expected
+
+
+@pytest.mark.parametrize(
+    ("kind", "value", "message"),
+    [("jsonl", "org/prompts", "name the file"), ("sharegpt", "no-org", "write '<org>/<name>'")],
+)
+def test_hub_file_errors(kind: str, value: str, message: str) -> None:
+    with pytest.raises(DatasetError, match=message):
+        hub_file(DatasetKind(kind), value)
+
+
+def test_hub_source_offline_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the Hub unreachable (offline mode here: tests send no traffic off this machine), a huggingFace
+    source fails with an error that says how to give a local copy instead."""
+    import socket
+
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+
+    def no_network(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a network connection was attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    source = DatasetSource(kind=DatasetKind.SHAREGPT, hugging_face="anon/ShareGPT")
+    with pytest.raises(
+        DatasetError, match=r"huggingFace anon/ShareGPT: cannot download .* give dataset.path"
+    ):
+        dataset_path(source)
