@@ -393,7 +393,9 @@ class _VariantPass:
 def decide(ctx: RunContext, statuses: list[VariantStatus], obs: Observed) -> Decision:
     """What to do now for the run ``ctx`` given the variants' recorded status and the observed children."""
     by_name = {s.name: s for s in statuses}
-    current = [by_name.get(vp.variant) or initial_statuses(ctx.plan)[i] for i, vp in enumerate(ctx.plan.variants)]
+    current = [
+        by_name.get(vp.variant) or initial_statuses(ctx.plan)[i] for i, vp in enumerate(ctx.plan.variants)
+    ]
     allowed = set(admitted(ctx.plan, {s.name: s.phase for s in current}))
     decision = Decision(variants=[])
     for vp, status in zip(ctx.plan.variants, current, strict=True):

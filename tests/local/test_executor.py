@@ -54,7 +54,11 @@ def test_unsupported_here(variant: dict[str, str], device: Device, unsupported: 
     why = unsupported_here(Variant.model_validate(variant), device)
     assert (why is not None) == unsupported, why
     if why is not None:
-        assert "fp8" in why or "marlin" in why
+        assert (
+            ("compute capability" in why)
+            if variant["precision"] == "fp8"
+            else ("quantizationKernel: awq" in why)
+        )
 
 
 def test_server_argv_is_the_operators_flags_on_loopback() -> None:
@@ -142,7 +146,7 @@ def test_quantbench_run_end_to_end(
         ]
     )
     out = capsys.readouterr().out
-    assert code == 1, out  # fp8 is unsupported on CPU: the run is not a full success
+    assert code == 0, out  # fp8 is unsupported on CPU: reported as such, not a failure of the run
     [root] = list((tmp_path / "results" / "tiny-local").iterdir())
     results = RunResults.load(root)
     servers = {name: v.server for name, v in results.variants.items()}
@@ -162,5 +166,5 @@ def test_quantbench_run_end_to_end(
     assert verdicts["bf16"] == "Baseline" and verdicts["fp8"] == "Unsupported"
     assert (root / "report" / "report.html").is_file()
     # The table and the verdicts are printed, as the report has them.
-    assert "| bf16 | bf16 | none |" in out and "| awq-int4 | awq-int4 | awq |" in out
+    assert "| bf16 | bf16 | - |" in out and "| awq-int4 | awq-int4 | awq |" in out
     assert "**fp8: unsupported.** fp8 is unsupported here:" in out

@@ -207,6 +207,11 @@ def memory_bandwidth(results: RunResults) -> tuple[float | None, str | None]:
 # ------------------------------------------------------------------------------------------------ verdicts
 
 
+def format_gib(value: float) -> str:
+    """Memory in GiB: two decimals, or three significant digits below 1 GiB (small test models)."""
+    return f"{value:,.2f}" if value >= 1 else f"{value:.3g}"
+
+
 def _pct(x: float) -> str:
     return f"{x * 100:.1f}%"
 
@@ -278,7 +283,9 @@ def decide(
         row.weights_ratio_to_baseline is not None and row.weights_ratio_to_baseline <= MEMORY_WIN_RATIO
     )
     if row.weights_gib is not None and baseline.weights_gib is not None:
-        evidence.append(f"weights {row.weights_gib:.2f} GiB vs {baseline.weights_gib:.2f} GiB")
+        evidence.append(
+            f"weights {format_gib(row.weights_gib)} GiB vs {format_gib(baseline.weights_gib)} GiB"
+        )
 
     if quality_loss:
         return (Verdict.SPEEDUP_WITH_QUALITY_LOSS if faster else Verdict.QUALITY_LOSS), evidence

@@ -1,5 +1,8 @@
 """`quantbench run bench.yaml`: the whole comparison on this machine, without Kubernetes.
 
+Exit status: 0 when every variant succeeded or is unsupported here (reported as such), 1 when one failed,
+2 for a bad spec or bad options.
+
 Servers run one after another as local vLLM processes; the load generator and the accuracy runner are the
 commands the Kubernetes Jobs run; the results folder, summary and report are the same as the operator's.
 """
@@ -12,6 +15,7 @@ import sys
 from pathlib import Path
 
 from quantbench.analysis.run_results import RunResults
+from quantbench.api.v1alpha1 import VariantPhase
 from quantbench.api.validation import SpecError, load_benchmarks
 from quantbench.local.executor import LocalSettings, detect_device, run_local
 from quantbench.report import write_report
@@ -67,10 +71,9 @@ def run(args: argparse.Namespace) -> int:
         written = write_report(root, root / "report")
         print((root / "report" / "report.md").read_text())
         print("report: " + ", ".join(str(p) for p in written))
-        if any(
-            v.server is None or v.server.phase != "Succeeded" for v in RunResults.load(root).variants.values()
-        ):
-            status = 1
+        servers = [v.server for v in RunResults.load(root).variants.values()]
+        if any(s is None or s.phase == VariantPhase.FAILED for s in servers):
+            status = 1  # a variant failed; one unsupported on this machine is a result, not a failure
     return status
 
 

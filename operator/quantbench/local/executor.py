@@ -72,11 +72,16 @@ def unsupported_here(variant: Variant, device: Device) -> str | None:
     """Why this variant cannot run on this machine, or None."""
     kernel = kernel_label(variant)
     if device.gpu is None:
-        if variant.precision in CPU_UNSUPPORTED_PRECISIONS or kernel in CPU_UNSUPPORTED_KERNELS:
-            what = f"{variant.precision} with the {kernel} kernel" if kernel else str(variant.precision)
+        if variant.precision in CPU_UNSUPPORTED_PRECISIONS:
             return (
-                f"{what} needs an NVIDIA GPU (vLLM's CPU backend has no such kernels) and this machine has "
-                "none: run it on a GPU, or set quantizationKernel: awq for AWQ checkpoints on CPU"
+                f"{variant.precision} needs an NVIDIA GPU of compute capability 8.9 or more (vLLM's CPU backend "
+                "has no FP8 kernels) and this machine has none: run it on such a GPU, or drop the variant"
+            )
+        if kernel in CPU_UNSUPPORTED_KERNELS:
+            fallback = "gptq" if str(kernel).startswith("gptq") else "awq"
+            return (
+                f"{variant.precision} with the {kernel} kernel needs an NVIDIA GPU and this machine has none: "
+                f"set quantizationKernel: {fallback} to serve the checkpoint on the CPU"
             )
         return None
     failure = unsupported_precision(variant.precision, kernel, device.gpu)

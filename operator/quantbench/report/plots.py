@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from quantbench.analysis.summary import format_gib
 from quantbench.api.summary import RunSummary, ServingPoint, Verdict
 from quantbench.report.svg import Bar, Series, bar_chart, color, line_chart
 
@@ -99,7 +100,7 @@ def accuracy_plot(summary: RunSummary) -> str:
 
 def memory_plot(summary: RunSummary) -> str:
     bars = [
-        Bar(row.variant, row.weights_gib, color(i), note=f"{row.weights_gib:.1f}")
+        Bar(row.variant, row.weights_gib, color(i), note=format_gib(row.weights_gib))
         for i, row in enumerate(summary.variants)
         if row.weights_gib is not None
     ]

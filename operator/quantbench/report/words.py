@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from quantbench.analysis.summary import format_gib
 from quantbench.api.summary import AccuracySummary, RunSummary, VariantSummary, Verdict
 
 VERDICT_TITLES: dict[str, str] = {
@@ -25,6 +26,10 @@ DASH = "-"
 
 def num(value: float | None, digits: int = 1) -> str:
     return DASH if value is None else f"{value:,.{digits}f}"
+
+
+def gib(value: float | None) -> str:
+    return DASH if value is None else format_gib(value)
 
 
 def times(value: float | None) -> str:
@@ -116,7 +121,7 @@ def table_row(row: VariantSummary, margin: float = 0.05) -> list[str]:
         DASH if bs is None else f"{num(tps, 0)} (bs {bs})",
         times(tps_ratio),
         crossover_cell(row, margin),
-        num(row.weights_gib, 2),
+        gib(row.weights_gib),
         pct(row.bandwidth_efficiency, 0),
         accuracy_cell(row.accuracy),
         delta_cell(row.accuracy),
