@@ -16,8 +16,9 @@ from typing import Any
 
 from quantbench.api.v1alpha1 import QuantBenchmarkSpec
 from quantbench_loadgen.accuracy.results import AccuracyResult, ExtractorScore, QuestionOutcome, question_key
-from quantbench_loadgen.results import LatencyResult, LatencyStats, LoadgenResult, ThroughputBatchResult
+from quantbench_loadgen.results import LatencyResult, LoadgenResult, ThroughputBatchResult
 from quantbench_loadgen.specs import WorkloadType
+from tests.analysis.builders import stats
 
 REPO = Path(__file__).resolve().parents[2]
 GSM8K_DIR = Path(os.environ.get("QUANTBENCH_GSM8K_DIR", REPO.parent / "shared" / "datasets" / "gsm8k"))
@@ -78,20 +79,6 @@ def benchmark(name: str, **kwargs: Any) -> dict[str, Any]:
     }
 
 
-def _stats(median: float, n: int) -> LatencyStats:
-    return LatencyStats(
-        count=n,
-        mean_ms=median,
-        median_ms=median,
-        p90_ms=median * 1.1,
-        p95_ms=median * 1.15,
-        p99_ms=median * 1.2,
-        std_ms=median * 0.05,
-        min_ms=median * 0.9,
-        max_ms=median * 1.3,
-    )
-
-
 SPEED = {"bf16": 1.0, "fp8": 0.62, "awq-int4": 0.45}  # ms/token relative to bf16 (seed-like figures)
 
 
@@ -109,10 +96,10 @@ def _step(ms_per_token: float, n: int, batch: int, output_len: int) -> dict[str,
         "input_tokens_per_s": n * 512 / duration,
         "output_tokens_per_s": out_tokens / duration,
         "total_tokens_per_s": (n * 512 + out_tokens) / duration,
-        "ttft": _stats(40.0, n),
-        "tpot": _stats(ms_per_token, n),
-        "itl": _stats(ms_per_token, n * 10),
-        "e2e": _stats(ms_per_token * output_len, n),
+        "ttft": stats(40.0, n),
+        "tpot": stats(ms_per_token, n),
+        "itl": stats(ms_per_token, n * 10),
+        "e2e": stats(ms_per_token * output_len, n),
     }
 
 
