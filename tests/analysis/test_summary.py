@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from quantbench.analysis.run_results import ResultsError, RunResults
-from quantbench.analysis.summary import build_summary
+from quantbench.analysis.run_results import ResultsError, RunResults, write_probe_result
+from quantbench.analysis.summary import build_summary, crossover_source
 from quantbench.api.summary import RunSummary, VariantSummary, Verdict
+from quantbench.probe.references import load_reference
 from tests.analysis.builders import VariantData, demo_variants, paired, write_run
 
 
@@ -175,3 +176,30 @@ def test_failed_requests_and_early_stops_are_noted(tmp_path: Path) -> None:
     assert "fp8/throughput: 3 measured requests failed" in s.notes
     assert any("stopped early" in n for n in s.notes)
     assert "fp8/throughput: server unreachable after 12 s" in s.notes
+
+
+def test_crossover_source_from_the_h100_probe_reference() -> None:
+    """The committed H100 probe: tinygemm INT4 falls behind BF16 at batch ~9; FP8 never does up to 4096."""
+    probe = load_reference()
+    kernel = crossover_source("awq-int4", "awq_marlin", 12.0, probe)
+    assert kernel is not None and kernel.startswith("the crossover comes from the kernel")
+    assert "batch ~9" in kernel and "the server ran awq_marlin" in kernel
+    far = crossover_source("awq-int4", "awq", 64.0, probe)
+    assert far is not None and "not ~64: the server changes where the variant loses" in far
+    server = crossover_source("fp8", "fp8", 32.0, probe)
+    assert server is not None and server.startswith("the crossover comes from the server")
+    assert "up to batch 4096" in server
+    assert crossover_source("bf16", None, 8.0, probe) is None
+    assert crossover_source("awq-int4", "awq_marlin", 12.0, None) is None
+
+
+def test_summary_attributes_the_crossover_with_a_probe(tmp_path: Path) -> None:
+    root = write_run(tmp_path, demo_variants(), "bf16")
+    write_probe_result(root, load_reference())
+    rows = {v.variant: v for v in build_summary(RunResults.load(root)).variants}
+    awq = rows["awq-int4"]
+    assert awq.verdict == Verdict.LATENCY_WIN_LOSES_UNDER_LOAD
+    assert any(
+        e.startswith("the probe's torch._weight_int4pack_mm") and "the server ran awq_marlin" in e
+        for e in awq.evidence
+    ), awq.evidence

@@ -44,6 +44,7 @@ from quantbench.api.summary import (
     Verdict,
 )
 from quantbench.api.v1alpha1 import VariantPhase
+from quantbench.probe.result import ProbeResult
 from quantbench.probe.specs import match_gpu_spec
 from quantbench_loadgen.accuracy.results import AccuracyResult
 from quantbench_loadgen.results import LoadgenResult
@@ -220,8 +221,53 @@ def _points(x: float) -> str:
     return f"{x * 100:+.1f} points"
 
 
+# The probe's precision that times a variant's kernel class (quantbench.probe.precisions).
+PROBE_PRECISION = {"fp8": "fp8", "awq-int4": "int4", "gptq-int4": "int4"}
+# A measured crossover within this factor of the probe's counts as the kernel's own.
+CROSSOVER_MATCH_FACTOR = 2.0
+
+
+def crossover_source(
+    precision: str, kernel: str | None, measured: float, probe: ProbeResult | None
+) -> str | None:
+    """Whether a variant's throughput crossover comes from its kernel (the roofline probe predicts it on this
+    GPU) or from the server around it; None without a probe figure for the precision."""
+    name = PROBE_PRECISION.get(precision)
+    if probe is None or name is None:
+        return None
+    try:
+        predicted = probe.precision(name)
+    except KeyError:
+        return None
+    crossover = predicted.crossover_vs_baseline
+    if crossover is None:
+        return None
+    ran = f"; the server ran {kernel}" if kernel else ""
+    timed = f"the probe's {predicted.kernel}"
+    if crossover.kind == "crossed" and crossover.batch_size is not None:
+        b = crossover.batch_size
+        if b / CROSSOVER_MATCH_FACTOR <= measured <= b * CROSSOVER_MATCH_FACTOR:
+            return (
+                f"the crossover comes from the kernel: {timed} falls behind BF16 at batch ~{b:.0f} too{ran}"
+            )
+        return (
+            f"{timed} falls behind BF16 at batch ~{b:.0f}, not ~{measured:.0f}: the server changes where "
+            f"the variant loses{ran}"
+        )
+    if crossover.kind == "always_faster":
+        return (
+            f"the crossover comes from the server: {timed} stays faster than BF16 up to batch "
+            f"{max(probe.batch_sizes)}{ran}"
+        )
+    return f"{timed} is not faster than BF16 even at batch 1 on this GPU{ran}"
+
+
 def decide(
-    row: VariantSummary, baseline: VariantSummary, settings: Settings, accuracy_note: str | None
+    row: VariantSummary,
+    baseline: VariantSummary,
+    settings: Settings,
+    accuracy_note: str | None,
+    probe: ProbeResult | None = None,
 ) -> tuple[Verdict, list[str]]:
     """The verdict and its evidence for a variant whose steps succeeded."""
     margin = settings.speed_margin
@@ -252,6 +298,9 @@ def decide(
     )
     if loses_under_load and crossover.batch_size is not None:
         evidence.append(f"throughput falls below the baseline's at batch size ~{crossover.batch_size:.0f}")
+        source = crossover_source(row.precision, row.kernel, crossover.batch_size, probe)
+        if source is not None:
+            evidence.append(source)
     faster = latency_win or throughput_win
     slower = latency_loss or throughput_all_below
 
@@ -406,7 +455,7 @@ def build_summary(results: RunResults, settings: Settings | None = None) -> RunS
                 "accuracy": accuracy,
             }
         )
-        verdict, evidence = decide(row, base, settings, accuracy_note)
+        verdict, evidence = decide(row, base, settings, accuracy_note, results.probe)
         out.append(row.model_copy(update={"verdict": verdict, "evidence": evidence}))
 
     return RunSummary(
