@@ -17,6 +17,8 @@ from quantbench.local.executor import (
     accuracy_argv,
     checkpoint_gib,
     local_server_argv,
+    probe_argv,
+    run_probe,
     unsupported_here,
 )
 from tests.fixtures.vllm import DEFAULT_PYTHON, VllmServerPool
@@ -168,3 +170,27 @@ def test_quantbench_run_end_to_end(
     # The table and the verdicts are printed, as the report has them.
     assert "| bf16 | bf16 | - |" in out and "| awq-int4 | awq-int4 | awq |" in out
     assert "**fp8: unsupported.** fp8 is unsupported here:" in out
+
+
+def test_probe_needs_a_gpu_and_a_local_config(tmp_path: Path) -> None:
+    logged: list[str] = []
+    spec = _spec(probe=True)
+    cpu = LocalSettings(out_dir=tmp_path, log=logged.append)
+    assert run_probe(spec, tmp_path, cpu) is None and "this machine has none" in logged[-1]
+    gpu = LocalSettings(out_dir=tmp_path, log=logged.append, device=H100, vllm_python="/venv/bin/python")
+    assert run_probe(spec, tmp_path, gpu) is None and "not a local model folder" in logged[-1]
+    assert not (tmp_path / "probe.json").exists()
+    argv = probe_argv(gpu, tmp_path, tmp_path / "probe.json")
+    assert argv[:3] == ["/venv/bin/python", "-m", "quantbench.probe"]
+    assert argv[argv.index("--model-config") + 1] == str(tmp_path / "config.json")
+
+
+def test_a_failing_probe_does_not_fail_the_run(tmp_path: Path) -> None:
+    """On a GPU machine whose Python cannot run the probe, the run goes on without probe.json."""
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{}")
+    logged: list[str] = []
+    settings = LocalSettings(out_dir=tmp_path, log=logged.append, device=H100, vllm_python="/bin/false")
+    assert run_probe(_spec(model=str(tmp_path / "model"), probe=True), tmp_path, settings) is None
+    assert "probe: failed (exit 1), the run goes on without it" in logged[-1]
+    assert not (tmp_path / "probe.json").exists()

@@ -283,7 +283,11 @@ class QuantBenchmarkSpec(ApiModel):
         default=Parallelism.AUTO,
         description="Auto runs variants in parallel when GPUs allow; Sequential runs one variant at a time.",
     )
-    probe: bool = Field(default=False, description="Run the GPU roofline probe on each node pool first.")
+    probe: bool = Field(
+        default=False,
+        description="Measure the GPU roofline first (quantbench probe) for the efficiency column and the "
+        "crossover attribution. quantbench run does it on its GPU; the operator does not run it yet.",
+    )
     schedule: str | None = Field(
         default=None,
         description="Cron schedule (5 fields, UTC) for recurring runs, e.g. '0 3 * * 1'.",

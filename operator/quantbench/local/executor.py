@@ -8,6 +8,7 @@ the other variants still run.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -19,6 +20,8 @@ from pathlib import Path
 
 import yaml
 
+import quantbench
+import quantbench_loadgen
 from quantbench.analysis.run_results import (
     RunInfo,
     ServerInfo,
@@ -231,6 +234,37 @@ def run_variant(
         settings.log(f"{variant.name}: server stopped")
 
 
+def probe_argv(settings: LocalSettings, model_dir: Path, output: Path) -> list[str]:
+    """The roofline probe, run with the vLLM environment's Python (it has torch)."""
+    config = str(model_dir / "config.json")
+    return [settings.vllm_python, "-m", "quantbench.probe", "--model-config", config, "--out", str(output)]
+
+
+def run_probe(spec: QuantBenchmarkSpec, root: Path, settings: LocalSettings) -> Path | None:
+    """spec.probe: measure the roofline of this machine's GPU for the model into <root>/probe.json, which the
+    analysis reads. Skipped, with the reason logged, where it cannot run; a probe failure never fails the run."""
+    if settings.device.gpu is None:
+        settings.log("probe: skipped, it measures an NVIDIA GPU and this machine has none")
+        return None
+    model_dir = Path(spec.model)
+    if not (model_dir / "config.json").is_file():
+        settings.log(f"probe: skipped, {spec.model} is not a local model folder with a config.json")
+        return None
+    out = root / "probe.json"
+    # The probe is part of this package; the vLLM environment has torch but not quantbench: lend it our source.
+    sources = {str(Path(str(m.__file__)).resolve().parents[1]) for m in (quantbench, quantbench_loadgen)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([*sorted(sources), os.environ.get("PYTHONPATH", "")])}
+    argv = probe_argv(settings, model_dir, out)
+    settings.log(f"probe: {' '.join(argv[1:])}")
+    with (root / "probe.log").open("ab") as log:
+        code = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, env=env, check=False).returncode
+    if code != 0 or not out.is_file():
+        settings.log(f"probe: failed (exit {code}), the run goes on without it; log {root / 'probe.log'}")
+        out.unlink(missing_ok=True)
+        return None
+    return out
+
+
 def run_local(bench: QuantBenchmark, settings: LocalSettings) -> Path:
     """Run every variant in spec order; return the results folder (layout of quantbench.analysis.run_results)."""
     spec = bench.spec
@@ -242,6 +276,8 @@ def run_local(bench: QuantBenchmark, settings: LocalSettings) -> Path:
     )
     write_run_info(root, info)
     settings.log(f"run {run} of {bench.metadata.name} on {settings.device.label}: results in {root}")
+    if spec.probe:
+        run_probe(spec, root, settings)
     for variant in spec.variants:
         write_server_info(root, variant.name, run_variant(spec, variant, root, settings))
     write_run_info(root, info.model_copy(update={"finished_at": datetime.now(UTC)}))
