@@ -127,6 +127,39 @@ def serving_result(points: dict[str, tuple[float, float, float]]) -> LoadgenResu
     )
 
 
+def accuracy_from_outcomes(
+    outcomes: list[QuestionOutcome],
+    seed: int = 1234,
+    dataset_sha: str = DATASET_SHA,
+    dataset: str = "/data/gsm8k",
+    server_url: str = "http://server:8000",
+) -> AccuracyResult:
+    """An AccuracyResult around given per-question outcomes, with scores computed from them."""
+    n, k = len(outcomes), sum(o.strict_correct for o in outcomes)
+    score = ExtractorScore(
+        correct=k, questions=n, accuracy=k / n, stderr=(k / n * (1 - k / n) / (n - 1)) ** 0.5
+    )
+    return AccuracyResult(
+        server_url=server_url,
+        model="m",
+        num_fewshot=8,
+        limit=n,
+        seed=seed,
+        max_gen_tokens=256,
+        dataset=dataset,
+        dataset_sha256=dataset_sha,
+        prompts_sha256="p" * 64,
+        started_at=T0,
+        finished_at=T0,
+        duration_s=60.0,
+        tool_version="0.1.0",
+        lm_eval_version="0.4.13",
+        strict=score,
+        flexible=score,
+        outcomes=outcomes,
+    )
+
+
 def accuracy_result(correct: list[bool], seed: int = 1234, dataset_sha: str = DATASET_SHA) -> AccuracyResult:
     outcomes = [
         QuestionOutcome(
@@ -140,29 +173,7 @@ def accuracy_result(correct: list[bool], seed: int = 1234, dataset_sha: str = DA
         )
         for i, ok in enumerate(correct)
     ]
-    n, k = len(correct), sum(correct)
-    score = ExtractorScore(
-        correct=k, questions=n, accuracy=k / n, stderr=(k / n * (1 - k / n) / (n - 1)) ** 0.5
-    )
-    return AccuracyResult(
-        server_url="http://server:8000",
-        model="m",
-        num_fewshot=8,
-        limit=n,
-        seed=seed,
-        max_gen_tokens=256,
-        dataset="/data/gsm8k",
-        dataset_sha256=dataset_sha,
-        prompts_sha256="p" * 64,
-        started_at=T0,
-        finished_at=T0,
-        duration_s=60.0,
-        tool_version="0.1.0",
-        lm_eval_version="0.4.13",
-        strict=score,
-        flexible=score,
-        outcomes=outcomes,
-    )
+    return accuracy_from_outcomes(outcomes, seed=seed, dataset_sha=dataset_sha)
 
 
 def paired(n: int, base_correct: int, lost: int, gained: int) -> tuple[list[bool], list[bool]]:

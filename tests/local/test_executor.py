@@ -194,3 +194,20 @@ def test_a_failing_probe_does_not_fail_the_run(tmp_path: Path) -> None:
     assert run_probe(_spec(model=str(tmp_path / "model"), probe=True), tmp_path, settings) is None
     assert "probe: failed (exit 1), the run goes on without it" in logged[-1]
     assert not (tmp_path / "probe.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--dataset", "serving", "--dataset 'serving': write WORKLOAD=PATH"),
+        ("--dataset", "serving=", "--dataset 'serving=': write WORKLOAD=PATH"),
+        ("--server-env", "=1", "--server-env '=1': write NAME=VALUE"),
+    ],
+)
+def test_run_rejects_malformed_pairs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, value: str, message: str
+) -> None:
+    args = ["run", str(ROOT / "examples" / "local.yaml"), "--out", str(tmp_path / "out"), option, value]
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -8,17 +8,16 @@ the shared dataset folder ($QUANTBENCH_GSM8K_DIR, default ../shared/datasets/gsm
 from __future__ import annotations
 
 import json
-import math
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from quantbench.api.v1alpha1 import QuantBenchmarkSpec
-from quantbench_loadgen.accuracy.results import AccuracyResult, ExtractorScore, QuestionOutcome, question_key
+from quantbench_loadgen.accuracy.results import QuestionOutcome, question_key
 from quantbench_loadgen.results import LatencyResult, LoadgenResult, ThroughputBatchResult
 from quantbench_loadgen.specs import WorkloadType
-from tests.analysis.builders import stats
+from tests.analysis.builders import accuracy_from_outcomes, stats
 
 REPO = Path(__file__).resolve().parents[2]
 GSM8K_DIR = Path(os.environ.get("QUANTBENCH_GSM8K_DIR", REPO.parent / "shared" / "datasets" / "gsm8k"))
@@ -167,27 +166,7 @@ def accuracy_result(variant: str, n: int = 20) -> str:
                 flexible_correct=correct,
             )
         )
-    right = sum(o.strict_correct for o in outcomes)
-    p = right / n
-    score = ExtractorScore(correct=right, questions=n, accuracy=p, stderr=math.sqrt(p * (1 - p) / (n - 1)))
-    now = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
-    result = AccuracyResult(
-        server_url=f"http://{variant}-server:8000",
-        model="m",
-        num_fewshot=8,
-        limit=n,
-        seed=1234,
-        max_gen_tokens=256,
-        dataset=str(GSM8K_DIR),
-        dataset_sha256="0" * 64,
-        prompts_sha256="1" * 64,
-        started_at=now,
-        finished_at=now + timedelta(seconds=60),
-        duration_s=60.0,
-        tool_version="0.1.0",
-        lm_eval_version="0.4.13",
-        strict=score,
-        flexible=score,
-        outcomes=outcomes,
+    result = accuracy_from_outcomes(
+        outcomes, dataset=str(GSM8K_DIR), dataset_sha="0" * 64, server_url=f"http://{variant}-server:8000"
     )
     return result.model_dump_json(by_alias=True)

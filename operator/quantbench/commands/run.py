@@ -14,38 +14,28 @@ import os
 import sys
 from pathlib import Path
 
-from quantbench.analysis.run_results import RunResults
 from quantbench.api.v1alpha1 import VariantPhase
 from quantbench.api.validation import SpecError, load_benchmarks
 from quantbench.local.executor import LocalSettings, detect_device, run_local
 from quantbench.report import write_report
 
 
-def _dataset_paths(pairs: list[str]) -> dict[str, str]:
-    paths: dict[str, str] = {}
+def _pairs(option: str, pairs: list[str], form: str, empty_value: bool = False) -> dict[str, str]:
+    """KEY=VALUE options (repeatable) as a dict; a malformed one is an error naming the option and its form."""
+    out: dict[str, str] = {}
     for pair in pairs:
-        workload, sep, path = pair.partition("=")
-        if not sep or not workload or not path:
-            raise ValueError(f"--dataset {pair!r}: write WORKLOAD=PATH, e.g. serving=/data/sharegpt.json")
-        paths[workload] = path
-    return paths
-
-
-def _server_env(pairs: list[str]) -> dict[str, str]:
-    env: dict[str, str] = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name:
-            raise ValueError(f"--server-env {pair!r}: write NAME=VALUE")
-        env[name] = value
-    return env
+        key, sep, value = pair.partition("=")
+        if not sep or not key or not (value or empty_value):
+            raise ValueError(f"{option} {pair!r}: write {form}")
+        out[key] = value
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         benchmarks = load_benchmarks(Path(args.file))
-        datasets = _dataset_paths(args.dataset)
-        server_env = _server_env(args.server_env)
+        datasets = _pairs("--dataset", args.dataset, "WORKLOAD=PATH, e.g. serving=/data/sharegpt.json")
+        server_env = _pairs("--server-env", args.server_env, "NAME=VALUE", empty_value=True)
     except SpecError as exc:
         print(f"{args.file}: invalid", file=sys.stderr)
         for problem in exc.problems:
@@ -67,12 +57,11 @@ def run(args: argparse.Namespace) -> int:
             server_env=server_env,
             device=device,
         )
-        root = run_local(bench, settings)
+        root, servers = run_local(bench, settings)
         written = write_report(root, root / "report")
         print((root / "report" / "report.md").read_text())
         print("report: " + ", ".join(str(p) for p in written))
-        servers = [v.server for v in RunResults.load(root).variants.values()]
-        if any(s is None or s.phase == VariantPhase.FAILED for s in servers):
+        if any(s.phase == VariantPhase.FAILED for s in servers.values()):
             status = 1  # a variant failed; one unsupported on this machine is a result, not a failure
     return status
 

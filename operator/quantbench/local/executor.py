@@ -253,7 +253,8 @@ def run_probe(spec: QuantBenchmarkSpec, root: Path, settings: LocalSettings) -> 
     out = root / "probe.json"
     # The probe is part of this package; the vLLM environment has torch but not quantbench: lend it our source.
     sources = {str(Path(str(m.__file__)).resolve().parents[1]) for m in (quantbench, quantbench_loadgen)}
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([*sorted(sources), os.environ.get("PYTHONPATH", "")])}
+    paths = [*sorted(sources), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
     argv = probe_argv(settings, model_dir, out)
     settings.log(f"probe: {' '.join(argv[1:])}")
     with (root / "probe.log").open("ab") as log:
@@ -265,8 +266,9 @@ def run_probe(spec: QuantBenchmarkSpec, root: Path, settings: LocalSettings) -> 
     return out
 
 
-def run_local(bench: QuantBenchmark, settings: LocalSettings) -> Path:
-    """Run every variant in spec order; return the results folder (layout of quantbench.analysis.run_results)."""
+def run_local(bench: QuantBenchmark, settings: LocalSettings) -> tuple[Path, dict[str, ServerInfo]]:
+    """Run every variant in spec order; return the results folder (layout of quantbench.analysis.run_results)
+    and how each variant's server went."""
     spec = bench.spec
     started = datetime.now(UTC)
     run = new_run_id(started)
@@ -278,7 +280,9 @@ def run_local(bench: QuantBenchmark, settings: LocalSettings) -> Path:
     settings.log(f"run {run} of {bench.metadata.name} on {settings.device.label}: results in {root}")
     if spec.probe:
         run_probe(spec, root, settings)
+    servers: dict[str, ServerInfo] = {}
     for variant in spec.variants:
-        write_server_info(root, variant.name, run_variant(spec, variant, root, settings))
+        servers[variant.name] = run_variant(spec, variant, root, settings)
+        write_server_info(root, variant.name, servers[variant.name])
     write_run_info(root, info.model_copy(update={"finished_at": datetime.now(UTC)}))
-    return root
+    return root, servers
