@@ -26,6 +26,7 @@ from quantbench.api.v1alpha1 import (
     API_VERSION,
     KIND,
     Phase,
+    ProbeStatus,
     QuantBenchmarkSpec,
     QuantBenchmarkStatus,
     RunRecord,
@@ -44,6 +45,7 @@ from quantbench.naming import (
     job_name,
     jobs_account_name,
     labels,
+    probe_name,
     run_config_name,
     run_id,
     selector,
@@ -57,7 +59,9 @@ from quantbench.reconcile import (
     RunContext,
     decide,
     ended,
+    initial_probe_statuses,
     initial_statuses,
+    parse_probe_result,
     result_of,
 )
 from quantbench.settings import OperatorSettings
@@ -126,11 +130,12 @@ class Driver:
             owner_of(body), snapshot.run_id, snapshot.generation, snapshot.spec, snapshot.plan, self.settings
         )
         variants = status.variants or initial_statuses(ctx.plan)
+        probes = status.probes or initial_probe_statuses(ctx.plan)
         decision: Decision | None = None
         key = (namespace, name, snapshot.run_id)
         for _ in range(MAX_PASSES):
             fresh = key in self._fresh
-            decision = self._pass(body, ctx, variants, fresh)
+            decision = self._pass(body, ctx, variants, probes, fresh)
             if key not in self._run_objects_made:
                 # The servers exist now; then what the run's Jobs will need (again after a restart:
                 # creation is idempotent), and the Event.
@@ -145,14 +150,14 @@ class Driver:
                     f"run {snapshot.run_id} of generation {snapshot.generation} started; lanes: {lanes}",
                 )
             advanced = ended(decision, variants)
-            variants = decision.variants
+            variants, probes = decision.variants, decision.probes
             if not advanced or decision.finished:
                 break
         assert decision is not None
         if decision.finished:
-            self._finish(body, status, snapshot, variants)
+            self._finish(body, status.model_copy(update={"probes": probes}), snapshot, variants)
             return self._until_next(self._status_of(self.kube.get(KIND, namespace, name) or body), utcnow())
-        new = status.model_copy(update={"variants": variants, "phase": Phase.RUNNING})
+        new = status.model_copy(update={"variants": variants, "probes": probes, "phase": Phase.RUNNING})
         new = new.model_copy(update={"conditions": conditions(new, utcnow(), generation)})
         if new != status:
             self._patch_status(body, new)
@@ -226,6 +231,7 @@ class Driver:
                 "observed_generation": generation,
                 "current_run": record,
                 "variants": variants,
+                "probes": initial_probe_statuses(snapshot.plan),
                 "variant_names": ",".join(v.name for v in spec.variants),
                 "last_run_time": now,
                 "next_run_time": next_run_time(spec.schedule, now, now),
@@ -257,7 +263,7 @@ class Driver:
             job_name(owner.name, rid, vp.variant, step.name)
             for vp in snapshot.plan.variants
             for step in vp.job_steps()
-        ]
+        ] + [probe_name(owner.name, rid, probe.pool) for probe in snapshot.plan.probes]
         objects = [
             run_configmap(owner, snapshot),
             rbac.service_account(owner, rid, gen),
@@ -324,11 +330,16 @@ class Driver:
         )
 
     def _pass(
-        self, body: dict[str, Any], ctx: RunContext, variants: list[VariantStatus], fresh: bool = False
+        self,
+        body: dict[str, Any],
+        ctx: RunContext,
+        variants: list[VariantStatus],
+        probes: list[ProbeStatus],
+        fresh: bool = False,
     ) -> Decision:
         obs = Observed(now=utcnow()) if fresh else self._observe(ctx.owner, ctx.run_id)
         obs.node_products = self._products_for(obs)
-        decision = decide(ctx, variants, obs)
+        decision = decide(ctx, variants, obs, probes)
         if decision.needs_pools:
             spec = ctx.spec
             obs.pools = pools_from_nodes(
@@ -337,7 +348,7 @@ class Driver:
                 spec.placement.gpu_resource,
                 GPU_PRODUCT_LABEL,
             )
-            decision = decide(ctx, variants, obs)
+            decision = decide(ctx, variants, obs, probes)
         ns = ctx.owner.namespace
         creates = [a.obj for a in decision.actions if isinstance(a, Create)]
         # Jobs after everything else: their ConfigMaps (and the server they call) exist first.
@@ -450,6 +461,7 @@ class Driver:
                     startup_s=v.startup_seconds,
                     gpu=v.gpu,
                     node=v.node,
+                    node_pool=v.node_pool,
                 ),
             )
             for step in vp.job_steps():
@@ -467,6 +479,15 @@ class Driver:
                     )
             out[vp.variant] = vr
         results = RunResults(info=info, variants=out)
+        for probe in snapshot.plan.probes:
+            text = result_of(cms.get(probe_name(owner.name, snapshot.run_id, probe.pool)))
+            measured = parse_probe_result(text)[0] if text is not None else None
+            if measured is None:
+                continue
+            if probe.pool is None:
+                results.probe = measured
+            else:
+                results.probes[probe.pool] = measured
         if self.settings.results_dir:
             self._write_results(owner, results)
         return results
@@ -481,6 +502,10 @@ class Driver:
             / results.info.run_id
         )
         rr.write_run_info(root, results.info)
+        if results.probe is not None:
+            rr.write_probe_result(root, results.probe)
+        for pool, probe in results.probes.items():
+            rr.write_probe_result(root, probe, pool)
         for name, vr in results.variants.items():
             if vr.server is not None:
                 rr.write_server_info(root, name, vr.server)

@@ -30,6 +30,7 @@ STEP_SERVER = "server"
 STEP_ACCURACY = "accuracy"
 STEP_RUN = "run"
 STEP_JOBS_ACCOUNT = "jobs"
+STEP_PROBE = "probe"
 WORKLOAD_PREFIX = "wl-"
 
 _INVALID = re.compile(r"[^a-z0-9-]+")
@@ -81,9 +82,20 @@ def server_name(benchmark: str, run: str, variant: str) -> str:
     return child_name(benchmark, run, variant, STEP_SERVER)
 
 
-def job_name(benchmark: str, run: str, variant: str, step: str) -> str:
-    """A benchmark Job; its results ConfigMap has the same name."""
+def job_name(benchmark: str, run: str, variant: str | None, step: str) -> str:
+    """A Job (a variant's benchmark step, or a run-wide one such as a probe); its results ConfigMap has the
+    same name."""
     return child_name(benchmark, run, variant, step)
+
+
+def probe_step(pool: str | None) -> str:
+    """Step name of a node pool's roofline probe: ``probe-<pool>``, or ``probe`` for any GPU node."""
+    return f"{STEP_PROBE}-{pool}" if pool else STEP_PROBE
+
+
+def probe_name(benchmark: str, run: str, pool: str | None) -> str:
+    """The roofline probe Job of a node pool; its results ConfigMap has the same name."""
+    return job_name(benchmark, run, None, probe_step(pool))
 
 
 def run_config_name(benchmark: str, run: str) -> str:

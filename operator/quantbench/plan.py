@@ -18,7 +18,14 @@ from typing import Any
 
 from pydantic import Field
 
-from quantbench.api.v1alpha1 import Parallelism, Precision, QuantBenchmarkSpec, Variant, VariantPhase
+from quantbench.api.v1alpha1 import (
+    Parallelism,
+    Precision,
+    ProbePhase,
+    QuantBenchmarkSpec,
+    Variant,
+    VariantPhase,
+)
 from quantbench.conditions import PoolInfo, unsupported_precision
 from quantbench.naming import STEP_ACCURACY, STEP_SERVER, workload_step
 from quantbench_loadgen.schema import ApiModel
@@ -28,6 +35,8 @@ ANY_POOL = ""  # key of the group of variants with no node pool (any node with t
 TERMINAL_PHASES: frozenset[str] = frozenset(
     {VariantPhase.SUCCEEDED, VariantPhase.FAILED, VariantPhase.UNSUPPORTED}
 )
+
+OPEN_PROBE_PHASES: frozenset[str] = frozenset({ProbePhase.PENDING, ProbePhase.RUNNING})
 
 DEFAULT_KERNEL: dict[str, str | None] = {
     Precision.BF16: None,
@@ -82,9 +91,19 @@ class VariantPlan(ApiModel):
         return [s for s in self.steps if s.kind in (StepKind.WORKLOAD, StepKind.ACCURACY)]
 
 
+class ProbePlan(ApiModel):
+    """The roofline probe of one node pool (spec.probe): one GPU, before the pool's servers start."""
+
+    pool: str | None = Field(default=None, description="Node pool, or None for any GPU node.")
+    variant: str = Field(description="The first variant on the pool: the probe borrows its placement.")
+    gpu_product: str | None = None
+    skipped: str | None = Field(default=None, description="Why the probe cannot run on the pool.")
+
+
 class RunPlan(ApiModel):
     variants: list[VariantPlan]
     lanes: list[list[str]] = Field(description="Variant names; lanes run in parallel, a lane in order.")
+    probes: list[ProbePlan] = Field(default_factory=list, description="Roofline probes, one per pool.")
 
     def variant(self, name: str) -> VariantPlan:
         for v in self.variants:
@@ -142,8 +161,10 @@ def plan_run(spec: QuantBenchmarkSpec, pools: Mapping[str, PoolInfo]) -> RunPlan
         )
     runnable = [p for p in plans if p.unsupported is None]
     order = {p.variant: i for i, p in enumerate(plans)}
+    probes = plan_probes(runnable, pools) if spec.probe else []
     if spec.parallelism == Parallelism.SEQUENTIAL:
-        return RunPlan(variants=plans, lanes=[[p.variant for p in runnable]] if runnable else [])
+        one_lane = [[p.variant for p in runnable]] if runnable else []
+        return RunPlan(variants=plans, lanes=one_lane, probes=probes)
     groups: dict[str, list[VariantPlan]] = {}
     lanes: list[list[str]] = []
     for p in runnable:
@@ -158,7 +179,31 @@ def plan_run(spec: QuantBenchmarkSpec, pools: Mapping[str, PoolInfo]) -> RunPlan
             lanes += [[m.variant] for m in members]
         else:
             lanes.append([m.variant for m in members])
-    return RunPlan(variants=plans, lanes=sorted(lanes, key=lambda lane: order[lane[0]]))
+    return RunPlan(variants=plans, lanes=sorted(lanes, key=lambda lane: order[lane[0]]), probes=probes)
+
+
+def plan_probes(runnable: list[VariantPlan], pools: Mapping[str, PoolInfo]) -> list[ProbePlan]:
+    """One roofline probe per node pool that runnable variants use, in the order the pools first appear.
+
+    The probe takes one GPU of the pool; a pool with no node that has one gets a skipped probe, with the
+    reason (its variants fail on their own as unschedulable).
+    """
+    out: dict[str | None, ProbePlan] = {}
+    for p in runnable:
+        if p.pool in out:
+            continue
+        pool = pools.get(p.pool or ANY_POOL)
+        skipped = None
+        if pool is None or pool.nodes == 0 or pool.gpus_per_node < 1:
+            where = f"node pool {p.pool}" if p.pool else "the cluster"
+            skipped = f"no node in {where} has a GPU to probe"
+        out[p.pool] = ProbePlan(pool=p.pool, variant=p.variant, gpu_product=p.gpu_product, skipped=skipped)
+    return list(out.values())
+
+
+def waiting_for_probe(plan: RunPlan, probe_phases: Mapping[str | None, str]) -> set[str | None]:
+    """Pools whose probe has not ended: their variants may not start their servers yet."""
+    return {p.pool for p in plan.probes if probe_phases.get(p.pool, "Pending") in OPEN_PROBE_PHASES}
 
 
 def admitted(plan: RunPlan, phases: Mapping[str, str]) -> list[str]:

@@ -7,6 +7,10 @@ point makes the same decision again after a restart: no child is created twice (
 and creation tolerates "already exists"), no result is lost (results live in ConfigMaps until the run's
 history entry is pruned).
 
+With spec.probe, each node pool's roofline probe Job runs first (results ConfigMap first, done when it holds
+``result.json``); the pool's variants wait for it. A probe that fails, or cannot get a GPU within
+server.startupTimeout, is recorded with its reason and the variants go on without it.
+
 Per variant (in its lane's turn): create the server Deployment and Service; wait until its pod is Ready
 (or classify why not: unschedulable, image pull, crash loop, OOM, startup timeout); then one Job after the
 other (results ConfigMap first), each done when its ConfigMap holds ``result.json``; then the variant
@@ -24,7 +28,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from quantbench.api.v1alpha1 import QuantBenchmarkSpec, VariantPhase, VariantStatus
+from quantbench.api.v1alpha1 import (
+    ProbePhase,
+    ProbeStatus,
+    QuantBenchmarkSpec,
+    VariantPhase,
+    VariantStatus,
+)
 from quantbench.conditions import (
     Failure,
     PoolInfo,
@@ -40,10 +50,31 @@ from quantbench.conditions import (
     unschedulable_message,
 )
 from quantbench.manifests import jobs as job_manifests
+from quantbench.manifests import probe as probe_manifests
 from quantbench.manifests import server as server_manifests
 from quantbench.manifests.common import Obj, Owner
-from quantbench.naming import LABEL_STEP, LABEL_VARIANT, STEP_ACCURACY, STEP_SERVER, job_name, server_name
-from quantbench.plan import TERMINAL_PHASES, RunPlan, StepKind, VariantPlan, admitted
+from quantbench.naming import (
+    LABEL_STEP,
+    LABEL_VARIANT,
+    STEP_ACCURACY,
+    STEP_PROBE,
+    STEP_SERVER,
+    job_name,
+    probe_name,
+    probe_step,
+    server_name,
+)
+from quantbench.plan import (
+    OPEN_PROBE_PHASES,
+    TERMINAL_PHASES,
+    ProbePlan,
+    RunPlan,
+    StepKind,
+    VariantPlan,
+    admitted,
+    waiting_for_probe,
+)
+from quantbench.probe.result import ProbeResult
 from quantbench.settings import OperatorSettings
 from quantbench_loadgen.accuracy.results import AccuracyResult
 from quantbench_loadgen.results import LoadgenResult
@@ -103,7 +134,8 @@ class Observed:
     pools: Mapping[str, PoolInfo] | None = None
     node_products: Mapping[str, str] = field(default_factory=dict)
 
-    def pods_of(self, variant: str, step: str) -> list[Obj]:
+    def pods_of(self, variant: str | None, step: str) -> list[Obj]:
+        """Live pods of a variant's step (variant None: a run-wide step such as a probe)."""
         out = []
         for p in self.pods:
             meta = p.get("metadata") or {}
@@ -120,6 +152,7 @@ class Observed:
 @dataclass
 class Decision:
     variants: list[VariantStatus]
+    probes: list[ProbeStatus] = field(default_factory=list)
     actions: list[Action] = field(default_factory=list)
     notes: list[Note] = field(default_factory=list)
     weights_from: dict[str, str] = field(
@@ -139,6 +172,14 @@ def result_of(cm: Obj | None) -> str | None:
     data = cm.get("data") or {}
     value = data.get(job_manifests.RESULT_KEY)
     return value if value else None
+
+
+def parse_probe_result(text: str) -> tuple[ProbeResult | None, str | None]:
+    """A probe Job's result, or what is wrong with it."""
+    try:
+        return ProbeResult.model_validate_json(text), None
+    except (ValidationError, ValueError) as exc:
+        return None, str(exc).splitlines()[0][:300]
 
 
 def validate_result(step_kind: StepKind, text: str) -> str | None:
@@ -168,15 +209,143 @@ def initial_statuses(plan: RunPlan) -> list[VariantStatus]:
     ]
 
 
-class _VariantPass:
-    """Decides for one variant; collects actions and notes into the shared decision."""
+def initial_probe_statuses(plan: RunPlan) -> list[ProbeStatus]:
+    """Every planned probe, Pending."""
+    return [ProbeStatus(node_pool=p.pool, phase=ProbePhase.PENDING) for p in plan.probes]
+
+
+class _Pass:
+    """Decides for one part of the run; collects actions and notes into the shared decision."""
+
+    def __init__(self, ctx: RunContext, obs: Observed, decision: Decision):
+        self.ctx = ctx
+        self.obs = obs
+        self.d = decision
+
+
+class _ProbePass(_Pass):
+    """Decides for one node pool's roofline probe."""
+
+    def __init__(
+        self, ctx: RunContext, obs: Observed, decision: Decision, pp: ProbePlan, status: ProbeStatus
+    ):
+        super().__init__(ctx, obs, decision)
+        self.pp = pp
+        self.s = status
+        self.step = probe_step(pp.pool)
+        self.name = probe_name(ctx.owner.name, ctx.run_id, pp.pool)
+        self.where = f"pool {pp.pool}" if pp.pool else "any GPU node"
+
+    def update(self, **changes: Any) -> ProbeStatus:
+        self.s = self.s.model_copy(update=changes)
+        return self.s
+
+    def stop_job(self) -> None:
+        job = self.obs.jobs.get(self.name)
+        if job is not None and job_finished(job) is None:
+            self.d.actions.append(Delete("Job", self.name))
+
+    def end(self, phase: ProbePhase, reason: str, message: str) -> ProbeStatus:
+        self.d.notes.append(
+            Note(
+                "Warning",
+                f"Probe{phase}",
+                f"roofline probe of {self.where}: {message}; the variants go on without it",
+            )
+        )
+        self.stop_job()
+        return self.update(phase=phase, reason=reason, message=message)
+
+    def run(self) -> ProbeStatus:
+        if self.s.phase not in OPEN_PROBE_PHASES:
+            self.stop_job()
+            return self.s
+        if self.pp.skipped is not None:
+            return self.end(ProbePhase.SKIPPED, "NoGPU", self.pp.skipped)
+        ctx = self.ctx
+        cm = self.obs.configmaps.get(self.name)
+        pods = self.obs.pods_of(None, self.step)
+        node = next((n for p in pods if (n := (p.get("spec") or {}).get("nodeName"))), None) or self.s.node
+        text = result_of(cm)
+        if text is not None:
+            return self.collect(text, node)
+        if cm is None:
+            self.d.actions.append(
+                Create(probe_manifests.probe_configmap(ctx.owner, ctx.run_id, self.pp, ctx.generation))
+            )
+        job = self.obs.jobs.get(self.name)
+        if job is None:
+            self.d.actions.append(
+                Create(
+                    probe_manifests.probe_job(
+                        ctx.spec, self.pp, ctx.owner, ctx.run_id, ctx.generation, ctx.settings
+                    )
+                )
+            )
+            self.d.notes.append(
+                Note("Normal", "ProbeStarted", f"roofline probe of {self.where}: started job {self.name}")
+            )
+            return self.update(phase=ProbePhase.RUNNING, message=None)
+        finished = job_finished(job)
+        if finished == "Failed":
+            failure = job_failure(job, pods)
+            return self.end(ProbePhase.FAILED, str(failure.reason), failure.message)
+        if finished == "Complete":
+            return self.end(
+                ProbePhase.FAILED,
+                str(Reason.RESULT_MISSING),
+                f"job {self.name} completed but wrote no {job_manifests.RESULT_KEY}; "
+                f"read its log: kubectl logs job/{self.name}",
+            )
+        for pod in pods:
+            if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                continue  # an ended pod ends the Job: its failure is read from the Job, with the exit code
+            broken = classify_pod_failure(pod, ctx.settings.crash_restarts)
+            if broken is not None:
+                return self.end(ProbePhase.FAILED, str(broken.reason), broken.message)
+        waiting = next((m for p in pods if (m := unschedulable_message(p))), None)
+        if waiting is not None:
+            created = parse_time((job.get("metadata") or {}).get("creationTimestamp")) or self.obs.now
+            timeout_s = duration_seconds(ctx.spec.server.startup_timeout)
+            if startup_timed_out(created, self.obs.now, timeout_s):
+                return self.end(
+                    ProbePhase.FAILED,
+                    str(Reason.UNSCHEDULABLE),
+                    f"waited server.startupTimeout ({timeout_s:.0f} s) for a GPU. Scheduler: {waiting}",
+                )
+            return self.update(phase=ProbePhase.RUNNING, node=node, message=f"waiting for a GPU: {waiting}")
+        return self.update(phase=ProbePhase.RUNNING, node=node, message=None)
+
+    def collect(self, text: str, node: str | None) -> ProbeStatus:
+        result, problem = parse_probe_result(text)
+        if result is None:
+            return self.end(
+                ProbePhase.FAILED,
+                str(Reason.RESULT_MISSING),
+                f"job {self.name} wrote an invalid result: {problem}",
+            )
+        bandwidth = result.bandwidth.bytes_per_s
+        failed = ", ".join(str(f.precision) for f in result.failures)
+        failed = f"; not measured: {failed}" if failed else ""
+        message = f"{result.gpu.name}: read bandwidth {bandwidth / 1e12:.2f} TB/s{failed}"
+        self.d.notes.append(Note("Normal", "ProbeSucceeded", f"roofline probe of {self.where}: {message}"))
+        return self.update(
+            phase=ProbePhase.SUCCEEDED,
+            node=node,
+            gpu=result.gpu.name,
+            memory_bandwidth_bytes_per_s=bandwidth,
+            reason=None,
+            message=message,
+        )
+
+
+class _VariantPass(_Pass):
+    """Decides for one variant."""
 
     def __init__(
         self, ctx: RunContext, obs: Observed, decision: Decision, vp: VariantPlan, status: VariantStatus
     ):
-        self.ctx = ctx
-        self.obs = obs
-        self.d = decision
+        super().__init__(ctx, obs, decision)
         self.vp = vp
         self.s = status
         self.server = server_name(ctx.owner.name, ctx.run_id, vp.variant)
@@ -205,7 +374,7 @@ class _VariantPass:
         self.teardown(include_jobs=True)
         return self.s
 
-    def run(self, allowed: bool) -> VariantStatus:
+    def run(self, allowed: bool, probing: bool = False) -> VariantStatus:
         if self.s.phase in TERMINAL_PHASES:
             self.teardown(include_jobs=self.s.phase != VariantPhase.SUCCEEDED)
             return self.s
@@ -213,8 +382,8 @@ class _VariantPass:
             return self.fail(
                 Failure(Reason.UNSUPPORTED_PRECISION, self.vp.unsupported), VariantPhase.UNSUPPORTED
             )
-        if not allowed:
-            self.update(phase=VariantPhase.PENDING, step=None)
+        if probing or not allowed:
+            self.update(phase=VariantPhase.PENDING, step=STEP_PROBE if probing else None)
             return self.s
         if not self.server_ready():
             return self.s
@@ -390,16 +559,28 @@ class _VariantPass:
         return self.s
 
 
-def decide(ctx: RunContext, statuses: list[VariantStatus], obs: Observed) -> Decision:
-    """What to do now for the run ``ctx`` given the variants' recorded status and the observed children."""
+def decide(
+    ctx: RunContext,
+    statuses: list[VariantStatus],
+    obs: Observed,
+    probes: list[ProbeStatus] | None = None,
+) -> Decision:
+    """What to do now for the run ``ctx`` given the variants' and probes' recorded status and the observed
+    children."""
     by_name = {s.name: s for s in statuses}
     current = [
         by_name.get(vp.variant) or initial_statuses(ctx.plan)[i] for i, vp in enumerate(ctx.plan.variants)
     ]
-    allowed = set(admitted(ctx.plan, {s.name: s.phase for s in current}))
+    by_pool = {p.node_pool: p for p in probes or []}
     decision = Decision(variants=[])
+    for i, pp in enumerate(ctx.plan.probes):
+        probe = by_pool.get(pp.pool) or initial_probe_statuses(ctx.plan)[i]
+        decision.probes.append(_ProbePass(ctx, obs, decision, pp, probe).run())
+    probing = waiting_for_probe(ctx.plan, {p.node_pool: p.phase for p in decision.probes})
+    allowed = set(admitted(ctx.plan, {s.name: s.phase for s in current}))
     for vp, status in zip(ctx.plan.variants, current, strict=True):
-        decision.variants.append(_VariantPass(ctx, obs, decision, vp, status).run(vp.variant in allowed))
+        run = _VariantPass(ctx, obs, decision, vp, status)
+        decision.variants.append(run.run(vp.variant in allowed, probing=vp.pool in probing))
     return decision
 
 

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 DEFAULT_JOB_IMAGE = "quantbench/jobs:0.1.0"
+DEFAULT_OPERATOR_IMAGE = "quantbench/operator:0.1.0"
 ENV_PREFIX = "QUANTBENCH_"
 
 
@@ -25,6 +26,21 @@ class OperatorSettings(BaseModel):
     )
     job_pod_annotations: dict[str, str] = Field(
         default_factory=dict, description="Annotations added to every benchmark Job pod (JSON object)."
+    )
+    probe_image: str | None = Field(
+        default=None,
+        description="Image of the roofline probe Jobs: PyTorch with CUDA, and vLLM for its Marlin kernels "
+        "(default: the benchmark's own server.image).",
+    )
+    probe_source_image: str = Field(
+        default=DEFAULT_OPERATOR_IMAGE,
+        description="Image holding the quantbench package, lent to the probe Job by an init container "
+        "(the operator's own image).",
+    )
+    probe_timeout_seconds: float = Field(
+        default=1800.0,
+        gt=0,
+        description="A probe Job still running after this long fails (activeDeadlineSeconds).",
     )
     resync_seconds: float = Field(
         default=10.0, gt=0, description="How often each benchmark is looked at when nothing changes."

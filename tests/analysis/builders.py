@@ -16,6 +16,8 @@ from quantbench.analysis.run_results import (
     write_server_info,
 )
 from quantbench.api.v1alpha1 import QuantBenchmarkSpec, VariantPhase
+from quantbench.probe.references import load_reference
+from quantbench.probe.result import ProbeResult
 from quantbench_loadgen.accuracy.results import AccuracyResult, ExtractorScore, QuestionOutcome, question_key
 from quantbench_loadgen.results import (
     LatencyResult,
@@ -201,6 +203,8 @@ class VariantData:
     reason: str | None = None
     message: str | None = None
     kernel: str | None = None
+    node_pool: str | None = None
+    gpu: str | None = None
 
 
 def spec_for(variants: list[VariantData], baseline: str) -> QuantBenchmarkSpec:
@@ -243,6 +247,8 @@ def write_run(
                 kernel=v.kernel,
                 weights_gib=v.weights_gib,
                 startup_s=95.0,
+                gpu=v.gpu,
+                node_pool=v.node_pool,
             ),
         )
         if v.phase != VariantPhase.SUCCEEDED:
@@ -321,3 +327,15 @@ if __name__ == "__main__":
 
     target = Path(sys.argv[1] if len(sys.argv) > 1 else "out/report-demo/results")
     print(write_run(target, demo_variants(), "bf16"))
+
+
+def probe_result(gpu: str | None = None, bandwidth_bytes_per_s: float | None = None) -> ProbeResult:
+    """The committed H100 probe reference, optionally as if measured on another GPU."""
+    result = load_reference()
+    if gpu is not None:
+        result = result.model_copy(update={"gpu": result.gpu.model_copy(update={"name": gpu})})
+    if bandwidth_bytes_per_s is not None:
+        passes = (bandwidth_bytes_per_s,) * len(result.bandwidth.passes_bytes_per_s)
+        bandwidth = result.bandwidth.model_copy(update={"passes_bytes_per_s": passes})
+        result = result.model_copy(update={"bandwidth": bandwidth})
+    return result

@@ -11,7 +11,8 @@ from quantbench.analysis.run_results import ResultsError, RunResults, write_prob
 from quantbench.analysis.summary import build_summary, crossover_source
 from quantbench.api.summary import RunSummary, VariantSummary, Verdict
 from quantbench.probe.references import load_reference
-from tests.analysis.builders import VariantData, demo_variants, paired, write_run
+from quantbench.probe.specs import match_gpu_spec
+from tests.analysis.builders import VariantData, demo_variants, paired, probe_result, write_run
 
 
 @pytest.fixture
@@ -203,3 +204,35 @@ def test_summary_attributes_the_crossover_with_a_probe(tmp_path: Path) -> None:
         e.startswith("the probe's torch._weight_int4pack_mm") and "the server ran awq_marlin" in e
         for e in awq.evidence
     ), awq.evidence
+
+
+def test_each_pools_probe_sets_its_variants_floors(tmp_path: Path) -> None:
+    """A cross-GPU run: every variant's floor and crossover attribution come from its own pool's probe; a
+    pool without one falls back to its GPU's datasheet."""
+    h100 = load_reference()
+    a100 = probe_result("NVIDIA A100-SXM4-80GB", 1.9e12)
+    variants = [
+        *demo_variants()[:2],
+        VariantData("bf16-a100", "bf16", ms_per_token=12.0, weights_gib=15.0),
+        VariantData("bf16-l40s", "bf16", ms_per_token=20.0, weights_gib=15.0, gpu="NVIDIA L40S"),
+    ]
+    for v, pool in zip(variants, ("h100", "h100", "a100", "l40s"), strict=True):
+        v.node_pool = pool
+    root = write_run(tmp_path, variants, "bf16", gpu=None)
+    write_probe_result(root, h100, "h100")
+    write_probe_result(root, a100, "a100")
+    assert (root / "probes" / "a100.json").is_file()
+    results = RunResults.load(root)
+    assert set(results.probes) == {"h100", "a100"} and results.probe is None
+    assert results.probe_for("fp8") is not None and results.probe_for("fp8").gpu.name == h100.gpu.name
+    assert results.probe_for("bf16-l40s") is None
+    s = build_summary(results)
+    assert s.gpu == h100.gpu.name and s.memory_bandwidth_bytes_per_s == pytest.approx(
+        h100.bandwidth.bytes_per_s
+    )
+    floor = {v.variant: v.bandwidth_floor_ms_per_token for v in s.variants}
+    assert floor["bf16"] == pytest.approx(15 * 2**30 / h100.bandwidth.bytes_per_s * 1000)
+    assert floor["bf16-a100"] == pytest.approx(15 * 2**30 / 1.9e12 * 1000)
+    l40s = match_gpu_spec("NVIDIA L40S")
+    assert l40s is not None
+    assert floor["bf16-l40s"] == pytest.approx(15 * 2**30 / l40s.memory_bandwidth_bytes_per_s * 1000)

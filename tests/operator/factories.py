@@ -17,6 +17,7 @@ from quantbench.api.v1alpha1 import QuantBenchmarkSpec
 from quantbench_loadgen.accuracy.results import QuestionOutcome, question_key
 from quantbench_loadgen.results import LatencyResult, LoadgenResult, ThroughputBatchResult
 from quantbench_loadgen.specs import WorkloadType
+from tests.analysis import builders
 from tests.analysis.builders import accuracy_from_outcomes, stats
 
 REPO = Path(__file__).resolve().parents[2]
@@ -170,3 +171,8 @@ def accuracy_result(variant: str, n: int = 20) -> str:
         outcomes, dataset=str(GSM8K_DIR), dataset_sha="0" * 64, server_url=f"http://{variant}-server:8000"
     )
     return result.model_dump_json(by_alias=True)
+
+
+def probe_result(gpu: str | None = None, bandwidth_bytes_per_s: float | None = None) -> str:
+    """A probe Job's result: the committed H100 reference, optionally as if measured on another GPU."""
+    return builders.probe_result(gpu, bandwidth_bytes_per_s).to_json()

@@ -268,7 +268,7 @@ class Bench:
         wait_for(lambda: self.kube.get("Job", self.ns, name), timeout, f"job {name}")
         return name
 
-    def publish_result(self, run: str, variant: str, step: str, content: str) -> None:
+    def publish_result(self, run: str, variant: str | None, step: str, content: str) -> None:
         """Write the result as the Job would: with the run's Job service account token."""
         token = self.cluster.service_account_token(self.ns, jobs_account_name(self.name, run), create=False)
         target = Target(server=self.cluster.server, namespace=self.ns, token=token, ca_file=str(self.ca_file))

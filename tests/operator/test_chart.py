@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from quantbench.cli import main as cli_main
+from quantbench.settings import OperatorSettings
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "quantbench"
@@ -75,6 +76,10 @@ def test_helm_template_renders_the_rules_verbatim(tmp_path: Path) -> None:
     assert container["args"][:2] == ["operator", "--all-namespaces"]
     env_names = {e["name"]: e["value"] for e in container["env"]}
     assert env_names["QUANTBENCH_JOB_IMAGE"] == "quantbench/jobs:0.1.0"
+    # The probe Job borrows the quantbench sources from the operator's own image.
+    assert env_names["QUANTBENCH_PROBE_SOURCE_IMAGE"] == container["image"] == "quantbench/operator:0.1.0"
+    settings = OperatorSettings.from_env(env_names)  # every rendered setting is valid
+    assert settings.probe_image is None and settings.probe_timeout_seconds == 1800
 
 
 def test_operator_command_is_registered(capsys: pytest.CaptureFixture[str]) -> None:

@@ -5,7 +5,8 @@ from typing import Any
 
 import pytest
 
-from quantbench.manifests import jobs, rbac, server
+from quantbench.conditions import PoolInfo
+from quantbench.manifests import jobs, probe, rbac, server
 from quantbench.manifests.common import Owner
 from quantbench.manifests.run import RunSnapshot, run_configmap, snapshot_from_configmap
 from quantbench.plan import plan_run
@@ -218,3 +219,57 @@ def test_run_snapshot_round_trip() -> None:
     cm = run_configmap(OWNER, snap)
     assert cm["metadata"]["name"] == "llama-r20261123-030000-run"
     assert snapshot_from_configmap(cm) == snap
+
+
+def test_probe_job_takes_one_gpu_of_its_pool_in_the_server_image() -> None:
+    s = spec(
+        probe=True,
+        variants=[
+            {"name": "bf16", "precision": "bf16"},
+            {"name": "bf16-l40s", "precision": "bf16", "placement": {"nodePool": "l40s", "gpus": 2}},
+        ],
+        server={
+            "image": "vllm/vllm-openai:v9",
+            "hfTokenSecret": {"name": "hf"},
+            "modelCache": {"claimName": "models"},
+        },
+    )
+    pools = {name: PoolInfo(name, "quantbench.dev/pool", 1, 4, 4, None) for name in ("h100", "l40s")}
+    plan = plan_run(s, pools)
+    l40s = plan.probes[1]
+    settings = OperatorSettings(probe_source_image="quantbench/operator:test", probe_timeout_seconds=900)
+    job = probe.probe_job(s, l40s, OWNER, RUN, 1, settings)
+    name = "llama-r20261123-030000-probe-l40s"
+    assert job["metadata"]["name"] == name
+    assert job["metadata"]["labels"]["quantbench.dev/step"] == "probe-l40s"
+    assert "quantbench.dev/variant" not in job["metadata"]["labels"]
+    assert job["spec"]["activeDeadlineSeconds"] == 900 and job["spec"]["backoffLimit"] == 0
+    ps = job["spec"]["template"]["spec"]
+    assert ps["nodeSelector"] == {"quantbench.dev/pool": "l40s"}
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in ps["tolerations"]
+    assert ps["serviceAccountName"] == "llama-r20261123-030000-jobs"
+    init = ps["initContainers"][0]
+    assert init["image"] == "quantbench/operator:test"
+    assert init["command"] == ["python", "-m", "quantbench.probe.lend", "/opt/quantbench-src"]
+    c = ps["containers"][0]
+    assert c["image"] == "vllm/vllm-openai:v9"  # the servers' own vLLM, for its kernels
+    assert c["resources"]["limits"] == {"nvidia.com/gpu": "1"}  # one GPU, whatever the variants ask
+    env = {e["name"]: e for e in c["env"]}
+    assert env["PYTHONPATH"]["value"] == "/opt/quantbench-src"
+    assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "hf"
+    mounts = {m["mountPath"] for m in c["volumeMounts"]}
+    assert {"/opt/quantbench-src", "/results", "/root/.cache/huggingface"} <= mounts
+    script = c["command"][-1]
+    assert script.startswith(
+        "set -e; python3 -m quantbench.probe --model-config meta-llama/Llama-3.1-8B-Instruct"
+    )
+    assert script.endswith(
+        f"python3 -m quantbench_loadgen.publish --configmap {name} --key result.json /results/result.json"
+    )
+    other = OperatorSettings(probe_image="registry.example/torch:cuda")
+    assert (
+        probe.probe_job(s, l40s, OWNER, RUN, 1, other)["spec"]["template"]["spec"]["containers"][0]["image"]
+        == "registry.example/torch:cuda"
+    )
+    cm = probe.probe_configmap(OWNER, RUN, l40s, 1)
+    assert cm["metadata"]["name"] == name and json.loads(cm["data"]["input.json"])["pool"] == "l40s"

@@ -15,7 +15,7 @@ import pytest
 
 from quantbench.analysis.run_results import RunResults
 from quantbench.local.server import free_port
-from quantbench.naming import job_name, jobs_account_name, run_config_name, server_name
+from quantbench.naming import job_name, jobs_account_name, probe_name, run_config_name, server_name
 from quantbench_loadgen.publish import PublishError, Target, publish
 from tests.cluster.kube import wait_for
 from tests.fixtures.prometheus import Prometheus
@@ -443,3 +443,61 @@ def test_schedule_starts_recurring_runs_and_suspend_stops_them(
     )
     assert {c["type"]: c["reason"] for c in status["conditions"]}["Progressing"] == "Suspended"
     assert "nextRunTime" not in status and not status.get("currentRun")
+
+
+# ------------------------------------------------------------------------------------------ probes
+
+
+def test_each_pool_is_probed_before_its_servers_and_a_failed_probe_fails_nothing(
+    bench: Bench, start_operator: OperatorFactory, tmp_path: Path
+) -> None:
+    spec = factories.spec_dict(
+        variants=[
+            {"name": "bf16", "precision": "bf16"},
+            {"name": "awq-int4", "precision": "awq-int4"},
+            {"name": "bf16-a100", "precision": "bf16", "placement": {"nodePool": "a100"}},
+        ],
+        accuracy=False,
+        probe=True,
+    )
+    start_operator([bench.ns], env={"QUANTBENCH_RESULTS_DIR": str(tmp_path / "results")})
+    bench.create(spec)
+    run = bench.run_id()
+    h100, a100 = (probe_name("llama", run, pool) for pool in ("h100", "a100"))
+    wait_for(lambda: {h100, a100} <= bench.names("Job", run), 30, "a probe Job per pool")
+    assert bench.names("Deployment", run) == set()  # no server before its pool's probe
+    assert bench.variant("bf16")["step"] == "probe"
+    # The scheduler puts each probe on one GPU of its own pool.
+    bench.cluster.finish_job(bench.ns, a100, "failed", exit_code=1, reason="Error")
+    pods = bench.kube.list("Pod", bench.ns, f"batch.kubernetes.io/job-name={a100}")
+    assert pods[0]["spec"]["nodeName"].startswith("a100-")
+    assert pods[0]["spec"]["containers"][0]["resources"]["requests"] == {"nvidia.com/gpu": "1"}
+    failed = bench.wait_event("ProbeFailed")
+    assert "pool a100" in failed["message"] and "the variants go on without it" in failed["message"]
+    # The a100 pool's server starts; the h100 pool's still wait for their probe.
+    wait_for(
+        lambda: server_name("llama", run, "bf16-a100") in bench.names("Deployment", run), 30, "a100 server"
+    )
+    assert bench.names("Deployment", run) == {server_name("llama", run, "bf16-a100")}
+    # The h100 probe publishes its result as the run's Job service account (the Role allows its ConfigMap).
+    bench.publish_result(run, None, "probe-h100", factories.probe_result())
+    probe_pods = bench.cluster.finish_job(bench.ns, h100, "succeeded")
+    bench.wait_event("ProbeSucceeded")
+    wait_for(lambda: len(bench.names("Deployment", run)) == 3, 30, "every server")
+    for v in ("bf16", "awq-int4", "bf16-a100"):
+        bench.play_variant(run, v, spec)
+    status = bench.wait_phase(("Succeeded",))
+    probes = {p["nodePool"]: p for p in status["probes"]}
+    assert probes["h100"]["phase"] == "Succeeded" and probes["h100"]["gpu"] == "NVIDIA H100 80GB HBM3"
+    assert probes["h100"]["memoryBandwidthBytesPerS"] == pytest.approx(3.187e12, rel=0.01)
+    assert probes["h100"]["node"].startswith("h100-") and probe_pods
+    assert probes["a100"]["phase"] == "Failed" and probes["a100"]["reason"] == "JobFailed"
+    summary = status["summary"]
+    assert summary["bandwidthSource"].startswith("probe: ")
+    assert summary["memoryBandwidthBytesPerS"] == pytest.approx(3.187e12, rel=0.01)
+    assert bench.names("Job") == set()
+    results = RunResults.load(tmp_path / "results" / bench.ns / "llama" / run)
+    assert set(results.probes) == {"h100"} and results.probe is None
+    assert results.probe_for("awq-int4") is not None and results.probe_for("bf16-a100") is None
+    assert results.variants["bf16-a100"].server is not None
+    assert results.variants["bf16-a100"].server.node_pool == "a100"

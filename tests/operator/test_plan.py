@@ -4,7 +4,16 @@ from typing import Any
 
 from quantbench.api.v1alpha1 import VariantPhase
 from quantbench.conditions import PoolInfo
-from quantbench.plan import ANY_POOL, StepKind, admitted, fits_at_once, kernel_for, plan_run, pools_from_nodes
+from quantbench.plan import (
+    ANY_POOL,
+    StepKind,
+    admitted,
+    fits_at_once,
+    kernel_for,
+    plan_run,
+    pools_from_nodes,
+    waiting_for_probe,
+)
 from tests.operator.factories import spec
 
 H100 = PoolInfo(
@@ -143,3 +152,37 @@ def test_a_variant_that_can_never_be_scheduled_gets_its_own_lane() -> None:
     ]
     plan = plan_run(spec(variants=variants), POOLS)
     assert plan.lanes == [["bf16"], ["huge"], ["nowhere"]]
+
+
+def test_probe_plans_one_probe_per_pool_in_use() -> None:
+    variants: list[dict[str, Any]] = [
+        {"name": "bf16", "precision": "bf16"},
+        {"name": "awq", "precision": "awq-int4"},
+        {"name": "bf16-a100", "precision": "bf16", "placement": {"nodePool": "a100"}},
+        {"name": "fp8-a100", "precision": "fp8", "placement": {"nodePool": "a100"}},  # unsupported there
+        {"name": "nowhere", "precision": "bf16", "placement": {"nodePool": "h300"}},
+    ]
+    plan = plan_run(spec(variants=variants, probe=True), POOLS)
+    assert [(p.pool, p.variant, p.skipped) for p in plan.probes] == [
+        ("h100", "bf16", None),
+        ("a100", "bf16-a100", None),
+        ("h300", "nowhere", "no node in node pool h300 has a GPU to probe"),
+    ]
+    assert plan.probes[1].gpu_product == "NVIDIA-A100-SXM4-80GB"
+    assert plan_run(spec(variants=variants), POOLS).probes == []
+    sequential = plan_run(spec(variants=variants, probe=True, parallelism="Sequential"), POOLS)
+    assert sequential.probes == plan.probes
+    # Without a pool: one probe of any GPU node.
+    anywhere = spec(variants=[{"name": "bf16", "precision": "bf16"}], probe=True, placement={"gpus": 1})
+    assert [(p.pool, p.skipped) for p in plan_run(anywhere, {ANY_POOL: H100}).probes] == [(None, None)]
+
+
+def test_a_pools_variants_wait_for_its_probe_only() -> None:
+    variants: list[dict[str, Any]] = [
+        {"name": "bf16", "precision": "bf16"},
+        {"name": "bf16-a100", "precision": "bf16", "placement": {"nodePool": "a100"}},
+    ]
+    plan = plan_run(spec(variants=variants, probe=True), POOLS)
+    assert waiting_for_probe(plan, {}) == {"h100", "a100"}
+    assert waiting_for_probe(plan, {"h100": "Running", "a100": "Failed"}) == {"h100"}
+    assert waiting_for_probe(plan, {"h100": "Succeeded", "a100": "Skipped"}) == set()

@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from quantbench.api.v1alpha1 import QuantBenchmarkSpec, VariantPhase, VariantStatus
+import pytest
+
+from quantbench.api.v1alpha1 import ProbePhase, ProbeStatus, QuantBenchmarkSpec, VariantPhase, VariantStatus
 from quantbench.conditions import PoolInfo
 from quantbench.manifests.common import Owner
 from quantbench.plan import plan_run
@@ -30,6 +32,7 @@ class World:
         self.objects: dict[tuple[str, str], dict[str, Any]] = {}
         self.pods: dict[str, dict[str, Any]] = {}
         self.statuses: list[VariantStatus] = []
+        self.probes: list[ProbeStatus] = []
         self.now = T0
 
     def step(self, pools: bool = False) -> Any:
@@ -42,7 +45,7 @@ class World:
             pods=list(self.pods.values()),
             pools=POOLS if pools else None,
         )
-        d = decide(self.ctx, self.statuses, obs)
+        d = decide(self.ctx, self.statuses, obs, self.probes)
         for a in d.actions:
             if isinstance(a, Create):
                 o = a.obj
@@ -52,7 +55,7 @@ class World:
                 self.objects.pop((a.kind, a.name), None)
                 if a.kind == "Deployment":
                     self.pods.pop(a.name, None)
-        self.statuses = d.variants
+        self.statuses, self.probes = d.variants, d.probes
         return d
 
     def server_pod(self, variant: str, **status: Any) -> None:
@@ -236,3 +239,103 @@ def test_lane_runs_the_next_variant_after_one_fails() -> None:
     assert w.phase("bf16") == VariantPhase.FAILED and d.changed
     w.step()
     assert [k for k in w.kinds() if k[0] == "Deployment"] == [("Deployment", "b-r1-fp8-server")]
+
+
+# ------------------------------------------------------------------------------------------ probes
+PROBE = "b-r1-probe-h100"
+
+
+def probe_pod(w: World, **status: Any) -> None:
+    labels = w.objects[("Job", PROBE)]["spec"]["template"]["metadata"]["labels"]
+    w.pods[PROBE] = {"metadata": {"name": PROBE + "-x", "labels": labels}, "spec": {}, "status": status}
+
+
+def test_the_probe_runs_before_the_pools_servers() -> None:
+    w = World(one_variant_spec(probe=True))
+    d = w.step()
+    assert w.kinds() == [("ConfigMap", PROBE), ("Job", PROBE)]
+    assert [n.reason for n in d.notes] == ["ProbeStarted"]
+    assert w.probes[0].phase == ProbePhase.RUNNING
+    assert w.phase("bf16") == VariantPhase.PENDING and w.statuses[0].step == "probe"
+    probe_pod(w, phase="Running")
+    w.pods[PROBE]["spec"]["nodeName"] = "h100-1"
+    w.step()
+    assert ("Deployment", "b-r1-bf16-server") not in w.objects and w.probes[0].node == "h100-1"
+    w.objects[("ConfigMap", PROBE)]["data"]["result.json"] = factories.probe_result()
+    w.objects[("Job", PROBE)]["status"] = {"conditions": [{"type": "Complete", "status": "True"}]}
+    d = w.step()
+    probe = w.probes[0]
+    assert probe.phase == ProbePhase.SUCCEEDED and probe.gpu == "NVIDIA H100 80GB HBM3"
+    assert probe.memory_bandwidth_bytes_per_s == pytest.approx(3.187e12, rel=0.01)
+    assert probe.node == "h100-1" and probe.message is not None and "3.19 TB/s" in probe.message
+    # The server starts in the same pass the probe ends.
+    assert [n.reason for n in d.notes] == ["ProbeSucceeded", "ServerCreated"]
+    assert ("Deployment", "b-r1-bf16-server") in w.objects and w.phase("bf16") == VariantPhase.STARTING
+    d = w.step()
+    assert not [n for n in d.notes if n.reason.startswith("Probe")] and w.probes[0] == probe
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [("job-failed", "JobFailed"), ("no-result", "ResultMissing"), ("bad-result", "ResultMissing")],
+)
+def test_a_failed_probe_is_recorded_and_the_variants_go_on(case: str, reason: str) -> None:
+    w = World(one_variant_spec(probe=True))
+    w.step()
+    if case == "bad-result":
+        w.objects[("ConfigMap", PROBE)]["data"]["result.json"] = '{"schemaVersion": 1}'
+    else:
+        ok = case == "no-result"
+        cond = "Complete" if ok else "Failed"
+        w.objects[("Job", PROBE)]["status"] = {"conditions": [{"type": cond, "status": "True"}]}
+    d = w.step()
+    probe = w.probes[0]
+    assert probe.phase == ProbePhase.FAILED and probe.reason == reason
+    warning = next(n for n in d.notes if n.reason == "ProbeFailed")
+    assert warning.type == "Warning" and "the variants go on without it" in warning.message
+    assert ("Deployment", "b-r1-bf16-server") in w.objects
+
+
+def test_an_image_pull_error_ends_the_probe_and_deletes_its_job() -> None:
+    w = World(one_variant_spec(probe=True))
+    w.step()
+    waiting = {"waiting": {"reason": "ErrImagePull", "message": "not found"}}
+    probe_pod(
+        w, phase="Pending", initContainerStatuses=[{"name": "quantbench", "image": "q:1", "state": waiting}]
+    )
+    d = w.step()
+    assert w.probes[0].phase == ProbePhase.FAILED and w.probes[0].reason == "ImagePullBackOff"
+    assert any(isinstance(a, Delete) and a.name == PROBE for a in d.actions)
+    assert ("Job", PROBE) not in w.objects and ("Deployment", "b-r1-bf16-server") in w.objects
+
+
+def test_a_probe_waits_for_a_gpu_until_the_startup_timeout() -> None:
+    w = World(one_variant_spec(probe=True))  # server.startupTimeout: 10m
+    w.step()
+    unschedulable = [
+        {
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": "Unschedulable",
+            "message": "0/3 nodes: Insufficient nvidia.com/gpu",
+        }
+    ]
+    probe_pod(w, phase="Pending", conditions=unschedulable)
+    w.now = T0 + timedelta(minutes=5)
+    w.step()
+    assert w.probes[0].phase == ProbePhase.RUNNING
+    assert w.probes[0].message == "waiting for a GPU: 0/3 nodes: Insufficient nvidia.com/gpu"
+    assert ("Deployment", "b-r1-bf16-server") not in w.objects
+    w.now = T0 + timedelta(minutes=11)
+    w.step()
+    assert w.probes[0].phase == ProbePhase.FAILED and w.probes[0].reason == "Unschedulable"
+    assert ("Job", PROBE) not in w.objects and ("Deployment", "b-r1-bf16-server") in w.objects
+
+
+def test_a_pool_without_gpus_skips_its_probe() -> None:
+    spec = factories.spec(variants=[{"name": "bf16", "precision": "bf16"}], pool="h300", probe=True)
+    w = World(spec)
+    d = w.step()
+    assert w.probes[0].phase == ProbePhase.SKIPPED and w.probes[0].reason == "NoGPU"
+    assert [n.reason for n in d.notes][:1] == ["ProbeSkipped"]
+    assert ("Job", "b-r1-probe-h300") not in w.objects and ("Deployment", "b-r1-bf16-server") in w.objects

@@ -3,6 +3,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -100,3 +101,40 @@ def test_probe_is_wired_into_the_quantbench_cli(capsys: pytest.CaptureFixture[st
     assert "quantbench.commands.probe" in COMMAND_MODULES
     assert main(["probe", "--model-config", str(LLAMA_CONFIG), "--floors-only", "--gpu", "h200"]) == 0
     assert "on H200 SXM 141GB" in capsys.readouterr().out
+
+
+def _probe_cli(args: list[str], hub_cache: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HF_HUB_CACHE": str(hub_cache), "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "quantbench.probe", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+
+
+def test_a_hugging_face_id_reads_config_json_from_the_hub_cache(tmp_path: Path) -> None:
+    """`--model-config org/name` (what the operator's probe Job passes for a Hub model): huggingface_hub
+    resolves it, here from its cache alone, as in a pod whose model cache already holds the model."""
+    snapshot = tmp_path / "models--acme--llama-like" / "snapshots" / "0123abcd"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text(LLAMA_CONFIG.read_text())
+    (tmp_path / "models--acme--llama-like" / "refs").mkdir()
+    (tmp_path / "models--acme--llama-like" / "refs" / "main").write_text("0123abcd")
+    proc = _probe_cli(["--model-config", "acme/llama-like", "--floors-only", "--gpu", "h100-sxm"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    floors = _probe_cli(["--model-config", str(LLAMA_CONFIG), "--floors-only", "--gpu", "h100-sxm"], tmp_path)
+    assert proc.stdout == floors.stdout  # the same shapes, the same floors
+
+
+def test_a_hugging_face_id_that_cannot_be_fetched_is_a_clear_error(tmp_path: Path) -> None:
+    proc = _probe_cli(["--model-config", "acme/not-here", "--floors-only", "--gpu", "h100-sxm"], tmp_path)
+    assert proc.returncode == 2
+    assert "cannot fetch config.json of the model acme/not-here from the Hugging Face Hub" in proc.stderr
+    assert "give the path of a local copy" in proc.stderr
+    # A path that does not exist (not an id) keeps its own message.
+    proc = _probe_cli(
+        ["--model-config", str(tmp_path / "nope.json"), "--floors-only", "--gpu", "h100"], tmp_path
+    )
+    assert proc.returncode == 2 and "no such file" in proc.stderr

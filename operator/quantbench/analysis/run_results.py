@@ -5,6 +5,8 @@ Layout (every file JSON, camelCase keys, the models named below)::
     <dir>/run.json                            RunInfo: benchmark, run id, times, GPU, the QuantBenchmark spec
     <dir>/probe.json                          optional: ProbeResult of the GPU roofline probe (quantbench.probe):
                                               its measured memory bandwidth sets the bandwidth floors
+    <dir>/probes/<pool>.json                  optional: the same, for the variants on node pool <pool>
+                                              (the operator probes each pool of a run)
     <dir>/<variant>/server.json               ServerInfo: how the variant's server ended (phase, reason),
                                               kernel, weight memory GiB, startup seconds, GPU, node
     <dir>/<variant>/loadgen-<workload>.json   LoadgenResult (quantbench_loadgen.results), one per workload
@@ -34,6 +36,7 @@ from quantbench_loadgen.schema import ApiModel
 
 RUN_FILE = "run.json"
 PROBE_FILE = "probe.json"
+PROBES_DIR = "probes"
 SERVER_FILE = "server.json"
 ACCURACY_FILE = "accuracy.json"
 LOADGEN_PREFIX = "loadgen-"
@@ -70,6 +73,7 @@ class ServerInfo(ApiModel):
     startup_s: float | None = Field(default=None, ge=0, description="Server start to ready, seconds.")
     gpu: str | None = Field(default=None, description="GPU product of the node, when it differs per variant.")
     node: str | None = Field(default=None, description="Node (or host) the server ran on.")
+    node_pool: str | None = Field(default=None, description="Node pool the server ran on.")
 
 
 class ResultsError(ValueError):
@@ -111,8 +115,17 @@ class RunResults:
 
     info: RunInfo
     variants: dict[str, VariantResults]  # by variant name, in spec order
-    probe: ProbeResult | None = None
+    probe: ProbeResult | None = None  # the run's GPU, or any GPU node's
+    probes: dict[str, ProbeResult] = field(default_factory=dict)  # by node pool
     root: Path | None = None
+
+    def probe_for(self, variant: str) -> ProbeResult | None:
+        """The roofline probe of the GPU the variant ran on: its node pool's, else the run's."""
+        vr = self.variants.get(variant)
+        pool = vr.server.node_pool if vr is not None and vr.server is not None else None
+        if pool is not None and pool in self.probes:
+            return self.probes[pool]
+        return self.probe
 
     @classmethod
     def load(cls, root: Path) -> RunResults:
@@ -120,6 +133,7 @@ class RunResults:
             raise ResultsError(f"{root}: not a folder (expected a results folder with run.json)")
         info = _load(root / RUN_FILE, RunInfo)
         probe = _load(root / PROBE_FILE, ProbeResult) if (root / PROBE_FILE).is_file() else None
+        probes = {path.stem: _load(path, ProbeResult) for path in sorted((root / PROBES_DIR).glob("*.json"))}
         variants: dict[str, VariantResults] = {}
         for variant in info.spec.variants:
             folder = root / variant.name
@@ -133,7 +147,7 @@ class RunResults:
             if (folder / ACCURACY_FILE).is_file():
                 vr.accuracy = _load(folder / ACCURACY_FILE, AccuracyResult)
             variants[variant.name] = vr
-        return cls(info=info, variants=variants, probe=probe, root=root)
+        return cls(info=info, variants=variants, probe=probe, probes=probes, root=root)
 
 
 def _write(path: Path, model: ApiModel) -> Path:
@@ -146,8 +160,9 @@ def write_run_info(root: Path, info: RunInfo) -> Path:
     return _write(root / RUN_FILE, info)
 
 
-def write_probe_result(root: Path, probe: ProbeResult) -> Path:
-    path = root / PROBE_FILE
+def write_probe_result(root: Path, probe: ProbeResult, pool: str | None = None) -> Path:
+    """probe.json, or probes/<pool>.json for a node pool's probe."""
+    path = root / PROBES_DIR / f"{pool}.json" if pool is not None else root / PROBE_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(probe.to_json(), encoding="utf-8")
     return path

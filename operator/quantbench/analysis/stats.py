@@ -1,4 +1,5 @@
-"""Statistics behind the comparison: pure functions, no I/O, standard library only.
+"""Statistics behind the comparison: pure functions, no I/O (standard library, and the probe's log2
+interpolation so that both crossovers are computed one way).
 
 - `wilson_interval`: a binomial proportion's confidence interval that stays inside [0, 1] and behaves at
   small n and at accuracies near 0 or 1 (where the normal "p ± 1.96·se" interval does not).
@@ -20,6 +21,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
+
+from quantbench.probe.crossover import log2_crossing
 
 Z_95 = 1.959963984540054  # two-sided 95% normal quantile
 
@@ -212,9 +215,7 @@ def crossover_batch_size(baseline: Mapping[int, float], variant: Mapping[int, fl
         return Crossover(CrossoverKind.ALWAYS_BELOW)
     for (b0, r0), (b1, r1) in itertools.pairwise(ratios):
         if r0 >= 1.0 > r1:
-            x0, x1 = math.log2(b0), math.log2(b1)
-            x = x0 + (r0 - 1.0) / (r0 - r1) * (x1 - x0)
-            return Crossover(CrossoverKind.CROSSES, 2.0**x)
+            return Crossover(CrossoverKind.CROSSES, log2_crossing(b0, r0, b1, r1))
     return Crossover(CrossoverKind.NEVER_BELOW)
 
 

@@ -190,14 +190,16 @@ def compare_accuracy(
 # ------------------------------------------------------------------------------------------------ bandwidth
 
 
-def memory_bandwidth(results: RunResults) -> tuple[float | None, str | None]:
-    """Bytes/s for the floors: measured in run.json, else the probe's measured read bandwidth, else the
-    datasheet figure of the run's GPU (quantbench.probe.specs)."""
+def memory_bandwidth(results: RunResults, variant: str) -> tuple[float | None, str | None]:
+    """Bytes/s for the variant's floors: measured in run.json, else the read bandwidth the roofline probe
+    measured on the variant's GPU, else the datasheet figure of that GPU (quantbench.probe.specs)."""
     if results.info.memory_bandwidth_bytes_per_s:
         return results.info.memory_bandwidth_bytes_per_s, "measured"
-    if results.probe is not None:
-        return results.probe.bandwidth.bytes_per_s, f"probe: {results.probe.bandwidth.method}"
-    gpu = results.info.gpu
+    probe = results.probe_for(variant)
+    if probe is not None:
+        return probe.bandwidth.bytes_per_s, f"probe: {probe.bandwidth.method}"
+    vr = results.variants.get(variant)
+    gpu = (vr.server.gpu if vr is not None and vr.server is not None else None) or results.info.gpu
     if gpu:
         spec = match_gpu_spec(gpu)
         if spec is not None:
@@ -392,10 +394,14 @@ def build_summary(results: RunResults, settings: Settings | None = None) -> RunS
     """The run's summary: one row per variant in spec order, the baseline's first figures as reference."""
     settings = settings or Settings()
     spec = results.info.spec
-    bandwidth, source = memory_bandwidth(results)
+    # The summary's bandwidth is the baseline's GPU's; each row's floor uses its own GPU's.
+    bandwidth, source = memory_bandwidth(results, spec.baseline)
     rows = {
         v.name: _row(
-            v.name, str(v.precision), results.variants.get(v.name) or VariantResults(v.name), bandwidth
+            v.name,
+            str(v.precision),
+            results.variants.get(v.name) or VariantResults(v.name),
+            memory_bandwidth(results, v.name)[0],
         )
         for v in spec.variants
     }
@@ -455,12 +461,13 @@ def build_summary(results: RunResults, settings: Settings | None = None) -> RunS
                 "accuracy": accuracy,
             }
         )
-        verdict, evidence = decide(row, base, settings, accuracy_note, results.probe)
+        verdict, evidence = decide(row, base, settings, accuracy_note, results.probe_for(v.name))
         out.append(row.model_copy(update={"verdict": verdict, "evidence": evidence}))
 
+    base_probe = results.probe_for(spec.baseline)
     return RunSummary(
         baseline=spec.baseline,
-        gpu=results.info.gpu or (results.probe.gpu.name if results.probe is not None else None),
+        gpu=results.info.gpu or (base_probe.gpu.name if base_probe is not None else None),
         memory_bandwidth_bytes_per_s=bandwidth,
         bandwidth_source=source,
         alpha=settings.alpha,

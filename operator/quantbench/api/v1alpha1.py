@@ -286,7 +286,8 @@ class QuantBenchmarkSpec(ApiModel):
     probe: bool = Field(
         default=False,
         description="Measure the GPU roofline first (quantbench probe) for the efficiency column and the "
-        "crossover attribution. quantbench run does it on its GPU; the operator does not run it yet.",
+        "crossover attribution: the operator runs one probe Job on one GPU of each node pool before that "
+        "pool's servers start (quantbench run: on its own GPU). A probe that fails never fails the run.",
     )
     schedule: str | None = Field(
         default=None,
@@ -354,6 +355,28 @@ class VariantPhase(StrEnum):
     UNSUPPORTED = "Unsupported"
 
 
+class ProbePhase(StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    SKIPPED = "Skipped"
+
+
+class ProbeStatus(ApiModel):
+    node_pool: str | None = Field(
+        default=None, description="Node pool the probe measured; none: any GPU node."
+    )
+    phase: ProbePhase = Field(description="Where the pool's roofline probe is.")
+    node: str | None = Field(default=None, description="Node the probe ran on.")
+    gpu: str | None = Field(default=None, description="GPU the probe measured, as its driver names it.")
+    memory_bandwidth_bytes_per_s: float | None = Field(
+        default=None, ge=0, description="Measured streaming read bandwidth, bytes/s."
+    )
+    reason: str | None = Field(default=None, description="Why the probe failed or was skipped, CamelCase.")
+    message: str | None = Field(default=None, description="What happened, for a person.")
+
+
 class Condition(ApiModel):
     """A metav1.Condition."""
 
@@ -396,6 +419,9 @@ class QuantBenchmarkStatus(ApiModel):
     conditions: list[Condition] = Field(default_factory=list, description="Ready, Progressing, Degraded.")
     current_run: RunRecord | None = Field(default=None, description="The run in progress.")
     variants: list[VariantStatus] = Field(default_factory=list, description="Per-variant state of that run.")
+    probes: list[ProbeStatus] = Field(
+        default_factory=list, description="Roofline probe of each node pool of that run (spec.probe)."
+    )
     summary: RunSummary | None = Field(default=None, description="Summary of the last finished run.")
     history: list[RunRecord] = Field(default_factory=list, description="Finished runs, newest first.")
     best: str | None = Field(default=None, description="Recommended variant of the last run.")

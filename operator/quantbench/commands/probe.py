@@ -15,7 +15,7 @@ from typing import Any
 
 from quantbench.probe.precisions import PRECISIONS, parse_precisions
 from quantbench.probe.render import render_floors, render_markdown
-from quantbench.probe.shapes import ModelConfigError, derive_shape, load_model_config
+from quantbench.probe.shapes import ModelConfigError, derive_shape, load_model_config, resolve_model_config
 from quantbench.probe.specs import GPU_SPECS, gpu_spec_by_key
 
 DEFAULT_BATCH_SIZES: tuple[int, ...] = tuple(2**i for i in range(13))  # 1 ... 4096
@@ -48,7 +48,11 @@ def register(subparsers: Any) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model-config", type=Path, required=True, help="HF config.json (or its directory)")
+    parser.add_argument(
+        "--model-config",
+        required=True,
+        help="HF config.json, its model folder, or a Hugging Face model id (config.json fetched from the Hub)",
+    )
     parser.add_argument("--model-name", help="label for the report (default: the config's _name_or_path)")
     parser.add_argument(
         "--batch-sizes",
@@ -89,14 +93,16 @@ def _fail(message: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        config = load_model_config(args.model_config)
+        config_path = resolve_model_config(args.model_config)
+        config = load_model_config(config_path)
         shape = derive_shape(config)
         batch_sizes = parse_batch_sizes(args.batch_sizes)
         precisions = parse_precisions(args.precisions)
     except (ModelConfigError, ValueError) as exc:
         return _fail(str(exc))
+    hub_id = not Path(args.model_config).exists()
     model_name = args.model_name or str(
-        config.get("_name_or_path") or args.model_config.resolve().parent.name
+        config.get("_name_or_path") or (args.model_config if hub_id else config_path.resolve().parent.name)
     )
 
     if args.floors_only:

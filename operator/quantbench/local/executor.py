@@ -32,6 +32,7 @@ from quantbench.api.v1alpha1 import Precision, QuantBenchmark, QuantBenchmarkSpe
 from quantbench.conditions import Reason, unsupported_precision, weights_gib_from_log
 from quantbench.local.server import ServerProcess, ServerStartError, free_port, log_tail, start_server
 from quantbench.manifests.jobs import accuracy_args, loadgen_args
+from quantbench.manifests.probe import probe_args
 from quantbench.manifests.server import model_of, server_args
 from quantbench.naming import run_id as new_run_id
 from quantbench.plan import kernel_label
@@ -236,8 +237,12 @@ def run_variant(
 
 def probe_argv(settings: LocalSettings, model_dir: Path, output: Path) -> list[str]:
     """The roofline probe, run with the vLLM environment's Python (it has torch)."""
-    config = str(model_dir / "config.json")
-    return [settings.vllm_python, "-m", "quantbench.probe", "--model-config", config, "--out", str(output)]
+    return [
+        settings.vllm_python,
+        "-m",
+        "quantbench.probe",
+        *probe_args(str(model_dir / "config.json"), str(output)),
+    ]
 
 
 def run_probe(spec: QuantBenchmarkSpec, root: Path, settings: LocalSettings) -> Path | None:

@@ -27,7 +27,7 @@ DATA_DIR = "/data"
 
 
 def results_configmap(
-    owner: Owner, run: str, variant: str, step: str, job_input: dict[str, Any], generation: int
+    owner: Owner, run: str, variant: str | None, step: str, job_input: dict[str, Any], generation: int
 ) -> Obj:
     """The ConfigMap a Job reads its input from and writes its result into (``result.json``)."""
     return {
@@ -65,9 +65,10 @@ def _dataset_mount(dataset: DatasetSource | None) -> tuple[str | None, list[Obj]
     return dataset.path, [], []
 
 
-def _publish(configmap: str) -> str:
+def publish_command(configmap: str, python: str = "python") -> str:
+    """The shell command that writes the Job's result file into its ConfigMap."""
     return (
-        f"python -m quantbench_loadgen.publish --configmap {shlex.quote(configmap)} "
+        f"{python} -m quantbench_loadgen.publish --configmap {shlex.quote(configmap)} "
         f"--key {RESULT_KEY} {OUTPUT_DIR}/{RESULT_KEY}"
     )
 
@@ -104,7 +105,11 @@ def accuracy_args(
 
 def workload_command(url: str, model: str, dataset_path: str | None, configmap: str) -> list[str]:
     run = loadgen_args(url, model, f"{INPUT_DIR}/{INPUT_KEY}", f"{OUTPUT_DIR}/{RESULT_KEY}", dataset_path)
-    return ["/bin/sh", "-c", f"set -e; {shlex.join(['quantbench-loadgen', *run])}; {_publish(configmap)}"]
+    return [
+        "/bin/sh",
+        "-c",
+        f"set -e; {shlex.join(['quantbench-loadgen', *run])}; {publish_command(configmap)}",
+    ]
 
 
 def accuracy_command(
@@ -114,7 +119,7 @@ def accuracy_command(
         url, model, f"{INPUT_DIR}/{INPUT_KEY}", max_len, f"{OUTPUT_DIR}/{RESULT_KEY}", dataset_path
     )
     command = ["python", "-m", "quantbench_loadgen.accuracy", *run]
-    return ["/bin/sh", "-c", f"set -e; {shlex.join(command)}; {_publish(configmap)}"]
+    return ["/bin/sh", "-c", f"set -e; {shlex.join(command)}; {publish_command(configmap)}"]
 
 
 def job_input(spec: QuantBenchmarkSpec, step: str) -> dict[str, Any]:
@@ -166,36 +171,50 @@ def job(
         {"name": "results", "mountPath": OUTPUT_DIR},
         *mounts,
     ]
+    container: Obj = {
+        "name": "benchmark",
+        "image": settings.job_image,
+        "imagePullPolicy": settings.job_image_pull_policy,
+        "command": command,
+        "env": [
+            {"name": "HF_HUB_OFFLINE", "value": "1"},
+            {"name": "HF_DATASETS_OFFLINE", "value": "1"},
+        ],
+        "volumeMounts": mounts,
+    }
+    pod: Obj = {"containers": [container], "volumes": volumes}
+    return run_job(name, owner, run, step_labels, generation, settings, pod, settings.job_backoff_limit)
+
+
+def run_job(
+    name: str,
+    owner: Owner,
+    run: str,
+    step_labels: dict[str, str],
+    generation: int,
+    settings: OperatorSettings,
+    pod: Obj,
+    backoff_limit: int,
+    **job_spec: Any,
+) -> Obj:
+    """A Job of the run around ``pod`` (containers, volumes, placement): its pods run as the run's Job
+    service account (which may publish results), never restart, and carry the settings' annotations."""
     template_meta: Obj = {"labels": step_labels}
     if settings.job_pod_annotations:
         template_meta["annotations"] = dict(settings.job_pod_annotations)
+    pod_spec: Obj = {
+        "serviceAccountName": jobs_account_name(owner.name, run),
+        "restartPolicy": "Never",
+        "enableServiceLinks": False,
+        **pod,
+    }
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": metadata(name, owner, step_labels, generation),
         "spec": {
-            "backoffLimit": settings.job_backoff_limit,
-            "template": {
-                "metadata": template_meta,
-                "spec": {
-                    "serviceAccountName": jobs_account_name(owner.name, run),
-                    "restartPolicy": "Never",
-                    "enableServiceLinks": False,
-                    "containers": [
-                        {
-                            "name": "benchmark",
-                            "image": settings.job_image,
-                            "imagePullPolicy": settings.job_image_pull_policy,
-                            "command": command,
-                            "env": [
-                                {"name": "HF_HUB_OFFLINE", "value": "1"},
-                                {"name": "HF_DATASETS_OFFLINE", "value": "1"},
-                            ],
-                            "volumeMounts": mounts,
-                        }
-                    ],
-                    "volumes": volumes,
-                },
-            },
+            "backoffLimit": backoff_limit,
+            **job_spec,
+            "template": {"metadata": template_meta, "spec": pod_spec},
         },
     }

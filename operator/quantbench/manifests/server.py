@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from quantbench.api.v1alpha1 import Precision, QuantBenchmarkSpec, Variant
+from quantbench.api.v1alpha1 import Placement, Precision, QuantBenchmarkSpec, Variant
 from quantbench.manifests.common import Obj, Owner, metadata
 from quantbench.naming import STEP_SERVER, labels, server_name
 from quantbench.plan import kernel_for
@@ -61,7 +61,8 @@ def server_labels(benchmark: str, run: str, variant: str) -> dict[str, str]:
     return labels(benchmark, run, variant, STEP_SERVER)
 
 
-def _volumes(spec: QuantBenchmarkSpec) -> tuple[list[Obj], list[Obj]]:
+def model_volumes(spec: QuantBenchmarkSpec) -> tuple[list[Obj], list[Obj]]:
+    """/dev/shm and the model cache (server.modelCache): volumes and their mounts."""
     cache = spec.server.model_cache
     volumes: list[Obj] = [{"name": "dshm", "emptyDir": {"medium": "Memory"}}]
     mounts: list[Obj] = [{"name": "dshm", "mountPath": "/dev/shm"}]
@@ -80,7 +81,8 @@ def _volumes(spec: QuantBenchmarkSpec) -> tuple[list[Obj], list[Obj]]:
     return volumes, mounts
 
 
-def _env(spec: QuantBenchmarkSpec) -> list[Obj]:
+def model_env(spec: QuantBenchmarkSpec) -> list[Obj]:
+    """HF_TOKEN from server.hfTokenSecret, and server.env."""
     env: list[Obj] = []
     secret = spec.server.hf_token_secret
     if secret is not None:
@@ -89,6 +91,21 @@ def _env(spec: QuantBenchmarkSpec) -> list[Obj]:
         )
     env += [{"name": e.name, "value": e.value} for e in spec.server.env]
     return env
+
+
+def placement_fields(placement: Placement) -> Obj:
+    """Pod spec fields that put a pod on the placement's GPU nodes: tolerations, nodeSelector, affinity."""
+    node_selector = dict(placement.node_selector)
+    if placement.node_pool is not None:
+        node_selector[placement.node_pool_label] = placement.node_pool
+    tolerations: list[Obj] = [{"key": placement.gpu_resource, "operator": "Exists", "effect": "NoSchedule"}]
+    tolerations += [t.to_wire() for t in placement.tolerations]
+    out: Obj = {"tolerations": tolerations}
+    if node_selector:
+        out["nodeSelector"] = node_selector
+    if placement.affinity:
+        out["affinity"] = placement.affinity
+    return out
 
 
 def deployment(
@@ -102,12 +119,7 @@ def deployment(
     placement = spec.placement_for(variant)
     name = server_name(owner.name, run, variant.name)
     pod_labels = server_labels(owner.name, run, variant.name)
-    node_selector = dict(placement.node_selector)
-    if placement.node_pool is not None:
-        node_selector[placement.node_pool_label] = placement.node_pool
-    tolerations: list[Obj] = [{"key": placement.gpu_resource, "operator": "Exists", "effect": "NoSchedule"}]
-    tolerations += [t.to_wire() for t in placement.tolerations]
-    volumes, mounts = _volumes(spec)
+    volumes, mounts = model_volumes(spec)
     gpus = {placement.gpu_resource: str(placement.gpus)}
     probe = {"httpGet": {"path": HEALTH_PATH, "port": PORT_NAME}}
     container: Obj = {
@@ -115,7 +127,7 @@ def deployment(
         "image": spec.server.image,
         "args": server_args(spec, variant),
         "ports": [{"name": PORT_NAME, "containerPort": spec.server.port, "protocol": "TCP"}],
-        "env": _env(spec),
+        "env": model_env(spec),
         "resources": {"limits": dict(gpus), "requests": dict(gpus)},
         "volumeMounts": mounts,
         "startupProbe": {
@@ -129,14 +141,10 @@ def deployment(
     pod_spec: Obj = {
         "containers": [container],
         "volumes": volumes,
-        "tolerations": tolerations,
+        **placement_fields(placement),
         "terminationGracePeriodSeconds": 30,
         "enableServiceLinks": False,
     }
-    if node_selector:
-        pod_spec["nodeSelector"] = node_selector
-    if placement.affinity:
-        pod_spec["affinity"] = placement.affinity
     template_meta: Obj = {"labels": pod_labels}
     if pod_annotations:
         template_meta["annotations"] = dict(pod_annotations)

@@ -41,6 +41,13 @@ class Crossover(BaseModel):
         return "never faster"
 
 
+def log2_crossing(lo: int, r_lo: float, hi: int, r_hi: float, level: float = 1.0) -> float:
+    """The batch size between ``lo`` and ``hi`` where a ratio measured as ``r_lo`` and ``r_hi`` there reaches
+    ``level``, interpolating the ratio linearly in log2(batch size) (sweeps are usually geometric)."""
+    fraction = (level - r_lo) / (r_hi - r_lo)
+    return float(2.0 ** (math.log2(lo) + fraction * (math.log2(hi) - math.log2(lo))))
+
+
 def speed_ratios(baseline_ms: Sequence[float], other_ms: Sequence[float]) -> list[float]:
     """time(other) / time(baseline) per batch size; below 1 means the other precision is faster."""
     if len(baseline_ms) != len(other_ms):
@@ -66,8 +73,6 @@ def find_crossover(
     for i in range(1, len(ratios)):
         if ratios[i] >= 1.0:
             lo, hi = batch_sizes[i - 1], batch_sizes[i]
-            r_lo, r_hi = ratios[i - 1], ratios[i]
-            fraction = (1.0 - r_lo) / (r_hi - r_lo)
-            log_b = math.log2(lo) + fraction * (math.log2(hi) - math.log2(lo))
-            return Crossover(kind="crossed", batch_size=2.0**log_b, bracket=(lo, hi))
+            crossing = log2_crossing(lo, ratios[i - 1], hi, ratios[i])
+            return Crossover(kind="crossed", batch_size=crossing, bracket=(lo, hi))
     return Crossover(kind="always_faster")

@@ -10,6 +10,7 @@ are vectors, so neither is counted.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -166,6 +167,33 @@ def derive_shape(config: Mapping[str, Any]) -> ModelShape:
         dtype=dtype,
         linears=linears,
     )
+
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9._-]+$")
+
+
+def resolve_model_config(ref: str) -> Path:
+    """The config.json that ``ref`` names: a file, a model folder, or a Hugging Face model id (fetched with
+    huggingface_hub into its cache; offline, from the cache alone when HF_HUB_OFFLINE=1)."""
+    path = Path(ref)
+    if path.exists() or not HUB_ID.match(ref):
+        return path
+    try:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+    except ImportError:
+        raise ModelConfigError(
+            f"--model-config: {ref} is not a file, and huggingface_hub is not installed to fetch it from "
+            "the Hugging Face Hub; give the path of the model's config.json"
+        ) from None
+    try:
+        return Path(hf_hub_download(repo_id=ref, filename="config.json"))
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
+        raise ModelConfigError(
+            f"--model-config: cannot fetch config.json of the model {ref} from the Hugging Face Hub "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'}); without access "
+            "to the Hub (or for a gated model without HF_TOKEN), give the path of a local copy"
+        ) from None
 
 
 def load_model_config(path: Path) -> dict[str, Any]:
