@@ -140,6 +140,10 @@ def loadgen_result(variant: str, workload: dict[str, Any]) -> str:
 
 def gsm8k_questions(n: int) -> list[dict[str, str]]:
     path = GSM8K_DIR / "test.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"GSM8K not found at {GSM8K_DIR}: set QUANTBENCH_GSM8K_DIR to a folder with train/test.jsonl"
+        )
     rows = []
     with path.open(encoding="utf-8") as f:
         for line in f:
