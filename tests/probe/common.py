@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -30,3 +31,12 @@ TINY_CONFIG: dict[str, Any] = {
 def llama_config() -> dict[str, Any]:
     data: dict[str, Any] = json.loads(LLAMA_CONFIG.read_text())
     return data
+
+
+def cuda_available() -> bool:
+    """PyTorch is importable here and sees a CUDA GPU (the GPU tests run only then)."""
+    if importlib.util.find_spec("torch") is None:
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())

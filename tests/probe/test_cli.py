@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import subprocess
@@ -12,15 +11,7 @@ import pytest
 
 from quantbench.commands import probe as probe_command
 
-from .common import LLAMA_CONFIG, TINY_CONFIG
-
-
-def _cuda_available() -> bool:
-    if importlib.util.find_spec("torch") is None:
-        return False
-    import torch
-
-    return bool(torch.cuda.is_available())
+from .common import LLAMA_CONFIG, TINY_CONFIG, cuda_available
 
 
 def test_registers_probe_subcommand() -> None:
@@ -69,7 +60,7 @@ def test_bad_model_config_is_named(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "num_local_experts" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(_cuda_available(), reason="this machine has a CUDA GPU")
+@pytest.mark.skipif(cuda_available(), reason="this machine has a CUDA GPU")
 def test_without_gpu_the_probe_errors_clearly(tmp_path: Path) -> None:
     out = tmp_path / "result.json"
     proc = subprocess.run(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -13,20 +12,11 @@ import pytest
 
 from quantbench.probe.result import ProbeResult
 
-from .common import TINY_CONFIG
-
-
-def _cuda_available() -> bool:
-    if importlib.util.find_spec("torch") is None:
-        return False
-    import torch
-
-    return bool(torch.cuda.is_available())
-
+from .common import TINY_CONFIG, cuda_available
 
 pytestmark = [
     pytest.mark.gpu,
-    pytest.mark.skipif(not _cuda_available(), reason="needs a CUDA GPU and PyTorch"),
+    pytest.mark.skipif(not cuda_available(), reason="needs a CUDA GPU and PyTorch"),
 ]
 
 

@@ -21,8 +21,7 @@ import pytest
 from quantbench.manifests.probe import SOURCE_DIR, lend_command, probe_script
 from quantbench.reconcile import parse_probe_result
 
-from .common import TINY_CONFIG
-from .test_gpu import _cuda_available
+from .common import TINY_CONFIG, cuda_available
 
 REPO = Path(__file__).resolve().parents[2]
 # A Python with PyTorch and without QuantBench: the vLLM environment (as the vLLM image), or on the GPU
@@ -66,7 +65,7 @@ def run_probe_container(tmp_path: Path) -> tuple[subprocess.CompletedProcess[str
     return proc, out
 
 
-@pytest.mark.skipif(_cuda_available(), reason="this machine has a CUDA GPU")
+@pytest.mark.skipif(cuda_available(), reason="this machine has a CUDA GPU")
 def test_without_a_gpu_the_probe_container_fails_and_says_why(tmp_path: Path) -> None:
     proc, out = run_probe_container(tmp_path)
     assert proc.returncode == 1
@@ -78,7 +77,7 @@ def test_without_a_gpu_the_probe_container_fails_and_says_why(tmp_path: Path) ->
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not _cuda_available(), reason="needs a CUDA GPU and PyTorch")
+@pytest.mark.skipif(not cuda_available(), reason="needs a CUDA GPU and PyTorch")
 def test_on_a_gpu_the_probe_container_leaves_a_result_the_operator_accepts(tmp_path: Path) -> None:
     proc, out = run_probe_container(tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
