@@ -20,8 +20,6 @@ from pathlib import Path
 
 import yaml
 
-import quantbench
-import quantbench_loadgen
 from quantbench.analysis.run_results import (
     RunInfo,
     ServerInfo,
@@ -36,6 +34,7 @@ from quantbench.manifests.probe import probe_args
 from quantbench.manifests.server import model_of, server_args
 from quantbench.naming import run_id as new_run_id
 from quantbench.plan import kernel_label
+from quantbench.probe.lend import package_dirs
 from quantbench_loadgen.schema import duration_seconds
 
 # vLLM's CPU backend has no kernels for these (FP8 fails at its first FP8 op; Marlin kernels are CUDA-only).
@@ -257,7 +256,7 @@ def run_probe(spec: QuantBenchmarkSpec, root: Path, settings: LocalSettings) -> 
         return None
     out = root / "probe.json"
     # The probe is part of this package; the vLLM environment has torch but not quantbench: lend it our source.
-    sources = {str(Path(str(m.__file__)).resolve().parents[1]) for m in (quantbench, quantbench_loadgen)}
+    sources = {str(folder.parent) for folder in package_dirs()}
     paths = [*sorted(sources), *filter(None, [os.environ.get("PYTHONPATH")])]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
     argv = probe_argv(settings, model_dir, out)

@@ -17,13 +17,16 @@ from pathlib import Path
 PACKAGES: tuple[str, ...] = ("quantbench", "quantbench_loadgen")
 
 
+def package_dirs() -> list[Path]:
+    """The folders of the packages the probe needs, as this Python imports them."""
+    return [Path(str(importlib.import_module(name).__file__)).resolve().parent for name in PACKAGES]
+
+
 def lend(dest: Path) -> list[Path]:
     """Copy each package's source (no bytecode) into ``dest``; returns the copied package folders."""
     out = []
-    for name in PACKAGES:
-        module = importlib.import_module(name)
-        source = Path(str(module.__file__)).parent
-        target = dest / name
+    for source in package_dirs():
+        target = dest / source.name
         shutil.copytree(
             source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"), dirs_exist_ok=True
         )
