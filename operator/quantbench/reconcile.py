@@ -568,13 +568,11 @@ def decide(
     """What to do now for the run ``ctx`` given the variants' and probes' recorded status and the observed
     children."""
     by_name = {s.name: s for s in statuses}
-    current = [
-        by_name.get(vp.variant) or initial_statuses(ctx.plan)[i] for i, vp in enumerate(ctx.plan.variants)
-    ]
+    current = [by_name.get(s.name) or s for s in initial_statuses(ctx.plan)]
     by_pool = {p.node_pool: p for p in probes or []}
     decision = Decision(variants=[])
-    for i, pp in enumerate(ctx.plan.probes):
-        probe = by_pool.get(pp.pool) or initial_probe_statuses(ctx.plan)[i]
+    for pp, initial in zip(ctx.plan.probes, initial_probe_statuses(ctx.plan), strict=True):
+        probe = by_pool.get(pp.pool) or initial
         decision.probes.append(_ProbePass(ctx, obs, decision, pp, probe).run())
     probing = waiting_for_probe(ctx.plan, {p.node_pool: p.phase for p in decision.probes})
     allowed = set(admitted(ctx.plan, {s.name: s.phase for s in current}))
