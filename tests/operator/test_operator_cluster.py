@@ -466,7 +466,8 @@ def test_each_pool_is_probed_before_its_servers_and_a_failed_probe_fails_nothing
     h100, a100 = (probe_name("llama", run, pool) for pool in ("h100", "a100"))
     wait_for(lambda: {h100, a100} <= bench.names("Job", run), 30, "a probe Job per pool")
     assert bench.names("Deployment", run) == set()  # no server before its pool's probe
-    assert bench.variant("bf16")["step"] == "probe"
+    # The status is written after the pass that created the Jobs: wait for it.
+    wait_for(lambda: bench.variant("bf16").get("step") == "probe", 30, "bf16 waiting for its pool's probe")
     # The scheduler puts each probe on one GPU of its own pool.
     bench.cluster.finish_job(bench.ns, a100, "failed", exit_code=1, reason="Error")
     pods = bench.kube.list("Pod", bench.ns, f"batch.kubernetes.io/job-name={a100}")
