@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +21,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from quantbench.analysis.run_results import RunResults
+from quantbench.analysis.summary import build_summary
+from quantbench.api.summary import RunSummary
 from quantbench.api.v1alpha1 import (
     API_VERSION,
     KIND,
@@ -34,7 +36,8 @@ from quantbench.api.v1alpha1 import (
     VariantStatus,
 )
 from quantbench.api.validation import SpecError, benchmark_from_dict
-from quantbench.conditions import GPU_PRODUCT_LABEL, weights_gib_from_log
+from quantbench.collect import run_results
+from quantbench.gpus import GPU_PRODUCT_LABEL
 from quantbench.kube import CHILD_KINDS, ApiError, Kube
 from quantbench.manifests import rbac
 from quantbench.manifests.common import Owner
@@ -50,7 +53,7 @@ from quantbench.naming import (
     run_id,
     selector,
 )
-from quantbench.plan import StepKind, plan_run, pools_from_nodes
+from quantbench.plan import plan_run, pools_from_nodes
 from quantbench.reconcile import (
     Create,
     Decision,
@@ -61,13 +64,10 @@ from quantbench.reconcile import (
     ended,
     initial_probe_statuses,
     initial_statuses,
-    parse_probe_result,
-    result_of,
 )
 from quantbench.settings import OperatorSettings
 from quantbench.status import conditions, next_run_time, regressions, run_phase, status_patch, with_history
-from quantbench_loadgen.accuracy.results import AccuracyResult
-from quantbench_loadgen.results import LoadgenResult
+from quantbench.vllm_log import weights_gib_from_log
 
 log = logging.getLogger(__name__)
 MAX_PASSES = 4
@@ -395,9 +395,7 @@ class Driver:
         phase = run_phase(variants)
         summary = None
         if snapshot is not None:
-            results = self._results(owner, snapshot, variants, now)
-            if results is not None:
-                summary = self._summary(body, results)
+            summary = self._summary(body, self._results(owner, snapshot, variants, now))
         record = status.current_run.model_copy(
             update={"phase": phase, "finished_at": now, "summary": summary}
         )
@@ -430,95 +428,15 @@ class Driver:
 
     def _results(
         self, owner: Owner, snapshot: RunSnapshot, variants: list[VariantStatus], now: datetime
-    ) -> Any:
-        try:
-            from quantbench.analysis.run_results import RunInfo, RunResults, ServerInfo, VariantResults
-        except ImportError:  # the analysis package is optional at this layer
-            return None
+    ) -> RunResults:
         sel = selector({LABEL_BENCHMARK: labels(owner.name)[LABEL_BENCHMARK], LABEL_RUN: snapshot.run_id})
         cms = {c["metadata"]["name"]: c for c in self.kube.list("ConfigMap", owner.namespace, sel)}
-        gpus = [v.gpu for v in variants if v.gpu]
-        info = RunInfo(
-            benchmark=owner.name,
-            run_id=snapshot.run_id,
-            started_at=snapshot.started_at,
-            finished_at=now,
-            gpu=gpus[0] if gpus else None,
-            spec=snapshot.spec,
-        )
-        by_name = {v.name: v for v in variants}
-        out: dict[str, Any] = {}
-        for vp in snapshot.plan.variants:
-            v = by_name[vp.variant]
-            vr = VariantResults(
-                name=vp.variant,
-                server=ServerInfo(
-                    phase=v.phase,
-                    reason=v.reason,
-                    message=v.message,
-                    kernel=v.kernel,
-                    weights_gib=v.weights_gib,
-                    startup_s=v.startup_seconds,
-                    gpu=v.gpu,
-                    node=v.node,
-                    node_pool=v.node_pool,
-                ),
-            )
-            for step in vp.job_steps():
-                text = result_of(cms.get(job_name(owner.name, snapshot.run_id, vp.variant, step.name)))
-                if text is None:
-                    continue
-                try:
-                    if step.kind == StepKind.ACCURACY:
-                        vr.accuracy = AccuracyResult.model_validate_json(text)
-                    elif step.workload is not None:
-                        vr.loadgen[step.workload] = LoadgenResult.model_validate_json(text)
-                except ValidationError as exc:
-                    log.warning(
-                        "run %s: invalid result of %s/%s: %s", snapshot.run_id, vp.variant, step.name, exc
-                    )
-            out[vp.variant] = vr
-        results = RunResults(info=info, variants=out)
-        for probe in snapshot.plan.probes:
-            text = result_of(cms.get(probe_name(owner.name, snapshot.run_id, probe.pool)))
-            measured = parse_probe_result(text)[0] if text is not None else None
-            if measured is None:
-                continue
-            if probe.pool is None:
-                results.probe = measured
-            else:
-                results.probes[probe.pool] = measured
+        results = run_results(owner.name, snapshot, variants, cms, now)
         if self.settings.results_dir:
-            self._write_results(owner, results)
+            results.write(Path(self.settings.results_dir) / owner.namespace / owner.name / snapshot.run_id)
         return results
 
-    def _write_results(self, owner: Owner, results: Any) -> None:
-        from quantbench.analysis import run_results as rr
-
-        root = (
-            Path(self.settings.results_dir or tempfile.gettempdir())
-            / owner.namespace
-            / owner.name
-            / results.info.run_id
-        )
-        rr.write_run_info(root, results.info)
-        if results.probe is not None:
-            rr.write_probe_result(root, results.probe)
-        for pool, probe in results.probes.items():
-            rr.write_probe_result(root, probe, pool)
-        for name, vr in results.variants.items():
-            if vr.server is not None:
-                rr.write_server_info(root, name, vr.server)
-            for result in vr.loadgen.values():
-                rr.write_loadgen_result(root, name, result)
-            if vr.accuracy is not None:
-                rr.write_accuracy_result(root, name, vr.accuracy)
-
-    def _summary(self, body: dict[str, Any], results: Any) -> Any:
-        try:
-            from quantbench.analysis.summary import build_summary
-        except ImportError:
-            return None
+    def _summary(self, body: dict[str, Any], results: RunResults) -> RunSummary | None:
         try:
             return build_summary(results)
         except Exception as exc:  # a summary bug must not wedge the run: record it and go on

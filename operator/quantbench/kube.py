@@ -2,7 +2,7 @@
 
 Every call goes through one `kubernetes.client.ApiClient` (credentials from the in-cluster service account or
 a kubeconfig); objects are the API's own JSON (camelCase dicts), which the pure modules (plan, manifests,
-conditions, reconcile) read and build.
+failures, reconcile) read and build.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ unsupported in the plan and takes no lane: it ends at once, the others go on.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -26,7 +27,7 @@ from quantbench.api.v1alpha1 import (
     Variant,
     VariantPhase,
 )
-from quantbench.conditions import PoolInfo, unsupported_precision
+from quantbench.gpus import unsupported_precision
 from quantbench.naming import STEP_ACCURACY, STEP_SERVER, workload_step
 from quantbench_loadgen.schema import ApiModel
 
@@ -46,6 +47,18 @@ DEFAULT_KERNEL: dict[str, str | None] = {
     Precision.GPTQ_INT4: "gptq_marlin",
     Precision.INT8_W8A8: None,  # vLLM reads compressed-tensors from the checkpoint's own config
 }
+
+
+@dataclass(frozen=True)
+class PoolInfo:
+    """What the nodes of one pool offer (read from Node objects)."""
+
+    name: str
+    label: str
+    nodes: int
+    gpus_per_node: int
+    total_gpus: int
+    gpu_product: str | None = None
 
 
 def kernel_for(variant: Variant) -> str | None:
@@ -156,7 +169,7 @@ def plan_run(spec: QuantBenchmarkSpec, pools: Mapping[str, PoolInfo]) -> RunPlan
                 gpu_product=product,
                 kernel=kernel_label(v),
                 steps=steps,
-                unsupported=why.message if why else None,
+                unsupported=why,
             )
         )
     runnable = [p for p in plans if p.unsupported is None]

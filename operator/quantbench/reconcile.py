@@ -35,9 +35,8 @@ from quantbench.api.v1alpha1 import (
     VariantPhase,
     VariantStatus,
 )
-from quantbench.conditions import (
+from quantbench.failures import (
     Failure,
-    PoolInfo,
     Reason,
     classify_pod_failure,
     classify_unschedulable,
@@ -67,6 +66,7 @@ from quantbench.naming import (
 from quantbench.plan import (
     OPEN_PROBE_PHASES,
     TERMINAL_PHASES,
+    PoolInfo,
     ProbePlan,
     RunPlan,
     StepKind,

@@ -5,11 +5,10 @@ from typing import Any
 
 import pytest
 
-from quantbench.conditions import PoolInfo
 from quantbench.manifests import jobs, probe, rbac, server
 from quantbench.manifests.common import Owner
 from quantbench.manifests.run import RunSnapshot, run_configmap, snapshot_from_configmap
-from quantbench.plan import plan_run
+from quantbench.plan import PoolInfo, plan_run
 from quantbench.settings import OperatorSettings
 from quantbench_loadgen.specs import AccuracySpec
 from tests.operator.factories import spec

@@ -3,9 +3,9 @@ from __future__ import annotations
 from typing import Any
 
 from quantbench.api.v1alpha1 import VariantPhase
-from quantbench.conditions import PoolInfo
 from quantbench.plan import (
     ANY_POOL,
+    PoolInfo,
     StepKind,
     admitted,
     fits_at_once,

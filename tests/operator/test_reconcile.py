@@ -8,9 +8,8 @@ from typing import Any
 import pytest
 
 from quantbench.api.v1alpha1 import ProbePhase, ProbeStatus, QuantBenchmarkSpec, VariantPhase, VariantStatus
-from quantbench.conditions import PoolInfo
 from quantbench.manifests.common import Owner
-from quantbench.plan import plan_run
+from quantbench.plan import PoolInfo, plan_run
 from quantbench.reconcile import Create, Delete, Observed, RunContext, decide, ended
 from quantbench.settings import OperatorSettings
 from tests.operator import factories

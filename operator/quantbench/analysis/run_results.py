@@ -149,6 +149,21 @@ class RunResults:
             variants[variant.name] = vr
         return cls(info=info, variants=variants, probe=probe, probes=probes, root=root)
 
+    def write(self, root: Path) -> None:
+        """Write the whole folder (what `load` reads back)."""
+        write_run_info(root, self.info)
+        if self.probe is not None:
+            write_probe_result(root, self.probe)
+        for pool, probe in self.probes.items():
+            write_probe_result(root, probe, pool)
+        for name, vr in self.variants.items():
+            if vr.server is not None:
+                write_server_info(root, name, vr.server)
+            for result in vr.loadgen.values():
+                write_loadgen_result(root, name, result)
+            if vr.accuracy is not None:
+                write_accuracy_result(root, name, vr.accuracy)
+
 
 def _write(path: Path, model: ApiModel) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,8 @@ from quantbench.analysis.run_results import (
     write_server_info,
 )
 from quantbench.api.v1alpha1 import Precision, QuantBenchmark, QuantBenchmarkSpec, Variant, VariantPhase
-from quantbench.conditions import Reason, unsupported_precision, weights_gib_from_log
+from quantbench.failures import Reason
+from quantbench.gpus import unsupported_precision
 from quantbench.local.server import ServerProcess, ServerStartError, free_port, log_tail, start_server
 from quantbench.manifests.jobs import accuracy_args, loadgen_args
 from quantbench.manifests.probe import probe_args
@@ -35,6 +36,7 @@ from quantbench.manifests.server import model_of, server_args
 from quantbench.naming import run_id as new_run_id
 from quantbench.plan import kernel_label
 from quantbench.probe.lend import package_dirs
+from quantbench.vllm_log import weights_gib_from_log
 from quantbench_loadgen.schema import duration_seconds
 
 # vLLM's CPU backend has no kernels for these (FP8 fails at its first FP8 op; Marlin kernels are CUDA-only).
@@ -87,8 +89,7 @@ def unsupported_here(variant: Variant, device: Device) -> str | None:
                 f"set quantizationKernel: {fallback} to serve the checkpoint on the CPU"
             )
         return None
-    failure = unsupported_precision(variant.precision, kernel, device.gpu)
-    return failure.message if failure else None
+    return unsupported_precision(variant.precision, kernel, device.gpu)
 
 
 @dataclass

@@ -2,51 +2,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
-from quantbench.conditions import (
-    PoolInfo,
+from quantbench.failures import (
     Reason,
     classify_pod_failure,
     classify_unschedulable,
-    compute_capability,
     job_failure,
     job_finished,
-    unsupported_precision,
-    weights_gib_from_log,
 )
+from quantbench.plan import PoolInfo
 
 H100 = PoolInfo("h100", "quantbench.dev/pool", 2, 8, 16, "NVIDIA-H100-80GB-HBM3")
-
-
-@pytest.mark.parametrize(
-    ("product", "cc"),
-    [
-        ("NVIDIA-H100-80GB-HBM3", (9, 0)),
-        ("NVIDIA-H200", (9, 0)),
-        ("NVIDIA-A100-SXM4-80GB", (8, 0)),
-        ("NVIDIA-L40S", (8, 9)),
-        ("NVIDIA-L4", (8, 9)),
-        ("NVIDIA-A10G", (8, 6)),
-        ("Tesla-T4", (7, 5)),
-        ("Mystery-GPU", None),
-        (None, None),
-    ],
-)
-def test_compute_capability(product: str | None, cc: tuple[int, int] | None) -> None:
-    assert compute_capability(product) == cc
-
-
-def test_fp8_needs_ada_or_hopper() -> None:
-    failure = unsupported_precision("fp8", "fp8", "NVIDIA-A100-SXM4-80GB")
-    assert failure is not None and failure.reason == Reason.UNSUPPORTED_PRECISION
-    assert "8.9" in failure.message and "8.0" in failure.message and "nodePool" in failure.message
-    assert unsupported_precision("fp8", "fp8", "NVIDIA-H100-80GB-HBM3") is None
-    assert unsupported_precision("fp8", "fp8", "NVIDIA-L40S") is None
-    assert unsupported_precision("bf16", None, "Tesla-T4") is not None
-    assert unsupported_precision("awq-int4", "awq", "Tesla-T4") is None
-    assert unsupported_precision("awq-int4", "awq_marlin", "Tesla-T4") is not None
-    assert unsupported_precision("fp8", "fp8", None) is None  # unknown GPU: let the server try
 
 
 def pod(
@@ -144,17 +109,3 @@ def test_jobs() -> None:
         failed, [pod([{"state": {"terminated": {"exitCode": 2, "reason": "Error"}}}], phase="Failed")]
     )
     assert f.reason == Reason.JOB_FAILED and "BackoffLimitExceeded" in f.message and "exited 2" in f.message
-
-
-def test_weights_from_log() -> None:
-    log = "\n".join(
-        [
-            "INFO 11-23 03:00:01 [gpu_model_runner.py:1953] Model loading took 15.0640 GiB and 4.2 seconds",
-            "INFO something else",
-        ]
-    )
-    assert weights_gib_from_log(log) == pytest.approx(15.064)
-    assert weights_gib_from_log(
-        "INFO worker.py:267] model weights took 5.37GiB; non_torch_memory ..."
-    ) == pytest.approx(5.37)
-    assert weights_gib_from_log("nothing here") is None

@@ -1,4 +1,4 @@
-"""Failure classification: what a server pod, a Job or a GPU says about a variant, in words a person can act on.
+"""Failure classification: what a server pod or a Job says about a variant, in words a person can act on.
 
 Pure functions over the JSON shapes the Kubernetes API returns (camelCase dicts). Each failure mode ends the
 variant with a CamelCase reason and a message; the operator turns it into a condition and an Event.
@@ -6,15 +6,12 @@ variant with a CamelCase reason and a message; the operator turns it into a cond
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from quantbench.api.v1alpha1 import Precision
-
-GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+from quantbench.plan import PoolInfo
 
 
 class Reason(StrEnum):
@@ -35,88 +32,7 @@ class Failure:
     message: str
 
 
-# Compute capability by GPU product, matched on the `nvidia.com/gpu.product` label (GPU feature discovery),
-# longest key first. FP8 tensor cores need 8.9 (Ada) or 9.0+ (Hopper, Blackwell).
-COMPUTE_CAPABILITY: dict[str, tuple[int, int]] = {
-    "B200": (10, 0),
-    "GB200": (10, 0),
-    "H200": (9, 0),
-    "H100": (9, 0),
-    "GH200": (9, 0),
-    "H20": (9, 0),
-    "L40S": (8, 9),
-    "L40": (8, 9),
-    "L4": (8, 9),
-    "RTX-4090": (8, 9),
-    "A100": (8, 0),
-    "A30": (8, 0),
-    "A10G": (8, 6),
-    "A10": (8, 6),
-    "A40": (8, 6),
-    "A6000": (8, 6),
-    "T4": (7, 5),
-    "V100": (7, 0),
-}
-
-# Minimum compute capability per precision (vLLM's kernels).
-MIN_CAPABILITY: dict[str, tuple[int, int]] = {
-    Precision.BF16: (8, 0),
-    Precision.FP16: (7, 0),
-    Precision.FP8: (8, 9),
-    Precision.INT8_W8A8: (7, 5),
-    Precision.AWQ_INT4: (7, 5),
-    Precision.GPTQ_INT4: (7, 0),
-}
-MIN_KERNEL_CAPABILITY: dict[str, tuple[int, int]] = {
-    "awq_marlin": (8, 0),
-    "gptq_marlin": (8, 0),
-    "marlin": (8, 0),
-    "machete": (9, 0),
-}
-
-
-def compute_capability(product: str | None) -> tuple[int, int] | None:
-    """Compute capability of a GPU product label such as ``NVIDIA-A100-SXM4-80GB``; None if unknown."""
-    if not product:
-        return None
-    tokens = set(re.split(r"[-_ ]+", product.upper()))
-    for key in sorted(COMPUTE_CAPABILITY, key=len, reverse=True):
-        if key in tokens or (("-" in key) and key in product.upper()):
-            return COMPUTE_CAPABILITY[key]
-    return None
-
-
-def unsupported_precision(precision: str, kernel: str | None, product: str | None) -> Failure | None:
-    """Why ``precision`` (with ``kernel``) cannot run on ``product``, or None when it can (or is unknown)."""
-    cc = compute_capability(product)
-    if cc is None:
-        return None
-    need = MIN_CAPABILITY.get(precision, (0, 0))
-    if kernel in MIN_KERNEL_CAPABILITY:
-        need = max(need, MIN_KERNEL_CAPABILITY[kernel])
-    if cc >= need:
-        return None
-    what = f"{precision} with the {kernel} kernel" if kernel else precision
-    return Failure(
-        Reason.UNSUPPORTED_PRECISION,
-        f"{what} needs compute capability >= {need[0]}.{need[1]}, but {product} has {cc[0]}.{cc[1]}: "
-        "run this variant on a newer GPU pool (placement.nodePool) or drop it",
-    )
-
-
 # --------------------------------------------------------------------------------------- server pods
-
-
-@dataclass(frozen=True)
-class PoolInfo:
-    """What the nodes of one pool offer (read from Node objects)."""
-
-    name: str
-    label: str
-    nodes: int
-    gpus_per_node: int
-    total_gpus: int
-    gpu_product: str | None = None
 
 
 def _conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -237,24 +153,3 @@ def job_failure(job: dict[str, Any], pods: list[dict[str, Any]]) -> Failure:
                 detail += f"; container exited {term.get('exitCode')} ({term.get('reason', 'Error')})"
                 break
     return Failure(Reason.JOB_FAILED, f"job {name} failed: {detail}; read its log: kubectl logs job/{name}")
-
-
-# --------------------------------------------------------------------------------------- server logs
-
-_WEIGHTS_PATTERNS = (
-    re.compile(r"[Mm]odel loading took ([0-9.]+) ?GiB"),
-    re.compile(r"model weights took ([0-9.]+) ?GiB"),
-    re.compile(r"[Mm]odel weights took ([0-9.]+) ?GiB"),
-)
-
-
-def weights_gib_from_log(log: str) -> float | None:
-    """Model weight memory from the vLLM server log ('Model loading took X GiB ...'); the last match wins."""
-    found: float | None = None
-    for line in log.splitlines():
-        for pattern in _WEIGHTS_PATTERNS:
-            m = pattern.search(line)
-            if m:
-                found = float(m.group(1))
-                break
-    return found
