@@ -55,7 +55,6 @@ from quantbench.manifests.common import Obj, Owner
 from quantbench.naming import (
     LABEL_STEP,
     LABEL_VARIANT,
-    STEP_ACCURACY,
     STEP_PROBE,
     STEP_SERVER,
     job_name,
@@ -69,6 +68,7 @@ from quantbench.plan import (
     PoolInfo,
     ProbePlan,
     RunPlan,
+    Step,
     StepKind,
     VariantPlan,
     admitted,
@@ -388,7 +388,7 @@ class _VariantPass(_Pass):
         if not self.server_ready():
             return self.s
         for step in self.vp.job_steps():
-            if not self.job_done(step.name, step.kind):
+            if not self.job_done(step):
                 return self.s
         return self.succeed()
 
@@ -483,29 +483,29 @@ class _VariantPass(_Pass):
         return True
 
     # ------------------------------------------------------------------------------------- jobs
-    def job_done(self, step: str, kind: StepKind) -> bool:
+    def job_done(self, step: Step) -> bool:
         ctx = self.ctx
-        name = job_name(ctx.owner.name, ctx.run_id, self.vp.variant, step)
+        name = job_name(ctx.owner.name, ctx.run_id, self.vp.variant, step.name)
         cm = self.obs.configmaps.get(name)
         if result_of(cm) is not None:
-            if self.s.step == step:  # first seen: the step the status still shows as running
+            if self.s.step == step.name:  # first seen: the step the status still shows as running
                 self.d.notes.append(
                     Note(
                         "Normal",
                         "ResultCollected",
-                        f"variant {self.vp.variant}: {step} result in configmap {name}",
+                        f"variant {self.vp.variant}: {step.name} result in configmap {name}",
                     )
                 )
                 self.update(step=None)
             return True
         job = self.obs.jobs.get(name)
-        phase = VariantPhase.EVALUATING if step == STEP_ACCURACY else VariantPhase.BENCHMARKING
+        phase = VariantPhase.EVALUATING if step.kind == StepKind.ACCURACY else VariantPhase.BENCHMARKING
         if cm is None:
             job_input = job_manifests.job_input(ctx.spec, step)
             self.d.actions.append(
                 Create(
                     job_manifests.results_configmap(
-                        ctx.owner, ctx.run_id, self.vp.variant, step, job_input, ctx.generation
+                        ctx.owner, ctx.run_id, self.vp.variant, step.name, job_input, ctx.generation
                     )
                 )
             )
@@ -521,11 +521,11 @@ class _VariantPass(_Pass):
             self.d.notes.append(
                 Note("Normal", "JobCreated", f"variant {self.vp.variant}: started job {name}")
             )
-            self.update(phase=phase, step=step)
+            self.update(phase=phase, step=step.name)
             return False
         finished = job_finished(job)
         if finished == "Failed":
-            self.fail(job_failure(job, self.obs.pods_of(self.vp.variant, step)))
+            self.fail(job_failure(job, self.obs.pods_of(self.vp.variant, step.name)))
             return False
         if finished == "Complete":
             self.fail(
@@ -536,7 +536,7 @@ class _VariantPass(_Pass):
                 )
             )
             return False
-        self.update(phase=phase, step=step)
+        self.update(phase=phase, step=step.name)
         return False
 
     def succeed(self) -> VariantStatus:

@@ -62,7 +62,7 @@ def test_descriptions_for_kubectl_explain() -> None:
 def test_cross_field_rules_and_union_rules() -> None:
     spec = _schema()["properties"]["spec"]
     messages = {r["message"] for r in spec["x-kubernetes-validations"]}
-    assert messages == {r.message for r in CROSS_FIELD_RULES}
+    assert messages == {r.message for r in CROSS_FIELD_RULES.values()}
     workload = spec["properties"]["workloads"]["items"]
     assert workload["properties"]["type"]["enum"] == ["latency", "throughput", "serving"]
     union_rules = {r["message"]: r["rule"] for r in workload["x-kubernetes-validations"]}

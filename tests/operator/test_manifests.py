@@ -8,13 +8,15 @@ import pytest
 from quantbench.manifests import jobs, probe, rbac, server
 from quantbench.manifests.common import Owner
 from quantbench.manifests.run import RunSnapshot, run_configmap, snapshot_from_configmap
-from quantbench.plan import PoolInfo, plan_run
+from quantbench.plan import PoolInfo, Step, StepKind, plan_run
 from quantbench.settings import OperatorSettings
 from quantbench_loadgen.specs import AccuracySpec
 from tests.operator.factories import spec
 
 OWNER = Owner(name="llama", namespace="team-a", uid="1234-uid")
 RUN = "r20261123-030000"
+LATENCY = Step(kind=StepKind.WORKLOAD, name="wl-latency", workload="latency")
+ACCURACY = Step(kind=StepKind.ACCURACY, name="accuracy")
 
 
 def flag(args: list[str], name: str) -> str | None:
@@ -140,7 +142,7 @@ def test_service_matches_the_server_pods() -> None:
 def test_workload_job_and_its_configmap() -> None:
     s = spec()
     settings = OperatorSettings(job_image="quantbench/jobs:test", job_pod_annotations={"x": "y"})
-    job = jobs.job(s, s.variant("fp8"), OWNER, RUN, "wl-latency", 1, settings)
+    job = jobs.job(s, s.variant("fp8"), OWNER, RUN, LATENCY, 1, settings)
     name = "llama-r20261123-030000-fp8-wl-latency"
     assert job["metadata"]["name"] == name
     pod = job["spec"]["template"]
@@ -161,7 +163,7 @@ def test_workload_job_and_its_configmap() -> None:
         "name": "input",
         "configMap": {"name": name, "items": [{"key": "input.json", "path": "input.json"}]},
     } in ps["volumes"]
-    cm = jobs.results_configmap(OWNER, RUN, "fp8", "wl-latency", jobs.job_input(s, "wl-latency"), 1)
+    cm = jobs.results_configmap(OWNER, RUN, "fp8", "wl-latency", jobs.job_input(s, LATENCY), 1)
     assert cm["metadata"]["name"] == name
     assert json.loads(cm["data"]["input.json"])["type"] == "latency"
     assert "result.json" not in cm["data"]
@@ -172,7 +174,7 @@ def test_accuracy_job_and_dataset_mounts() -> None:
     s = spec(accuracy=False).model_copy(
         update={"accuracy": AccuracySpec.model_validate({"limit": 50, "dataset": dataset})}
     )
-    job = jobs.job(s, s.variant("bf16"), OWNER, RUN, "accuracy", 1, OperatorSettings())
+    job = jobs.job(s, s.variant("bf16"), OWNER, RUN, ACCURACY, 1, OperatorSettings())
     script = job["spec"]["template"]["spec"]["containers"][0]["command"][-1]
     assert "python -m quantbench_loadgen.accuracy --base-url http://" in script
     assert "--dataset /data/gsm8k" in script and "--max-length 4096" in script
@@ -180,7 +182,7 @@ def test_accuracy_job_and_dataset_mounts() -> None:
     assert {"name": "dataset", "persistentVolumeClaim": {"claimName": "datasets", "readOnly": True}} in vols
     assert (
         json.loads(
-            jobs.results_configmap(OWNER, RUN, "bf16", "accuracy", jobs.job_input(s, "accuracy"), 1)["data"][
+            jobs.results_configmap(OWNER, RUN, "bf16", "accuracy", jobs.job_input(s, ACCURACY), 1)["data"][
                 "input.json"
             ]
         )["limit"]

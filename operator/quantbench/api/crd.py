@@ -152,7 +152,7 @@ def spec_schema() -> Schema:
     schema = model_schema(api.QuantBenchmarkSpec)
     rules = [
         {k: v for k, v in r.to_wire().items() if k in ("rule", "message", "fieldPath")}
-        for r in api.CROSS_FIELD_RULES
+        for r in api.CROSS_FIELD_RULES.values()
     ]
     schema["x-kubernetes-validations"] = rules
     _add_item_rules(schema)

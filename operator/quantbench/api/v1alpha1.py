@@ -242,27 +242,36 @@ class CrossFieldRule(ApiModel):
     field_path: str | None = None
 
 
-CROSS_FIELD_RULES: list[CrossFieldRule] = [
-    CrossFieldRule(
+class Rule(StrEnum):
+    """The cross-field rules, by what they check."""
+
+    BASELINE_IS_A_VARIANT = "baseline-is-a-variant"
+    UNIQUE_VARIANT_NAMES = "unique-variant-names"
+    UNIQUE_WORKLOAD_NAMES = "unique-workload-names"
+    SOMETHING_TO_RUN = "something-to-run"
+
+
+CROSS_FIELD_RULES: dict[Rule, CrossFieldRule] = {
+    Rule.BASELINE_IS_A_VARIANT: CrossFieldRule(
         rule="self.variants.exists(v, v.name == self.baseline)",
         message="baseline must name one of spec.variants",
         field_path=".baseline",
     ),
-    CrossFieldRule(
+    Rule.UNIQUE_VARIANT_NAMES: CrossFieldRule(
         rule="self.variants.all(v, self.variants.exists_one(w, w.name == v.name))",
         message="variant names must be unique",
         field_path=".variants",
     ),
-    CrossFieldRule(
+    Rule.UNIQUE_WORKLOAD_NAMES: CrossFieldRule(
         rule="!has(self.workloads) || self.workloads.all(w, self.workloads.exists_one(x, x.name == w.name))",
         message="workload names must be unique",
         field_path=".workloads",
     ),
-    CrossFieldRule(
+    Rule.SOMETHING_TO_RUN: CrossFieldRule(
         rule="(has(self.workloads) && size(self.workloads) > 0) || has(self.accuracy)",
         message="give at least one workload or an accuracy task",
     ),
-]
+}
 
 
 class QuantBenchmarkSpec(ApiModel):
@@ -308,20 +317,30 @@ class QuantBenchmarkSpec(ApiModel):
     def _cross_field(self) -> Self:
         names = [v.name for v in self.variants]
         if self.baseline not in names:
-            raise ValueError(f"{CROSS_FIELD_RULES[0].message} (got {self.baseline!r}; variants: {names})")
+            raise ValueError(
+                f"{CROSS_FIELD_RULES[Rule.BASELINE_IS_A_VARIANT].message} (got {self.baseline!r}; variants: {names})"
+            )
         if len(set(names)) != len(names):
-            raise ValueError(f"{CROSS_FIELD_RULES[1].message} (got {names})")
+            raise ValueError(f"{CROSS_FIELD_RULES[Rule.UNIQUE_VARIANT_NAMES].message} (got {names})")
         workload_names = [w.name for w in self.workloads]
         if len(set(workload_names)) != len(workload_names):
-            raise ValueError(f"{CROSS_FIELD_RULES[2].message} (got {workload_names})")
+            raise ValueError(
+                f"{CROSS_FIELD_RULES[Rule.UNIQUE_WORKLOAD_NAMES].message} (got {workload_names})"
+            )
         if not self.workloads and self.accuracy is None:
-            raise ValueError(CROSS_FIELD_RULES[3].message)
+            raise ValueError(CROSS_FIELD_RULES[Rule.SOMETHING_TO_RUN].message)
         return self
 
     def variant(self, name: str) -> Variant:
         for v in self.variants:
             if v.name == name:
                 return v
+        raise KeyError(name)
+
+    def workload(self, name: str) -> Workload:
+        for w in self.workloads:
+            if w.name == name:
+                return w
         raise KeyError(name)
 
     def placement_for(self, variant: Variant) -> Placement:

@@ -58,7 +58,7 @@ def _describe(err: Any, data: dict[str, Any], root: Schema) -> str:
     if kind == "missing":
         return f"{path}: required field is missing; add it"
     message = str(err["msg"]).removeprefix("Value error, ")
-    for rule in api.CROSS_FIELD_RULES:
+    for rule in api.CROSS_FIELD_RULES.values():
         if path == "spec" and rule.field_path and message.startswith(rule.message):
             path += rule.field_path  # name the field the apiserver names for the same rule
     if (

@@ -15,9 +15,10 @@ from typing import Any
 from quantbench.api.v1alpha1 import QuantBenchmarkSpec, Variant
 from quantbench.manifests.common import Obj, Owner, metadata
 from quantbench.manifests.server import model_of, server_url
-from quantbench.naming import STEP_ACCURACY, job_name, jobs_account_name, labels, workload_step
+from quantbench.naming import job_name, jobs_account_name, labels
+from quantbench.plan import Step, StepKind
 from quantbench.settings import OperatorSettings
-from quantbench_loadgen.specs import AccuracySpec, DatasetSource
+from quantbench_loadgen.specs import AccuracySpec, DatasetSource, Workload
 
 INPUT_KEY = "input.json"
 RESULT_KEY = "result.json"
@@ -122,24 +123,18 @@ def accuracy_command(
     return ["/bin/sh", "-c", f"set -e; {shlex.join(command)}; {publish_command(configmap)}"]
 
 
-def job_input(spec: QuantBenchmarkSpec, step: str) -> dict[str, Any]:
-    """What the Job is asked to do: the workload, or the accuracy task, as written in the spec."""
-    if step == STEP_ACCURACY:
-        return (spec.accuracy or AccuracySpec()).to_wire()
-    for w in spec.workloads:
-        if workload_step(w.name) == step:
-            return w.to_wire()
-    raise KeyError(f"no workload for step {step!r}")
+def step_task(spec: QuantBenchmarkSpec, step: Step) -> Workload | AccuracySpec:
+    """What the planned step runs: its workload, or the accuracy task, as written in the spec."""
+    if step.kind == StepKind.ACCURACY:
+        return spec.accuracy or AccuracySpec()
+    if step.workload is None:
+        raise ValueError(f"step {step.name!r} runs no Job")
+    return spec.workload(step.workload)
 
 
-def _dataset_of(spec: QuantBenchmarkSpec, step: str) -> DatasetSource | None:
-    if step == STEP_ACCURACY:
-        return spec.accuracy.dataset if spec.accuracy else None
-    for w in spec.workloads:
-        if workload_step(w.name) == step:
-            dataset = getattr(w, "dataset", None)
-            return dataset if isinstance(dataset, DatasetSource) else None
-    return None
+def job_input(spec: QuantBenchmarkSpec, step: Step) -> dict[str, Any]:
+    """What the Job is asked to do (its ConfigMap's ``input.json``)."""
+    return step_task(spec, step).to_wire()
 
 
 def job(
@@ -147,20 +142,22 @@ def job(
     variant: Variant,
     owner: Owner,
     run: str,
-    step: str,
+    step: Step,
     generation: int,
     settings: OperatorSettings,
 ) -> Obj:
-    """The Job for one step (``wl-<workload>`` or ``accuracy``) of one variant."""
-    name = job_name(owner.name, run, variant.name, step)
+    """The Job for one planned step (a workload or the accuracy task) of one variant."""
+    name = job_name(owner.name, run, variant.name, step.name)
     url = server_url(spec, owner, run, variant.name)
     model = model_of(spec, variant)
-    dataset_path, volumes, mounts = _dataset_mount(_dataset_of(spec, step))
-    if step == STEP_ACCURACY:
+    task = step_task(spec, step)
+    dataset = getattr(task, "dataset", None)
+    dataset_path, volumes, mounts = _dataset_mount(dataset if isinstance(dataset, DatasetSource) else None)
+    if step.kind == StepKind.ACCURACY:
         command = accuracy_command(url, model, dataset_path, spec.server.max_model_len, name)
     else:
         command = workload_command(url, model, dataset_path, name)
-    step_labels = labels(owner.name, run, variant.name, step)
+    step_labels = labels(owner.name, run, variant.name, step.name)
     volumes = [
         {"name": "input", "configMap": {"name": name, "items": [{"key": INPUT_KEY, "path": INPUT_KEY}]}},
         {"name": "results", "emptyDir": {}},
