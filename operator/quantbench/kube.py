@@ -20,9 +20,9 @@ from kubernetes import config as k8s_config
 
 from quantbench.api.v1alpha1 import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from quantbench.naming import MANAGED_BY
+from quantbench.objects import Obj
 
 log = logging.getLogger(__name__)
-Obj = dict[str, Any]
 
 # kind -> (API prefix, plural, namespaced)
 RESOURCES: dict[str, tuple[str, str, bool]] = {

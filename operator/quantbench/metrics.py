@@ -17,6 +17,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from quantbench.api.summary import RunSummary, VariantSummary, Verdict
+from quantbench.units import GIB
 
 LABELS = ("benchmark", "namespace", "variant", "precision", "model", "workload", "gpu")
 
@@ -42,7 +43,6 @@ HELP: dict[str, str] = {
     "quantbench_accuracy_p_value": "Exact McNemar p-value of the accuracy difference to the baseline.",
     "quantbench_verdict_info": "The variant's verdict (value 1), in the verdict label.",
 }
-GIB = 2**30
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ import hashlib
 import re
 from datetime import datetime
 
-GROUP = "quantbench.dev"
+from quantbench.api.v1alpha1 import GROUP
+
 LABEL_BENCHMARK = f"{GROUP}/benchmark"
 LABEL_RUN = f"{GROUP}/run"
 LABEL_VARIANT = f"{GROUP}/variant"

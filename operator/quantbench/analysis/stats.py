@@ -19,10 +19,9 @@ import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from functools import lru_cache
 
-from quantbench.probe.crossover import log2_crossing
+from quantbench.probe.crossover import Crossover, log2_crossing
 
 Z_95 = 1.959963984540054  # two-sided 95% normal quantile
 
@@ -187,21 +186,10 @@ def minimum_detectable_difference(
     return hi
 
 
-class CrossoverKind(StrEnum):
-    NEVER_BELOW = "NeverBelow"  # at least as fast as the baseline at every measured batch size
-    ALWAYS_BELOW = "AlwaysBelow"  # slower already at the smallest measured batch size
-    CROSSES = "Crosses"  # faster at small batches, slower from some batch size on
-    NO_DATA = "NoData"  # no batch size measured on both sides
-
-
-@dataclass(frozen=True)
-class Crossover:
-    kind: CrossoverKind
-    batch_size: float | None = None  # interpolated batch size where the ratio reaches 1.0 (CROSSES only)
-
-
-def crossover_batch_size(baseline: Mapping[int, float], variant: Mapping[int, float]) -> Crossover:
-    """Where the variant's throughput first falls below the baseline's on a batch-size sweep.
+def crossover_batch_size(baseline: Mapping[int, float], variant: Mapping[int, float]) -> Crossover | None:
+    """Where the variant's throughput first falls below the baseline's on a batch-size sweep (None: no batch
+    size measured on both sides). The kinds are the probe's: ``crossed`` (faster at small batches, slower from
+    ``batch_size`` on), ``always_faster`` (at least as fast at every measured size), ``never_faster``.
 
     Uses the batch sizes measured on both sides. The ratio variant/baseline is interpolated linearly in
     log2(batch size) (sweeps are usually geometric) between the last batch size where the variant is at
@@ -209,14 +197,14 @@ def crossover_batch_size(baseline: Mapping[int, float], variant: Mapping[int, fl
     """
     shared = sorted(b for b in set(baseline) & set(variant) if baseline[b] > 0)
     if not shared:
-        return Crossover(CrossoverKind.NO_DATA)
+        return None
     ratios = [(b, variant[b] / baseline[b]) for b in shared]
     if ratios[0][1] < 1.0:
-        return Crossover(CrossoverKind.ALWAYS_BELOW)
+        return Crossover(kind="never_faster")
     for (b0, r0), (b1, r1) in itertools.pairwise(ratios):
         if r0 >= 1.0 > r1:
-            return Crossover(CrossoverKind.CROSSES, log2_crossing(b0, r0, b1, r1))
-    return Crossover(CrossoverKind.NEVER_BELOW)
+            return Crossover(kind="crossed", batch_size=log2_crossing(b0, r0, b1, r1), bracket=(b0, b1))
+    return Crossover(kind="always_faster")
 
 
 def bandwidth_floor_ms_per_token(weight_bytes: float, bandwidth_bytes_per_second: float) -> float:

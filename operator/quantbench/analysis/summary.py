@@ -25,7 +25,6 @@ from dataclasses import dataclass
 
 from quantbench.analysis.run_results import RunResults, ServerInfo, VariantResults
 from quantbench.analysis.stats import (
-    CrossoverKind,
     bandwidth_floor_ms_per_token,
     crossover_batch_size,
     mcnemar_exact,
@@ -46,15 +45,15 @@ from quantbench.api.summary import (
 from quantbench.api.v1alpha1 import VariantPhase
 from quantbench.probe.result import ProbeResult
 from quantbench.probe.specs import match_gpu_spec
+from quantbench.units import GIB
 from quantbench_loadgen.accuracy.results import AccuracyResult
 from quantbench_loadgen.results import LoadgenResult
 
-GIB = float(1 << 30)
 MEMORY_WIN_RATIO = 0.9  # weights at most 90% of the baseline's count as a memory win
 
 
 @dataclass(frozen=True)
-class Settings:
+class SummarySettings:
     alpha: float = 0.05
     power: float = 0.8
     speed_margin: float = 0.05
@@ -159,7 +158,7 @@ def _pairable(base: AccuracyResult, acc: AccuracyResult) -> str | None:
 
 
 def compare_accuracy(
-    base: AccuracyResult, acc: AccuracyResult, settings: Settings
+    base: AccuracyResult, acc: AccuracyResult, settings: SummarySettings
 ) -> tuple[AccuracySummary, str | None]:
     """The variant's accuracy with its paired comparison to the baseline, and why pairing failed if it did."""
     summary = _accuracy_alone(acc)
@@ -264,10 +263,10 @@ def crossover_source(
     return f"{timed} is not faster than BF16 even at batch 1 on this GPU{ran}"
 
 
-def decide(
+def verdict_of(
     row: VariantSummary,
     baseline: VariantSummary,
-    settings: Settings,
+    settings: SummarySettings,
     accuracy_note: str | None,
     probe: ProbeResult | None = None,
 ) -> tuple[Verdict, list[str]]:
@@ -293,12 +292,16 @@ def decide(
     var_tp = {p.batch_size: p.output_tokens_per_second for p in row.throughput}
     crossover = crossover_batch_size(base_tp, var_tp)
     # The crossover counts only when the variant is clearly slower (beyond the margin) somewhere after it.
-    loses_under_load = crossover.kind == CrossoverKind.CROSSES and any(
-        r <= 1 - margin
-        for b, r in ratios.items()
-        if crossover.batch_size is not None and b > crossover.batch_size
+    loses_under_load = (
+        crossover is not None
+        and crossover.kind == "crossed"
+        and any(
+            r <= 1 - margin
+            for b, r in ratios.items()
+            if crossover is not None and crossover.batch_size is not None and b > crossover.batch_size
+        )
     )
-    if loses_under_load and crossover.batch_size is not None:
+    if loses_under_load and crossover is not None and crossover.batch_size is not None:
         evidence.append(f"throughput falls below the baseline's at batch size ~{crossover.batch_size:.0f}")
         source = crossover_source(row.precision, row.kernel, crossover.batch_size, probe)
         if source is not None:
@@ -390,9 +393,9 @@ def _failed_evidence(vr: VariantResults) -> list[str]:
     return words
 
 
-def build_summary(results: RunResults, settings: Settings | None = None) -> RunSummary:
+def build_summary(results: RunResults, settings: SummarySettings | None = None) -> RunSummary:
     """The run's summary: one row per variant in spec order, the baseline's first figures as reference."""
-    settings = settings or Settings()
+    settings = settings or SummarySettings()
     spec = results.info.spec
     # The summary's bandwidth is the baseline's GPU's; each row's floor uses its own GPU's.
     bandwidth, source = memory_bandwidth(results, spec.baseline)
@@ -457,11 +460,11 @@ def build_summary(results: RunResults, settings: Settings | None = None) -> RunS
                 "serving": _with_serving_ratios(row.serving, base.serving),
                 "latency_ratio_to_baseline": ratio(row.ms_per_token_bs1, base.ms_per_token_bs1),
                 "weights_ratio_to_baseline": ratio(row.weights_gib, base.weights_gib),
-                "crossover_batch_size": crossover.batch_size,
+                "crossover_batch_size": crossover.batch_size if crossover is not None else None,
                 "accuracy": accuracy,
             }
         )
-        verdict, evidence = decide(row, base, settings, accuracy_note, results.probe_for(v.name))
+        verdict, evidence = verdict_of(row, base, settings, accuracy_note, results.probe_for(v.name))
         out.append(row.model_copy(update={"verdict": verdict, "evidence": evidence}))
 
     base_probe = results.probe_for(spec.baseline)

@@ -17,9 +17,9 @@ from quantbench.probe.precisions import PRECISIONS, parse_precisions
 from quantbench.probe.render import render_floors, render_markdown
 from quantbench.probe.shapes import ModelConfigError, derive_shape, load_model_config, resolve_model_config
 from quantbench.probe.specs import GPU_SPECS, gpu_spec_by_key
+from quantbench.units import GIB
 
 DEFAULT_BATCH_SIZES: tuple[int, ...] = tuple(2**i for i in range(13))  # 1 ... 4096
-GIB = 1024**3
 
 
 def parse_batch_sizes(text: str) -> tuple[int, ...]:

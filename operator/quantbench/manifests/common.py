@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from quantbench.api.v1alpha1 import API_VERSION, KIND
 from quantbench.naming import ANNOTATION_GENERATION
-
-Obj = dict[str, Any]
+from quantbench.objects import Obj
 
 
 @dataclass(frozen=True)
