@@ -1,4 +1,5 @@
-"""What a GPU can run: compute capability by product label, and the minimum each precision and kernel needs.
+"""What a GPU can run: the minimum compute capability each precision and kernel needs (the GPUs' own
+compute capability is a column of the one GPU table, quantbench.probe.specs).
 
 Pure; read by the planner (a variant its pool's GPU cannot run is planned as unsupported) and by
 `quantbench run` (the same check against the local GPU).
@@ -6,35 +7,11 @@ Pure; read by the planner (a variant its pool's GPU cannot run is planned as uns
 
 from __future__ import annotations
 
-import re
-
 from quantbench.api.v1alpha1 import Precision
+from quantbench.probe.specs import compute_capability
 
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 
-
-# Compute capability by GPU product, matched on the `nvidia.com/gpu.product` label (GPU feature discovery),
-# longest key first. FP8 tensor cores need 8.9 (Ada) or 9.0+ (Hopper, Blackwell).
-COMPUTE_CAPABILITY: dict[str, tuple[int, int]] = {
-    "B200": (10, 0),
-    "GB200": (10, 0),
-    "H200": (9, 0),
-    "H100": (9, 0),
-    "GH200": (9, 0),
-    "H20": (9, 0),
-    "L40S": (8, 9),
-    "L40": (8, 9),
-    "L4": (8, 9),
-    "RTX-4090": (8, 9),
-    "A100": (8, 0),
-    "A30": (8, 0),
-    "A10G": (8, 6),
-    "A10": (8, 6),
-    "A40": (8, 6),
-    "A6000": (8, 6),
-    "T4": (7, 5),
-    "V100": (7, 0),
-}
 
 # Minimum compute capability per precision (vLLM's kernels).
 MIN_CAPABILITY: dict[str, tuple[int, int]] = {
@@ -51,17 +28,6 @@ MIN_KERNEL_CAPABILITY: dict[str, tuple[int, int]] = {
     "marlin": (8, 0),
     "machete": (9, 0),
 }
-
-
-def compute_capability(product: str | None) -> tuple[int, int] | None:
-    """Compute capability of a GPU product label such as ``NVIDIA-A100-SXM4-80GB``; None if unknown."""
-    if not product:
-        return None
-    tokens = set(re.split(r"[-_ ]+", product.upper()))
-    for key in sorted(COMPUTE_CAPABILITY, key=len, reverse=True):
-        if key in tokens or (("-" in key) and key in product.upper()):
-            return COMPUTE_CAPABILITY[key]
-    return None
 
 
 def unsupported_precision(precision: str, kernel: str | None, product: str | None) -> str | None:

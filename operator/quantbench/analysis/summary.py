@@ -42,7 +42,8 @@ from quantbench.api.summary import (
     VariantSummary,
     Verdict,
 )
-from quantbench.api.v1alpha1 import VariantPhase
+from quantbench.api.v1alpha1 import Precision, VariantPhase
+from quantbench.probe.precisions import WeightFormatName
 from quantbench.probe.result import ProbeResult
 from quantbench.probe.specs import match_gpu_spec
 from quantbench.units import GIB
@@ -222,8 +223,12 @@ def _points(x: float) -> str:
     return f"{x * 100:+.1f} points"
 
 
-# The probe's precision that times a variant's kernel class (quantbench.probe.precisions).
-PROBE_PRECISION = {"fp8": "fp8", "awq-int4": "int4", "gptq-int4": "int4"}
+# The probe's weight format that times a precision's kernel class (quantbench.probe.precisions).
+PROBED_AS: dict[Precision, WeightFormatName] = {
+    Precision.FP8: "fp8",
+    Precision.AWQ_INT4: "int4",
+    Precision.GPTQ_INT4: "int4",
+}
 # A measured crossover within this factor of the probe's counts as the kernel's own.
 CROSSOVER_MATCH_FACTOR = 2.0
 
@@ -233,7 +238,7 @@ def crossover_source(
 ) -> str | None:
     """Whether a variant's throughput crossover comes from its kernel (the roofline probe predicts it on this
     GPU) or from the server around it; None without a probe figure for the precision."""
-    name = PROBE_PRECISION.get(precision)
+    name = PROBED_AS.get(Precision(precision)) if precision in set(Precision) else None
     if probe is None or name is None:
         return None
     try:

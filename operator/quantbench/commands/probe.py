@@ -16,7 +16,7 @@ from typing import Any
 from quantbench.probe.precisions import PRECISIONS, parse_precisions
 from quantbench.probe.render import render_floors, render_markdown
 from quantbench.probe.shapes import ModelConfigError, derive_shape, load_model_config, resolve_model_config
-from quantbench.probe.specs import GPU_SPECS, gpu_spec_by_key
+from quantbench.probe.specs import DATASHEETS, gpu_spec_by_key
 from quantbench.units import GIB
 
 DEFAULT_BATCH_SIZES: tuple[int, ...] = tuple(2**i for i in range(13))  # 1 ... 4096
@@ -83,7 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="print datasheet floors for --gpu; measure nothing (no GPU needed)",
     )
-    parser.add_argument("--gpu", help=f"with --floors-only: one of {', '.join(s.key for s in GPU_SPECS)}")
+    parser.add_argument("--gpu", help=f"with --floors-only: one of {', '.join(s.key for s in DATASHEETS)}")
 
 
 def _fail(message: str) -> int:
@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.floors_only:
         if not args.gpu:
-            return _fail("--floors-only needs --gpu KEY (" + ", ".join(s.key for s in GPU_SPECS) + ")")
+            return _fail("--floors-only needs --gpu KEY (" + ", ".join(s.key for s in DATASHEETS) + ")")
         try:
             spec = gpu_spec_by_key(args.gpu)
         except ValueError as exc:

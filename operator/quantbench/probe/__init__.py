@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from .crossover import Crossover, find_crossover
 from .floors import memory_floor_seconds, step_floor_seconds, weight_bytes
-from .precisions import BASELINE, PRECISIONS, WEIGHT_FORMATS, Precision
+from .precisions import BASELINE, PRECISIONS, WEIGHT_FORMATS, WeightFormatName
 from .references import load_reference, reference_names
 from .result import PrecisionResult, ProbeResult, StepTiming
 from .shapes import ModelConfigError, ModelShape, derive_shape, load_model_config
@@ -27,10 +27,10 @@ __all__ = [
     "GpuSpec",
     "ModelConfigError",
     "ModelShape",
-    "Precision",
     "PrecisionResult",
     "ProbeResult",
     "StepTiming",
+    "WeightFormatName",
     "derive_shape",
     "find_crossover",
     "gpu_spec_by_key",

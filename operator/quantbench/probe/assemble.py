@@ -14,7 +14,7 @@ from typing import Any, cast
 from .crossover import find_crossover
 from .floors import memory_floor_seconds, step_floor_seconds, weight_bytes
 from .measure import LinearSpec, RawMeasurements
-from .precisions import BASELINE, WEIGHT_FORMATS, Precision
+from .precisions import BASELINE, WEIGHT_FORMATS, WeightFormatName
 from .result import (
     Bandwidth,
     GpuInfo,
@@ -56,7 +56,7 @@ def _floor_bandwidth(bandwidths: list[Bandwidth]) -> Bandwidth:
 
 def _step_timings(
     shape: ModelShape,
-    precision: Precision,
+    precision: WeightFormatName,
     raw_steps: list[Mapping[str, Any]],
     *,
     bandwidth: float,
@@ -110,11 +110,11 @@ def build_result(
     if bf16_peak is None:
         if spec is None:
             raise ValueError("measurements hold no BF16 matmul peak and the GPU is not in the spec table")
-        bf16_peak = spec.bf16_dense_flops
+        bf16_peak = spec.figures()[1]
     if fp8_peak is None and spec is not None:
         fp8_peak = spec.fp8_dense_flops
 
-    by_name = {cast(Precision, p["precision"]): p for p in raw["precisions"]}
+    by_name = {cast(WeightFormatName, p["precision"]): p for p in raw["precisions"]}
     failures = tuple(
         PrecisionFailure(precision=name, error=str(p["error"])) for name, p in by_name.items() if p["error"]
     )
@@ -157,9 +157,7 @@ def build_result(
                 weight_bytes=wbytes,
                 floor_ms=1000.0 * memory_floor_seconds(shape, name, floor_bw.bytes_per_s),
                 floor_ms_spec=(
-                    1000.0 * memory_floor_seconds(shape, name, spec.memory_bandwidth_bytes_per_s)
-                    if spec
-                    else None
+                    1000.0 * memory_floor_seconds(shape, name, spec.figures()[0]) if spec else None
                 ),
                 check_relative_error=float(entry["check_relative_error"] or 0.0),
                 steps=steps,

@@ -7,14 +7,14 @@ At batch 1 the bytes dominate, so the floor is weight bytes / memory bandwidth. 
 
 from __future__ import annotations
 
-from .precisions import WEIGHT_FORMATS, Precision
+from .precisions import WEIGHT_FORMATS, WeightFormatName
 from .shapes import ModelShape
 
 BF16_BYTES = 2
 ACTIVATION_BYTES = BF16_BYTES  # activations enter and leave each linear in BF16
 
 
-def weight_bytes(shape: ModelShape, precision: Precision) -> float:
+def weight_bytes(shape: ModelShape, precision: WeightFormatName) -> float:
     """Bytes of weights (scales and zero points included) one decode step reads."""
     fmt = WEIGHT_FORMATS[precision]
     total = 0.0
@@ -40,7 +40,9 @@ def step_flops(shape: ModelShape, batch_size: int) -> tuple[float, float]:
     return quantized, plain
 
 
-def memory_floor_seconds(shape: ModelShape, precision: Precision, bandwidth_bytes_per_s: float) -> float:
+def memory_floor_seconds(
+    shape: ModelShape, precision: WeightFormatName, bandwidth_bytes_per_s: float
+) -> float:
     """Weight bytes / bandwidth: the batch-1 decode floor."""
     if bandwidth_bytes_per_s <= 0:
         raise ValueError("bandwidth must be positive")
@@ -49,7 +51,7 @@ def memory_floor_seconds(shape: ModelShape, precision: Precision, bandwidth_byte
 
 def step_floor_seconds(
     shape: ModelShape,
-    precision: Precision,
+    precision: WeightFormatName,
     batch_size: int,
     *,
     bandwidth_bytes_per_s: float,

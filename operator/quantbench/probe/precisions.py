@@ -12,9 +12,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Precision = Literal["bf16", "fp8", "int4"]
-PRECISIONS: tuple[Precision, ...] = ("bf16", "fp8", "int4")
-BASELINE: Precision = "bf16"
+# The probe times weight formats, not the API's precisions: "int4" (AWQ layout) stands for both AWQ-INT4 and
+# GPTQ-INT4, whose weight-only 4-bit kernels move the same bytes (quantbench.analysis.summary.PROBED_AS).
+WeightFormatName = Literal["bf16", "fp8", "int4"]
+PRECISIONS: tuple[WeightFormatName, ...] = ("bf16", "fp8", "int4")
+BASELINE: WeightFormatName = "bf16"
 
 # Which tensor-core rate bounds the arithmetic: FP8 multiplies in FP8; weight-only INT4 dequantizes
 # to BF16 and multiplies in BF16.
@@ -26,7 +28,7 @@ class WeightFormat(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    precision: Precision
+    precision: WeightFormatName
     bits_per_weight: int = Field(gt=0)
     bytes_per_output_channel: float = Field(ge=0, description="per-channel scales")
     group_size: int | None = Field(default=None, gt=0, description="inputs per quantization group")
@@ -46,7 +48,7 @@ class WeightFormat(BaseModel):
         return total
 
 
-WEIGHT_FORMATS: dict[Precision, WeightFormat] = {
+WEIGHT_FORMATS: dict[WeightFormatName, WeightFormat] = {
     "bf16": WeightFormat(
         precision="bf16",
         bits_per_weight=16,
@@ -73,7 +75,7 @@ WEIGHT_FORMATS: dict[Precision, WeightFormat] = {
 }
 
 
-def parse_precisions(text: str) -> tuple[Precision, ...]:
+def parse_precisions(text: str) -> tuple[WeightFormatName, ...]:
     """Parse ``bf16,fp8,int4`` (any order, BF16 always measured first as the baseline)."""
     names = [part.strip().lower() for part in text.split(",") if part.strip()]
     unknown = [name for name in names if name not in WEIGHT_FORMATS]

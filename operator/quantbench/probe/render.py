@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .floors import step_floor_seconds, weight_bytes
-from .precisions import BASELINE, WEIGHT_FORMATS, Precision
+from .precisions import BASELINE, WEIGHT_FORMATS, WeightFormatName
 from .result import ProbeResult
 from .shapes import ModelShape
 from .specs import GpuSpec
@@ -38,7 +38,11 @@ def render_markdown(result: ProbeResult) -> str:
         f"- Streaming read bandwidth ({bw.method}, {bw.buffer_bytes / 2**30:.0f} GiB buffer): "
         f"**{bw.bytes_per_s / TB:.3f} TB/s** (passes {_passes(bw.passes_bytes_per_s, TB, 3)}, "
         f"spread {bw.spread_pct:.1f}%)"
-        + (f"; datasheet {spec.memory_bandwidth_bytes_per_s / TB:.2f} TB/s" if spec else ""),
+        + (
+            f"; datasheet {spec.memory_bandwidth_bytes_per_s / TB:.2f} TB/s"
+            if spec and spec.memory_bandwidth_bytes_per_s
+            else ""
+        ),
     ]
     for other in result.other_bandwidths:
         lines.append(
@@ -112,12 +116,13 @@ def render_markdown(result: ProbeResult) -> str:
 
 def render_floors(shape: ModelShape, model_name: str, spec: GpuSpec, batch_sizes: Sequence[int]) -> str:
     """Datasheet-only floors (no GPU needed): weight bytes and roofline floor per batch size."""
-    precisions: list[Precision] = [p for p in WEIGHT_FORMATS if p != "fp8" or spec.supports_fp8]
+    precisions: list[WeightFormatName] = [p for p in WEIGHT_FORMATS if p != "fp8" or spec.supports_fp8]
+    bandwidth, bf16_flops = spec.figures()
     lines = [
         f"### Datasheet floors: {model_name} on {spec.name}",
         "",
-        f"Bandwidth {spec.memory_bandwidth_bytes_per_s / TB:.2f} TB/s, "
-        f"BF16 {spec.bf16_dense_flops / TFLOP:.0f} TFLOP/s dense"
+        f"Bandwidth {bandwidth / TB:.2f} TB/s, "
+        f"BF16 {bf16_flops / TFLOP:.0f} TFLOP/s dense"
         + (f", FP8 {spec.fp8_dense_flops / TFLOP:.0f} TFLOP/s dense" if spec.fp8_dense_flops else "")
         + ". Floor = max(bytes / bandwidth, FLOPs / peak), ms per decode step (linear layers).",
         "",
@@ -130,12 +135,13 @@ def render_floors(shape: ModelShape, model_name: str, spec: GpuSpec, batch_sizes
     return "\n".join(lines) + "\n"
 
 
-def _spec_floor_ms(shape: ModelShape, precision: Precision, batch: int, spec: GpuSpec) -> float:
+def _spec_floor_ms(shape: ModelShape, precision: WeightFormatName, batch: int, spec: GpuSpec) -> float:
+    bandwidth, bf16_flops = spec.figures()
     return 1000.0 * step_floor_seconds(
         shape,
         precision,
         batch,
-        bandwidth_bytes_per_s=spec.memory_bandwidth_bytes_per_s,
-        bf16_flops=spec.bf16_dense_flops,
+        bandwidth_bytes_per_s=bandwidth,
+        bf16_flops=bf16_flops,
         fp8_flops=spec.fp8_dense_flops,
     )

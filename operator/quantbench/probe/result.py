@@ -36,7 +36,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from .crossover import Crossover
-from .precisions import BASELINE, Precision
+from .precisions import BASELINE, WeightFormatName
 from .shapes import ModelShape
 from .specs import GpuSpec
 
@@ -117,7 +117,7 @@ class GpuInfo(_Model):
 
 
 class PrecisionResult(_Model):
-    precision: Precision
+    precision: WeightFormatName
     kernel: str
     activation_quant: str | None = None
     weight_format: str
@@ -136,7 +136,7 @@ class PrecisionResult(_Model):
 
 
 class PrecisionFailure(_Model):
-    precision: Precision
+    precision: WeightFormatName
     error: str
 
 
