@@ -31,7 +31,8 @@ from quantbench_loadgen.client import api_base
 from quantbench_loadgen.datasets import DatasetError
 from quantbench_loadgen.export import vllm_results, write_samples, write_vllm_export
 from quantbench_loadgen.live import LiveCounters, ProgressLine, PrometheusExporter
-from quantbench_loadgen.runner import AnyWorkload, Runner, RunOptions, run_workload
+from quantbench_loadgen.runner import AnyWorkload, run_workload
+from quantbench_loadgen.sender import Runner, RunOptions
 from quantbench_loadgen.specs import ServingWorkload, Workload
 from quantbench_loadgen.tokenization import LocalTokenizer, ServerTokenizer, Tokenizer
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from quantbench_loadgen.client import Endpoint, StreamingClient
 from quantbench_loadgen.live import LiveCounters
+from quantbench_loadgen.sender import Runner, RunOptions, StepRun
 from quantbench_loadgen.stats import RequestTiming
 
 _FIELDS = 4  # sent, completed, failed, output tokens
@@ -66,8 +67,6 @@ def _child(job: ShardJob) -> list[tuple[int, RequestTiming]]:
 
 
 async def _child_async(job: ShardJob) -> list[tuple[int, RequestTiming]]:
-    from quantbench_loadgen.runner import Runner, RunOptions, StepRun
-
     assert _ready is not None and _start is not None and _counts is not None
     counters = LiveCounters()
     async with StreamingClient(

@@ -61,7 +61,7 @@ def run_results(
                 node_pool=v.node_pool,
             ),
         )
-        for step in vp.job_steps():
+        for step in vp.steps:
             text = result_of(configmaps.get(job_name(benchmark, snapshot.run_id, vp.variant, step.name)))
             if text is None:
                 continue

@@ -262,7 +262,7 @@ class Driver:
         configmaps = [
             job_name(owner.name, rid, vp.variant, step.name)
             for vp in snapshot.plan.variants
-            for step in vp.job_steps()
+            for step in vp.steps
         ] + [probe_name(owner.name, rid, probe.pool) for probe in snapshot.plan.probes]
         objects = [
             run_configmap(owner, snapshot),

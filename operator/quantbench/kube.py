@@ -169,10 +169,7 @@ class Kube:
             text = self.request(
                 "GET", self.path("Pod", namespace, name, "log"), query={"tailLines": str(tail_lines)}
             )
-        except ApiError as exc:
-            log.debug("no log for pod %s/%s: %s", namespace, name, exc)
-            return None
-        except Exception as exc:  # a fake node has no kubelet to answer: treat as "no log"
+        except Exception as exc:  # an API error, or no kubelet to answer (a fake node): "no log"
             log.debug("no log for pod %s/%s: %s", namespace, name, exc)
             return None
         return text if isinstance(text, str) else json.dumps(text)

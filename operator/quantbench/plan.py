@@ -1,7 +1,7 @@
 """Spec -> run plan, a pure function.
 
-For each variant the plan lists its ordered steps: start the server, run each workload Job, run the accuracy
-Job, collect the results, tear the server down. Variants are arranged in *lanes*: lanes run in parallel, the
+For each variant the plan lists its Jobs in order (each workload, then the accuracy task); they run against
+the variant's server, which is started before them and deleted after them. Variants are arranged in *lanes*: lanes run in parallel, the
 variants of one lane one after another. Variants on different node pools get different lanes; variants on
 the same pool share a lane unless the pool has GPUs for all of them at once (checked by packing their
 servers onto the pool's nodes). `spec.parallelism: Sequential` puts every variant in one lane.
@@ -28,7 +28,7 @@ from quantbench.api.v1alpha1 import (
     VariantPhase,
 )
 from quantbench.gpus import unsupported_precision
-from quantbench.naming import STEP_ACCURACY, STEP_SERVER, workload_step
+from quantbench.naming import STEP_ACCURACY, workload_step
 from quantbench_loadgen.schema import ApiModel
 
 ANY_POOL = ""  # key of the group of variants with no node pool (any node with the GPU resource)
@@ -57,7 +57,6 @@ class PoolInfo:
     label: str
     nodes: int
     gpus_per_node: int
-    total_gpus: int
     gpu_product: str | None = None
 
 
@@ -77,11 +76,8 @@ def kernel_label(variant: Variant) -> str | None:
 
 
 class StepKind(StrEnum):
-    SERVER = "server"
     WORKLOAD = "workload"
     ACCURACY = "accuracy"
-    COLLECT = "collect"
-    TEARDOWN = "teardown"
 
 
 class Step(ApiModel):
@@ -97,11 +93,8 @@ class VariantPlan(ApiModel):
     gpus: int
     gpu_product: str | None = None
     kernel: str | None = None
-    steps: list[Step]
+    steps: list[Step] = Field(description="The Jobs run against the variant's server, in order.")
     unsupported: str | None = Field(default=None, description="Why the pool's GPU cannot run the variant.")
-
-    def job_steps(self) -> list[Step]:
-        return [s for s in self.steps if s.kind in (StepKind.WORKLOAD, StepKind.ACCURACY)]
 
 
 class ProbePlan(ApiModel):
@@ -118,21 +111,14 @@ class RunPlan(ApiModel):
     lanes: list[list[str]] = Field(description="Variant names; lanes run in parallel, a lane in order.")
     probes: list[ProbePlan] = Field(default_factory=list, description="Roofline probes, one per pool.")
 
-    def variant(self, name: str) -> VariantPlan:
-        for v in self.variants:
-            if v.variant == name:
-                return v
-        raise KeyError(name)
-
 
 def variant_steps(spec: QuantBenchmarkSpec) -> list[Step]:
-    steps = [Step(kind=StepKind.SERVER, name=STEP_SERVER)]
-    steps += [
+    """The Jobs of each variant, in order: one per workload, then the accuracy task."""
+    steps = [
         Step(kind=StepKind.WORKLOAD, name=workload_step(w.name), workload=w.name) for w in spec.workloads
     ]
     if spec.accuracy is not None:
         steps.append(Step(kind=StepKind.ACCURACY, name=STEP_ACCURACY))
-    steps += [Step(kind=StepKind.COLLECT, name="collect"), Step(kind=StepKind.TEARDOWN, name="teardown")]
     return steps
 
 
@@ -254,7 +240,6 @@ def pools_from_nodes(
             label=pool_label,
             nodes=len(entries),
             gpus_per_node=max(e[0] for e in entries),
-            total_gpus=sum(e[0] for e in entries),
             gpu_product=products[0] if products else None,
         )
     return out

@@ -159,7 +159,6 @@ class Decision:
         default_factory=dict
     )  # variant -> ready server pod to read the log of
     needs_pools: bool = False  # a server pod is unschedulable: list the nodes and decide again
-    changed: bool = False  # a variant ended: the next one of its lane may start now
 
     @property
     def finished(self) -> bool:
@@ -359,7 +358,7 @@ class _VariantPass(_Pass):
         if self.server in self.obs.services:
             self.d.actions.append(Delete("Service", self.server))
         if include_jobs:
-            for step in self.vp.job_steps():
+            for step in self.vp.steps:
                 name = job_name(self.ctx.owner.name, self.ctx.run_id, self.vp.variant, step.name)
                 job = self.obs.jobs.get(name)
                 if job is not None and job_finished(job) is None:
@@ -370,7 +369,6 @@ class _VariantPass(_Pass):
         self.d.notes.append(
             Note("Warning", str(failure.reason), f"variant {self.vp.variant}: {failure.message}")
         )
-        self.d.changed = True
         self.teardown(include_jobs=True)
         return self.s
 
@@ -387,7 +385,7 @@ class _VariantPass(_Pass):
             return self.s
         if not self.server_ready():
             return self.s
-        for step in self.vp.job_steps():
+        for step in self.vp.steps:
             if not self.job_done(step):
                 return self.s
         return self.succeed()
@@ -541,7 +539,7 @@ class _VariantPass(_Pass):
 
     def succeed(self) -> VariantStatus:
         ctx = self.ctx
-        for step in self.vp.job_steps():
+        for step in self.vp.steps:
             name = job_name(ctx.owner.name, ctx.run_id, self.vp.variant, step.name)
             problem = validate_result(step.kind, result_of(self.obs.configmaps.get(name)) or "")
             if problem is not None:
@@ -554,7 +552,6 @@ class _VariantPass(_Pass):
                 "Normal", "VariantSucceeded", f"variant {self.vp.variant}: results collected; server deleted"
             )
         )
-        self.d.changed = True
         self.teardown(include_jobs=False)
         return self.s
 

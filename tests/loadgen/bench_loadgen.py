@@ -39,7 +39,8 @@ from typing import Any
 from quantbench_loadgen.client import StreamingClient
 from quantbench_loadgen.live import LiveCounters
 from quantbench_loadgen.results import RequestRecord
-from quantbench_loadgen.runner import Runner, RunOptions, run_serving, serving_prompts
+from quantbench_loadgen.runner import run_serving, serving_prompts
+from quantbench_loadgen.sender import Runner, RunOptions
 from quantbench_loadgen.specs import ServingWorkload
 from quantbench_loadgen.stats import percentile
 from quantbench_loadgen.testing.scripted_server import write_tokenizer

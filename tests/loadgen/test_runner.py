@@ -12,7 +12,8 @@ from pydantic import TypeAdapter
 
 from quantbench_loadgen.live import LiveCounters
 from quantbench_loadgen.results import LoadgenResult
-from quantbench_loadgen.runner import RunOptions, StepRun, run_workload
+from quantbench_loadgen.runner import run_workload
+from quantbench_loadgen.sender import RunOptions, StepRun
 from quantbench_loadgen.specs import Workload
 from quantbench_loadgen.stats import peak_concurrency
 from quantbench_loadgen.tokenization import LocalTokenizer, ServerTokenizer

@@ -11,7 +11,7 @@ from quantbench.failures import (
 )
 from quantbench.plan import PoolInfo
 
-H100 = PoolInfo("h100", "quantbench.dev/pool", 2, 8, 16, "NVIDIA-H100-80GB-HBM3")
+H100 = PoolInfo("h100", "quantbench.dev/pool", 2, 8, "NVIDIA-H100-80GB-HBM3")
 
 
 def pod(

@@ -235,7 +235,7 @@ def test_probe_job_takes_one_gpu_of_its_pool_in_the_server_image() -> None:
             "modelCache": {"claimName": "models"},
         },
     )
-    pools = {name: PoolInfo(name, "quantbench.dev/pool", 1, 4, 4, None) for name in ("h100", "l40s")}
+    pools = {name: PoolInfo(name, "quantbench.dev/pool", 1, 4, None) for name in ("h100", "l40s")}
     plan = plan_run(s, pools)
     l40s = plan.probes[1]
     settings = OperatorSettings(probe_source_image="quantbench/operator:test", probe_timeout_seconds=900)
