@@ -28,10 +28,11 @@ crds: venv ## regenerate crds/ (and the chart's copy) from the pydantic models
 	$(BIN)/quantbench crd > crds/quantbench.dev_quantbenchmarks.yaml
 	cp crds/quantbench.dev_quantbenchmarks.yaml charts/quantbench/crds/
 
-lint: venv ## ruff and mypy
+lint: venv ## ruff, mypy and the import layers (lint-imports, contracts in pyproject.toml)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 fmt: venv
 	$(BIN)/ruff format .
