@@ -14,9 +14,9 @@ from pydantic import ValidationError
 
 from quantbench.analysis.run_results import RunInfo, RunResults, ServerInfo, VariantResults
 from quantbench.api.v1alpha1 import VariantStatus
-from quantbench.manifests.common import Obj
 from quantbench.manifests.run import RunSnapshot
 from quantbench.naming import job_name, probe_name
+from quantbench.objects import ConfigMap
 from quantbench.plan import StepKind
 from quantbench.reconcile import parse_probe_result, result_of
 from quantbench_loadgen.accuracy.results import AccuracyResult
@@ -29,7 +29,7 @@ def run_results(
     benchmark: str,
     snapshot: RunSnapshot,
     variants: Sequence[VariantStatus],
-    configmaps: Mapping[str, Obj],
+    configmaps: Mapping[str, ConfigMap],
     finished_at: datetime,
 ) -> RunResults:
     """The run's results: each variant's server as its status ended, and every result a Job published

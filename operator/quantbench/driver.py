@@ -15,6 +15,7 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,16 @@ from quantbench.naming import (
     run_config_name,
     run_id,
     selector,
+)
+from quantbench.objects import (
+    as_configmaps,
+    as_deployments,
+    as_jobs,
+    as_nodes,
+    as_pods,
+    labels_of,
+    name_of,
+    node_of,
 )
 from quantbench.plan import plan_run, pools_from_nodes
 from quantbench.reconcile import (
@@ -97,9 +108,12 @@ def spec_problem(body: dict[str, Any]) -> str | None:
 
 
 class Driver:
-    def __init__(self, kube: Kube, settings: OperatorSettings) -> None:
+    def __init__(
+        self, kube: Kube, settings: OperatorSettings, clock: Callable[[], datetime] = utcnow
+    ) -> None:
         self.kube = kube
         self.settings = settings
+        self.clock = clock  # the time every decision is made at: tests drive it
         self._snapshots: dict[tuple[str, str, str], RunSnapshot] = {}
         self._logs_read: set[str] = set()
         self._node_products: dict[str, str] = {}
@@ -116,7 +130,7 @@ class Driver:
             return None
         status = self._status_of(body)
         generation = int(body["metadata"].get("generation") or 1)
-        now = utcnow()
+        now = self.clock()
         if status.current_run is None:
             started = self._maybe_start(body, status, generation, now)
             if started is None:
@@ -156,9 +170,11 @@ class Driver:
         assert decision is not None
         if decision.finished:
             self._finish(body, status.model_copy(update={"probes": probes}), snapshot, variants)
-            return self._until_next(self._status_of(self.kube.get(KIND, namespace, name) or body), utcnow())
+            return self._until_next(
+                self._status_of(self.kube.get(KIND, namespace, name) or body), self.clock()
+            )
         new = status.model_copy(update={"variants": variants, "probes": probes, "phase": Phase.RUNNING})
-        new = new.model_copy(update={"conditions": conditions(new, utcnow(), generation)})
+        new = new.model_copy(update={"conditions": conditions(new, self.clock(), generation)})
         if new != status:
             self._patch_status(body, new)
         return None
@@ -250,7 +266,7 @@ class Driver:
     def _new_snapshot(
         self, spec: QuantBenchmarkSpec, rid: str, generation: int, now: datetime
     ) -> RunSnapshot:
-        nodes = self.kube.list("Node")
+        nodes = as_nodes(self.kube.list("Node"))
         pools = pools_from_nodes(
             nodes, spec.placement.node_pool_label, spec.placement.gpu_resource, GPU_PRODUCT_LABEL
         )
@@ -319,14 +335,14 @@ class Driver:
     def _observe(self, owner: Owner, rid: str) -> Observed:
         sel = selector({LABEL_BENCHMARK: labels(owner.name)[LABEL_BENCHMARK], LABEL_RUN: rid})
         ns = owner.namespace
-        jobs = self.kube.list("Job", ns, sel)  # before the ConfigMaps: see reconcile.Observed
+        jobs = as_jobs(self.kube.list("Job", ns, sel))  # before the ConfigMaps: see reconcile.Observed
         return Observed(
-            now=utcnow(),
-            jobs={j["metadata"]["name"]: j for j in jobs},
-            configmaps={c["metadata"]["name"]: c for c in self.kube.list("ConfigMap", ns, sel)},
-            deployments={d["metadata"]["name"]: d for d in self.kube.list("Deployment", ns, sel)},
+            now=self.clock(),
+            jobs={name_of(j): j for j in jobs},
+            configmaps={name_of(c): c for c in as_configmaps(self.kube.list("ConfigMap", ns, sel))},
+            deployments={name_of(d): d for d in as_deployments(self.kube.list("Deployment", ns, sel))},
             services={s["metadata"]["name"] for s in self.kube.list("Service", ns, sel)},
-            pods=self.kube.list("Pod", ns, sel),
+            pods=as_pods(self.kube.list("Pod", ns, sel)),
         )
 
     def _pass(
@@ -337,13 +353,13 @@ class Driver:
         probes: list[ProbeStatus],
         fresh: bool = False,
     ) -> Decision:
-        obs = Observed(now=utcnow()) if fresh else self._observe(ctx.owner, ctx.run_id)
+        obs = Observed(now=self.clock()) if fresh else self._observe(ctx.owner, ctx.run_id)
         obs.node_products = self._products_for(obs)
         decision = decide(ctx, variants, obs, probes)
         if decision.needs_pools:
             spec = ctx.spec
             obs.pools = pools_from_nodes(
-                self.kube.list("Node"),
+                as_nodes(self.kube.list("Node")),
                 spec.placement.node_pool_label,
                 spec.placement.gpu_resource,
                 GPU_PRODUCT_LABEL,
@@ -366,11 +382,11 @@ class Driver:
 
     def _products_for(self, obs: Observed) -> dict[str, str]:
         for pod in obs.pods:
-            node = (pod.get("spec") or {}).get("nodeName")
+            node = node_of(pod)
             if node and node not in self._node_products:
                 obj = self.kube.get("Node", None, node)
-                product = ((obj or {}).get("metadata", {}).get("labels") or {}).get(GPU_PRODUCT_LABEL, "")
-                self._node_products[node] = product
+                labels = labels_of(as_nodes([obj])[0]) if obj is not None else {}
+                self._node_products[node] = labels.get(GPU_PRODUCT_LABEL, "")
         return dict(self._node_products)
 
     def _with_weights(self, namespace: str, v: VariantStatus, pod: str | None) -> VariantStatus:
@@ -391,7 +407,7 @@ class Driver:
     ) -> None:
         assert status.current_run is not None
         owner = owner_of(body)
-        now = utcnow()
+        now = self.clock()
         phase = run_phase(variants)
         summary = None
         if snapshot is not None:
@@ -430,7 +446,7 @@ class Driver:
         self, owner: Owner, snapshot: RunSnapshot, variants: list[VariantStatus], now: datetime
     ) -> RunResults:
         sel = selector({LABEL_BENCHMARK: labels(owner.name)[LABEL_BENCHMARK], LABEL_RUN: snapshot.run_id})
-        cms = {c["metadata"]["name"]: c for c in self.kube.list("ConfigMap", owner.namespace, sel)}
+        cms = {name_of(c): c for c in as_configmaps(self.kube.list("ConfigMap", owner.namespace, sel))}
         results = run_results(owner.name, snapshot, variants, cms, now)
         if self.settings.results_dir:
             results.write(Path(self.settings.results_dir) / owner.namespace / owner.name / snapshot.run_id)

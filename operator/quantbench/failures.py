@@ -9,8 +9,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
 
+from quantbench.objects import (
+    Condition,
+    ContainerState,
+    ContainerStateTerminated,
+    ContainerStateWaiting,
+    Job,
+    Pod,
+    conditions_of,
+    container_statuses,
+    name_of,
+    pod_phase,
+)
 from quantbench.plan import PoolInfo
 
 
@@ -35,22 +46,18 @@ class Failure:
 # --------------------------------------------------------------------------------------- server pods
 
 
-def _conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {c.get("type", ""): c for c in (obj.get("status") or {}).get("conditions") or []}
+def pod_ready(pod: Pod) -> bool:
+    return conditions_of(pod).get("Ready", Condition()).get("status") == "True"
 
 
-def pod_ready(pod: dict[str, Any]) -> bool:
-    return _conditions(pod).get("Ready", {}).get("status") == "True"
-
-
-def pod_ready_time(pod: dict[str, Any]) -> str | None:
-    cond = _conditions(pod).get("Ready", {})
+def pod_ready_time(pod: Pod) -> str | None:
+    cond = conditions_of(pod).get("Ready", Condition())
     return cond.get("lastTransitionTime") if cond.get("status") == "True" else None
 
 
-def unschedulable_message(pod: dict[str, Any]) -> str | None:
+def unschedulable_message(pod: Pod) -> str | None:
     """The scheduler's message when the pod could not be placed, else None."""
-    cond = _conditions(pod).get("PodScheduled", {})
+    cond = conditions_of(pod).get("PodScheduled", Condition())
     if cond.get("status") == "False" and cond.get("reason") == "Unschedulable":
         return str(cond.get("message") or "unschedulable")
     return None
@@ -78,20 +85,15 @@ def classify_unschedulable(
     return None
 
 
-def _statuses(pod: dict[str, Any]) -> list[dict[str, Any]]:
-    status = pod.get("status") or {}
-    return list(status.get("containerStatuses") or []) + list(status.get("initContainerStatuses") or [])
-
-
-def classify_pod_failure(pod: dict[str, Any], crash_restarts: int = 3) -> Failure | None:
+def classify_pod_failure(pod: Pod, crash_restarts: int = 3) -> Failure | None:
     """Image pull errors, OOM kills and crash loops of a pod, from its container statuses and phase."""
-    name = (pod.get("metadata") or {}).get("name", "?")
-    phase = (pod.get("status") or {}).get("phase")
-    for cs in _statuses(pod):
-        state = cs.get("state") or {}
-        last = (cs.get("lastState") or {}).get("terminated") or {}
-        waiting = state.get("waiting") or {}
-        terminated = state.get("terminated") or {}
+    name = name_of(pod)
+    phase = pod_phase(pod)
+    for cs in container_statuses(pod):
+        state = cs.get("state") or ContainerState()
+        last = (cs.get("lastState") or ContainerState()).get("terminated") or ContainerStateTerminated()
+        waiting = state.get("waiting") or ContainerStateWaiting()
+        terminated = state.get("terminated") or ContainerStateTerminated()
         wreason = waiting.get("reason", "")
         image = cs.get("image", "?")
         if wreason in ("ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull"):
@@ -134,21 +136,21 @@ def startup_timeout_failure(timeout_s: float, pod_name: str | None) -> Failure:
 # --------------------------------------------------------------------------------------------- jobs
 
 
-def job_finished(job: dict[str, Any]) -> str | None:
+def job_finished(job: Job) -> str | None:
     """'Complete' or 'Failed' when the Job has finished, else None."""
     for kind in ("Complete", "Failed"):
-        if _conditions(job).get(kind, {}).get("status") == "True":
+        if conditions_of(job).get(kind, Condition()).get("status") == "True":
             return kind
     return None
 
 
-def job_failure(job: dict[str, Any], pods: list[dict[str, Any]]) -> Failure:
-    name = (job.get("metadata") or {}).get("name", "?")
-    cond = _conditions(job).get("Failed", {})
+def job_failure(job: Job, pods: list[Pod]) -> Failure:
+    name = name_of(job)
+    cond = conditions_of(job).get("Failed", Condition())
     detail = cond.get("message") or cond.get("reason") or "failed"
     for pod in pods:
-        for cs in _statuses(pod):
-            term = (cs.get("state") or {}).get("terminated") or {}
+        for cs in container_statuses(pod):
+            term = (cs.get("state") or ContainerState()).get("terminated") or ContainerStateTerminated()
             if term and term.get("exitCode", 0) != 0:
                 detail += f"; container exited {term.get('exitCode')} ({term.get('reason', 'Error')})"
                 break

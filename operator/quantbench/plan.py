@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
 from pydantic import Field
 
@@ -29,6 +28,7 @@ from quantbench.api.v1alpha1 import (
 )
 from quantbench.gpus import unsupported_precision
 from quantbench.naming import STEP_ACCURACY, workload_step
+from quantbench.objects import Node, NodeSpec, NodeStatus, labels_of
 from quantbench_loadgen.schema import ApiModel
 
 ANY_POOL = ""  # key of the group of variants with no node pool (any node with the GPU resource)
@@ -217,15 +217,15 @@ def admitted(plan: RunPlan, phases: Mapping[str, str]) -> list[str]:
 
 
 def pools_from_nodes(
-    nodes: list[dict[str, Any]], pool_label: str, gpu_resource: str, product_label: str
+    nodes: list[Node], pool_label: str, gpu_resource: str, product_label: str
 ) -> dict[str, PoolInfo]:
-    """Pool capacity from Node objects (JSON dicts): per value of ``pool_label``, plus ANY_POOL for all."""
+    """Pool capacity from Node objects: per value of ``pool_label``, plus ANY_POOL for all."""
     by_pool: dict[str, list[tuple[int, str | None]]] = {}
     for node in nodes:
-        if (node.get("spec") or {}).get("unschedulable"):
+        if (node.get("spec") or NodeSpec()).get("unschedulable"):
             continue
-        node_labels: dict[str, str] = (node.get("metadata") or {}).get("labels") or {}
-        alloc = str(((node.get("status") or {}).get("allocatable") or {}).get(gpu_resource, "0"))
+        node_labels = labels_of(node)
+        alloc = str(((node.get("status") or NodeStatus()).get("allocatable") or {}).get(gpu_resource, "0"))
         gpus = int(alloc) if alloc.isdigit() else 0
         entry = (gpus, node_labels.get(product_label))
         by_pool.setdefault(node_labels.get(pool_label, ANY_POOL), []).append(entry)

@@ -51,7 +51,7 @@ from quantbench.failures import (
 from quantbench.manifests import jobs as job_manifests
 from quantbench.manifests import probe as probe_manifests
 from quantbench.manifests import server as server_manifests
-from quantbench.manifests.common import Obj, Owner
+from quantbench.manifests.common import Owner
 from quantbench.naming import (
     LABEL_STEP,
     LABEL_VARIANT,
@@ -61,6 +61,19 @@ from quantbench.naming import (
     probe_name,
     probe_step,
     server_name,
+)
+from quantbench.objects import (
+    ConfigMap,
+    Deployment,
+    Job,
+    Obj,
+    Pod,
+    created_at,
+    labels_of,
+    meta,
+    name_of,
+    node_of,
+    pod_phase,
 )
 from quantbench.plan import (
     OPEN_PROBE_PHASES,
@@ -126,24 +139,23 @@ class Observed:
     then always visible)."""
 
     now: datetime
-    deployments: dict[str, Obj] = field(default_factory=dict)
+    deployments: dict[str, Deployment] = field(default_factory=dict)
     services: set[str] = field(default_factory=set)
-    pods: list[Obj] = field(default_factory=list)
-    jobs: dict[str, Obj] = field(default_factory=dict)
-    configmaps: dict[str, Obj] = field(default_factory=dict)
+    pods: list[Pod] = field(default_factory=list)
+    jobs: dict[str, Job] = field(default_factory=dict)
+    configmaps: dict[str, ConfigMap] = field(default_factory=dict)
     pools: Mapping[str, PoolInfo] | None = None
     node_products: Mapping[str, str] = field(default_factory=dict)
 
-    def pods_of(self, variant: str | None, step: str) -> list[Obj]:
+    def pods_of(self, variant: str | None, step: str) -> list[Pod]:
         """Live pods of a variant's step (variant None: a run-wide step such as a probe)."""
         out = []
         for p in self.pods:
-            meta = p.get("metadata") or {}
-            lab = meta.get("labels") or {}
+            lab = labels_of(p)
             if (
                 lab.get(LABEL_VARIANT) == variant
                 and lab.get(LABEL_STEP) == step
-                and not meta.get("deletionTimestamp")
+                and not meta(p).get("deletionTimestamp")
             ):
                 out.append(p)
         return out
@@ -165,11 +177,10 @@ class Decision:
         return all(v.phase in TERMINAL_PHASES for v in self.variants)
 
 
-def result_of(cm: Obj | None) -> str | None:
+def result_of(cm: ConfigMap | None) -> str | None:
     if cm is None:
         return None
-    data = cm.get("data") or {}
-    value = data.get(job_manifests.RESULT_KEY)
+    value = (cm.get("data") or {}).get(job_manifests.RESULT_KEY)
     return value if value else None
 
 
@@ -264,7 +275,7 @@ class _ProbePass(_Pass):
         ctx = self.ctx
         cm = self.obs.configmaps.get(self.name)
         pods = self.obs.pods_of(None, self.step)
-        node = next((n for p in pods if (n := (p.get("spec") or {}).get("nodeName"))), None) or self.s.node
+        node = next((n for p in pods if (n := node_of(p))), None) or self.s.node
         text = result_of(cm)
         if text is not None:
             return self.collect(text, node)
@@ -297,14 +308,14 @@ class _ProbePass(_Pass):
                 f"read its log: kubectl logs job/{self.name}",
             )
         for pod in pods:
-            if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            if pod_phase(pod) in ("Succeeded", "Failed"):
                 continue  # an ended pod ends the Job: its failure is read from the Job, with the exit code
             broken = classify_pod_failure(pod, ctx.settings.crash_restarts)
             if broken is not None:
                 return self.end(ProbePhase.FAILED, str(broken.reason), broken.message)
         waiting = next((m for p in pods if (m := unschedulable_message(p))), None)
         if waiting is not None:
-            created = parse_time((job.get("metadata") or {}).get("creationTimestamp")) or self.obs.now
+            created = parse_time(created_at(job)) or self.obs.now
             timeout_s = duration_seconds(ctx.spec.server.startup_timeout)
             if startup_timed_out(created, self.obs.now, timeout_s):
                 return self.end(
@@ -425,7 +436,7 @@ class _VariantPass(_Pass):
         if self.s.startup_seconds is not None:
             # It was Ready before: a server that stops being ready mid-run keeps its slot; Jobs will tell.
             return True
-        created = parse_time((dep.get("metadata") or {}).get("creationTimestamp")) or self.obs.now
+        created = parse_time(created_at(dep)) or self.obs.now
         timeout_s = duration_seconds(spec.server.startup_timeout)
         placement = spec.placement_for(variant)
         for pod in pods:
@@ -455,25 +466,25 @@ class _VariantPass(_Pass):
             self.update(phase=VariantPhase.WAITING_FOR_GPU, step=STEP_SERVER)
             return False
         if startup_timed_out(created, self.obs.now, timeout_s):
-            name = (pods[0].get("metadata") or {}).get("name") if pods else None
+            name = name_of(pods[0]) if pods else None
             self.fail(startup_timeout_failure(timeout_s, name))
             return False
         self.update(phase=VariantPhase.STARTING, step=STEP_SERVER)
         return False
 
-    def record_ready(self, pod: Obj, dep: Obj) -> bool:
+    def record_ready(self, pod: Pod, dep: Deployment) -> bool:
         if self.s.startup_seconds is not None:
             if self.s.weights_gib is None:
-                self.d.weights_from[self.vp.variant] = (pod.get("metadata") or {}).get("name", "")
+                self.d.weights_from[self.vp.variant] = name_of(pod, "")
             return True
-        node = (pod.get("spec") or {}).get("nodeName")
-        created = parse_time((dep.get("metadata") or {}).get("creationTimestamp"))
+        node = node_of(pod)
+        created = parse_time(created_at(dep))
         ready_at = parse_time(pod_ready_time(pod)) or self.obs.now
         startup = max(0.0, (ready_at - created).total_seconds()) if created else None
         self.update(
             node=node, startup_seconds=startup, gpu=self.obs.node_products.get(node or "") or self.s.gpu
         )
-        self.d.weights_from[self.vp.variant] = (pod.get("metadata") or {}).get("name", "")
+        self.d.weights_from[self.vp.variant] = name_of(pod, "")
         took = f" in {startup:.0f} s" if startup is not None else ""
         self.d.notes.append(
             Note("Normal", "ServerReady", f"variant {self.vp.variant}: server ready on node {node}{took}")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -52,3 +53,36 @@ def test_role_binding_waits_for_the_rbac_cache() -> None:
         Driver(stuck, OperatorSettings())._create_role_binding(
             {"metadata": {"name": "x"}}, attempts=3, delay_s=0
         )
+
+
+class _ScheduledBenchmark(Kube):
+    """A benchmark whose last run started a week ago, on a Monday-03:00 schedule; records status patches."""
+
+    def __init__(self) -> None:
+        self.patches: list[dict[str, Any]] = []
+
+    def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        return {
+            "metadata": {"name": "b", "namespace": "ns", "uid": "u", "generation": 1},
+            "spec": spec_dict(schedule="0 3 * * 1"),
+            "status": {
+                "observedGeneration": 1,
+                "nextRunTime": "2026-11-23T03:00:00Z",
+                "history": [
+                    {"id": "r1", "generation": 1, "phase": "Succeeded", "startedAt": "2026-11-16T03:00:00Z"}
+                ],
+            },
+        }
+
+    def merge_patch(
+        self, kind: str, namespace: str | None, name: str, patch: dict[str, Any], sub: str | None = None
+    ) -> dict[str, Any]:
+        self.patches.append(patch)
+        return patch
+
+
+def test_the_driver_decides_at_the_time_of_its_clock() -> None:
+    kube = _ScheduledBenchmark()
+    before = Driver(kube, OperatorSettings(), clock=lambda: datetime(2026, 11, 23, 2, 0, tzinfo=UTC))
+    assert before.reconcile("ns", "b") == 3600.0  # an hour until the next scheduled run
+    assert kube.patches == []
