@@ -27,31 +27,21 @@ def torch_module() -> Any:
     return torch
 
 
+def run_probe(config: Path, args: list[str], timeout_s: int) -> subprocess.CompletedProcess[str]:
+    """`python -m quantbench.probe` on ``config`` with a small bandwidth buffer and ``args``."""
+    command = [sys.executable, "-m", "quantbench.probe", "--model-config", str(config)]
+    command += ["--bandwidth-buffer-gib", "0.5", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
+
+
 def test_probe_end_to_end_on_tiny_shapes(tmp_path: Path) -> None:
     config = tmp_path / "config.json"
     config.write_text(json.dumps(TINY_CONFIG))
     out = tmp_path / "result.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "quantbench.probe",
-            "--model-config",
-            str(config),
-            "--batch-sizes",
-            "1,16,256",
-            "--min-repeats",
-            "5",
-            "--target-seconds",
-            "0.05",
-            "--bandwidth-buffer-gib",
-            "0.5",
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
+    proc = run_probe(
+        config,
+        ["--batch-sizes", "1,16,256", "--min-repeats", "5", "--target-seconds", "0.05", "--out", str(out)],
+        timeout_s=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = ProbeResult.load(out)
@@ -101,22 +91,7 @@ def test_weights_that_cannot_fit_fail_clearly(tmp_path: Path) -> None:
     config = tmp_path / "config.json"
     huge = {**TINY_CONFIG, "hidden_size": 16384, "intermediate_size": 65536, "num_hidden_layers": 64}
     config.write_text(json.dumps({**huge, "num_attention_heads": 128}))
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "quantbench.probe",
-            "--model-config",
-            str(config),
-            "--batch-sizes",
-            "1",
-            "--bandwidth-buffer-gib",
-            "0.5",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = run_probe(config, ["--batch-sizes", "1"], timeout_s=300)
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "no result: the bf16 baseline has no measurements" in proc.stderr
     assert "GB free" in proc.stderr and "run it on a GPU with more memory" in proc.stderr

@@ -72,21 +72,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("file", metavar="BENCH.yaml", help="QuantBenchmark file")
     p.add_argument("--out", default="results", help="results root folder (default: ./results)")
-    p.add_argument(
-        "--vllm-python",
-        default=os.environ.get("QUANTBENCH_VLLM_PYTHON", sys.executable),
-        help="Python with vLLM installed (default: $QUANTBENCH_VLLM_PYTHON, else this Python)",
-    )
-    p.add_argument(
-        "--jobs-python",
-        default=os.environ.get("QUANTBENCH_JOBS_PYTHON", sys.executable),
-        help="Python with quantbench-loadgen (default: $QUANTBENCH_JOBS_PYTHON, else this Python)",
-    )
-    p.add_argument(
-        "--accuracy-python",
-        default=os.environ.get("QUANTBENCH_ACCURACY_PYTHON", sys.executable),
-        help="Python with quantbench-loadgen[accuracy] (lm-eval) (default: $QUANTBENCH_ACCURACY_PYTHON)",
-    )
+    for flag, env, what, default_note in (
+        ("--vllm-python", "QUANTBENCH_VLLM_PYTHON", "vLLM installed", ", else this Python"),
+        ("--jobs-python", "QUANTBENCH_JOBS_PYTHON", "quantbench-loadgen", ", else this Python"),
+        ("--accuracy-python", "QUANTBENCH_ACCURACY_PYTHON", "quantbench-loadgen[accuracy] (lm-eval)", ""),
+    ):
+        p.add_argument(
+            flag,
+            default=os.environ.get(env, sys.executable),
+            help=f"Python with {what} (default: ${env}{default_note})",
+        )
     p.add_argument(
         "--gsm8k",
         default=os.environ.get("QUANTBENCH_GSM8K_DIR"),
