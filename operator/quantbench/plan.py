@@ -15,8 +15,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from quantbench.api.v1alpha1 import (
     Parallelism,
@@ -80,6 +81,9 @@ class StepKind(StrEnum):
     ACCURACY = "accuracy"
 
 
+_OLD_STEP_KINDS = ("server", "collect", "teardown")
+
+
 class Step(ApiModel):
     kind: StepKind = Field(description="What the step does.")
     name: str = Field(description="Step name used in child names and labels, e.g. server or wl-latency.")
@@ -95,6 +99,15 @@ class VariantPlan(ApiModel):
     kernel: str | None = None
     steps: list[Step] = Field(description="The Jobs run against the variant's server, in order.")
     unsupported: str | None = Field(default=None, description="Why the pool's GPU cannot run the variant.")
+
+    @field_validator("steps", mode="before")
+    @classmethod
+    def _jobs_only(cls, steps: Any) -> Any:
+        """Run ConfigMaps written before plans listed only Jobs also hold server/collect/teardown steps:
+        a run in progress across an operator upgrade reads on without them."""
+        if isinstance(steps, list):
+            return [s for s in steps if not (isinstance(s, dict) and s.get("kind") in _OLD_STEP_KINDS)]
+        return steps
 
 
 class ProbePlan(ApiModel):

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -274,3 +275,26 @@ def test_probe_job_takes_one_gpu_of_its_pool_in_the_server_image() -> None:
     )
     cm = probe.probe_configmap(OWNER, RUN, l40s, 1)
     assert cm["metadata"]["name"] == name and json.loads(cm["data"]["input.json"])["pool"] == "l40s"
+
+
+def test_a_run_configmap_of_the_previous_plan_shape_still_reads() -> None:
+    """Plans used to list server/collect/teardown steps around the Jobs; a run in progress across an
+    operator upgrade keeps its Jobs."""
+    s = spec()
+    snap = RunSnapshot(
+        run_id=RUN,
+        generation=1,
+        started_at=datetime(2026, 11, 23, 3, tzinfo=UTC),
+        spec=s,
+        plan=plan_run(s, {}),
+    )
+    cm = run_configmap(OWNER, snap)
+    doc = json.loads(cm["data"]["run.json"])
+    for v in doc["plan"]["variants"]:
+        v["steps"] = [
+            {"kind": "server", "name": "server"},
+            *v["steps"],
+            {"kind": "teardown", "name": "teardown"},
+        ]
+    cm["data"]["run.json"] = json.dumps(doc)
+    assert snapshot_from_configmap(cm) == snap
