@@ -4,7 +4,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: help venv test test-unit crds lint fmt validate demo clean
+.PHONY: help venv test test-unit crds dashboards lint fmt validate demo clean
 GSM8K_DIR ?= ../shared/datasets/gsm8k
 
 help:
@@ -27,6 +27,9 @@ test-unit: venv ## run only the tests that need no external server
 crds: venv ## regenerate crds/ (and the chart's copy) from the pydantic models
 	$(BIN)/quantbench crd > crds/quantbench.dev_quantbenchmarks.yaml
 	cp crds/quantbench.dev_quantbenchmarks.yaml charts/quantbench/crds/
+
+dashboards: venv ## regenerate the chart's Grafana dashboards (charts/quantbench/files/dashboards) from quantbench.dashboards
+	$(BIN)/quantbench dashboards --out charts/quantbench/files/dashboards
 
 lint: venv ## ruff, mypy and the import layers (lint-imports, contracts in pyproject.toml)
 	$(BIN)/ruff check .

@@ -16,6 +16,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "quantbench.commands.operator",
     "quantbench.commands.report",
     "quantbench.commands.probe",
+    "quantbench.commands.dashboards",
 )
 
 

@@ -18,7 +18,6 @@ from typing import Any
 import kopf
 
 from quantbench import metrics
-from quantbench.api.summary import RunSummary
 from quantbench.api.v1alpha1 import GROUP, PLURAL, VERSION
 from quantbench.driver import Driver
 from quantbench.kube import Kube, load_api_client
@@ -124,7 +123,8 @@ async def drive(stopped: kopf.DaemonStopped, name: str, namespace: str | None, *
         wake.clear()
         delay: float | None
         try:
-            delay = await loop.run_in_executor(RUNTIME.executor, _driver().reconcile, namespace, name)
+            with metrics.Timer(metrics.OPERATOR):
+                delay = await loop.run_in_executor(RUNTIME.executor, _driver().reconcile, namespace, name)
         except Exception:
             log.exception("reconcile of %s/%s failed; retrying in %.0f s", namespace, name, ERROR_BACKOFF_S)
             delay = ERROR_BACKOFF_S
@@ -152,17 +152,17 @@ kopf.on.event("apps", "v1", "deployments", labels=OWNED)(_wake_owner)
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def export_summary(event: kopf.RawEvent, body: kopf.Body, name: str, namespace: str | None, **_: Any) -> None:
-    """Mirror each benchmark's last summary (from its status, so a restart loses nothing) into /metrics."""
+def export_state(event: kopf.RawEvent, body: kopf.Body, name: str, namespace: str | None, **_: Any) -> None:
+    """Mirror each benchmark's summary and run state (from its status, so a restart loses nothing) into
+    /metrics; a deleted benchmark's series disappear."""
     if not namespace:
         return
-    summary = body.get("status", {}).get("summary")
-    if event.get("type") == "DELETED" or not summary:
-        metrics.SUMMARIES.forget(namespace, name)
+    if event.get("type") == "DELETED":
+        metrics.BENCHMARKS.forget(namespace, name)
         return
     try:
-        parsed = RunSummary.model_validate(summary)
+        samples = metrics.samples_of_body(dict(body))
     except ValueError as exc:
-        log.warning("status.summary of %s/%s is not a RunSummary, not exported: %s", namespace, name, exc)
+        log.warning("status of %s/%s is not a QuantBenchmarkStatus, not exported: %s", namespace, name, exc)
         return
-    metrics.SUMMARIES.update(namespace, name, str(body.get("spec", {}).get("model", "")), parsed)
+    metrics.BENCHMARKS.update(namespace, name, samples)

@@ -19,7 +19,7 @@ from quantbench.api.summary import (
     Verdict,
 )
 from quantbench.local.server import free_port
-from quantbench.metrics import HELP, LABELS, SummaryCollector, summary_samples
+from quantbench.metrics import LABELS, METRICS, BenchmarkCollector, summary_samples
 from tests.fixtures.prometheus import Prometheus
 
 
@@ -86,7 +86,7 @@ def test_samples_use_base_units_and_labels() -> None:
     assert _value(samples, "quantbench_accuracy_ratio", "awq-int4", workload="gsm8k") == 0.8
     assert _value(samples, "quantbench_verdict_info", "awq-int4", verdict="LatencyWinLosesUnderLoad") == 1.0
     for s in samples:
-        assert s.name in HELP and set(LABELS) <= set(s.labels)
+        assert s.name in METRICS and set(LABELS) <= set(s.labels)
         assert s.labels["gpu"] == "NVIDIA H100 80GB HBM3" and s.labels["namespace"] == "bench"
     # Figures a variant does not have are absent, not zero.
     assert not [s for s in samples if s.name == "quantbench_accuracy_ratio" and s.labels["variant"] == "bf16"]
@@ -94,9 +94,9 @@ def test_samples_use_base_units_and_labels() -> None:
 
 def test_collector_replaces_and_forgets() -> None:
     registry = CollectorRegistry()
-    collector = SummaryCollector()
+    collector = BenchmarkCollector()
     registry.register(collector)
-    collector.update("bench", "llama31-8b", "m", _summary())
+    collector.update("bench", "llama31-8b", summary_samples("llama31-8b", "bench", "m", _summary()))
     text = generate_latest(registry).decode()
     assert 'quantbench_crossover_batch_size{benchmark="llama31-8b"' in text
     assert "# HELP quantbench_ttft_seconds Median time to first token per request rate." in text
@@ -105,9 +105,9 @@ def test_collector_replaces_and_forgets() -> None:
 
 
 @pytest.fixture
-def exporter() -> Iterator[tuple[str, SummaryCollector]]:
+def exporter() -> Iterator[tuple[str, BenchmarkCollector]]:
     registry = CollectorRegistry()
-    collector = SummaryCollector()
+    collector = BenchmarkCollector()
     registry.register(collector)
     port = free_port()
     server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
@@ -118,10 +118,11 @@ def exporter() -> Iterator[tuple[str, SummaryCollector]]:
 
 
 def test_prometheus_scrapes_the_export(
-    exporter: tuple[str, SummaryCollector], prometheus: Callable[[list[str]], Prometheus]
+    exporter: tuple[str, BenchmarkCollector], prometheus: Callable[[list[str]], Prometheus]
 ) -> None:
     target, collector = exporter
-    collector.update("bench", "llama31-8b", "meta-llama/Llama-3.1-8B-Instruct", _summary())
+    model = "meta-llama/Llama-3.1-8B-Instruct"
+    collector.update("bench", "llama31-8b", summary_samples("llama31-8b", "bench", model, _summary()))
     prom = prometheus([target])
     result = prom.wait_for('quantbench_ttft_seconds{variant="bf16",request_rate="4"}')
     assert float(result[0]["value"][1]) == pytest.approx(0.945)

@@ -22,3 +22,17 @@ app.kubernetes.io/component: operator
 {{- define "quantbench.serviceAccountName" -}}
 {{- default (include "quantbench.fullname" .) .Values.serviceAccount.name -}}
 {{- end -}}
+
+{{- /* True when the cluster serves the Prometheus Operator's kind (e.g. "PodMonitor"). */ -}}
+{{- define "quantbench.hasMonitoring" -}}
+{{- if .root.Capabilities.APIVersions.Has (printf "monitoring.coreos.com/v1/%s" .kind) -}}true{{- end -}}
+{{- end -}}
+
+{{- /* Relabelings that turn the quantbench.dev/* pod labels into benchmark and variant labels (not the
+pod's step: the load generator exports its own `step` label, the batch size or request rate). */ -}}
+{{- define "quantbench.podRelabelings" -}}
+- sourceLabels: [__meta_kubernetes_pod_label_quantbench_dev_benchmark]
+  targetLabel: benchmark
+- sourceLabels: [__meta_kubernetes_pod_label_quantbench_dev_variant]
+  targetLabel: variant
+{{- end -}}

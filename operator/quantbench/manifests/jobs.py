@@ -104,8 +104,14 @@ def accuracy_args(
     return args
 
 
+# The load generator's live metrics (quantbench_loadgen_*), scraped by the chart's Jobs PodMonitor.
+METRICS_PORT = 9400
+METRICS_PORT_NAME = "metrics"
+
+
 def workload_command(url: str, model: str, dataset_path: str | None, configmap: str) -> list[str]:
     run = loadgen_args(url, model, f"{INPUT_DIR}/{INPUT_KEY}", f"{OUTPUT_DIR}/{RESULT_KEY}", dataset_path)
+    run += ["--metrics-port", str(METRICS_PORT)]  # live quantbench_loadgen_* series (the chart's PodMonitor)
     return [
         "/bin/sh",
         "-c",
@@ -179,6 +185,8 @@ def job(
         ],
         "volumeMounts": mounts,
     }
+    if step != STEP_ACCURACY:
+        container["ports"] = [{"name": METRICS_PORT_NAME, "containerPort": METRICS_PORT, "protocol": "TCP"}]
     pod: Obj = {"containers": [container], "volumes": volumes}
     return run_job(name, owner, run, step_labels, generation, settings, pod, settings.job_backoff_limit)
 
