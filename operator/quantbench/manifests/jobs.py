@@ -185,7 +185,7 @@ def job(
         ],
         "volumeMounts": mounts,
     }
-    if step != STEP_ACCURACY:
+    if step.kind != StepKind.ACCURACY:
         container["ports"] = [{"name": METRICS_PORT_NAME, "containerPort": METRICS_PORT, "protocol": "TCP"}]
     pod: Obj = {"containers": [container], "volumes": volumes}
     return run_job(name, owner, run, step_labels, generation, settings, pod, settings.job_backoff_limit)
