@@ -34,6 +34,7 @@ from quantbench_loadgen.live import LiveCounters, ProgressLine, PrometheusExport
 from quantbench_loadgen.runner import AnyWorkload, run_workload
 from quantbench_loadgen.sender import Runner, RunOptions
 from quantbench_loadgen.specs import ServingWorkload, Workload
+from quantbench_loadgen.telemetry import DEFAULT_INTERVAL_S
 from quantbench_loadgen.tokenization import LocalTokenizer, ServerTokenizer, Tokenizer
 
 EXIT_FAILURES, EXIT_INPUT, EXIT_SERVER = 1, 2, 3
@@ -112,6 +113,13 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--samples", help="write every request's record as JSON lines here")
     p.add_argument("--keep-text", action="store_true", help="keep generated texts in samples and export")
     p.add_argument("--metrics-port", type=int, help="serve live Prometheus metrics on this port")
+    p.add_argument(
+        "--telemetry-interval",
+        type=float,
+        default=DEFAULT_INTERVAL_S,
+        metavar="S",
+        help=f"scrape the server's /metrics every S seconds into the result (0: never; default {DEFAULT_INTERVAL_S})",
+    )
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress line")
     p.add_argument("--timeout", type=float, default=600.0, help="per-request timeout, seconds (600)")
     p.add_argument(
@@ -131,6 +139,9 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     if args.processes < 1:
         print("error: --processes must be >= 1", file=sys.stderr)
+        return EXIT_INPUT
+    if args.telemetry_interval < 0:
+        print("error: --telemetry-interval must be >= 0 (0: no server telemetry)", file=sys.stderr)
         return EXIT_INPUT
     try:
         workload = load_workload(args.workload, args.dataset_path)
@@ -161,6 +172,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         exporter=exporter,
         counters=counters,
         processes=args.processes,
+        telemetry_interval_s=args.telemetry_interval or None,
     )
     show_progress = sys.stderr.isatty() if args.progress is None else args.progress
 

@@ -24,6 +24,7 @@ from pydantic import Field
 
 from quantbench_loadgen.schema import ApiModel
 from quantbench_loadgen.specs import WorkloadType
+from quantbench_loadgen.telemetry import ServerTelemetry
 
 RESULT_API_VERSION: Literal["quantbench.dev/loadgen-v1"] = "quantbench.dev/loadgen-v1"
 
@@ -192,6 +193,9 @@ class LoadgenResult(ApiModel):
     )
     serving: list[ServingRateResult] = Field(
         default_factory=list, description="Serving workload: one entry per request rate, in spec order."
+    )
+    server_telemetry: ServerTelemetry | None = Field(
+        default=None, description="The server's /metrics sampled during the run, with a summary per step."
     )
     total_failed: int = Field(default=0, ge=0, description="Failed measured requests over every step.")
     complete: bool = Field(

@@ -3,15 +3,16 @@ serving (arrivals at a rate, or a closed loop), and turns what was measured into
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 
 from quantbench_loadgen import __version__
 from quantbench_loadgen.arrivals import arrival_offsets, schedule
-from quantbench_loadgen.client import Endpoint, StreamingClient, request_body
+from quantbench_loadgen.client import Endpoint, StreamingClient, request_body, server_root
 from quantbench_loadgen.datasets import Prompt, describe, load_prompts, random_prompts
 from quantbench_loadgen.results import (
     LatencyResult,
@@ -38,6 +39,7 @@ from quantbench_loadgen.stats import (
     step_fields,
     step_span_s,
 )
+from quantbench_loadgen.telemetry import TelemetryScraper
 from quantbench_loadgen.tokenization import Tokenizer
 
 AnyWorkload = LatencyWorkload | ThroughputWorkload | ServingWorkload
@@ -238,6 +240,20 @@ async def _paced_sharded(
             opts.exporter.finished(timing)
 
 
+@contextlib.asynccontextmanager
+async def server_telemetry(url: str, options: RunOptions) -> AsyncIterator[TelemetryScraper | None]:
+    """Scrape the server's /metrics while the workload runs, each sample tagged with the running step."""
+    if not options.telemetry_interval_s:
+        yield None
+        return
+    counters = options.counters
+    scraper = TelemetryScraper(
+        f"{server_root(url)}/metrics", options.telemetry_interval_s, lambda: counters.step
+    )
+    async with scraper:
+        yield scraper
+
+
 async def run_workload(
     wl: AnyWorkload,
     *,
@@ -251,13 +267,16 @@ async def run_workload(
     started = datetime.now(UTC)
     ep: Endpoint = "chat" if wl.endpoint == "chat" else "completions"
     prompts = serving_prompts(wl, tokenizer) if isinstance(wl, ServingWorkload) else []
-    async with StreamingClient(
-        url,
-        endpoint=ep,
-        api_key=api_key,
-        timeout_s=options.request_timeout_s,
-        keep_text=options.keep_text,
-    ) as client:
+    async with (
+        StreamingClient(
+            url,
+            endpoint=ep,
+            api_key=api_key,
+            timeout_s=options.request_timeout_s,
+            keep_text=options.keep_text,
+        ) as client,
+        server_telemetry(url, options) as scraper,
+    ):
         runner = Runner(client, options)
         if runner_ready is not None:
             runner_ready(runner)
@@ -281,6 +300,10 @@ async def run_workload(
             result.throughput = [r for r, _ in await run_throughput(runner, wl, tokenizer)]
         else:
             result.serving = [r for r, _ in await run_serving(runner, wl, prompts)]
+    if scraper is not None:
+        result.server_telemetry = scraper.result()
+        if result.server_telemetry is None:
+            result.notes.append(f"no server telemetry: {scraper.metrics_url} answered no scrape")
     steps = [result.latency] if result.latency is not None else [*result.throughput, *result.serving]
     result.total_failed = sum(s.failed for s in steps)
     for s in steps:

@@ -65,6 +65,7 @@ class RunOptions:
     exporter: PrometheusExporter | None = None
     counters: LiveCounters = field(default_factory=LiveCounters)
     processes: int = 1  # serving steps: client processes sharing the load
+    telemetry_interval_s: float | None = None  # scrape the server's /metrics this often (None: never)
 
 
 class Runner:

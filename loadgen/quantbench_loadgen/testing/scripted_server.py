@@ -48,6 +48,23 @@ class Script:
     record: bool = False
     coalesce: bool = True  # with no delays, write a whole answer at once (else one write per token)
     log: dict[str, list[float]] = field(default_factory=dict)
+    # What GET /metrics reports under vLLM's names (per worker process): answers being streamed, tokens.
+    running: int = 0
+    prompt_tokens: int = 0
+    generation_tokens: int = 0
+
+    def metrics(self) -> bytes:
+        """A Prometheus exposition with the vLLM metric names this server can answer truthfully."""
+        lines = []
+        for name, kind, value in (
+            ("vllm:num_requests_running", "gauge", self.running),
+            ("vllm:num_requests_waiting", "gauge", 0),
+            ("vllm:prompt_tokens_total", "counter", self.prompt_tokens),
+            ("vllm:generation_tokens_total", "counter", self.generation_tokens),
+        ):
+            family = name.removesuffix("_total")
+            lines += [f"# TYPE {family} {kind}", f'{name}{{model_name="scripted"}} {float(value)}']
+        return ("\n".join(lines) + "\n").encode()
 
 
 def _chunked(data: bytes) -> bytes:
@@ -76,6 +93,11 @@ def _json_response(status: int, obj: Any) -> bytes:
     )
 
 
+def _text_response(body: bytes) -> bytes:
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: %d\r\n\r\n"
+    return head % len(body) + body
+
+
 def tokenize(text: str) -> list[int]:
     return [_INDEX.get(w, 0) for w in text.split()]
 
@@ -86,6 +108,7 @@ class StreamProtocol(asyncio.Protocol):
         self.buf = b""
         self.transport: asyncio.Transport | None = None
         self.busy = False
+        self.answer_tokens = 0
         self.handles: list[asyncio.TimerHandle] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -97,6 +120,9 @@ class StreamProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         for h in self.handles:
             h.cancel()
+        if self.busy:  # the client left mid-answer: it no longer runs
+            self.script.running -= 1
+            self.busy = False
         self.transport = None
 
     def data_received(self, data: bytes) -> None:
@@ -125,6 +151,8 @@ class StreamProtocol(asyncio.Protocol):
             self.write(
                 _json_response(200, {"object": "list", "data": [{"id": "scripted", "object": "model"}]})
             )
+        elif method == "GET" and path == "/metrics":
+            self.write(_text_response(self.script.metrics()))
         elif method == "GET" and path == "/health":
             self.write(_json_response(200, {}))
         elif method == "GET" and path == "/scripted/log":
@@ -163,6 +191,9 @@ class StreamProtocol(asyncio.Protocol):
         if model == "fault-hang":
             return
         self.busy = True
+        self.answer_tokens = n
+        self.script.running += 1
+        self.script.prompt_tokens += usage["prompt_tokens"]
         kind = "chat.completion.chunk" if chat else "text_completion"
         base: dict[str, Any] = {"id": "cmpl-scripted", "object": kind, "created": 0, "model": model}
 
@@ -235,6 +266,9 @@ class StreamProtocol(asyncio.Protocol):
             wake(0)
 
     def done(self) -> None:
+        if self.busy:
+            self.script.running -= 1
+            self.script.generation_tokens += self.answer_tokens
         self.busy = False
         self.handles = []
         if self.buf:
