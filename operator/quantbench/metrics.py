@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -30,7 +30,7 @@ from prometheus_client import Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from quantbench.api.summary import RunSummary, VariantSummary, Verdict
+from quantbench.api.summary import RunSummary, ServerLoad, VariantSummary, Verdict
 from quantbench.api.v1alpha1 import Phase, QuantBenchmarkStatus, RunRecord, VariantPhase, VariantStatus
 from quantbench.naming import STEP_ACCURACY, workload_step
 from quantbench.units import GIB
@@ -99,6 +99,21 @@ METRICS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
         "Requests per second meeting every SLO, per request rate.",
         _V,
         ("request_rate",),
+    ),
+    "quantbench_server_kv_cache_usage_peak_ratio": (
+        "Highest KV-cache use of the vLLM server during a batch size or request rate of the last run.",
+        _V,
+        ("batch_size", "request_rate"),
+    ),
+    "quantbench_server_waiting_requests_peak": (
+        "Most requests waiting in the vLLM server's queue during a batch size or request rate.",
+        _V,
+        ("batch_size", "request_rate"),
+    ),
+    "quantbench_server_preemptions": (
+        "Requests the vLLM server preempted during a batch size or request rate.",
+        _V,
+        ("batch_size", "request_rate"),
     ),
     "quantbench_weights_bytes": ("Model weight memory.", _V, ()),
     "quantbench_weights_ratio": ("Model weight memory / the baseline's.", _V, ()),
@@ -255,6 +270,7 @@ def _variant_samples(base: dict[str, str], v: VariantSummary) -> list[Sample]:
     for t in v.throughput:
         add("quantbench_output_tokens_per_second", t.output_tokens_per_second, batch_size=str(t.batch_size))
         add("quantbench_throughput_ratio", t.ratio_to_baseline, batch_size=str(t.batch_size))
+        _server_samples(add, t.server, batch_size=str(t.batch_size))
     add("quantbench_crossover_batch_size", v.crossover_batch_size)
     for s in v.serving:
         at = {"request_rate": s.request_rate, "workload": s.workload or ""}
@@ -267,6 +283,7 @@ def _variant_samples(base: dict[str, str], v: VariantSummary) -> list[Sample]:
         add("quantbench_serving_output_tokens_per_second", s.output_tokens_per_second, **at)
         add("quantbench_serving_throughput_ratio", s.throughput_ratio_to_baseline, **at)
         add("quantbench_goodput_requests_per_second", s.goodput_requests_per_second, **at)
+        _server_samples(add, s.server, **at)
     add("quantbench_weights_bytes", None if v.weights_gib is None else v.weights_gib * GIB)
     add("quantbench_weights_ratio", v.weights_ratio_to_baseline)
     add("quantbench_startup_seconds", v.startup_seconds)
@@ -284,6 +301,13 @@ def _variant_samples(base: dict[str, str], v: VariantSummary) -> list[Sample]:
         add("quantbench_accuracy_questions", a.questions, **task)
     add("quantbench_verdict_info", 1.0, verdict=str(Verdict(v.verdict)))
     return out
+
+
+def _server_samples(add: Callable[..., None], load: ServerLoad | None, **at: str) -> None:
+    if load is not None:
+        add("quantbench_server_kv_cache_usage_peak_ratio", load.kv_cache_usage_peak, **at)
+        add("quantbench_server_waiting_requests_peak", load.waiting_peak, **at)
+        add("quantbench_server_preemptions", load.preemptions, **at)
 
 
 def regression_counts(record: RunRecord, variants: Iterable[str]) -> dict[str, int]:

@@ -37,6 +37,7 @@ from quantbench.api.summary import (
     AccuracySummary,
     Interval,
     RunSummary,
+    ServerLoad,
     ServingPoint,
     ThroughputPoint,
     VariantSummary,
@@ -75,13 +76,32 @@ def _latency_bs1(loadgen: Mapping[str, LoadgenResult]) -> tuple[float | None, fl
     return None, None
 
 
-def _throughput(loadgen: Mapping[str, LoadgenResult]) -> dict[int, float]:
-    out: dict[int, float] = {}
+def _throughput(loadgen: Mapping[str, LoadgenResult]) -> dict[int, tuple[float, ServerLoad | None]]:
+    out: dict[int, tuple[float, ServerLoad | None]] = {}
     for result in loadgen.values():
         for point in result.throughput:
             if point.completed > 0:
-                out[point.batch_size] = point.output_tokens_per_s
+                out[point.batch_size] = (
+                    point.output_tokens_per_s,
+                    server_load(result, f"bs{point.batch_size}"),
+                )
     return out
+
+
+def server_load(result: LoadgenResult, step: str) -> ServerLoad | None:
+    """The server's telemetry summary of one step of a load-generator result (its group label)."""
+    telemetry = result.server_telemetry
+    found = next((s for s in telemetry.steps if s.step == step), None) if telemetry is not None else None
+    if found is None:
+        return None
+    return ServerLoad(
+        kv_cache_usage_peak=found.kv_cache_usage_peak,
+        kv_cache_usage_mean=found.kv_cache_usage_mean,
+        running_peak=found.running_peak,
+        waiting_peak=found.waiting_peak,
+        preemptions=found.preemptions,
+        prefix_cache_hit_rate=found.prefix_cache_hit_rate,
+    )
 
 
 def _serving(loadgen: Mapping[str, LoadgenResult]) -> list[ServingPoint]:
@@ -99,6 +119,7 @@ def _serving(loadgen: Mapping[str, LoadgenResult]) -> list[ServingPoint]:
                     e2e_median_ms=step.e2e.median_ms if done else None,
                     output_tokens_per_second=step.output_tokens_per_s,
                     goodput_requests_per_second=step.goodput_per_s,
+                    server=server_load(result, step.rate_label),
                 )
             )
     return points
@@ -311,6 +332,10 @@ def verdict_of(
         source = crossover_source(row.precision, row.kernel, crossover.batch_size, probe)
         if source is not None:
             evidence.append(source)
+        behind = min(b for b, r in ratios.items() if b > crossover.batch_size and r <= 1 - margin)
+        server = server_evidence(row, baseline, behind)
+        if server is not None:
+            evidence.append(server)
     faster = latency_win or throughput_win
     slower = latency_loss or throughput_all_below
 
@@ -362,6 +387,34 @@ def verdict_of(
 # ------------------------------------------------------------------------------------------------ the run
 
 
+def _load_words(load: ServerLoad) -> tuple[str, str] | None:
+    """(what the variant's server did, the same figures bare) for the evidence, or None without figures."""
+    parts, bare = [], []
+    if load.kv_cache_usage_peak is not None:
+        parts.append(f"its KV cache is {load.kv_cache_usage_peak * 100:.0f}% full")
+        bare.append(f"{load.kv_cache_usage_peak * 100:.0f}%")
+    if load.waiting_peak is not None:
+        parts.append(f"{load.waiting_peak:.0f} requests wait")
+        bare.append(f"{load.waiting_peak:.0f}")
+    if load.preemptions:
+        parts.append(f"{load.preemptions:.0f} were preempted")
+        bare.append(f"{load.preemptions:.0f} preempted")
+    return (" and ".join(parts), ", ".join(bare)) if parts else None
+
+
+def server_evidence(row: VariantSummary, baseline: VariantSummary, batch_size: int) -> str | None:
+    """What the servers did where the variant falls behind: 'at batch 64 its KV cache is 97% full and 12
+    requests wait (bf16: 60%, 0)', from the telemetry the load generator sampled."""
+    mine = next((p.server for p in row.throughput if p.batch_size == batch_size), None)
+    theirs = next((p.server for p in baseline.throughput if p.batch_size == batch_size), None)
+    words = _load_words(mine) if mine is not None else None
+    if words is None:
+        return None
+    base = _load_words(theirs) if theirs is not None else None
+    compared = f" ({baseline.variant}: {base[1]})" if base is not None else ""
+    return f"at batch {batch_size} {words[0]}{compared}"
+
+
 def _row(name: str, precision: str, vr: VariantResults, bandwidth: float | None) -> VariantSummary:
     phase, server = _phase(vr)
     ms, tps = _latency_bs1(vr.loadgen)
@@ -375,8 +428,8 @@ def _row(name: str, precision: str, vr: VariantResults, bandwidth: float | None)
         ms_per_token_bs1=ms,
         tokens_per_second_bs1=tps,
         throughput=[
-            ThroughputPoint(batch_size=b, output_tokens_per_second=t)
-            for b, t in sorted(_throughput(vr.loadgen).items())
+            ThroughputPoint(batch_size=b, output_tokens_per_second=t, server=load)
+            for b, (t, load) in sorted(_throughput(vr.loadgen).items())
         ],
         serving=_serving(vr.loadgen),
         weights_gib=weights,

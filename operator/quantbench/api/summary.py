@@ -33,12 +33,28 @@ class Interval(ApiModel):
     high: float = Field(description="Upper bound.")
 
 
+class ServerLoad(ApiModel):
+    """The vLLM server during one step, from its /metrics sampled by the load generator."""
+
+    kv_cache_usage_peak: float | None = Field(
+        default=None, ge=0, description="Highest KV-cache use (fraction)."
+    )
+    kv_cache_usage_mean: float | None = Field(default=None, ge=0, description="Mean KV-cache use (fraction).")
+    running_peak: float | None = Field(default=None, ge=0, description="Most requests running at once.")
+    waiting_peak: float | None = Field(default=None, ge=0, description="Most requests waiting in the queue.")
+    preemptions: float | None = Field(default=None, ge=0, description="Requests preempted during the step.")
+    prefix_cache_hit_rate: float | None = Field(
+        default=None, ge=0, le=1, description="Prefix-cache hits / queries during the step."
+    )
+
+
 class ThroughputPoint(ApiModel):
     batch_size: int = Field(ge=1, description="Requests released together.")
     output_tokens_per_second: float = Field(ge=0, description="Generated tokens per second.")
     ratio_to_baseline: float | None = Field(
         default=None, description="This / baseline at the same batch size."
     )
+    server: ServerLoad | None = Field(default=None, description="The server during this batch size.")
 
 
 class ServingPoint(ApiModel):
@@ -57,6 +73,7 @@ class ServingPoint(ApiModel):
     throughput_ratio_to_baseline: float | None = Field(
         default=None, description="Output tokens/s / baseline's."
     )
+    server: ServerLoad | None = Field(default=None, description="The server during this request rate.")
 
 
 class AccuracySummary(ApiModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from quantbench.analysis.summary import format_gib
-from quantbench.api.summary import RunSummary, ServingPoint, Verdict
+from quantbench.api.summary import RunSummary, ServerLoad, ServingPoint, Verdict
 from quantbench.report.svg import Bar, Series, bar_chart, color, line_chart
 
 
@@ -67,6 +67,62 @@ def serving_plot(summary: RunSummary, workload: str, metric: str) -> str:
     )
 
 
+SERVER_FIGURES = {
+    "kv-cache": ("KV-cache use (peak)", "% of KV-cache blocks", lambda load: _pct(load.kv_cache_usage_peak)),
+    "queue": ("Requests waiting in the server (peak)", "requests waiting", lambda load: load.waiting_peak),
+}
+
+
+def _pct(x: float | None) -> float | None:
+    return None if x is None else x * 100
+
+
+def _server_value(load: ServerLoad | None, figure: str) -> float | None:
+    return None if load is None else SERVER_FIGURES[figure][2](load)
+
+
+def server_throughput_plot(summary: RunSummary, figure: str) -> str:
+    """A server figure (KV-cache peak or queue peak) against the batch size, beside the throughput plot."""
+    title, y_label, _ = SERVER_FIGURES[figure]
+    series = []
+    for i, row in enumerate(summary.variants):
+        pts = [
+            (float(p.batch_size), v)
+            for p in row.throughput
+            if (v := _server_value(p.server, figure)) is not None
+        ]
+        if pts:
+            series.append(Series(row.variant, pts, color(i)))
+    return line_chart(f"{title} vs batch size", "batch size (log scale)", y_label, series, log2_x=True)
+
+
+def server_serving_plot(summary: RunSummary, workload: str, figure: str) -> str:
+    """A server figure against the request rate of one serving workload, beside its TTFT and ITL."""
+    title, y_label, _ = SERVER_FIGURES[figure]
+    rates = sorted(
+        {p.request_rate for row in summary.variants for p in row.serving if (p.workload or "") == workload},
+        key=_rate_key,
+    )
+    index = {r: i for i, r in enumerate(rates)}
+    series = []
+    for i, row in enumerate(summary.variants):
+        pts = [
+            (float(index[p.request_rate]), v)
+            for p in row.serving
+            if (p.workload or "") == workload and (v := _server_value(p.server, figure)) is not None
+        ]
+        if pts:
+            series.append(Series(row.variant, pts, color(i)))
+    suffix = f" ({workload})" if workload else ""
+    return line_chart(
+        f"{title} vs request rate{suffix}",
+        "request rate (requests/s; inf = closed loop)",
+        y_label,
+        series,
+        categories=rates,
+    )
+
+
 def accuracy_plot(summary: RunSummary) -> str:
     bars = []
     for i, row in enumerate(summary.variants):
@@ -112,10 +168,19 @@ def all_plots(summary: RunSummary) -> dict[str, str]:
     plots: dict[str, str] = {}
     if any(row.throughput for row in summary.variants):
         plots["throughput"] = throughput_plot(summary)
+    for figure in SERVER_FIGURES:
+        if any(
+            _server_value(p.server, figure) is not None for row in summary.variants for p in row.throughput
+        ):
+            plots[f"{figure}-throughput"] = server_throughput_plot(summary, figure)
     for n, workload in enumerate(_serving_workloads(summary)):
         tag = "" if n == 0 else f"-{workload}"
         plots[f"ttft{tag}"] = serving_plot(summary, workload, "ttft")
         plots[f"itl{tag}"] = serving_plot(summary, workload, "itl")
+        for figure in SERVER_FIGURES:
+            points = [p for row in summary.variants for p in row.serving if (p.workload or "") == workload]
+            if any(_server_value(p.server, figure) is not None for p in points):
+                plots[f"{figure}{tag or '-serving'}"] = server_serving_plot(summary, workload, figure)
     if any(row.accuracy for row in summary.variants):
         plots["accuracy"] = accuracy_plot(summary)
     if any(row.weights_gib is not None for row in summary.variants):
