@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
@@ -211,3 +212,28 @@ class TelemetryScraper:
             steps=summarize(self._samples),
             failed_scrapes=self._failed,
         )
+
+
+@contextlib.contextmanager
+def sampling_in_background(metrics_url: str, interval_s: float, step: str) -> Iterator[TelemetryScraper]:
+    """Scrape in a thread of its own while synchronous code runs (the accuracy task: lm-eval blocks);
+    call `.result()` on the yielded scraper after the block."""
+    scraper = TelemetryScraper(metrics_url, interval_s, lambda: step)
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    stop = asyncio.Event()
+
+    async def main() -> None:
+        async with scraper:
+            started.set()
+            await stop.wait()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), name="telemetry", daemon=True)
+    thread.start()
+    started.wait(30)
+    try:
+        yield scraper
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(60)
+        loop.close()

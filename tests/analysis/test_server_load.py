@@ -81,3 +81,17 @@ def test_server_load_is_plotted_and_exported(tmp_path: Path) -> None:
     }
     assert kv[("awq-int4", "64", "")] == 0.97 and kv[("awq-int4", "", "inf")] == 0.99
     assert kv[("bf16", "64", "")] == 0.6 and not [k for k in kv if k[0] == "fp8"]
+
+
+def test_accuracy_step_server_load(tmp_path: Path) -> None:
+    results = RunResults.load(builders.write_run(tmp_path, builders.demo_variants(), "bf16"))
+    acc = results.variants["fp8"].accuracy
+    assert acc is not None
+    results.variants["fp8"].accuracy = acc.model_copy(
+        update={"server_telemetry": _telemetry({"accuracy": (0.4, 2, 0)})}
+    )
+    rows = {r.variant: r for r in build_summary(results).variants}
+    fp8 = rows["fp8"].accuracy
+    assert fp8 is not None and fp8.server is not None and fp8.server.kv_cache_usage_peak == 0.4
+    assert fp8.paired_p_value is not None  # the comparison with the baseline kept it
+    assert rows["bf16"].accuracy is not None and rows["bf16"].accuracy.server is None

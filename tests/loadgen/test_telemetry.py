@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from quantbench_loadgen.live import LiveCounters
 from quantbench_loadgen.results import LoadgenResult
 from quantbench_loadgen.runner import RunOptions, run_workload
 from quantbench_loadgen.specs import Workload
-from quantbench_loadgen.telemetry import TelemetrySample, parse_metrics, summarize
+from quantbench_loadgen.telemetry import TelemetrySample, parse_metrics, sampling_in_background, summarize
 from quantbench_loadgen.tokenization import LocalTokenizer
 from tests.fixtures.vllm import VllmServer
 from tests.loadgen.conftest import ScriptedFactory
@@ -146,3 +147,19 @@ def test_telemetry_vllm(vllm_server: Callable[[str], VllmServer]) -> None:
         assert s.generation_tokens is not None and s.generation_tokens > 0, s
     assert by_step["bs8"].running_peak is not None and by_step["bs8"].running_peak > 1
     assert by_step["bs8"].kv_cache_usage_peak >= by_step["bs1"].kv_cache_usage_peak  # type: ignore[operator]
+
+
+def test_background_sampling_while_synchronous_code_runs(scripted_server: ScriptedFactory) -> None:
+    """The accuracy task blocks in lm-eval: telemetry is sampled from a thread of its own meanwhile."""
+    url = scripted_server(itl_ms=5)
+    body = json.dumps({"model": "m", "prompt": "a b c", "max_tokens": 40, "stream": True}).encode()
+    with sampling_in_background(f"{url}/metrics", 0.02, "accuracy") as scraper:
+        for _ in range(3):  # ~200 ms each: several samples see a request running
+            req = urllib.request.Request(f"{url}/v1/completions", body, {"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                resp.read()
+    telemetry = scraper.result()
+    assert telemetry is not None and [s.step for s in telemetry.steps] == ["accuracy"]
+    step = telemetry.steps[0]
+    assert step.running_peak == 1 and step.samples >= 10
+    assert telemetry.samples[-1].generation_tokens is not None and telemetry.samples[-1].running == 0

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from quantbench_loadgen.accuracy.runner import AccuracyRequest, AccuracyRunError, run_accuracy
 from quantbench_loadgen.accuracy.task import DatasetError
 from quantbench_loadgen.specs import AccuracySpec
+from quantbench_loadgen.telemetry import DEFAULT_INTERVAL_S
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
@@ -49,6 +50,13 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--max-length", type=int, default=4096, help="model context length, tokens")
     p.add_argument("--out", type=Path, required=True, help="where to write the AccuracyResult JSON")
     p.add_argument("--samples-out", type=Path, help="also write every generation as JSONL here")
+    p.add_argument(
+        "--telemetry-interval",
+        type=float,
+        default=DEFAULT_INTERVAL_S,
+        metavar="S",
+        help=f"sample the server's /metrics every S seconds into the result (0: never; default {DEFAULT_INTERVAL_S})",
+    )
     return p
 
 
@@ -84,10 +92,14 @@ def request_from_args(args: argparse.Namespace) -> AccuracyRequest:
         concurrency=spec.concurrency,
         max_length=args.max_length,
         endpoint=args.endpoint,
+        telemetry_interval_s=args.telemetry_interval or None,
     )
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.telemetry_interval < 0:
+        print("error: --telemetry-interval must be >= 0 (0: no server telemetry)", file=sys.stderr)
+        return 2
     try:
         request = request_from_args(args)
         result = run_accuracy(request, samples_out=args.samples_out)

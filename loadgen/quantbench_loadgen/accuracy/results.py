@@ -16,6 +16,7 @@ from typing import Final, Literal
 from pydantic import Field
 
 from quantbench_loadgen.schema import ApiModel
+from quantbench_loadgen.telemetry import ServerTelemetry
 
 ACCURACY_API_VERSION: Final = "quantbench.dev/accuracy-v1"
 STRICT: Final = "strict-match"
@@ -80,6 +81,9 @@ class AccuracyResult(ApiModel):
     strict: ExtractorScore = Field(description="Score with the strict extractor ('#### N'): the headline.")
     flexible: ExtractorScore = Field(description="Score with the flexible extractor (last number).")
     outcomes: list[QuestionOutcome] = Field(default_factory=list, description="Every question, in order.")
+    server_telemetry: ServerTelemetry | None = Field(
+        default=None, description="The server's /metrics sampled while the task ran (step 'accuracy')."
+    )
     notes: list[str] = Field(default_factory=list, description="Warnings a person should read.")
 
     @property

@@ -7,6 +7,7 @@ from the local model folder (without one, prompts go to the server as text).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -37,6 +38,7 @@ from quantbench_loadgen.accuracy.task import (
     resolve_dataset_dir,
     task_config,
 )
+from quantbench_loadgen.telemetry import DEFAULT_INTERVAL_S, sampling_in_background
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,12 @@ class AccuracyRequest:
     )
     timeout_s: int = 600
     endpoint: Literal["completions", "chat"] = "completions"  # chat: the server applies the chat template
+    telemetry_interval_s: float | None = DEFAULT_INTERVAL_S  # sample the server's /metrics (None: never)
+
+
+def metrics_url(base_url: str) -> str:
+    """The server's Prometheus endpoint: <root>/metrics."""
+    return endpoint_url(base_url).removesuffix("/v1/completions") + "/metrics"
 
 
 def endpoint_url(base_url: str, endpoint: str = "completions") -> str:
@@ -197,21 +205,32 @@ def _evaluate(request: AccuracyRequest, folder: Path | None, samples_out: Path |
 
     started = datetime.now(UTC)
     t0 = time.monotonic()
-    output = simple_evaluate(
-        model="local-chat-completions" if request.endpoint == "chat" else "local-completions",
-        model_args=model_args(request),
-        apply_chat_template=request.endpoint == "chat",
-        fewshot_as_multiturn=request.endpoint == "chat",
-        tasks=[task_config(folder, request.num_fewshot, request.max_gen_tokens)],
-        num_fewshot=request.num_fewshot,
-        limit=request.limit,
-        log_samples=True,
-        random_seed=request.seed,
-        numpy_random_seed=request.seed,
-        torch_random_seed=None,
-        fewshot_random_seed=request.seed,
-        bootstrap_iters=0,
-    )
+    with contextlib.ExitStack() as stack:
+        scraper = (
+            stack.enter_context(
+                sampling_in_background(
+                    metrics_url(request.base_url), request.telemetry_interval_s, "accuracy"
+                )
+            )
+            if request.telemetry_interval_s
+            else None
+        )
+        output = simple_evaluate(
+            model="local-chat-completions" if request.endpoint == "chat" else "local-completions",
+            model_args=model_args(request),
+            apply_chat_template=request.endpoint == "chat",
+            fewshot_as_multiturn=request.endpoint == "chat",
+            tasks=[task_config(folder, request.num_fewshot, request.max_gen_tokens)],
+            num_fewshot=request.num_fewshot,
+            limit=request.limit,
+            log_samples=True,
+            random_seed=request.seed,
+            numpy_random_seed=request.seed,
+            torch_random_seed=None,
+            fewshot_random_seed=request.seed,
+            bootstrap_iters=0,
+        )
+    telemetry = scraper.result() if scraper is not None else None
     duration = time.monotonic() - t0
     if not output or TASK_NAME not in output.get("samples", {}):
         raise AccuracyRunError(f"lm-eval returned no samples for {TASK_NAME}")
@@ -241,6 +260,7 @@ def _evaluate(request: AccuracyRequest, folder: Path | None, samples_out: Path |
         strict=score(outcomes, strict=True),
         flexible=score(outcomes, strict=False),
         outcomes=outcomes,
+        server_telemetry=telemetry,
         notes=notes,
     )
 

@@ -50,6 +50,7 @@ from quantbench.probe.specs import match_gpu_spec
 from quantbench.units import GIB
 from quantbench_loadgen.accuracy.results import AccuracyResult
 from quantbench_loadgen.results import LoadgenResult
+from quantbench_loadgen.telemetry import ServerTelemetry
 
 MEMORY_WIN_RATIO = 0.9  # weights at most 90% of the baseline's count as a memory win
 
@@ -90,7 +91,10 @@ def _throughput(loadgen: Mapping[str, LoadgenResult]) -> dict[int, tuple[float, 
 
 def server_load(result: LoadgenResult, step: str) -> ServerLoad | None:
     """The server's telemetry summary of one step of a load-generator result (its group label)."""
-    telemetry = result.server_telemetry
+    return _load_of(result.server_telemetry, step)
+
+
+def _load_of(telemetry: ServerTelemetry | None, step: str) -> ServerLoad | None:
     found = next((s for s in telemetry.steps if s.step == step), None) if telemetry is not None else None
     if found is None:
         return None
@@ -167,6 +171,7 @@ def _accuracy_alone(acc: AccuracyResult) -> AccuracySummary:
         accuracy=acc.strict.accuracy,
         flexible_accuracy=acc.flexible.accuracy,
         interval95=Interval(low=low, high=high),
+        server=_load_of(acc.server_telemetry, "accuracy"),
     )
 
 

@@ -101,6 +101,7 @@ class AccuracySummary(ApiModel):
     minimum_detectable_delta: float | None = Field(
         default=None, ge=0, description="Smallest drop this sample detects with 80% power at alpha 0.05."
     )
+    server: ServerLoad | None = Field(default=None, description="The server while the task ran.")
 
 
 class VariantSummary(ApiModel):
