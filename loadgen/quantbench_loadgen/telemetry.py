@@ -25,6 +25,9 @@ from pydantic import Field
 from quantbench_loadgen.schema import ApiModel
 
 DEFAULT_INTERVAL_S = 1.0
+# Samples kept in a result: a result travels in a ConfigMap (~1 MiB), and a sample is ~200 bytes. Longer
+# runs keep every k-th sample (the per-step summaries always use all of them).
+MAX_STORED_SAMPLES = 1000
 
 # Sample field -> vLLM sample names (first one present wins).
 SOURCES: dict[str, tuple[str, ...]] = {
@@ -81,6 +84,9 @@ class ServerTelemetry(ApiModel):
     metrics_url: str = Field(description="Where the samples came from.")
     interval_s: float = Field(gt=0, description="Scrape interval, seconds.")
     samples: list[TelemetrySample] = Field(default_factory=list, description="Samples in time order.")
+    stored_every: int = Field(
+        default=1, ge=1, description="Every k-th sample taken is stored (long runs), the last one always."
+    )
     steps: list[TelemetryStepSummary] = Field(default_factory=list, description="One summary per step.")
     failed_scrapes: int = Field(default=0, ge=0, description="Scrapes that got no answer or no metrics.")
 
@@ -205,13 +211,24 @@ class TelemetryScraper:
     def result(self) -> ServerTelemetry | None:
         if not self._samples:
             return None
+        every, stored = thin(self._samples, MAX_STORED_SAMPLES)
         return ServerTelemetry(
             metrics_url=self.metrics_url,
             interval_s=self.interval_s,
-            samples=self._samples,
+            samples=stored,
+            stored_every=every,
             steps=summarize(self._samples),
             failed_scrapes=self._failed,
         )
+
+
+def thin(samples: Sequence[TelemetrySample], limit: int) -> tuple[int, list[TelemetrySample]]:
+    """(k, every k-th sample and the last one), with k the smallest that keeps at most `limit` samples."""
+    every = max(1, -(-(len(samples) - 1) // max(1, limit - 1)))
+    kept = list(samples[::every])
+    if kept[-1] is not samples[-1]:
+        kept.append(samples[-1])
+    return every, kept
 
 
 @contextlib.contextmanager

@@ -18,7 +18,13 @@ from quantbench_loadgen.live import LiveCounters
 from quantbench_loadgen.results import LoadgenResult
 from quantbench_loadgen.runner import RunOptions, run_workload
 from quantbench_loadgen.specs import Workload
-from quantbench_loadgen.telemetry import TelemetrySample, parse_metrics, sampling_in_background, summarize
+from quantbench_loadgen.telemetry import (
+    TelemetrySample,
+    parse_metrics,
+    sampling_in_background,
+    summarize,
+    thin,
+)
 from quantbench_loadgen.tokenization import LocalTokenizer
 from tests.fixtures.vllm import VllmServer
 from tests.loadgen.conftest import ScriptedFactory
@@ -163,3 +169,11 @@ def test_background_sampling_while_synchronous_code_runs(scripted_server: Script
     step = telemetry.steps[0]
     assert step.running_peak == 1 and step.samples >= 10
     assert telemetry.samples[-1].generation_tokens is not None and telemetry.samples[-1].running == 0
+
+
+def test_long_runs_store_every_kth_sample() -> None:
+    samples = [_s(float(t), "inf", running=float(t)) for t in range(2500)]
+    every, kept = thin(samples, 1000)
+    assert every == 3 and len(kept) <= 1000 and kept[0] is samples[0] and kept[-1] is samples[-1]
+    assert thin(samples[:1000], 1000) == (1, samples[:1000])
+    assert thin(samples[:1], 1000) == (1, samples[:1])
