@@ -224,6 +224,20 @@ def comparison() -> dict[str, Any]:
             "short",
             "Output tokens per second at each request rate.",
         ),
+        _bars(
+            "Server KV-cache peak by batch size and rate",
+            f"quantbench_server_kv_cache_usage_peak_ratio{{{SEL}}}",
+            v + " bs={{batch_size}} rate={{request_rate}}",
+            "percentunit",
+            "Highest KV-cache use of the vLLM server during each step: why a variant falls behind under load.",
+        ),
+        _bars(
+            "Server queue peak by batch size and rate",
+            f"quantbench_server_waiting_requests_peak{{{SEL}}}",
+            v + " bs={{batch_size}} rate={{request_rate}}",
+            "short",
+            "Most requests waiting in the vLLM server's queue during each step.",
+        ),
         Panel(
             "Accuracy with 95% interval",
             "table",

@@ -28,6 +28,7 @@ from quantbench.analysis.summary import build_summary
 from quantbench.api.v1alpha1 import Phase, QuantBenchmarkStatus, RunRecord, VariantPhase, VariantStatus
 from quantbench.local.server import free_port
 from quantbench.metrics import BenchmarkCollector, OperatorMetrics, samples_of_body
+from quantbench_loadgen.telemetry import ServerTelemetry, TelemetrySample, summarize
 from tests.analysis import builders
 
 NAMESPACE = "bench"
@@ -41,6 +42,10 @@ def benchmark_body(tmp: Path) -> dict[str, Any]:
     root = builders.write_run(tmp / "results", variants, "bf16")
     write_probe_result(root, builders.probe_result())
     results = RunResults.load(root)
+    for vr in results.variants.values():  # the servers' load, as the load generator sampled it
+        for workload, result in vr.loadgen.items():
+            steps = [f"bs{p.batch_size}" for p in result.throughput] + [p.rate_label for p in result.serving]
+            vr.loadgen[workload] = result.model_copy(update={"server_telemetry": _telemetry(steps)})
     summary = build_summary(results)
     spec = builders.spec_for(variants, "bf16")
     t0 = builders.T0
@@ -90,6 +95,18 @@ def benchmark_body(tmp: Path) -> dict[str, Any]:
         "spec": spec.to_wire(),
         "status": status.to_wire(),
     }
+
+
+def _telemetry(steps: list[str]) -> ServerTelemetry:
+    samples = [
+        TelemetrySample(
+            t_s=float(i), step=step, kv_cache_usage=0.1 + 0.8 * i / len(steps), waiting=float(i), running=4
+        )
+        for i, step in enumerate(steps)
+    ]
+    return ServerTelemetry(
+        metrics_url="http://server/metrics", interval_s=1, samples=samples, steps=summarize(samples)
+    )
 
 
 @dataclass
