@@ -114,8 +114,28 @@ def _panel(p: Panel, pid: int, x: int, y: int) -> dict[str, Any]:
     return out
 
 
+def annotation(name: str, expr: str, title: str, color: str) -> dict[str, Any]:
+    """A Prometheus annotation: a mark on every time-series panel wherever `expr` has a series."""
+    return {
+        "name": name,
+        "datasource": DS,
+        "enable": True,
+        "iconColor": color,
+        "expr": expr,
+        "step": "60s",
+        "titleFormat": title,
+        "textFormat": "",
+        "useValueForTime": False,
+    }
+
+
 def dashboard(
-    uid: str, title: str, description: str, panels: list[Panel], variant_metric: str
+    uid: str,
+    title: str,
+    description: str,
+    panels: list[Panel],
+    variant_metric: str,
+    marks: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """A dashboard with panels laid out left to right, two per row unless a panel is wider."""
     laid: list[dict[str, Any]] = []
@@ -138,7 +158,7 @@ def dashboard(
         "refresh": "30s",
         "time": {"from": "now-6h", "to": "now"},
         "templating": {"list": variables(variant_metric)},
-        "annotations": {"list": []},
+        "annotations": {"list": marks or []},
         "panels": laid,
     }
 
@@ -349,6 +369,14 @@ def trend() -> dict[str, Any]:
         "Each figure across recurring runs, with the regressions each run found.",
         panels,
         "quantbench_verdict_info",
+        [
+            annotation(
+                "Regressions",
+                f"quantbench_regressions{{{SEL}}} > 0",
+                "{{benchmark}} {{variant}} regressed",
+                "red",
+            )
+        ],
     )
 
 

@@ -37,7 +37,9 @@ def _load(name: str) -> dict[str, Any]:
 
 
 def _queries(board: dict[str, Any]) -> list[tuple[str, str]]:
-    return [(p["title"], t["expr"]) for p in board["panels"] for t in p["targets"]]
+    """(panel or annotation title, query) of every panel target and every annotation."""
+    panels = [(p["title"], t["expr"]) for p in board["panels"] for t in p["targets"]]
+    return panels + [(f"annotation {a['name']}", a["expr"]) for a in board["annotations"]["list"]]
 
 
 def test_committed_dashboards_are_the_generated_ones() -> None:
@@ -51,6 +53,8 @@ def test_dashboard_model(name: str) -> None:
     board = _load(name)
     variables = {v["name"]: v for v in board["templating"]["list"]}
     assert list(variables) == ["datasource", *FILTERS]
+    for a in board["annotations"]["list"]:
+        assert a["datasource"]["uid"] == "${datasource}" and a["enable"]
     assert (
         variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
     )
@@ -62,15 +66,13 @@ def test_dashboard_model(name: str) -> None:
         assert p["datasource"]["uid"] == "${datasource}" and p["targets"], p["title"]
         g = p["gridPos"]
         assert g["x"] + g["w"] <= 24
-        for t in p["targets"]:
-            assert t["datasource"]["uid"] == "${datasource}"
-            # Every panel filters by the dashboard's variables.
-            assert 'namespace=~"$namespace"' in t["expr"] and 'benchmark=~"$benchmark"' in t["expr"], t[
-                "expr"
-            ]
-            for metric in re.findall(r"\b(quantbench_[a-z0-9_]+)", t["expr"]):
-                family = re.sub(r"_(bucket|count|sum)$", "", metric)
-                assert family in METRICS or family in OPERATOR_METRICS or family in LOADGEN_METRICS, metric
+        assert all(t["datasource"]["uid"] == "${datasource}" for t in p["targets"])
+    for title, expr in _queries(board):
+        # Every query filters by the dashboard's variables.
+        assert 'namespace=~"$namespace"' in expr and 'benchmark=~"$benchmark"' in expr, (title, expr)
+        for metric in re.findall(r"\b(quantbench_[a-z0-9_]+)", expr):
+            family = re.sub(r"_(bucket|count|sum)$", "", metric)
+            assert family in METRICS or family in OPERATOR_METRICS or family in LOADGEN_METRICS, metric
 
 
 def test_chart_readme_lists_every_panel() -> None:

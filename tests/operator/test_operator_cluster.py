@@ -103,6 +103,21 @@ def test_three_variants_run_to_succeeded(
     assert decode[0]["metric"]["benchmark"] == "llama" and decode[0]["metric"]["precision"] == "fp8"
     verdicts = prom.wait_for(f'quantbench_verdict_info{{namespace="{bench.ns}"}}')
     assert {v["metric"]["variant"] for v in verdicts} == {"bf16", "fp8", "awq-int4"}
+    # Run state, regression flags and the operator's health are there too.
+    ns = f'namespace="{bench.ns}",benchmark="llama"'
+    assert prom.wait_for(f'quantbench_run_phase{{{ns},phase="Succeeded"}} == 1')
+    assert prom.wait_for(f"quantbench_run_in_progress{{{ns}}} == 0")
+    assert prom.wait_for(f"quantbench_run_duration_seconds{{{ns}}} > 0")
+    assert prom.wait_for(f'quantbench_variant_progress_ratio{{{ns},variant="fp8"}} == 1')
+    assert len(prom.wait_for(f"quantbench_regressions{{{ns}}} == 0")) == 3
+    assert prom.wait_for('quantbench_operator_reconciles_total{result="success"} > 0')
+    assert prom.wait_for("quantbench_operator_last_successful_run_timestamp_seconds > 0")
+    # A deleted benchmark's series disappear.
+    bench.kube.delete("QuantBenchmark", bench.ns, "llama")
+    wait_for(
+        lambda: not prom.query(f"quantbench_run_phase{{{ns}}}"), 30, "the deleted benchmark's series gone"
+    )
+    assert not prom.query(f"quantbench_verdict_info{{{ns}}}")
 
 
 # ------------------------------------------------------------------------------------------ failures
