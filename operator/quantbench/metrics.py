@@ -170,6 +170,11 @@ METRICS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
         ("phase",),
     ),
     "quantbench_run_in_progress": ("1 while a run is in progress, else 0.", _B, ()),
+    "quantbench_condition": (
+        "Each status condition (Ready, Progressing, Degraded, ...): 1 for its status, 0 for the others.",
+        _B,
+        ("type", "status"),
+    ),
     "quantbench_run_start_timestamp_seconds": (
         "Start of the run in progress, else of the last finished run (Unix time).",
         _B,
@@ -366,6 +371,9 @@ def benchmark_samples(
     if status.phase is not None:
         for phase in Phase:
             add("quantbench_run_phase", float(status.phase == phase), phase=str(phase))
+    for c in status.conditions:
+        for st in ("True", "False", "Unknown"):
+            add("quantbench_condition", float(c.status == st), type=c.type, status=st)
     run = status.current_run
     finished = status.history[0] if status.history else None
     add("quantbench_run_in_progress", float(run is not None))

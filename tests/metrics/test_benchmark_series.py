@@ -11,6 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from quantbench.api.v1alpha1 import (
+    Condition,
     Phase,
     QuantBenchmarkStatus,
     RunRecord,
@@ -113,6 +114,28 @@ def test_run_state_series() -> None:
     assert _one(samples, "quantbench_decode_seconds_per_token", variant="bf16") == pytest.approx(0.00707)
     for s in samples:
         assert "r1" not in s.labels.values() and "r0" not in s.labels.values()
+
+
+def test_conditions_are_series() -> None:
+    failed = Condition.model_validate(
+        {"type": "Degraded", "status": "True", "reason": "OutOfMemory", "lastTransitionTime": T0}
+    )
+    ready = Condition.model_validate(
+        {"type": "Ready", "status": "False", "reason": "RunFailed", "lastTransitionTime": T0}
+    )
+    status = QuantBenchmarkStatus(phase=Phase.FAILED, conditions=[failed, ready])
+    samples = benchmark_samples("llama", "bench", "m", status)
+    got = {
+        (s.labels["type"], s.labels["status"]): s.value for s in samples if s.name == "quantbench_condition"
+    }
+    assert got == {
+        ("Degraded", "True"): 1.0,
+        ("Degraded", "False"): 0.0,
+        ("Degraded", "Unknown"): 0.0,
+        ("Ready", "True"): 0.0,
+        ("Ready", "False"): 1.0,
+        ("Ready", "Unknown"): 0.0,
+    }
 
 
 def test_finished_and_never_run() -> None:
