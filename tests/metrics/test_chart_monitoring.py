@@ -39,6 +39,11 @@ def test_monitors_and_rule_only_where_their_kinds_are_served(tmp_path: Path) -> 
     # The monitors name the ports the operator's pods really have.
     assert monitors["qb-quantbench-servers"]["spec"]["podMetricsEndpoints"][0]["port"] == PORT_NAME
     assert monitors["qb-quantbench-jobs"]["spec"]["podMetricsEndpoints"][0]["port"] == METRICS_PORT_NAME
+    assert monitors["qb-quantbench-servers"]["spec"]["namespaceSelector"] == {"any": True}
+    some = helm_template(tmp_path, *MONITORING, "--set", "watchAllNamespaces=false", "--set",
+                         "watchNamespaces={bench-a,bench-b}")  # fmt: skip
+    for m in (d for d in some if d["kind"] == "PodMonitor" and "operator" not in d["metadata"]["name"]):
+        assert m["spec"]["namespaceSelector"] == {"matchNames": ["bench-a", "bench-b"]}
     off = helm_template(tmp_path, *MONITORING, "--set", "monitors.servers.enabled=false",
                         "--set", "prometheusRule.enabled=false")  # fmt: skip
     assert _kinds(off).count("PodMonitor") == 2 and "PrometheusRule" not in _kinds(off)
