@@ -18,7 +18,7 @@ $(BIN)/.installed: operator/pyproject.toml loadgen/pyproject.toml requirements-d
 
 venv: $(BIN)/.installed ## create .venv with the operator, loadgen and dev tools
 
-test: venv cluster-bin vllm-env accuracy-env test-models ## run the whole test suite
+test: venv cluster-bin node-setup vllm-env accuracy-env test-models ## run the whole test suite
 	$(BIN)/pytest
 
 test-unit: venv ## run only the tests that need no external server
@@ -52,13 +52,20 @@ clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
 
 # --- test control plane (tests/cluster): etcd, kube-apiserver, controller-manager, scheduler, kwok ---
-.PHONY: cluster-bin cluster-up cluster-down
+.PHONY: cluster-bin cluster-up cluster-down node-setup test-node
 
 cluster-bin: ## build (or reuse) the control-plane binaries into tests/cluster/bin
 	bash tests/cluster/build.sh
 
-cluster-up: venv cluster-bin ## start the test control plane in the background; prints export KUBECONFIG=...
-	@$(BIN)/python -m tests.cluster up
+node-setup: ## Debian's containerd, runc, CNI plugins and iptables for the real node (root; skipped when present)
+	bash tests/cluster/node/setup.sh
+
+# NODE=1 adds the real node (kubelet + containerd, pool cpu-real) beside the kwok pools
+cluster-up: venv cluster-bin $(if $(NODE),node-setup) ## start the test control plane in the background (NODE=1: with a real node); prints export KUBECONFIG=...
+	@$(BIN)/python -m tests.cluster up $(if $(NODE),--node)
+
+test-node: venv cluster-bin node-setup ## the real node's tests (pods, probes, Service DNS, API access, logs)
+	$(BIN)/pytest -m node tests/cluster
 
 cluster-down: venv ## stop the control plane started by cluster-up
 	@$(BIN)/python -m tests.cluster down

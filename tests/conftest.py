@@ -11,6 +11,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 pytest_plugins: list[str] = [
     "tests.fixtures.cluster",
+    "tests.fixtures.node",
     "tests.fixtures.vllm",
     "tests.fixtures.prometheus",
     "tests.fixtures.accuracy",

@@ -1,9 +1,10 @@
 """Run the test control plane by hand.
 
 python -m tests.cluster up      # start in the background (or reuse), print `export KUBECONFIG=...`
+python -m tests.cluster up --node   # ... with a real node (kubelet, containerd) beside the kwok pools
 python -m tests.cluster env     # print `export KUBECONFIG=...` for the running one
 python -m tests.cluster status  # components, pids and ports
-python -m tests.cluster down    # stop every component
+python -m tests.cluster down    # stop every component (and the real node, removing what it made)
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from tests.cluster.controlplane import (
     running_pids,
     stop_detached,
 )
+from tests.cluster.node.node import NodeError, RealNode, cgroup_pids, read_node_state
+from tests.cluster.node.node import cleanup as cleanup_node
 
 DEFAULT_WORKDIR = WORK_ROOT / "manual"
 
@@ -40,26 +43,54 @@ def _running(workdir: Path) -> State | None:
     return state if set(running_pids(state)) == set(state.pids) else None
 
 
-def cmd_up(workdir: Path) -> int:
-    state = _running(workdir)
-    if state is not None:
-        print(f"# control plane already running (apiserver {state.server})", file=sys.stderr)
-        print(_exports(state))
+def _node_up(state: State, workdir: Path) -> int:
+    running = read_node_state(workdir / "node")
+    if running is not None and cgroup_pids(running.cgroup):
+        print(f"# real node {running.node_name} already running ({running.netns})", file=sys.stderr)
         return 0
-    stale = read_state(workdir)
-    if stale is not None:
-        stop_detached(stale)
     try:
-        state = ControlPlane(workdir=workdir, bin_dir=BIN_DIR, detach=True).start()
-    except ControlPlaneError as e:
+        node = RealNode(cluster_workdir=workdir, server=state.server, bin_dir=BIN_DIR, detach=True).start()
+    except NodeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(
-        f"# control plane up in {state.startup_seconds:.1f} s: apiserver {state.server}, logs in {workdir}/logs",
+        f"# real node {node.node_name} Ready in {node.ready_seconds:.1f} s, logs in {workdir}/node/logs",
         file=sys.stderr,
     )
+    return 0
+
+
+def cmd_up(workdir: Path, node: bool = False) -> int:
+    state = _running(workdir)
+    if state is not None:
+        print(f"# control plane already running (apiserver {state.server})", file=sys.stderr)
+    else:
+        stale = read_state(workdir)
+        if stale is not None:
+            _node_down(workdir)
+            stop_detached(stale)
+        try:
+            state = ControlPlane(workdir=workdir, bin_dir=BIN_DIR, detach=True).start()
+        except ControlPlaneError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        print(
+            f"# control plane up in {state.startup_seconds:.1f} s: apiserver {state.server}, "
+            f"logs in {workdir}/logs",
+            file=sys.stderr,
+        )
+    if node and _node_up(state, workdir) != 0:
+        return 1
     print(_exports(state))
     return 0
+
+
+def _node_down(workdir: Path) -> bool:
+    node = read_node_state(workdir / "node")
+    if node is None:
+        return False
+    cleanup_node(node)
+    return True
 
 
 def cmd_env(workdir: Path) -> int:
@@ -88,8 +119,11 @@ def cmd_down(workdir: Path) -> int:
     if state is None:
         print("# nothing to stop", file=sys.stderr)
         return 0
+    node = _node_down(workdir)
     stopped = stop_detached(state)
     (workdir / "state.json").unlink(missing_ok=True)
+    if node:
+        stopped.insert(0, "real node")
     print(f"# stopped: {', '.join(stopped) if stopped else 'nothing was running'}", file=sys.stderr)
     return 0
 
@@ -100,9 +134,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--workdir", type=Path, default=DEFAULT_WORKDIR, help="state directory (default: %(default)s)"
     )
+    parser.add_argument(
+        "--node", action="store_true", help="up: also start the real node (needs root; make node-setup)"
+    )
     args = parser.parse_args(argv)
-    commands = {"up": cmd_up, "down": cmd_down, "env": cmd_env, "status": cmd_status}
-    return commands[args.command](args.workdir.resolve())
+    workdir = args.workdir.resolve()
+    if args.command == "up":
+        return cmd_up(workdir, node=args.node)
+    commands = {"down": cmd_down, "env": cmd_env, "status": cmd_status}
+    return commands[args.command](workdir)
 
 
 if __name__ == "__main__":

@@ -110,3 +110,65 @@ def make_pki(directory: Path) -> Pki:
     _ec_key(sa_key)
     _openssl("pkey", "-in", str(sa_key), "-pubout", "-out", str(sa_pub), cwd=directory)
     return Pki(ca_cert, ca_key, serving_cert, serving_key, admin_cert, admin_key, sa_key, sa_pub)
+
+
+@dataclass(frozen=True)
+class NodePki:
+    """Certificates of the real node (tests/cluster/node), signed by the control plane's CA."""
+
+    kubelet_client: tuple[Path, Path]  # system:node:<name> in system:nodes (the Node authorizer)
+    kubelet_serving: tuple[Path, Path]  # the kubelet's HTTPS endpoint, for the node's InternalIP
+    kube_proxy_client: tuple[Path, Path]  # system:kube-proxy (bound to system:node-proxier)
+    coredns_client: tuple[Path, Path]  # a user the node's RBAC binds to the DNS role
+
+
+COREDNS_USER = "quantbench:coredns"
+
+
+def make_node_pki(pki: Pki, directory: Path, node_name: str, node_ip: str) -> NodePki:
+    """Client and serving certificates for the node's kubelet, kube-proxy and CoreDNS."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca = (pki.ca_cert, pki.ca_key)
+    client = [
+        "basicConstraints=CA:FALSE",
+        "keyUsage=critical,digitalSignature",
+        "extendedKeyUsage=clientAuth",
+    ]
+    return NodePki(
+        kubelet_client=_signed_cert(
+            directory, "kubelet-client", f"/O=system:nodes/CN=system:node:{node_name}", ca, client
+        ),
+        kubelet_serving=_signed_cert(
+            directory,
+            "kubelet-serving",
+            f"/CN={node_name}",
+            ca,
+            [
+                "basicConstraints=CA:FALSE",
+                "keyUsage=critical,digitalSignature,keyEncipherment",
+                "extendedKeyUsage=serverAuth",
+                f"subjectAltName=IP:{node_ip},DNS:{node_name}",
+            ],
+        ),
+        kube_proxy_client=_signed_cert(directory, "kube-proxy", "/CN=system:kube-proxy", ca, client),
+        coredns_client=_signed_cert(directory, "coredns", f"/CN={COREDNS_USER}", ca, client),
+    )
+
+
+def load_pki(directory: Path) -> Pki:
+    """The PKI that :func:`make_pki` wrote to ``directory`` (for a control plane started elsewhere)."""
+    names = (
+        "ca.crt",
+        "ca.key",
+        "apiserver.crt",
+        "apiserver.key",
+        "admin.crt",
+        "admin.key",
+        "sa.key",
+        "sa.pub",
+    )
+    paths = [directory / n for n in names]
+    missing = [p.name for p in paths if not p.exists()]
+    if missing:
+        raise FileNotFoundError(f"{directory} lacks {', '.join(missing)}: not a test control plane's PKI")
+    return Pki(*paths)

@@ -8,6 +8,10 @@ Every component listens on 127.0.0.1 on a free port; all state lives in one work
     <workdir>/logs/*.log    one log per component
     <workdir>/kubeconfig    cluster-admin kubeconfig (client certificate, O=system:masters)
     <workdir>/state.json    ports and process ids (used by `python -m tests.cluster down`)
+    <workdir>/egress.sock   where the apiserver sends its traffic to nodes, pods and Services (kubelet
+                            logs/exec, proxy): an HTTP CONNECT proxy the real node (tests/cluster/node)
+                            serves into its own network namespace; absent without a real node, so that
+                            traffic fails instead of leaving the machine
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ KWOK_CONFIG = CLUSTER_DIR / "kwok-stages.yaml"
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 CLUSTER_NAME = "quantbench-test"
+EGRESS_SOCKET = "egress.sock"
+UNIX_PATH_MAX = 107  # sun_path holds 108 bytes with the terminating NUL
 
 
 class ControlPlaneError(RuntimeError):
@@ -124,6 +130,24 @@ def admin_kubeconfig(server: str, pki: Pki) -> dict[str, Any]:
     return kubeconfig_dict(server, pki.ca_cert.read_bytes(), user)
 
 
+def egress_selector_config(socket_path: Path) -> dict[str, Any]:
+    """The apiserver's egress selection (pure): traffic to the cluster (kubelets, pods, Services) goes
+    through an HTTP CONNECT proxy on a unix socket; control-plane and etcd traffic stays direct."""
+    return {
+        "apiVersion": "apiserver.k8s.io/v1beta1",
+        "kind": "EgressSelectorConfiguration",
+        "egressSelections": [
+            {
+                "name": "cluster",
+                "connection": {
+                    "proxyProtocol": "HTTPConnect",
+                    "transport": {"uds": {"udsName": str(socket_path)}},
+                },
+            }
+        ],
+    }
+
+
 def _die_with_parent() -> None:  # runs in the child between fork and exec
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     pr_set_pdeathsig = 1
@@ -168,6 +192,10 @@ class ControlPlane:
     def state_file(self) -> Path:
         return self.workdir / "state.json"
 
+    @property
+    def egress_socket(self) -> Path:
+        return self.workdir / EGRESS_SOCKET
+
     # ----------------------------------------------------------------------------------------- start
     def start(self) -> State:
         check_binaries(self.bin_dir)
@@ -175,7 +203,13 @@ class ControlPlane:
         if self.workdir.exists():
             shutil.rmtree(self.workdir)
         self.log_dir.mkdir(parents=True)
+        if len(str(self.egress_socket)) > UNIX_PATH_MAX:
+            raise ControlPlaneError(
+                f"work directory {self.workdir} is too deep for a unix socket in it; use a shorter path"
+            )
         pki = make_pki(self.pki_dir)
+        egress_config = self.workdir / "egress-selector.yaml"
+        egress_config.write_text(yaml.safe_dump(egress_selector_config(self.egress_socket), sort_keys=False))
         ports = Ports(
             etcd_client=free_port(),
             etcd_peer=free_port(),
@@ -193,7 +227,7 @@ class ControlPlane:
                 "etcd",
                 lambda: b'"health":"true"' in _http_get(f"http://127.0.0.1:{ports.etcd_client}/health"),
             )
-            self._spawn("kube-apiserver", self._apiserver_args(ports, pki))
+            self._spawn("kube-apiserver", self._apiserver_args(ports, pki, egress_config))
             ctx = _client_ssl_context(pki)
             self._wait("kube-apiserver", lambda: _http_get(f"{server}/readyz", ctx) == b"ok")
             self._spawn("kube-controller-manager", self._controller_manager_args(ports, pki))
@@ -249,7 +283,7 @@ class ControlPlane:
             "--log-level=warn",
         ]
 
-    def _apiserver_args(self, ports: Ports, pki: Pki) -> list[str]:
+    def _apiserver_args(self, ports: Ports, pki: Pki, egress_config: Path) -> list[str]:
         return [
             f"--etcd-servers=http://127.0.0.1:{ports.etcd_client}",
             "--bind-address=127.0.0.1",
@@ -260,7 +294,14 @@ class ControlPlane:
             f"--tls-cert-file={pki.serving_cert}",
             f"--tls-private-key-file={pki.serving_key}",
             f"--client-ca-file={pki.ca_cert}",
-            "--authorization-mode=RBAC",
+            "--authorization-mode=Node,RBAC",  # Node: what a real node's kubelet may read and write
+            # to kubelets (logs, exec): as cluster-admin, verifying their serving certificates, by InternalIP,
+            # through the egress proxy of the real node (see egress_selector_config)
+            f"--kubelet-client-certificate={pki.admin_cert}",
+            f"--kubelet-client-key={pki.admin_key}",
+            f"--kubelet-certificate-authority={pki.ca_cert}",
+            "--kubelet-preferred-address-types=InternalIP",
+            f"--egress-selector-config-file={egress_config}",
             f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
             f"--api-audiences={SERVICE_ACCOUNT_ISSUER}",
             f"--service-account-key-file={pki.sa_pub}",

@@ -1,0 +1,3 @@
+module quantbench.dev/cluster-node-programs
+
+go 1.26.0
