@@ -170,7 +170,8 @@ def cni_config(ipam_dir: Path) -> dict[str, Any]:
 def kubelet_config(
     *, ca_cert: Path, serving: tuple[Path, Path], runtime_socket: Path, cgroup_root: str, pod_logs: Path
 ) -> dict[str, Any]:
-    """KubeletConfiguration for this machine (pure): cgroup v1 through cgroupfs without QoS cgroups, x509
+    """KubeletConfiguration for this machine (pure): cgroup v1 through cgroupfs, the pod and QoS
+    cgroups under ``cgroup_root`` (so every container is in the node's cgroup), x509
     + webhook authentication and authorization (the apiserver comes with the admin certificate), cluster
     DNS through the kube-dns Service, no host resolver for pods."""
     return {
@@ -178,7 +179,7 @@ def kubelet_config(
         "kind": "KubeletConfiguration",
         "failCgroupV1": False,
         "cgroupDriver": "cgroupfs",
-        "cgroupsPerQOS": False,
+        "cgroupsPerQOS": True,
         "cgroupRoot": cgroup_root,
         "enforceNodeAllocatable": [],
         "failSwapOn": False,

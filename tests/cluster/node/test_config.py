@@ -107,12 +107,13 @@ def test_dns_answers_cluster_names_only() -> None:
     assert "forward" not in conf
 
 
-def test_kubelet_leaves_host_settings_alone() -> None:
+def test_kubelet_keeps_its_pods_and_settings_to_the_node() -> None:
     config = kubelet_config(
         ca_cert=Path("/ca"), serving=(Path("/c"), Path("/k")), runtime_socket=Path("/s"),
         cgroup_root="/quantbench-node-x/pods", pod_logs=Path("/l"),
     )  # fmt: skip
-    assert config["failCgroupV1"] is False and config["cgroupsPerQOS"] is False
+    assert config["failCgroupV1"] is False
+    assert config["cgroupsPerQOS"] is True and config["cgroupRoot"] == "/quantbench-node-x/pods"
     assert config["resolvConf"] == ""  # pods never get the host's resolvers
     script = holder_script(Path("/r"), Path("/s"))
     for key in KUBELET_KERNEL_SETTINGS:
