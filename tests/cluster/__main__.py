@@ -111,6 +111,13 @@ def cmd_status(workdir: Path) -> int:
     for name, pid in state.pids.items():
         print(f"{name:24} pid {pid:<8} {'running' if name in alive else 'stopped'}")
     print(f"apiserver {state.server}  kubeconfig {state.kubeconfig}")
+    node = read_node_state(workdir / "node")
+    if node is not None:
+        running = bool(cgroup_pids(node.cgroup))
+        print(
+            f"real node {node.node_name:14} {'running' if running else 'stopped'}  "
+            f"netns {node.netns}  cgroup {node.cgroup}  ({len(cgroup_pids(node.cgroup))} processes)"
+        )
     return 0 if set(alive) == set(state.pids) else 1
 
 

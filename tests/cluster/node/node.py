@@ -617,6 +617,9 @@ class RealNode:
         self._run(["ip", "netns", "add", self.netns])
         self._run(["ip", "-n", self.netns, "link", "set", "lo", "up"])
         self._run(["ip", "-n", self.netns, "addr", "add", f"{NODE_IP}/32", "dev", "lo"])
+        # Service addresses from the node itself (a Prometheus scraping a Service): a route for the first
+        # lookup, after which kube-proxy's OUTPUT rules rewrite the destination to a pod on the bridge
+        self._run(["ip", "-n", self.netns, "route", "add", SERVICE_CIDR, "dev", "lo", "src", NODE_IP])
         for key in ("net.ipv4.ip_forward=1", "net.bridge.bridge-nf-call-iptables=1"):
             self._run(["nsenter", f"--net={self.netns_path}", "sysctl", "-q", "-w", key])
 

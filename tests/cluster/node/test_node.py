@@ -4,6 +4,7 @@ Services by DNS name, reach the apiserver as their service account, and their lo
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from tests.cluster.node.node import (
     TOOLBOX_IMAGE,
     NodeState,
 )
+from tests.fixtures.node import NodePrometheus
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node]
 
@@ -167,3 +169,30 @@ def test_kubectl_logs_returns_the_output_of_a_pod(
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert out.stdout == "first line\nsecond line\n"
+
+
+def test_prometheus_in_the_node_scrapes_a_pod_through_its_service(
+    real_node: NodeState,
+    cluster_api: k8s.ApiClient,
+    cluster_namespace: str,
+    node_prometheus: Callable[[list[str]], NodePrometheus],
+) -> None:
+    core = k8s.CoreV1Api(cluster_api)
+    ns = cluster_namespace
+    exporter = toolbox_pod("exporter", ["serve", ":9100", "quantbench_node_test_gauge 42\n"])
+    exporter["spec"]["restartPolicy"] = "Always"
+    core.create_namespaced_pod(ns, exporter)
+    core.create_namespaced_service(
+        ns,
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "metrics"},
+            "spec": {"selector": {"app": "exporter"}, "ports": [{"port": 9090, "targetPort": 9100}]},
+        },
+    )
+    pod_phase(core, ns, "exporter", ("Running",))
+    service_ip = core.read_namespaced_service("metrics", ns).spec.cluster_ip
+    prom = node_prometheus([f"{service_ip}:9090"])
+    [sample] = prom.wait_for("quantbench_node_test_gauge", timeout_s=60)
+    assert sample["value"][1] == "42"
