@@ -196,3 +196,39 @@ def test_prometheus_in_the_node_scrapes_a_pod_through_its_service(
     prom = node_prometheus([f"{service_ip}:9090"])
     [sample] = prom.wait_for("quantbench_node_test_gauge", timeout_s=60)
     assert sample["value"][1] == "42"
+
+
+def test_kubectl_exec_runs_a_command_in_a_pod(
+    real_node: NodeState, cluster: Cluster, cluster_api: k8s.ApiClient, cluster_namespace: str
+) -> None:
+    core = k8s.CoreV1Api(cluster_api)
+    core.create_namespaced_pod(cluster_namespace, toolbox_pod("sleeper", ["sleep"]))
+    pod_phase(core, cluster_namespace, "sleeper", ("Running",))
+    out = subprocess.run(
+        ["kubectl", "exec", "-n", cluster_namespace, "sleeper", "--", "/toolbox", "print", "inside"],
+        env=cluster.env(), capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "inside\n"
+
+
+def test_an_image_missing_from_the_node_fails_to_pull_with_the_reason(
+    real_node: NodeState, cluster_api: k8s.ApiClient, cluster_namespace: str
+) -> None:
+    """No registry is reachable from the node (it has no route out): the pull fails on the node, and the
+    pod says so, as a server whose image does not exist would."""
+    core = k8s.CoreV1Api(cluster_api)
+    pod = toolbox_pod("absent", ["print", "x"])
+    pod["spec"]["containers"][0] |= {"image": "quantbench.test/absent:1", "imagePullPolicy": "IfNotPresent"}
+    core.create_namespaced_pod(cluster_namespace, pod)
+
+    def waiting() -> k8s.V1ContainerStateWaiting | None:
+        p = core.read_namespaced_pod("absent", cluster_namespace)
+        for status in (p.status and p.status.container_statuses) or []:
+            w = status.state and status.state.waiting
+            if w and w.reason in ("ErrImagePull", "ImagePullBackOff"):
+                return w
+        return None
+
+    state = wait_for(waiting, 90, "pod absent failing to pull")
+    assert "quantbench.test/absent:1" in (state.message or "")
