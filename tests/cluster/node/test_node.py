@@ -1,5 +1,7 @@
-"""The real node: registered Ready in its pool, pods run and pass readiness probes, reach each other through
-Services by DNS name, reach the apiserver as their service account, and their logs are readable."""
+"""The real node: registered Ready in its pool with no route out, pods run and pass readiness probes, reach
+each other through Services by DNS name, reach the apiserver as their service account; `kubectl logs` and
+`kubectl exec` work, a Prometheus in the node scrapes a pod through its Service, and an image the node does
+not hold fails to pull there with the reason."""
 
 from __future__ import annotations
 
