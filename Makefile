@@ -52,7 +52,7 @@ clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
 
 # --- test control plane (tests/cluster): etcd, kube-apiserver, controller-manager, scheduler, kwok ---
-.PHONY: cluster-bin cluster-up cluster-down node-setup test-node
+.PHONY: cluster-bin cluster-up cluster-down node-setup test-node bench-node
 
 cluster-bin: ## build (or reuse) the control-plane binaries into tests/cluster/bin
 	bash tests/cluster/build.sh
@@ -65,7 +65,10 @@ cluster-up: venv cluster-bin $(if $(NODE),node-setup) ## start the test control 
 	@$(BIN)/python -m tests.cluster up $(if $(NODE),--node)
 
 test-node: venv cluster-bin node-setup ## the real node's tests (pods, probes, Service DNS, API access, logs)
-	$(BIN)/pytest -m node tests/cluster
+	$(BIN)/pytest -m node tests/cluster tests/e2e
+
+bench-node: venv cluster-bin node-setup ## real node: start -> Ready, stop, memory (root)
+	$(BIN)/python -m tests.cluster.node.bench_node
 
 cluster-down: venv ## stop the control plane started by cluster-up
 	@$(BIN)/python -m tests.cluster down
@@ -131,7 +134,7 @@ operator-run: venv ## run the operator against $$KUBECONFIG, every namespace (ma
 bench-operator: venv cluster-bin ## apply -> servers latency; operator CPU/RSS with 50 QuantBenchmarks in flight
 	$(BIN)/python -m tests.operator.bench_operator
 
-bench: bench-operator bench-loadgen
+bench: bench-operator bench-loadgen bench-node
 
 # --- load generator (loadgen/quantbench_loadgen: streaming client, workloads, datasets, live metrics) ---
 .PHONY: test-loadgen bench-loadgen
