@@ -246,6 +246,13 @@ class AccuracySpec(ApiModel):
     seed: int = Field(default=1234, ge=0, description="Seed for few-shot sampling and generation.")
     max_gen_tokens: int = Field(default=256, ge=16, le=8192, description="Generation cap per answer.")
     concurrency: int = Field(default=8, ge=1, le=1024, description="Requests in flight against the server.")
+    margin: float = Field(
+        default=2.0,
+        gt=0,
+        lt=100,
+        description="Non-inferiority margin in accuracy points: a variant passes when its accuracy is shown to "
+        "be no worse than the baseline's minus this many points (one-sided paired test).",
+    )
     dataset: DatasetSource | None = Field(
         default=None,
         description="GSM8K folder (kind gsm8k) with train.jsonl and test.jsonl; default: $QUANTBENCH_GSM8K_DIR, else the public openai/gsm8k.",

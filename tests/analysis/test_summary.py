@@ -9,7 +9,7 @@ import pytest
 
 from quantbench.analysis.run_results import ResultsError, RunResults, write_probe_result
 from quantbench.analysis.summary import build_summary, crossover_source
-from quantbench.api.summary import RunSummary, VariantSummary, Verdict
+from quantbench.api.summary import QualityVerdict, RunSummary, VariantSummary, Verdict
 from quantbench.probe.references import load_reference
 from quantbench.probe.specs import match_gpu_spec
 from tests.analysis.builders import VariantData, demo_variants, paired, probe_result, write_run
@@ -30,7 +30,7 @@ def test_verdicts(summary: RunSummary) -> None:
         "bf16": Verdict.BASELINE,
         "fp8": Verdict.FREE_SPEEDUP,
         "awq-int4": Verdict.LATENCY_WIN_LOSES_UNDER_LOAD,
-        "gptq-int4": Verdict.SPEEDUP_WITH_QUALITY_LOSS,
+        "gptq-int4": Verdict.SPEEDUP_BUT_INFERIOR,
         "int8": Verdict.MEMORY_WIN_ONLY,
         "fp16": Verdict.FAILED,
     }
@@ -57,17 +57,41 @@ def test_accuracy_paired_statistics(summary: RunSummary) -> None:
     assert base.accuracy.interval95.low == pytest.approx(0.7112, abs=1e-4)  # Wilson, 80/100
     assert base.accuracy.interval95.high == pytest.approx(0.8666, abs=1e-4)
     assert fp8.accuracy is not None and gptq.accuracy is not None
-    assert fp8.accuracy.delta_to_baseline == pytest.approx(-0.01)
-    assert (fp8.accuracy.baseline_only_correct, fp8.accuracy.variant_only_correct) == (3, 2)
+    assert fp8.accuracy.delta_to_baseline == pytest.approx(0.0)
+    assert (fp8.accuracy.baseline_only_correct, fp8.accuracy.variant_only_correct) == (2, 2)
     assert fp8.accuracy.paired_p_value == pytest.approx(1.0)
     assert (
         fp8.accuracy.minimum_detectable_delta is not None
-        and 0.05 < fp8.accuracy.minimum_detectable_delta < 0.1
+        and 0.04 < fp8.accuracy.minimum_detectable_delta < 0.1
     )
-    assert any("smaller drops cannot be ruled out" in e for e in fp8.evidence)
+    # Non-inferiority at the spec's 5-point margin.
+    assert fp8.accuracy.margin == pytest.approx(0.05)
+    assert fp8.accuracy.quality == QualityVerdict.NON_INFERIOR
+    assert fp8.accuracy.delta_bounds is not None and fp8.accuracy.delta_bounds.low > -0.05
+    assert any("non-inferior at a 5-point margin" in e for e in fp8.evidence)
     assert gptq.accuracy.delta_to_baseline == pytest.approx(-0.14)
     assert gptq.accuracy.paired_p_value == pytest.approx(2 * 17 / 2**16)
-    assert any("significant)" in e and "15 lost, 1 gained" in e for e in gptq.evidence)
+    assert gptq.accuracy.quality == QualityVerdict.INFERIOR
+    assert any("15 lost, 1 gained" in e for e in gptq.evidence)
+    assert any("inferior at a 5-point margin" in e for e in gptq.evidence)
+
+
+def test_an_undecided_accuracy_says_how_many_questions_would_settle_it(tmp_path: Path) -> None:
+    base, var = paired(100, 80, lost=4, gained=2)
+    variants = [
+        VariantData("bf16", "bf16", 10.0, {1: 100.0, 8: 700.0}, weights_gib=15.0, correct=base),
+        VariantData("fp8", "fp8", 6.0, {1: 160.0, 8: 1100.0}, weights_gib=8.0, correct=var),
+    ]
+    s = build_summary(RunResults.load(write_run(tmp_path, variants, "bf16")))
+    fp8 = row(s, "fp8")
+    assert fp8.verdict == Verdict.SPEEDUP_QUALITY_UNDECIDED
+    acc = fp8.accuracy
+    assert acc is not None and acc.quality == QualityVerdict.UNDECIDED
+    assert acc.questions_needed is not None and acc.questions_needed > 100
+    assert acc.questions_needed_sequential is not None
+    assert acc.questions_needed_sequential < acc.questions_needed
+    assert acc.power_at_margin is not None and acc.power_at_margin < 0.8
+    assert any("undecided at a 5-point margin" in e and "questions settle it" in e for e in fp8.evidence)
 
 
 def test_bandwidth_floor_uses_the_gpu_table(summary: RunSummary) -> None:

@@ -33,7 +33,8 @@ def test_markdown_report(report_dir: Path) -> None:
     assert "| fp8 | fp8 | fp8 | 6.00 | 1.67x |" in md
     assert "**fp8: free speedup.**" in md
     assert "**awq-int4: latency win, loses under load.**" in md and "from about batch size 27" in md
-    assert "**gptq-int4: speedup, significant quality loss.**" in md and "(p < 0.001)" in md
+    assert "**gptq-int4: speedup, accuracy inferior.**" in md and "(p < 0.001)" in md
+    assert "| non-inferior (≥ " in md and "| inferior (≤ " in md
     assert "**int8: memory win only.**" in md
     assert "**fp16: failed.** fp16 failed: OutOfMemory" in md
     for stem in ("throughput", "ttft", "itl", "accuracy", "memory"):

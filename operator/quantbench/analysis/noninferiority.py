@@ -27,19 +27,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from functools import lru_cache
 from statistics import NormalDist
+
+from quantbench.api.summary import QualityVerdict
 
 _N = NormalDist()
 EXACT_MAX_N = 60  # below this many questions the p-value is the exact unconditional one
 DEFAULT_MARGIN = 0.02  # two accuracy points: the usual tolerance for a quantized model on GSM8K-like tasks
-
-
-class QualityVerdict(StrEnum):
-    NON_INFERIOR = "NonInferior"  # the lower confidence bound of delta is above -margin
-    INFERIOR = "Inferior"  # the upper confidence bound of delta is below -margin
-    UNDECIDED = "Undecided"  # the interval contains -margin: more questions are needed
 
 
 def _check(n: int, gained: int, lost: int, margin: float) -> None:

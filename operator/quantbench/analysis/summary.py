@@ -3,14 +3,17 @@
 Verdict rules, for each variant other than the baseline (speeds are "equal" within ``speed_margin``):
 
 - Failed / Unsupported: the variant's server or steps did not succeed (the reason is the evidence).
-- SpeedupWithQualityLoss: faster (bs=1 decode or any measured batch size) and the paired test finds
-  significantly lower accuracy (exact McNemar p < alpha, variant worse).
-- QualityLoss: significantly lower accuracy without being faster.
+Accuracy is judged by non-inferiority at the spec's margin (`quantbench.analysis.noninferiority`): the
+paired score test of "the variant is worse than the baseline by the margin or more" gives NonInferior (the
+test rejects it), Inferior (the upper confidence bound is below -margin) or Undecided (more questions are
+needed; the evidence says how many).
+
+- SpeedupButInferior: faster (bs=1 decode or any measured batch size) and Inferior.
+- Inferior: Inferior without being faster.
 - LatencyWinLosesUnderLoad: faster at batch 1 but slower than the baseline from some batch size on (the
-  interpolated crossover batch size is given), accuracy not significantly lower.
-- FreeSpeedup: faster and never slower under load, accuracy not significantly lower on the paired test.
-  The evidence states the smallest drop the sample could have detected: "not significant" with 100
-  questions still allows a few points.
+  interpolated crossover batch size is given), accuracy not Inferior.
+- FreeSpeedup: faster and never slower under load, accuracy NonInferior.
+- SpeedupQualityUndecided: faster and never slower under load, accuracy Undecided.
 - SpeedupQualityUntested: faster, but no paired accuracy comparison was possible.
 - MemoryWinOnly: not faster, needs at least 10% less weight memory.
 - Slower: slower at batch 1 or at every batch size, with no memory win.
@@ -21,8 +24,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from quantbench.analysis import noninferiority as ni
+from quantbench.analysis.noninferiority import DEFAULT_MARGIN
 from quantbench.analysis.run_results import RunResults, ServerInfo, VariantResults
 from quantbench.analysis.stats import (
     bandwidth_floor_ms_per_token,
@@ -36,6 +41,7 @@ from quantbench.analysis.stats import (
 from quantbench.api.summary import (
     AccuracySummary,
     Interval,
+    QualityVerdict,
     RunSummary,
     ServerLoad,
     ServingPoint,
@@ -60,6 +66,8 @@ class SummarySettings:
     alpha: float = 0.05
     power: float = 0.8
     speed_margin: float = 0.05
+    accuracy_margin: float = DEFAULT_MARGIN  # a fraction (0.02 = 2 points); the spec's accuracy.margin wins
+    looks: int = 5  # analyses of the group-sequential design quoted in the evidence
 
 
 # ------------------------------------------------------------------------------------- per-variant figures
@@ -195,9 +203,11 @@ def compare_accuracy(
     counts = paired_counts(base.correct_by_question(), acc.correct_by_question())
     if counts.n == 0:
         return summary, "no question was answered by both the baseline and this variant"
-    mdd = minimum_detectable_difference(
-        counts.n, counts.discordant / counts.n, settings.power, settings.alpha
-    )
+    discordance = counts.discordant / counts.n
+    mdd = minimum_detectable_difference(counts.n, discordance, settings.power, settings.alpha)
+    margin = settings.accuracy_margin
+    test = ni.assess(counts.n, counts.only_b, counts.only_a, margin, settings.alpha)
+    plan = ni.plan_sequential(margin, discordance, 0.0, settings.alpha, settings.power, settings.looks)
     return (
         summary.model_copy(
             update={
@@ -207,6 +217,14 @@ def compare_accuracy(
                 "variant_only_correct": counts.only_b,
                 "paired_p_value": mcnemar_exact(counts.only_a, counts.only_b),
                 "minimum_detectable_delta": mdd,
+                "margin": margin,
+                "quality": test.verdict,
+                "delta_bounds": Interval(low=test.lower_bound, high=test.upper_bound),
+                "noninferiority_p_value": test.p_value,
+                "exact_test": test.exact,
+                "power_at_margin": ni.power(counts.n, margin, discordance, 0.0, settings.alpha),
+                "questions_needed": plan.fixed_questions,
+                "questions_needed_sequential": round(plan.expected_questions(1.0), 1),
             }
         ),
         None,
@@ -294,6 +312,43 @@ def crossover_source(
     return f"{timed} is not faster than BF16 even at batch 1 on this GPU{ran}"
 
 
+def noninferiority_sentence(acc: AccuracySummary, settings: SummarySettings) -> str:
+    """The accuracy verdict at the margin with its bound, power and the questions that would settle it."""
+    margin = acc.margin or settings.accuracy_margin
+    low = acc.delta_bounds.low if acc.delta_bounds is not None else None
+    high = acc.delta_bounds.high if acc.delta_bounds is not None else None
+    conf = f"{1 - settings.alpha:.0%}"
+    test = "exact test" if acc.exact_test else "score test"
+    p = f"p = {acc.noninferiority_p_value:.3g}" if acc.noninferiority_p_value is not None else "p unknown"
+    need = (
+        f"; {acc.questions_needed} questions settle it at a {margin * 100:g}-point margin with "
+        f"{settings.power:.0%} power if the variant is truly as accurate (about "
+        f"{acc.questions_needed_sequential:.0f} expected with early stopping)"
+        if acc.questions_needed is not None and acc.questions_needed_sequential is not None
+        else ""
+    )
+    power = (
+        f", power {acc.power_at_margin:.0%} at {acc.paired_questions} questions"
+        if acc.power_at_margin is not None
+        else ""
+    )
+    if acc.quality == QualityVerdict.NON_INFERIOR and low is not None:
+        return (
+            f"non-inferior at a {margin * 100:g}-point margin: the difference is at least {_points(low)} "
+            f"({conf} bound, {test}, {p}{power})"
+        )
+    if acc.quality == QualityVerdict.INFERIOR and high is not None:
+        return (
+            f"inferior at a {margin * 100:g}-point margin: the difference is at most {_points(high)} "
+            f"({conf} bound)"
+        )
+    bounds = f"{_points(low)} to {_points(high)}" if low is not None and high is not None else "unknown"
+    return (
+        f"undecided at a {margin * 100:g}-point margin: the difference lies in {bounds} ({conf} one-sided "
+        f"bounds, {test}, {p}{power}){need}"
+    )
+
+
 def verdict_of(
     row: VariantSummary,
     baseline: VariantSummary,
@@ -345,24 +400,16 @@ def verdict_of(
     slower = latency_loss or throughput_all_below
 
     acc = row.accuracy
-    quality_loss = False
-    paired = acc is not None and acc.paired_p_value is not None and acc.delta_to_baseline is not None
-    if acc is not None and paired and acc.paired_p_value is not None and acc.delta_to_baseline is not None:
-        quality_loss = acc.paired_p_value < settings.alpha and acc.delta_to_baseline < 0
-        words = "significant" if acc.paired_p_value < settings.alpha else "not significant"
+    quality = acc.quality if acc is not None else None
+    quality_loss = quality == QualityVerdict.INFERIOR
+    paired = quality is not None
+    if acc is not None and quality is not None and acc.delta_to_baseline is not None:
         evidence.append(
             f"GSM8K {_pct(acc.accuracy)} (95% CI {_pct(acc.interval95.low)}-{_pct(acc.interval95.high)}), "
             f"{_points(acc.delta_to_baseline)} vs baseline on {acc.paired_questions} paired questions "
-            f"({acc.baseline_only_correct} lost, {acc.variant_only_correct} gained; McNemar p = "
-            f"{acc.paired_p_value:.3g}, {words})"
+            f"({acc.baseline_only_correct} lost, {acc.variant_only_correct} gained)"
         )
-        if not quality_loss and acc.minimum_detectable_delta is not None:
-            evidence.append(
-                f"this sample detects a drop of {acc.minimum_detectable_delta * 100:.1f} points or more "
-                f"with {settings.power:.0%} power; smaller drops cannot be ruled out"
-            )
-        elif not quality_loss:
-            evidence.append("the sample is too small to detect any drop with the wanted power")
+        evidence.append(noninferiority_sentence(acc, settings))
     elif acc is not None:
         evidence.append(f"GSM8K {_pct(acc.accuracy)}; not compared with the baseline: {accuracy_note}")
     else:
@@ -377,11 +424,15 @@ def verdict_of(
         )
 
     if quality_loss:
-        return (Verdict.SPEEDUP_WITH_QUALITY_LOSS if faster else Verdict.QUALITY_LOSS), evidence
+        return (Verdict.SPEEDUP_BUT_INFERIOR if faster else Verdict.INFERIOR), evidence
     if faster and (loses_under_load or (latency_win and throughput_all_below)):
         return Verdict.LATENCY_WIN_LOSES_UNDER_LOAD, evidence
     if faster:
-        return (Verdict.FREE_SPEEDUP if paired else Verdict.SPEEDUP_QUALITY_UNTESTED), evidence
+        if not paired:
+            return Verdict.SPEEDUP_QUALITY_UNTESTED, evidence
+        if quality == QualityVerdict.NON_INFERIOR:
+            return Verdict.FREE_SPEEDUP, evidence
+        return Verdict.SPEEDUP_QUALITY_UNDECIDED, evidence
     if memory_win:
         return Verdict.MEMORY_WIN_ONLY, evidence
     if slower:
@@ -458,8 +509,10 @@ def _failed_evidence(vr: VariantResults) -> list[str]:
 
 def build_summary(results: RunResults, settings: SummarySettings | None = None) -> RunSummary:
     """The run's summary: one row per variant in spec order, the baseline's first figures as reference."""
-    settings = settings or SummarySettings()
     spec = results.info.spec
+    settings = settings or SummarySettings()
+    if spec.accuracy is not None:
+        settings = replace(settings, accuracy_margin=spec.accuracy.margin / 100.0)
     # The summary's bandwidth is the baseline's GPU's; each row's floor uses its own GPU's.
     bandwidth, source = memory_bandwidth(results, spec.baseline)
     rows = {
@@ -539,6 +592,7 @@ def build_summary(results: RunResults, settings: SummarySettings | None = None) 
         alpha=settings.alpha,
         power=settings.power,
         speed_margin=settings.speed_margin,
+        accuracy_margin=settings.accuracy_margin if spec.accuracy is not None else None,
         best=_best(out, spec.baseline),
         variants=out,
         notes=notes,

@@ -15,17 +15,26 @@ from quantbench_loadgen.schema import ApiModel
 
 
 class Verdict(StrEnum):
-    FREE_SPEEDUP = "FreeSpeedup"
-    SPEEDUP_WITH_QUALITY_LOSS = "SpeedupWithQualityLoss"
+    FREE_SPEEDUP = "FreeSpeedup"  # faster and its accuracy is non-inferior
+    SPEEDUP_BUT_INFERIOR = "SpeedupButInferior"
     LATENCY_WIN_LOSES_UNDER_LOAD = "LatencyWinLosesUnderLoad"
     MEMORY_WIN_ONLY = "MemoryWinOnly"
     NO_SIGNIFICANT_DIFFERENCE = "NoSignificantDifference"
     SPEEDUP_QUALITY_UNTESTED = "SpeedupQualityUntested"
-    QUALITY_LOSS = "QualityLoss"
+    SPEEDUP_QUALITY_UNDECIDED = "SpeedupQualityUndecided"  # faster; too few questions to settle accuracy
+    INFERIOR = "Inferior"  # accuracy shown worse than the baseline's by more than the margin
     SLOWER = "Slower"
     BASELINE = "Baseline"
     FAILED = "Failed"
     UNSUPPORTED = "Unsupported"
+
+
+class QualityVerdict(StrEnum):
+    """The accuracy verdict of the non-inferiority test at the spec's margin."""
+
+    NON_INFERIOR = "NonInferior"  # the lower confidence bound of the difference is above -margin
+    INFERIOR = "Inferior"  # the upper confidence bound of the difference is below -margin
+    UNDECIDED = "Undecided"  # the interval contains -margin: more questions are needed
 
 
 class Interval(ApiModel):
@@ -102,6 +111,38 @@ class AccuracySummary(ApiModel):
         default=None, ge=0, description="Smallest drop this sample detects with 80% power at alpha 0.05."
     )
     server: ServerLoad | None = Field(default=None, description="The server while the task ran.")
+    margin: float | None = Field(
+        default=None, gt=0, lt=1, description="Non-inferiority margin (a fraction: 0.02 = 2 points)."
+    )
+    quality: QualityVerdict | None = Field(
+        default=None, description="NonInferior, Inferior or Undecided at the margin (paired score test)."
+    )
+    delta_bounds: Interval | None = Field(
+        default=None,
+        description="One-sided confidence bounds of the accuracy difference (each at 1 - alpha).",
+    )
+    noninferiority_p_value: float | None = Field(
+        default=None, ge=0, le=1, description="p-value of 'worse than the baseline by the margin or more'."
+    )
+    exact_test: bool | None = Field(
+        default=None, description="The p-value is exact (small samples) rather than the score test's."
+    )
+    power_at_margin: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Probability this many questions show non-inferiority when the variant is truly as "
+        "accurate as the baseline (at the observed share of changed answers).",
+    )
+    questions_needed: int | None = Field(
+        default=None, ge=1, description="Questions the fixed-sample test needs for the wanted power."
+    )
+    questions_needed_sequential: float | None = Field(
+        default=None,
+        ge=0,
+        description="Expected questions of the group-sequential design (5 looks, early stopping) for the "
+        "same power and error rate.",
+    )
 
 
 class VariantSummary(ApiModel):
@@ -145,6 +186,9 @@ class RunSummary(ApiModel):
         ge=0,
         lt=1,
         description="Relative speed difference below which two variants count as equal.",
+    )
+    accuracy_margin: float | None = Field(
+        default=None, gt=0, lt=1, description="Non-inferiority margin of the accuracy verdicts (a fraction)."
     )
     best: str | None = Field(default=None, description="Variant recommended by the verdicts, if any.")
     variants: list[VariantSummary] = Field(default_factory=list, description="One row per variant.")
