@@ -171,6 +171,22 @@ class ServingRateResult(StepResult):
     )
 
 
+class RepetitionFigures(ApiModel):
+    """One repetition's headline figures (a workload with ``repetitions`` > 1 records one per repetition)."""
+
+    ms_per_token: float | None = Field(default=None, ge=0, description="Latency workload: mean TPOT, ms.")
+    output_tokens_per_s: dict[str, float] = Field(
+        default_factory=dict,
+        description="Output tokens/s per step: batch size (throughput) or rate label (serving).",
+    )
+    ttft_median_ms: dict[str, float] = Field(
+        default_factory=dict, description="Serving: median TTFT per rate label, ms."
+    )
+    itl_median_ms: dict[str, float] = Field(
+        default_factory=dict, description="Serving: median ITL per rate label, ms."
+    )
+
+
 class LoadgenResult(ApiModel):
     """The whole output of one ``quantbench-loadgen run``: one workload against one server."""
 
@@ -196,6 +212,11 @@ class LoadgenResult(ApiModel):
     )
     server_telemetry: ServerTelemetry | None = Field(
         default=None, description="The server's /metrics sampled during the run, with a summary per step."
+    )
+    repetitions: list[RepetitionFigures] = Field(
+        default_factory=list,
+        description="Headline figures of every repetition (workloads with repetitions > 1); the step "
+        "results above are the first repetition's.",
     )
     total_failed: int = Field(default=0, ge=0, description="Failed measured requests over every step.")
     complete: bool = Field(

@@ -17,6 +17,7 @@ from quantbench_loadgen.datasets import Prompt, describe, load_prompts, random_p
 from quantbench_loadgen.results import (
     LatencyResult,
     LoadgenResult,
+    RepetitionFigures,
     ServingRateResult,
     ThroughputBatchResult,
 )
@@ -254,6 +255,22 @@ async def server_telemetry(url: str, options: RunOptions) -> AsyncIterator[Telem
         yield scraper
 
 
+def repetition_figures(
+    latency: LatencyResult | None,
+    throughput: Sequence[ThroughputBatchResult],
+    serving: Sequence[ServingRateResult],
+) -> RepetitionFigures:
+    """The headline figures of one repetition of a workload."""
+    done = [s for s in serving if s.completed > 0]
+    return RepetitionFigures(
+        ms_per_token=latency.ms_per_token if latency is not None and latency.completed > 0 else None,
+        output_tokens_per_s={str(t.batch_size): t.output_tokens_per_s for t in throughput if t.completed > 0}
+        | {s.rate_label: s.output_tokens_per_s for s in done},
+        ttft_median_ms={s.rate_label: s.ttft.median_ms for s in done},
+        itl_median_ms={s.rate_label: s.itl.median_ms for s in done if s.itl.count},
+    )
+
+
 async def run_workload(
     wl: AnyWorkload,
     *,
@@ -294,18 +311,34 @@ async def run_workload(
             finished_at=started,
             tool_version=__version__,
         )
-        if isinstance(wl, LatencyWorkload):
-            result.latency, _ = await run_latency(runner, wl, tokenizer)
-        elif isinstance(wl, ThroughputWorkload):
-            result.throughput = [r for r, _ in await run_throughput(runner, wl, tokenizer)]
-        else:
-            result.serving = [r for r, _ in await run_serving(runner, wl, prompts)]
+        figures: list[RepetitionFigures] = []
+        for rep in range(wl.repetitions):
+            if runner.stopping:
+                break
+            latency: LatencyResult | None = None
+            throughput: list[ThroughputBatchResult] = []
+            serving: list[ServingRateResult] = []
+            if isinstance(wl, LatencyWorkload):
+                latency, _ = await run_latency(runner, wl, tokenizer)
+            elif isinstance(wl, ThroughputWorkload):
+                throughput = [r for r, _ in await run_throughput(runner, wl, tokenizer)]
+            else:
+                serving = [r for r, _ in await run_serving(runner, wl, prompts)]
+            if rep == 0:
+                result.latency, result.throughput, result.serving = latency, throughput, serving
+            else:
+                result.total_failed += sum(
+                    s.failed for s in [*([latency] if latency else []), *throughput, *serving]
+                )
+            figures.append(repetition_figures(latency, throughput, serving))
+        if wl.repetitions > 1:
+            result.repetitions = figures
     if scraper is not None:
         result.server_telemetry = scraper.result()
         if result.server_telemetry is None:
             result.notes.append(f"no server telemetry: {scraper.metrics_url} answered no scrape")
     steps = [result.latency] if result.latency is not None else [*result.throughput, *result.serving]
-    result.total_failed = sum(s.failed for s in steps)
+    result.total_failed += sum(s.failed for s in steps)
     for s in steps:
         if s.num_requests and s.completed == 0 and not runner.stopping:
             result.notes.append(f"every request failed ({s.failures}): check the server url and model")

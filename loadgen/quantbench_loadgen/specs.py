@@ -149,6 +149,14 @@ class _WorkloadBase(ApiModel):
     endpoint: Literal["completions", "chat"] = Field(
         default="completions", description="OpenAI-compatible endpoint to call."
     )
+    repetitions: int = Field(
+        default=1,
+        ge=1,
+        le=50,
+        description="Run the workload's steps this many times (same prompts and seed): every figure and "
+        "ratio to the baseline then gets a 95% confidence interval, and 'equal' means the interval of the "
+        "ratio contains 1.",
+    )
 
 
 class LatencyWorkload(_WorkloadBase):
