@@ -23,6 +23,7 @@ from quantbench_loadgen.results import (
     LatencyResult,
     LatencyStats,
     LoadgenResult,
+    RepetitionFigures,
     ServingRateResult,
     ThroughputBatchResult,
 )
@@ -105,6 +106,23 @@ def throughput_result(points: dict[int, float]) -> LoadgenResult:
             for bs, tps in sorted(points.items())
         ],
     )
+
+
+def with_repetitions(result: LoadgenResult, factors: list[float]) -> LoadgenResult:
+    """The result as if measured len(factors) times, each repetition's times scaled by its factor (rates by
+    its inverse)."""
+    reps = []
+    for f in factors:
+        reps.append(
+            RepetitionFigures(
+                ms_per_token=result.latency.ms_per_token * f if result.latency is not None else None,
+                output_tokens_per_s={str(t.batch_size): t.output_tokens_per_s / f for t in result.throughput}
+                | {s.rate_label: s.output_tokens_per_s / f for s in result.serving},
+                ttft_median_ms={s.rate_label: s.ttft.median_ms * f for s in result.serving},
+                itl_median_ms={s.rate_label: s.itl.median_ms * f for s in result.serving},
+            )
+        )
+    return result.model_copy(update={"repetitions": reps})
 
 
 def serving_result(points: dict[str, tuple[float, float, float]]) -> LoadgenResult:
@@ -205,6 +223,7 @@ class VariantData:
     kernel: str | None = None
     node_pool: str | None = None
     gpu: str | None = None
+    repetitions: list[float] | None = None  # run-to-run factors of each repetition (None: one run)
 
 
 def spec_for(variants: list[VariantData], baseline: str) -> QuantBenchmarkSpec:
@@ -253,12 +272,17 @@ def write_run(
         )
         if v.phase != VariantPhase.SUCCEEDED:
             continue
+        results = []
         if v.ms_per_token is not None:
-            write_loadgen_result(root, v.name, latency_result(v.ms_per_token))
+            results.append(latency_result(v.ms_per_token))
         if v.throughput:
-            write_loadgen_result(root, v.name, throughput_result(v.throughput))
+            results.append(throughput_result(v.throughput))
         if v.serving:
-            write_loadgen_result(root, v.name, serving_result(v.serving))
+            results.append(serving_result(v.serving))
+        for result in results:
+            write_loadgen_result(
+                root, v.name, with_repetitions(result, v.repetitions) if v.repetitions else result
+            )
         if v.correct is not None:
             write_accuracy_result(root, v.name, accuracy_result(v.correct))
     return root
@@ -280,6 +304,7 @@ def demo_variants() -> list[VariantData]:
             15.0,
             base,
             kernel="none",
+            repetitions=[1.0, 1.02, 1 / 1.02],
         ),
         VariantData(
             "fp8",
@@ -290,6 +315,7 @@ def demo_variants() -> list[VariantData]:
             8.5,
             free,
             kernel="fp8",
+            repetitions=[1.0, 1.03, 1 / 1.03],
         ),
         VariantData(
             "awq-int4",

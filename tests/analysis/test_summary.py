@@ -260,3 +260,40 @@ def test_each_pools_probe_sets_its_variants_floors(tmp_path: Path) -> None:
     l40s = match_gpu_spec("NVIDIA L40S")
     assert l40s is not None
     assert floor["bf16-l40s"] == pytest.approx(15 * 2**30 / l40s.memory_bandwidth_bytes_per_s * 1000)
+
+
+def test_repetitions_give_intervals_and_equal_means_the_interval_contains_one(tmp_path: Path) -> None:
+    """fp8 is 3% faster at batch 1 (inside the old 5% margin) but consistently so over five repetitions:
+    with intervals it is faster; int8 is 6% faster on average but noisy: its interval contains 1."""
+    base, same = paired(100, 80, lost=0, gained=0)
+    steady = [1.0, 1.01, 0.99, 1.005, 0.995]
+    noisy = [1.0, 1.25, 0.75, 1.2, 0.8]
+    variants = [
+        VariantData(
+            "bf16", "bf16", 10.0, {1: 100.0, 16: 1000.0}, weights_gib=15.0, correct=base, repetitions=steady
+        ),
+        VariantData(
+            "fp8", "fp8", 9.7, {1: 103.0, 16: 1030.0}, weights_gib=15.0, correct=same, repetitions=steady
+        ),
+        VariantData(
+            "int8",
+            "int8-w8a8",
+            9.4,
+            {1: 106.0, 16: 1000.0},
+            weights_gib=15.0,
+            correct=same,
+            repetitions=noisy,
+        ),
+    ]
+    s = build_summary(RunResults.load(write_run(tmp_path, variants, "bf16")))
+    fp8, int8 = row(s, "fp8"), row(s, "int8")
+    assert fp8.repetitions == 5 and fp8.latency_ratio_interval95 is not None
+    assert fp8.latency_ratio_interval95.high < 1.0
+    assert fp8.ms_per_token_interval95 is not None
+    assert fp8.ms_per_token_interval95.low < 9.7 < fp8.ms_per_token_interval95.high
+    assert fp8.throughput[0].ratio_interval95 is not None and fp8.throughput[0].ratio_interval95.low > 1.0
+    assert fp8.verdict == Verdict.FREE_SPEEDUP
+    assert any("95% CI of the speed ratio" in e for e in fp8.evidence)
+    assert int8.latency_ratio_interval95 is not None
+    assert int8.latency_ratio_interval95.low < 1.0 < int8.latency_ratio_interval95.high
+    assert int8.verdict == Verdict.NO_SIGNIFICANT_DIFFERENCE

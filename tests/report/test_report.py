@@ -30,7 +30,7 @@ def test_markdown_report(report_dir: Path) -> None:
     md = (report_dir / "report.md").read_text()
     assert md.startswith("# QuantBench report: llama31-8b (r20261123-0300)")
     assert "| Variant | Precision | Kernel | ms/token (bs=1) |" in md
-    assert "| fp8 | fp8 | fp8 | 6.00 | 1.67x |" in md
+    assert "| fp8 | fp8 | fp8 | 6.00 [5.58, 6.46] | 1.67x [1.57, 1.77] |" in md
     assert "**fp8: free speedup.**" in md
     assert "**awq-int4: latency win, loses under load.**" in md and "from about batch size 27" in md
     assert "**gptq-int4: speedup, accuracy inferior.**" in md and "(p < 0.001)" in md

@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from quantbench.analysis import noninferiority as ni
+from quantbench.analysis.intervals import Estimate, figure_interval, ratio_interval
 from quantbench.analysis.noninferiority import DEFAULT_MARGIN
 from quantbench.analysis.run_results import RunResults, ServerInfo, VariantResults
 from quantbench.analysis.stats import (
@@ -56,6 +57,7 @@ from quantbench.probe.specs import match_gpu_spec
 from quantbench.units import GIB
 from quantbench_loadgen.accuracy.results import AccuracyResult
 from quantbench_loadgen.results import LoadgenResult
+from quantbench_loadgen.specs import WorkloadType
 from quantbench_loadgen.telemetry import ServerTelemetry
 
 MEMORY_WIN_RATIO = 0.9  # weights at most 90% of the baseline's count as a memory win
@@ -77,6 +79,10 @@ def _latency_bs1(loadgen: Mapping[str, LoadgenResult]) -> tuple[float | None, fl
     """(ms/token, output tokens/s) at batch size 1: the latency workload, else the sweep's bs=1 point."""
     for result in loadgen.values():
         if result.latency is not None and result.latency.completed > 0:
+            reps = [r.ms_per_token for r in result.repetitions if r.ms_per_token]
+            est = figure_interval(reps)
+            if est is not None:  # the geometric mean over repetitions, as its interval is
+                return est.value, 1000.0 / est.value
             return result.latency.ms_per_token, result.latency.output_tokens_per_s
     for result in loadgen.values():
         for point in result.throughput:
@@ -90,8 +96,10 @@ def _throughput(loadgen: Mapping[str, LoadgenResult]) -> dict[int, tuple[float, 
     for result in loadgen.values():
         for point in result.throughput:
             if point.completed > 0:
+                reps = [r.output_tokens_per_s.get(str(point.batch_size), 0.0) for r in result.repetitions]
+                est = figure_interval([x for x in reps if x > 0])
                 out[point.batch_size] = (
-                    point.output_tokens_per_s,
+                    est.value if est is not None else point.output_tokens_per_s,
                     server_load(result, f"bs{point.batch_size}"),
                 )
     return out
@@ -137,7 +145,55 @@ def _serving(loadgen: Mapping[str, LoadgenResult]) -> list[ServingPoint]:
     return points
 
 
-def _with_serving_ratios(points: list[ServingPoint], baseline: Sequence[ServingPoint]) -> list[ServingPoint]:
+@dataclass(frozen=True)
+class Repeats:
+    """Each figure's values over a variant's repetitions (only workloads run more than once)."""
+
+    ms_per_token: list[float]
+    throughput: dict[int, list[float]]  # batch size -> tokens/s
+    serving: dict[tuple[str, str], dict[str, list[float]]]  # (workload, rate) -> figure -> values
+    count: int | None
+
+
+def repeats(loadgen: Mapping[str, LoadgenResult]) -> Repeats:
+    ms: list[float] = []
+    tput: dict[int, list[float]] = {}
+    serving: dict[tuple[str, str], dict[str, list[float]]] = {}
+    count = 0
+    first_latency = True
+    for name, result in loadgen.items():
+        if not result.repetitions:
+            continue
+        count = max(count, len(result.repetitions))
+        for rep in result.repetitions:
+            if result.workload_type == WorkloadType.LATENCY and rep.ms_per_token and first_latency:
+                ms.append(rep.ms_per_token)
+            elif result.workload_type == WorkloadType.THROUGHPUT:
+                for key, value in rep.output_tokens_per_s.items():
+                    if value > 0:
+                        tput.setdefault(int(key), []).append(value)
+            elif result.workload_type == WorkloadType.SERVING:
+                for key, value in rep.output_tokens_per_s.items():
+                    figures = serving.setdefault((name, key), {})
+                    if value > 0:
+                        figures.setdefault("tokens", []).append(value)
+                    if rep.ttft_median_ms.get(key):
+                        figures.setdefault("ttft", []).append(rep.ttft_median_ms[key])
+        if result.workload_type == WorkloadType.LATENCY and ms:
+            first_latency = False  # the headline latency is the first latency workload's
+    return Repeats(ms, tput, serving, count or None)
+
+
+def _interval(estimate: Estimate | None) -> Interval | None:
+    return None if estimate is None else Interval(low=estimate.low, high=estimate.high)
+
+
+def _with_serving_ratios(
+    points: list[ServingPoint],
+    baseline: Sequence[ServingPoint],
+    reps: Repeats | None = None,
+    base_reps: Repeats | None = None,
+) -> list[ServingPoint]:
     base = {(p.workload, p.request_rate): p for p in baseline}
     out = []
     for p in points:
@@ -145,9 +201,18 @@ def _with_serving_ratios(points: list[ServingPoint], baseline: Sequence[ServingP
         if b is None:
             out.append(p)
             continue
+        key = (p.workload or "", p.request_rate)
+        mine = reps.serving.get(key, {}) if reps is not None else {}
+        theirs = base_reps.serving.get(key, {}) if base_reps is not None else {}
         out.append(
             p.model_copy(
                 update={
+                    "ttft_ratio_interval95": _interval(
+                        ratio_interval(theirs.get("ttft", []), mine.get("ttft", []))
+                    ),
+                    "throughput_ratio_interval95": _interval(
+                        ratio_interval(theirs.get("tokens", []), mine.get("tokens", []))
+                    ),
                     "ttft_ratio_to_baseline": ratio(p.ttft_median_ms, b.ttft_median_ms),
                     "itl_ratio_to_baseline": ratio(p.itl_median_ms, b.itl_median_ms),
                     "throughput_ratio_to_baseline": ratio(
@@ -360,16 +425,34 @@ def verdict_of(
     margin = settings.speed_margin
     evidence: list[str] = []
     lat = row.latency_ratio_to_baseline
-    latency_win = lat is not None and lat <= 1 - margin
-    latency_loss = lat is not None and lat >= 1 + margin
+    lat_ci = row.latency_ratio_interval95
+    # With repetitions "equal" means the ratio's interval contains 1; with one run, within the margin.
+    latency_win = lat is not None and (lat_ci.high < 1 if lat_ci is not None else lat <= 1 - margin)
+    latency_loss = lat is not None and (lat_ci.low > 1 if lat_ci is not None else lat >= 1 + margin)
     if lat is not None:
+        ci = (
+            f", 95% CI of the speed ratio {1 / lat_ci.high:.2f}-{1 / lat_ci.low:.2f}x over "
+            f"{row.repetitions} repetitions"
+            if lat_ci is not None
+            else ""
+        )
         evidence.append(
             f"batch 1: {row.ms_per_token_bs1:.2f} ms/token vs {baseline.ms_per_token_bs1:.2f} "
-            f"({1 / lat:.2f}x the baseline's speed)"
+            f"({1 / lat:.2f}x the baseline's speed{ci})"
         )
     ratios = {p.batch_size: p.ratio_to_baseline for p in row.throughput if p.ratio_to_baseline is not None}
-    throughput_win = any(r >= 1 + margin for r in ratios.values())
-    throughput_all_below = bool(ratios) and all(r <= 1 - margin for r in ratios.values())
+    ratio_cis = {p.batch_size: p.ratio_interval95 for p in row.throughput if p.ratio_interval95 is not None}
+
+    def above(b: int, r: float) -> bool:
+        ci = ratio_cis.get(b)
+        return ci.low > 1 if ci is not None else r >= 1 + margin
+
+    def below(b: int, r: float) -> bool:
+        ci = ratio_cis.get(b)
+        return ci.high < 1 if ci is not None else r <= 1 - margin
+
+    throughput_win = any(above(b, r) for b, r in ratios.items())
+    throughput_all_below = bool(ratios) and all(below(b, r) for b, r in ratios.items())
     if ratios:
         evidence.append(
             "throughput vs baseline: " + ", ".join(f"bs {b}: {r:.2f}x" for b, r in sorted(ratios.items()))
@@ -382,7 +465,7 @@ def verdict_of(
         crossover is not None
         and crossover.kind == "crossed"
         and any(
-            r <= 1 - margin
+            below(b, r)
             for b, r in ratios.items()
             if crossover is not None and crossover.batch_size is not None and b > crossover.batch_size
         )
@@ -474,6 +557,7 @@ def server_evidence(row: VariantSummary, baseline: VariantSummary, batch_size: i
 def _row(name: str, precision: str, vr: VariantResults, bandwidth: float | None) -> VariantSummary:
     phase, server = _phase(vr)
     ms, tps = _latency_bs1(vr.loadgen)
+    reps = repeats(vr.loadgen)
     weights = server.weights_gib if server is not None else None
     floor = bandwidth_floor_ms_per_token(weights * GIB, bandwidth) if weights and bandwidth else None
     return VariantSummary(
@@ -483,8 +567,15 @@ def _row(name: str, precision: str, vr: VariantResults, bandwidth: float | None)
         kernel=server.kernel if server is not None else None,
         ms_per_token_bs1=ms,
         tokens_per_second_bs1=tps,
+        repetitions=reps.count,
+        ms_per_token_interval95=_interval(figure_interval(reps.ms_per_token)),
         throughput=[
-            ThroughputPoint(batch_size=b, output_tokens_per_second=t, server=load)
+            ThroughputPoint(
+                batch_size=b,
+                output_tokens_per_second=t,
+                server=load,
+                interval95=_interval(figure_interval(reps.throughput.get(b, []))),
+            )
             for b, (t, load) in sorted(_throughput(vr.loadgen).items())
         ],
         serving=_serving(vr.loadgen),
@@ -554,9 +645,17 @@ def build_summary(results: RunResults, settings: SummarySettings | None = None) 
             )
             continue
         base_tp = {p.batch_size: p.output_tokens_per_second for p in base.throughput}
+        reps, base_reps = repeats(vr.loadgen), repeats(base_results.loadgen if base_results else {})
         throughput = [
             p.model_copy(
-                update={"ratio_to_baseline": ratio(p.output_tokens_per_second, base_tp.get(p.batch_size))}
+                update={
+                    "ratio_to_baseline": ratio(p.output_tokens_per_second, base_tp.get(p.batch_size)),
+                    "ratio_interval95": _interval(
+                        ratio_interval(
+                            base_reps.throughput.get(p.batch_size, []), reps.throughput.get(p.batch_size, [])
+                        )
+                    ),
+                }
             )
             for p in row.throughput
         ]
@@ -573,8 +672,11 @@ def build_summary(results: RunResults, settings: SummarySettings | None = None) 
         row = row.model_copy(
             update={
                 "throughput": throughput,
-                "serving": _with_serving_ratios(row.serving, base.serving),
+                "serving": _with_serving_ratios(row.serving, base.serving, reps, base_reps),
                 "latency_ratio_to_baseline": ratio(row.ms_per_token_bs1, base.ms_per_token_bs1),
+                "latency_ratio_interval95": _interval(
+                    ratio_interval(base_reps.ms_per_token, reps.ms_per_token)
+                ),
                 "weights_ratio_to_baseline": ratio(row.weights_gib, base.weights_gib),
                 "crossover_batch_size": crossover.batch_size if crossover is not None else None,
                 "accuracy": accuracy,

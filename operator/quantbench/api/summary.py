@@ -64,6 +64,12 @@ class ThroughputPoint(ApiModel):
         default=None, description="This / baseline at the same batch size."
     )
     server: ServerLoad | None = Field(default=None, description="The server during this batch size.")
+    interval95: Interval | None = Field(
+        default=None, description="95% interval of tokens/s over the workload's repetitions."
+    )
+    ratio_interval95: Interval | None = Field(
+        default=None, description="95% interval of the ratio to the baseline (contains 1: equal)."
+    )
 
 
 class ServingPoint(ApiModel):
@@ -83,6 +89,12 @@ class ServingPoint(ApiModel):
         default=None, description="Output tokens/s / baseline's."
     )
     server: ServerLoad | None = Field(default=None, description="The server during this request rate.")
+    ttft_ratio_interval95: Interval | None = Field(
+        default=None, description="95% interval of the median-TTFT ratio over repetitions."
+    )
+    throughput_ratio_interval95: Interval | None = Field(
+        default=None, description="95% interval of the output tokens/s ratio over repetitions."
+    )
 
 
 class AccuracySummary(ApiModel):
@@ -153,6 +165,15 @@ class VariantSummary(ApiModel):
     ms_per_token_bs1: float | None = Field(default=None, ge=0, description="Decode ms/token at batch 1.")
     tokens_per_second_bs1: float | None = Field(default=None, ge=0, description="Output tokens/s at batch 1.")
     latency_ratio_to_baseline: float | None = Field(default=None, description="ms/token / baseline's.")
+    repetitions: int | None = Field(
+        default=None, ge=1, description="Repetitions behind the intervals (the most of any workload)."
+    )
+    ms_per_token_interval95: Interval | None = Field(
+        default=None, description="95% interval of ms/token at batch 1 over repetitions."
+    )
+    latency_ratio_interval95: Interval | None = Field(
+        default=None, description="95% interval of the ms/token ratio to the baseline (contains 1: equal)."
+    )
     throughput: list[ThroughputPoint] = Field(default_factory=list, description="Throughput sweep.")
     crossover_batch_size: float | None = Field(
         default=None, description="Batch size where throughput falls below the baseline's (interpolated)."

@@ -5,7 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from quantbench.analysis.summary import format_gib
-from quantbench.api.summary import AccuracySummary, QualityVerdict, RunSummary, VariantSummary, Verdict
+from quantbench.api.summary import (
+    AccuracySummary,
+    Interval,
+    QualityVerdict,
+    RunSummary,
+    VariantSummary,
+    Verdict,
+)
 
 VERDICT_TITLES: dict[str, str] = {
     Verdict.BASELINE: "baseline",
@@ -122,18 +129,27 @@ COLUMNS = (
 )
 
 
+def with_interval(text: str, interval: Interval | None, digits: int = 2, invert: bool = False) -> str:
+    """A figure followed by its 95% interval, e.g. '1.67x [1.60, 1.74]' (invert: of 1/x)."""
+    if interval is None or text == DASH:
+        return text
+    low, high = (1 / interval.high, 1 / interval.low) if invert else (interval.low, interval.high)
+    return f"{text} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
 def table_row(row: VariantSummary, margin: float = 0.05) -> list[str]:
     bs, tps, tps_ratio = largest_batch(row)
     speed = 1 / row.latency_ratio_to_baseline if row.latency_ratio_to_baseline else None
+    top = max(row.throughput, key=lambda p: p.batch_size) if row.throughput else None
     return [
         row.variant,
         row.precision,
         row.kernel or DASH,
-        num(row.ms_per_token_bs1, 2),
-        times(speed),
+        with_interval(num(row.ms_per_token_bs1, 2), row.ms_per_token_interval95),
+        with_interval(times(speed), row.latency_ratio_interval95, invert=True),
         num(row.tokens_per_second_bs1),
         DASH if bs is None else f"{num(tps, 0)} (bs {bs})",
-        times(tps_ratio),
+        with_interval(times(tps_ratio), top.ratio_interval95 if top is not None else None),
         crossover_cell(row, margin),
         gib(row.weights_gib),
         pct(row.bandwidth_efficiency, 0),
