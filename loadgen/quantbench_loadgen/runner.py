@@ -12,9 +12,11 @@ from datetime import UTC, datetime
 
 from quantbench_loadgen import __version__
 from quantbench_loadgen.arrivals import arrival_offsets, schedule
+from quantbench_loadgen.capacity import Trial, bracket, next_rate, slo_misses
 from quantbench_loadgen.client import Endpoint, StreamingClient, request_body, server_root
 from quantbench_loadgen.datasets import Prompt, describe, load_prompts, random_prompts
 from quantbench_loadgen.results import (
+    CapacityResult,
     LatencyResult,
     LoadgenResult,
     RepetitionFigures,
@@ -25,6 +27,7 @@ from quantbench_loadgen.schema import duration_seconds, rate_label
 from quantbench_loadgen.sender import Planned, Runner, RunOptions, StepRun
 from quantbench_loadgen.shards import ShardJob, run_sharded, split
 from quantbench_loadgen.specs import (
+    CapacityWorkload,
     DatasetKind,
     DatasetSource,
     LatencyWorkload,
@@ -43,7 +46,7 @@ from quantbench_loadgen.stats import (
 from quantbench_loadgen.telemetry import TelemetryScraper
 from quantbench_loadgen.tokenization import Tokenizer
 
-AnyWorkload = LatencyWorkload | ThroughputWorkload | ServingWorkload
+AnyWorkload = LatencyWorkload | ThroughputWorkload | ServingWorkload | CapacityWorkload
 DURATION_PROMPT_POOL = 1000  # distinct prompts cycled through by a duration-bounded serving step
 
 
@@ -183,6 +186,13 @@ async def run_serving(
             if good is None
             else (len(good) / fields["duration_s"] if fields["duration_s"] else 0.0),
             goodput_ratio=None if good is None else (len(good) / len(recs) if recs else 0.0),
+            goodput_tokens_per_s=None
+            if good is None
+            else (
+                sum(r.output_tokens or 0 for r in good) / fields["duration_s"]
+                if fields["duration_s"]
+                else 0.0
+            ),
             schedule_lag_ms=latency_stats(lags) if lags and not math.isinf(rate) else None,
         )
         out.append((result, run))
@@ -255,6 +265,38 @@ async def server_telemetry(url: str, options: RunOptions) -> AsyncIterator[Telem
         yield scraper
 
 
+async def run_capacity(
+    runner: Runner, wl: CapacityWorkload, prompts: Sequence[Prompt]
+) -> tuple[CapacityResult, list[ServingRateResult]]:
+    """Search the highest rate meeting the SLO (`quantbench_loadgen.capacity`), one serving run per step."""
+    trials: list[Trial] = []
+    steps: list[ServingRateResult] = []
+    out = CapacityResult(percentile=wl.percentile)
+    while len(trials) < wl.steps and not runner.stopping:
+        rate = next_rate(trials, wl.start_rate, wl.max_rate, wl.growth, wl.tolerance)
+        if rate is None:
+            break
+        [(step, _)] = await run_serving(runner, wl.serving_at(rate), prompts)
+        misses = slo_misses(step, wl.slo, wl.percentile, wl.max_failed_ratio)
+        trials.append(Trial(rate, not misses))
+        steps.append(step)
+        out.tried_rates_per_s.append(rate)
+        out.passed.append(not misses)
+        out.misses.append(misses)
+    lo, hi = bracket(trials)
+    out.capacity_requests_per_s, out.failing_rate_per_s = lo, hi
+    out.reached_max_rate = lo is not None and lo >= wl.max_rate
+    out.budget_exhausted = (
+        len(trials) >= wl.steps
+        and next_rate(trials, wl.start_rate, wl.max_rate, wl.growth, wl.tolerance) is not None
+    )
+    if lo is not None:
+        at = steps[trials.index(Trial(lo, True))]
+        out.output_tokens_per_s = at.output_tokens_per_s
+        out.goodput_tokens_per_s = at.goodput_tokens_per_s
+    return out, steps
+
+
 def repetition_figures(
     latency: LatencyResult | None,
     throughput: Sequence[ThroughputBatchResult],
@@ -283,7 +325,11 @@ async def run_workload(
     """Run one workload end to end and build its result (partial when the server fails)."""
     started = datetime.now(UTC)
     ep: Endpoint = "chat" if wl.endpoint == "chat" else "completions"
-    prompts = serving_prompts(wl, tokenizer) if isinstance(wl, ServingWorkload) else []
+    prompts = (
+        serving_prompts(wl.serving_at(1.0) if isinstance(wl, CapacityWorkload) else wl, tokenizer)
+        if isinstance(wl, ServingWorkload | CapacityWorkload)
+        else []
+    )
     async with (
         StreamingClient(
             url,
@@ -305,7 +351,7 @@ async def run_workload(
             endpoint=wl.endpoint,
             seed=wl.seed,
             dataset=describe(wl.dataset)
-            if isinstance(wl, ServingWorkload)
+            if isinstance(wl, ServingWorkload | CapacityWorkload)
             else describe(_random_source(wl.input_len, wl.output_len)),
             started_at=started,
             finished_at=started,
@@ -322,6 +368,10 @@ async def run_workload(
                 latency, _ = await run_latency(runner, wl, tokenizer)
             elif isinstance(wl, ThroughputWorkload):
                 throughput = [r for r, _ in await run_throughput(runner, wl, tokenizer)]
+            elif isinstance(wl, CapacityWorkload):
+                capacity, serving = await run_capacity(runner, wl, prompts)
+                if rep == 0:
+                    result.capacity = capacity
             else:
                 serving = [r for r, _ in await run_serving(runner, wl, prompts)]
             if rep == 0:

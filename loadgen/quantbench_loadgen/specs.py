@@ -119,6 +119,7 @@ class WorkloadType(StrEnum):
     LATENCY = "latency"
     THROUGHPUT = "throughput"
     SERVING = "serving"
+    CAPACITY = "capacity"
 
 
 class ArrivalProcess(StrEnum):
@@ -233,7 +234,91 @@ class ServingWorkload(_WorkloadBase):
         return self
 
 
-Workload = Annotated[LatencyWorkload | ThroughputWorkload | ServingWorkload, Field(discriminator="type")]
+CAPACITY_NEEDS_SLO = "a capacity workload needs slo.ttftMs, slo.itlMs, slo.tpotMs or slo.e2eMs"
+CAPACITY_RANGE = "capacity: startRate must be at most maxRate"
+
+
+class CapacityWorkload(_WorkloadBase):
+    """The highest request rate whose latency percentiles meet the SLO: a bounded search (geometric growth
+    from startRate until a rate fails, then geometric bisection) of at most ``steps`` serving runs."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            cel("has(self.numPrompts) != has(self.duration)", ONE_AMOUNT),
+            cel(
+                "has(self.slo.ttftMs) || has(self.slo.itlMs) || has(self.slo.tpotMs) || has(self.slo.e2eMs)",
+                CAPACITY_NEEDS_SLO,
+            ),
+            cel("self.startRate <= self.maxRate", CAPACITY_RANGE),
+        )
+    )
+
+    type: Literal[WorkloadType.CAPACITY] = Field(description="capacity")
+    dataset: DatasetSource = Field(description="Where the prompts come from.")
+    slo: Slo = Field(description="Objectives every tried rate must meet at the chosen percentile.")
+    percentile: Literal[50, 90, 95, 99] = Field(
+        default=90, description="Latency percentile held to the SLO (p90: 90% of requests meet it)."
+    )
+    start_rate: float = Field(default=1.0, gt=0, le=100_000, description="First rate tried, requests/s.")
+    max_rate: float = Field(default=1000.0, gt=0, le=100_000, description="Highest rate tried, requests/s.")
+    steps: int = Field(
+        default=16,
+        ge=2,
+        le=64,
+        description="Serving runs the search may use. With growth 2 it needs about log2(capacity / "
+        "startRate) + 4 to end within 10% of the capacity.",
+    )
+    growth: float = Field(default=2.0, gt=1.0, le=16.0, description="Rate factor while every rate passes.")
+    tolerance: float = Field(
+        default=0.05,
+        gt=0,
+        lt=1,
+        description="Stop when the failing rate is within this share above the passing one.",
+    )
+    num_prompts: int | None = Field(default=None, ge=1, le=1_000_000, description="Requests per tried rate.")
+    duration: Duration | None = Field(default=None, description="Run each tried rate for this long instead.")
+    max_concurrency: int | None = Field(
+        default=None, ge=1, le=100_000, description="Cap on requests in flight."
+    )
+    arrival: ArrivalProcess = Field(default=ArrivalProcess.POISSON, description="Inter-arrival distribution.")
+    burstiness: float = Field(default=1.0, gt=0, le=100, description="Gamma shape (1 is Poisson).")
+    warmup_requests: int = Field(default=0, ge=0, le=10_000, description="Requests sent first at each rate.")
+    max_failed_ratio: float = Field(
+        default=0.0, ge=0, lt=1, description="Share of failed requests a passing rate may have."
+    )
+
+    @model_validator(mode="after")
+    def _valid(self) -> Self:
+        if (self.num_prompts is None) == (self.duration is None):
+            raise ValueError(ONE_AMOUNT)
+        if all(v is None for v in (self.slo.ttft_ms, self.slo.itl_ms, self.slo.tpot_ms, self.slo.e2e_ms)):
+            raise ValueError(CAPACITY_NEEDS_SLO)
+        if self.start_rate > self.max_rate:
+            raise ValueError(f"{CAPACITY_RANGE} (got {self.start_rate} > {self.max_rate})")
+        return self
+
+    def serving_at(self, rate: float) -> ServingWorkload:
+        """The serving workload that tries one rate."""
+        return ServingWorkload(
+            name=self.name,
+            seed=self.seed,
+            endpoint=self.endpoint,
+            type=WorkloadType.SERVING,
+            dataset=self.dataset,
+            request_rates=[rate if float(rate).is_integer() else f"{rate:.6g}"],
+            num_prompts=self.num_prompts,
+            duration=self.duration,
+            max_concurrency=self.max_concurrency,
+            arrival=self.arrival,
+            burstiness=self.burstiness,
+            warmup_requests=self.warmup_requests,
+            slo=self.slo,
+        )
+
+
+Workload = Annotated[
+    LatencyWorkload | ThroughputWorkload | ServingWorkload | CapacityWorkload, Field(discriminator="type")
+]
 
 
 GSM8K_SOURCE = "accuracy.dataset.kind must be gsm8k for the gsm8k task"
