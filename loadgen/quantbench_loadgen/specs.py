@@ -236,6 +236,7 @@ class ServingWorkload(_WorkloadBase):
 
 CAPACITY_NEEDS_SLO = "a capacity workload needs slo.ttftMs, slo.itlMs, slo.tpotMs or slo.e2eMs"
 CAPACITY_RANGE = "capacity: startRate must be at most maxRate"
+CAPACITY_ONE_AMOUNT = "capacity: set exactly one of numPrompts and duration (requests per tried rate)"
 
 
 class CapacityWorkload(_WorkloadBase):
@@ -244,12 +245,17 @@ class CapacityWorkload(_WorkloadBase):
 
     model_config = ConfigDict(
         json_schema_extra=cel_rules(
-            cel("has(self.numPrompts) != has(self.duration)", ONE_AMOUNT),
+            cel("has(self.numPrompts) != has(self.duration)", CAPACITY_ONE_AMOUNT),
             cel(
-                "has(self.slo.ttftMs) || has(self.slo.itlMs) || has(self.slo.tpotMs) || has(self.slo.e2eMs)",
+                "has(self.slo) && (has(self.slo.ttftMs) || has(self.slo.itlMs) || has(self.slo.tpotMs)"
+                " || has(self.slo.e2eMs))",
                 CAPACITY_NEEDS_SLO,
             ),
-            cel("self.startRate <= self.maxRate", CAPACITY_RANGE),
+            # The apiserver applies no defaults to fields only one workload type has: write them out.
+            cel(
+                "(has(self.startRate) ? self.startRate : 1.0) <= (has(self.maxRate) ? self.maxRate : 1000.0)",
+                CAPACITY_RANGE,
+            ),
         )
     )
 
@@ -290,7 +296,7 @@ class CapacityWorkload(_WorkloadBase):
     @model_validator(mode="after")
     def _valid(self) -> Self:
         if (self.num_prompts is None) == (self.duration is None):
-            raise ValueError(ONE_AMOUNT)
+            raise ValueError(CAPACITY_ONE_AMOUNT)
         if all(v is None for v in (self.slo.ttft_ms, self.slo.itl_ms, self.slo.tpot_ms, self.slo.e2e_ms)):
             raise ValueError(CAPACITY_NEEDS_SLO)
         if self.start_rate > self.max_rate:
