@@ -339,6 +339,16 @@ def demo_variants() -> list[VariantData]:
         ),
         VariantData("int8", "int8-w8a8", 10.2, {1: 98.0, 16: 1000.0, 64: 2950.0}, {}, 8.6, same),
         VariantData(
+            "awq-legacy",
+            "awq-int4",
+            7.5,
+            {1: 133.0, 16: 700.0, 64: 900.0},
+            {},
+            5.4,
+            same,
+            kernel="awq",
+        ),
+        VariantData(
             "fp16",
             "fp16",
             phase=VariantPhase.FAILED,

@@ -32,6 +32,7 @@ def test_verdicts(summary: RunSummary) -> None:
         "awq-int4": Verdict.LATENCY_WIN_LOSES_UNDER_LOAD,
         "gptq-int4": Verdict.SPEEDUP_BUT_INFERIOR,
         "int8": Verdict.MEMORY_WIN_ONLY,
+        "awq-legacy": Verdict.SLOW_KERNEL,
         "fp16": Verdict.FAILED,
     }
     assert summary.best == "fp8"
@@ -297,3 +298,23 @@ def test_repetitions_give_intervals_and_equal_means_the_interval_contains_one(tm
     assert int8.latency_ratio_interval95 is not None
     assert int8.latency_ratio_interval95.low < 1.0 < int8.latency_ratio_interval95.high
     assert int8.verdict == Verdict.NO_SIGNIFICANT_DIFFERENCE
+
+
+def test_a_legacy_kernel_on_a_marlin_gpu_is_flagged_with_the_fix(tmp_path: Path) -> None:
+    base, same = paired(100, 80, lost=0, gained=0)
+    variants = [
+        VariantData("bf16", "bf16", 10.0, {1: 100.0, 64: 3000.0}, weights_gib=15.0, correct=base),
+        VariantData(
+            "awq", "awq-int4", 7.0, {1: 140.0, 64: 900.0}, weights_gib=5.4, correct=same, kernel="awq"
+        ),
+    ]
+    s = build_summary(RunResults.load(write_run(tmp_path / "gpu", variants, "bf16")))
+    awq = row(s, "awq")
+    assert awq.verdict == Verdict.SLOW_KERNEL
+    assert awq.kernel_advice is not None and "awq_marlin" in awq.kernel_advice
+    assert "remove quantizationKernel: awq" in awq.kernel_advice
+    assert "compute capability 9.0" in awq.kernel_advice
+    # On a machine without a GPU the legacy kernel is the only one: nothing to flag.
+    cpu = build_summary(RunResults.load(write_run(tmp_path / "cpu", variants, "bf16", gpu=None)))
+    assert row(cpu, "awq").kernel_advice is None
+    assert row(cpu, "awq").verdict == Verdict.LATENCY_WIN_LOSES_UNDER_LOAD

@@ -15,6 +15,9 @@ needed; the evidence says how many).
 - FreeSpeedup: faster and never slower under load, accuracy NonInferior.
 - SpeedupQualityUndecided: faster and never slower under load, accuracy Undecided.
 - SpeedupQualityUntested: faster, but no paired accuracy comparison was possible.
+- SlowKernel: the variant ran a legacy kernel (awq, gptq) on a GPU that runs the Marlin one, and its speed
+  verdict would have been Slower, LatencyWinLosesUnderLoad, MemoryWinOnly or NoSignificantDifference: the
+  evidence names the kernel to use instead (`quantbench.analysis.kernels`).
 - MemoryWinOnly: not faster, needs at least 10% less weight memory.
 - Slower: slower at batch 1 or at every batch size, with no memory win.
 - NoSignificantDifference: none of the above.
@@ -28,6 +31,7 @@ from dataclasses import dataclass, replace
 
 from quantbench.analysis import noninferiority as ni
 from quantbench.analysis.intervals import Estimate, figure_interval, ratio_interval
+from quantbench.analysis.kernels import slower_kernel
 from quantbench.analysis.noninferiority import DEFAULT_MARGIN
 from quantbench.analysis.run_results import RunResults, ServerInfo, VariantResults
 from quantbench.analysis.stats import (
@@ -588,6 +592,28 @@ def _row(name: str, precision: str, vr: VariantResults, bandwidth: float | None)
     )
 
 
+# Speed verdicts a slower kernel than the GPU supports would explain (accuracy verdicts stand).
+KERNEL_BOUND_VERDICTS = frozenset(
+    {
+        Verdict.SLOWER,
+        Verdict.LATENCY_WIN_LOSES_UNDER_LOAD,
+        Verdict.MEMORY_WIN_ONLY,
+        Verdict.NO_SIGNIFICANT_DIFFERENCE,
+    }
+)
+
+
+def _gpu_of(results: RunResults, variant: str) -> str | None:
+    """The GPU a variant's server ran on: its own record, else the roofline probe's, else the run's."""
+    vr = results.variants.get(variant)
+    if vr is not None and vr.server is not None and vr.server.gpu:
+        return vr.server.gpu
+    probe = results.probe_for(variant)
+    if probe is not None:
+        return probe.gpu.name
+    return results.info.gpu
+
+
 def _failed_evidence(vr: VariantResults) -> list[str]:
     server = vr.server
     if server is None:
@@ -683,7 +709,16 @@ def build_summary(results: RunResults, settings: SummarySettings | None = None) 
             }
         )
         verdict, evidence = verdict_of(row, base, settings, accuracy_note, results.probe_for(v.name))
-        out.append(row.model_copy(update={"verdict": verdict, "evidence": evidence}))
+        advice = slower_kernel(row.kernel, _gpu_of(results, v.name))
+        advice_text = None
+        if advice is not None:
+            advice_text = f"{advice.evidence()}; fix: {advice.fix()}"
+            evidence.append(advice_text)
+            if verdict in KERNEL_BOUND_VERDICTS:
+                verdict = Verdict.SLOW_KERNEL
+        out.append(
+            row.model_copy(update={"verdict": verdict, "evidence": evidence, "kernel_advice": advice_text})
+        )
 
     base_probe = results.probe_for(spec.baseline)
     return RunSummary(

@@ -23,6 +23,9 @@ class Verdict(StrEnum):
     SPEEDUP_QUALITY_UNTESTED = "SpeedupQualityUntested"
     SPEEDUP_QUALITY_UNDECIDED = "SpeedupQualityUndecided"  # faster; too few questions to settle accuracy
     INFERIOR = "Inferior"  # accuracy shown worse than the baseline's by more than the margin
+    SLOW_KERNEL = (
+        "SlowKernel"  # ran a slower kernel than its GPU supports: speed says nothing of the precision
+    )
     SLOWER = "Slower"
     BASELINE = "Baseline"
     FAILED = "Failed"
@@ -189,6 +192,10 @@ class VariantSummary(ApiModel):
         default=None, ge=0, description="Bandwidth floor / measured ms/token at batch 1 (1.0 = at the floor)."
     )
     accuracy: AccuracySummary | None = Field(default=None, description="Accuracy and its comparison.")
+    kernel_advice: str | None = Field(
+        default=None,
+        description="When the variant ran a slower kernel than its GPU supports: the evidence and the fix.",
+    )
     verdict: Verdict = Field(description="What this variant is, compared with the baseline.")
     evidence: list[str] = Field(default_factory=list, description="Facts behind the verdict, in plain words.")
 

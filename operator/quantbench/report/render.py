@@ -152,6 +152,7 @@ TONE = {
     "SpeedupButInferior": "bad",
     "Inferior": "bad",
     "SpeedupQualityUndecided": "mixed",
+    "SlowKernel": "mixed",
     "Failed": "bad",
     "Unsupported": "bad",
     "Slower": "bad",

@@ -23,6 +23,7 @@ VERDICT_TITLES: dict[str, str] = {
     Verdict.NO_SIGNIFICANT_DIFFERENCE: "no significant difference",
     Verdict.SPEEDUP_QUALITY_UNTESTED: "speedup, quality not compared",
     Verdict.INFERIOR: "accuracy inferior",
+    Verdict.SLOW_KERNEL: "slow kernel, rerun",
     Verdict.SPEEDUP_QUALITY_UNDECIDED: "speedup, accuracy undecided",
     Verdict.SLOWER: "slower",
     Verdict.FAILED: "failed",
@@ -204,6 +205,10 @@ def verdict_sentence(row: VariantSummary, summary: RunSummary) -> str:
         return f"{name} is faster, but its accuracy was not compared with {base}'s: measure it before calling it free."
     if verdict == Verdict.INFERIOR:
         return f"{name} is not faster and its accuracy is inferior: {quality}."
+    if verdict == Verdict.SLOW_KERNEL and row.kernel_advice:
+        return f"{name}'s speed is not its precision's: {row.kernel_advice}." + (
+            f" Quality: {quality}." if quality else ""
+        )
     if verdict == Verdict.MEMORY_WIN_ONLY:
         ratio = row.weights_ratio_to_baseline
         saving = f" ({(1 - ratio) * 100:.0f}% less weight memory)" if ratio is not None else ""
