@@ -20,6 +20,7 @@ from quantbench.probe.references import load_reference
 from quantbench.probe.result import ProbeResult
 from quantbench_loadgen.accuracy.results import AccuracyResult, ExtractorScore, QuestionOutcome, question_key
 from quantbench_loadgen.results import (
+    CapacityResult,
     LatencyResult,
     LatencyStats,
     LoadgenResult,
@@ -125,6 +126,41 @@ def with_repetitions(result: LoadgenResult, factors: list[float]) -> LoadgenResu
     return result.model_copy(update={"repetitions": reps})
 
 
+def capacity_result(trials: dict[float, tuple[float, bool]], goodput_tokens_per_s: float) -> LoadgenResult:
+    """A capacity search: rate -> (p90 TTFT ms, met the SLO), in the order tried; the goodput tokens/s at the
+    highest passing rate."""
+    passing = [r for r, (_, ok) in trials.items() if ok]
+    capacity = max(passing) if passing else None
+    steps = [
+        ServingRateResult(
+            **_step(100, goodput_tokens_per_s * rate / (capacity or rate), ttft * 0.8, 12.0),
+            rate_label=f"{rate:g}",
+            request_rate_per_s=rate,
+            arrival="poisson",
+            burstiness=1.0,
+            peak_concurrency=8,
+            warmup_requests=0,
+        )
+        for rate, (ttft, _) in trials.items()
+    ]
+    for step, (ttft, _) in zip(steps, trials.values(), strict=True):
+        step.ttft.p90_ms = ttft
+    return _result(
+        "capacity",
+        WorkloadType.CAPACITY,
+        serving=steps,
+        capacity=CapacityResult(
+            percentile=90,
+            tried_rates_per_s=list(trials),
+            passed=[ok for _, ok in trials.values()],
+            misses=[[] if ok else ["p90 TTFT over"] for _, ok in trials.values()],
+            capacity_requests_per_s=capacity,
+            output_tokens_per_s=goodput_tokens_per_s,
+            goodput_tokens_per_s=goodput_tokens_per_s if capacity else None,
+        ),
+    )
+
+
 def serving_result(points: dict[str, tuple[float, float, float]]) -> LoadgenResult:
     """rate label -> (output tokens/s, median TTFT ms, median ITL ms)."""
     return _result(
@@ -224,9 +260,12 @@ class VariantData:
     node_pool: str | None = None
     gpu: str | None = None
     repetitions: list[float] | None = None  # run-to-run factors of each repetition (None: one run)
+    capacity: tuple[dict[float, tuple[float, bool]], float] | None = None  # capacity_result's arguments
 
 
-def spec_for(variants: list[VariantData], baseline: str) -> QuantBenchmarkSpec:
+def spec_for(
+    variants: list[VariantData], baseline: str, prices: dict[str, float] | None = None
+) -> QuantBenchmarkSpec:
     return QuantBenchmarkSpec.model_validate(
         {
             "model": "meta-llama/Llama-3.1-8B-Instruct",
@@ -242,16 +281,28 @@ def spec_for(variants: list[VariantData], baseline: str) -> QuantBenchmarkSpec:
                     "numPrompts": 100,
                     "requestRates": [1, 4, "inf"],
                 },
+                {
+                    "name": "capacity",
+                    "type": "capacity",
+                    "dataset": {"kind": "random", "inputLen": 512, "outputLen": 128},
+                    "slo": {"ttftMs": 500},
+                    "numPrompts": 100,
+                },
             ],
             "accuracy": {"limit": 100, "margin": 5},
+            "gpuHourPrices": prices or {},
         }
     )
 
 
 def write_run(
-    root: Path, variants: list[VariantData], baseline: str, gpu: str | None = "NVIDIA H100 80GB HBM3"
+    root: Path,
+    variants: list[VariantData],
+    baseline: str,
+    gpu: str | None = "NVIDIA H100 80GB HBM3",
+    prices: dict[str, float] | None = None,
 ) -> Path:
-    spec = spec_for(variants, baseline)
+    spec = spec_for(variants, baseline, prices)
     write_run_info(
         root, RunInfo(benchmark="llama31-8b", run_id="r20261123-0300", started_at=T0, gpu=gpu, spec=spec)
     )
@@ -279,6 +330,8 @@ def write_run(
             results.append(throughput_result(v.throughput))
         if v.serving:
             results.append(serving_result(v.serving))
+        if v.capacity is not None:
+            results.append(capacity_result(*v.capacity))
         for result in results:
             write_loadgen_result(
                 root, v.name, with_repetitions(result, v.repetitions) if v.repetitions else result
@@ -286,6 +339,9 @@ def write_run(
         if v.correct is not None:
             write_accuracy_result(root, v.name, accuracy_result(v.correct))
     return root
+
+
+DEMO_PRICES = {"*": 3.0}  # USD per GPU-hour on any pool
 
 
 def demo_variants() -> list[VariantData]:
@@ -305,6 +361,10 @@ def demo_variants() -> list[VariantData]:
             base,
             kernel="none",
             repetitions=[1.0, 1.02, 1 / 1.02],
+            capacity=(
+                {2: (180, True), 4: (260, True), 8: (900, False), 5.66: (420, True), 6.73: (610, False)},
+                1100,
+            ),
         ),
         VariantData(
             "fp8",
@@ -316,6 +376,17 @@ def demo_variants() -> list[VariantData]:
             free,
             kernel="fp8",
             repetitions=[1.0, 1.03, 1 / 1.03],
+            capacity=(
+                {
+                    2: (120, True),
+                    4: (160, True),
+                    8: (300, True),
+                    16: (1400, False),
+                    11.3: (480, True),
+                    13.5: (800, False),
+                },
+                2600,
+            ),
         ),
         VariantData(
             "awq-int4",
@@ -326,6 +397,10 @@ def demo_variants() -> list[VariantData]:
             5.4,
             under_load,
             kernel="awq_marlin",
+            capacity=(
+                {2: (110, True), 4: (150, True), 8: (700, False), 5.66: (380, True), 6.73: (520, False)},
+                1000,
+            ),
         ),
         VariantData(
             "gptq-int4",
@@ -362,7 +437,7 @@ if __name__ == "__main__":
     import sys
 
     target = Path(sys.argv[1] if len(sys.argv) > 1 else "out/report-demo/results")
-    print(write_run(target, demo_variants(), "bf16"))
+    print(write_run(target, demo_variants(), "bf16", prices=DEMO_PRICES))
 
 
 def probe_result(gpu: str | None = None, bandwidth_bytes_per_s: float | None = None) -> ProbeResult:

@@ -12,12 +12,12 @@ from quantbench.analysis.summary import build_summary, crossover_source
 from quantbench.api.summary import QualityVerdict, RunSummary, VariantSummary, Verdict
 from quantbench.probe.references import load_reference
 from quantbench.probe.specs import match_gpu_spec
-from tests.analysis.builders import VariantData, demo_variants, paired, probe_result, write_run
+from tests.analysis.builders import DEMO_PRICES, VariantData, demo_variants, paired, probe_result, write_run
 
 
 @pytest.fixture
 def summary(tmp_path: Path) -> RunSummary:
-    return build_summary(RunResults.load(write_run(tmp_path, demo_variants(), "bf16")))
+    return build_summary(RunResults.load(write_run(tmp_path, demo_variants(), "bf16", prices=DEMO_PRICES)))
 
 
 def row(summary: RunSummary, name: str) -> VariantSummary:
@@ -318,3 +318,22 @@ def test_a_legacy_kernel_on_a_marlin_gpu_is_flagged_with_the_fix(tmp_path: Path)
     cpu = build_summary(RunResults.load(write_run(tmp_path / "cpu", variants, "bf16", gpu=None)))
     assert row(cpu, "awq").kernel_advice is None
     assert row(cpu, "awq").verdict == Verdict.LATENCY_WIN_LOSES_UNDER_LOAD
+
+
+def test_capacity_is_per_gpu_quality_gated_and_priced(summary: RunSummary) -> None:
+    fp8, awq, bf16 = row(summary, "fp8"), row(summary, "awq-int4"), row(summary, "bf16")
+    assert fp8.capacity is not None and fp8.capacity.requests_per_second_per_gpu == pytest.approx(11.3)
+    assert fp8.capacity.counts and fp8.capacity.slo == "p90 TTFT <= 500 ms"
+    assert [t.passed for t in fp8.capacity.trials] == [True, True, True, False, True, False]
+    assert awq.capacity is not None and not awq.capacity.counts
+    assert awq.capacity.gate == "accuracy Undecided at the margin"
+    assert bf16.capacity is not None and bf16.capacity.counts  # the baseline needs no accuracy test
+    assert fp8.cost is not None and fp8.cost.usd_per_million_output_tokens == pytest.approx(
+        3.0 / (2600 * 3600) * 1e6
+    )
+    assert summary.best == "fp8"
+    assert summary.recommendation is not None
+    assert summary.recommendation.startswith(
+        "fp8: $0.32 per million output tokens at 11.3 requests/s per GPU"
+    )
+    assert "awq-int4 $0.83, not counted: accuracy Undecided at the margin" in summary.recommendation

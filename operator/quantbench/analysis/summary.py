@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from quantbench.analysis import noninferiority as ni
+from quantbench.analysis.cost import Candidate, price_for, recommend, usd_per_million_tokens
 from quantbench.analysis.intervals import Estimate, figure_interval, ratio_interval
 from quantbench.analysis.kernels import slower_kernel
 from quantbench.analysis.noninferiority import DEFAULT_MARGIN
@@ -45,6 +46,9 @@ from quantbench.analysis.stats import (
 )
 from quantbench.api.summary import (
     AccuracySummary,
+    CapacitySummary,
+    CapacityTrial,
+    CostSummary,
     Interval,
     QualityVerdict,
     RunSummary,
@@ -54,14 +58,14 @@ from quantbench.api.summary import (
     VariantSummary,
     Verdict,
 )
-from quantbench.api.v1alpha1 import Precision, VariantPhase
+from quantbench.api.v1alpha1 import Precision, QuantBenchmarkSpec, VariantPhase
 from quantbench.probe.precisions import WeightFormatName
 from quantbench.probe.result import ProbeResult
 from quantbench.probe.specs import match_gpu_spec
 from quantbench.units import GIB
 from quantbench_loadgen.accuracy.results import AccuracyResult
-from quantbench_loadgen.results import LoadgenResult
-from quantbench_loadgen.specs import WorkloadType
+from quantbench_loadgen.results import LatencyStats, LoadgenResult
+from quantbench_loadgen.specs import CapacityWorkload, WorkloadType
 from quantbench_loadgen.telemetry import ServerTelemetry
 
 MEMORY_WIN_RATIO = 0.9  # weights at most 90% of the baseline's count as a memory win
@@ -74,6 +78,8 @@ class SummarySettings:
     speed_margin: float = 0.05
     accuracy_margin: float = DEFAULT_MARGIN  # a fraction (0.02 = 2 points); the spec's accuracy.margin wins
     looks: int = 5  # analyses of the group-sequential design quoted in the evidence
+    # USD per GPU-hour by node pool ('*': any), e.g. from the chart or a flag; spec.gpuHourPrices wins.
+    prices: Mapping[str, float] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------------- per-variant figures
@@ -131,6 +137,8 @@ def _load_of(telemetry: ServerTelemetry | None, step: str) -> ServerLoad | None:
 def _serving(loadgen: Mapping[str, LoadgenResult]) -> list[ServingPoint]:
     points: list[ServingPoint] = []
     for name, result in loadgen.items():
+        if result.capacity is not None:
+            continue  # a capacity search's rates are its trials, not a serving sweep
         for step in result.serving:
             done = step.completed > 0
             points.append(
@@ -592,6 +600,145 @@ def _row(name: str, precision: str, vr: VariantResults, bandwidth: float | None)
     )
 
 
+# ------------------------------------------------------------------------------------ capacity and cost
+
+
+def _slo_words(wl: CapacityWorkload) -> str:
+    p = f"p{wl.percentile}"
+    parts = [
+        f"{p} {name} <= {limit:g} ms"
+        for name, limit in (
+            ("TTFT", wl.slo.ttft_ms),
+            ("ITL", wl.slo.itl_ms),
+            ("TPOT", wl.slo.tpot_ms),
+            ("E2E", wl.slo.e2e_ms),
+        )
+        if limit is not None
+    ]
+    return ", ".join(parts)
+
+
+def _pct_of(stats: LatencyStats, p: int) -> float | None:
+    if stats.count == 0:
+        return None
+    return {50: stats.median_ms, 90: stats.p90_ms, 95: stats.p95_ms, 99: stats.p99_ms}[p]
+
+
+def capacity_summary(
+    spec: QuantBenchmarkSpec, variant: str, vr: VariantResults, row: VariantSummary
+) -> CapacitySummary | None:
+    """The variant's capacity from its first capacity workload, per GPU, quality-gated."""
+    for wl in spec.workloads:
+        if not isinstance(wl, CapacityWorkload):
+            continue
+        result = vr.loadgen.get(wl.name)
+        if result is None or result.capacity is None:
+            continue
+        cap = result.capacity
+        gpus = spec.placement_for(spec.variant(variant)).gpus
+        trials = [
+            CapacityTrial(
+                request_rate=rate,
+                ttft_ms=_pct_of(step.ttft, cap.percentile),
+                itl_ms=_pct_of(step.itl, cap.percentile),
+                passed=ok,
+            )
+            for rate, ok, step in zip(cap.tried_rates_per_s, cap.passed, result.serving, strict=False)
+        ]
+        quality = row.accuracy.quality if row.accuracy is not None else None
+        baseline = row.verdict == Verdict.BASELINE
+        counts = baseline or quality == QualityVerdict.NON_INFERIOR
+        gate = None
+        if not counts:
+            gate = (
+                f"accuracy {quality} at the margin"
+                if quality is not None
+                else "accuracy not compared with the baseline"
+            )
+        rps = cap.capacity_requests_per_s
+        return CapacitySummary(
+            workload=wl.name,
+            slo=_slo_words(wl),
+            slo_ttft_ms=wl.slo.ttft_ms,
+            gpus=gpus,
+            requests_per_second=rps,
+            requests_per_second_per_gpu=rps / gpus if rps is not None else None,
+            goodput_tokens_per_second_per_gpu=cap.goodput_tokens_per_s / gpus
+            if cap.goodput_tokens_per_s is not None
+            else None,
+            counts=counts,
+            gate=gate,
+            lower_bound_only=cap.reached_max_rate or cap.budget_exhausted,
+            trials=trials,
+        )
+    return None
+
+
+def cost_summary(
+    prices: Mapping[str, float], node_pool: str | None, capacity: CapacitySummary | None
+) -> CostSummary | None:
+    found = price_for(prices, node_pool)
+    if found is None:
+        return None
+    pool, price = found
+    per_million = None
+    if capacity is not None and capacity.goodput_tokens_per_second_per_gpu:
+        per_million = usd_per_million_tokens(price, 1, capacity.goodput_tokens_per_second_per_gpu)
+    return CostSummary(node_pool=pool, usd_per_gpu_hour=price, usd_per_million_output_tokens=per_million)
+
+
+def _money(x: float) -> str:
+    return f"${x:,.2f}" if x >= 0.1 else f"${x:.3g}"
+
+
+def recommendation(rows: Sequence[VariantSummary]) -> tuple[str | None, str | None]:
+    """The cheapest non-inferior variant meeting the SLO, with the sentence that says why (None: no costs)."""
+    candidates = [
+        Candidate(
+            variant=r.variant,
+            usd_per_million=r.cost.usd_per_million_output_tokens if r.cost is not None else None,
+            non_inferior=r.capacity is not None and r.capacity.counts,
+            meets_slo=r.capacity is not None and r.capacity.requests_per_second is not None,
+            capacity_per_gpu=r.capacity.requests_per_second_per_gpu if r.capacity is not None else None,
+            goodput_tokens_per_gpu=r.capacity.goodput_tokens_per_second_per_gpu
+            if r.capacity is not None
+            else None,
+        )
+        for r in rows
+        if r.phase == VariantPhase.SUCCEEDED
+    ]
+    if not any(c.usd_per_million is not None for c in candidates):
+        return None, None
+    best, ranked = recommend(candidates)
+    others = []
+    for c in sorted(candidates, key=lambda c: (c.usd_per_million is None, c.usd_per_million or 0.0)):
+        if c.variant == best:
+            continue
+        row = next(r for r in rows if r.variant == c.variant)
+        cost = _money(c.usd_per_million) if c.usd_per_million is not None else "no cost"
+        why = ""
+        if row.capacity is None:
+            why = ", capacity not measured"
+        elif not c.meets_slo:
+            why = ", no tried rate met the SLO"
+        elif not c.non_inferior and row.capacity is not None:
+            why = f", not counted: {row.capacity.gate}"
+        others.append(f"{c.variant} {cost}{why}")
+    tail = f" (others: {'; '.join(others)})" if others else ""
+    if best is None:
+        return None, "no variant is both non-inferior in accuracy and within the SLO at a known price" + tail
+    top = ranked[0]
+    row = next(r for r in rows if r.variant == best)
+    slo = row.capacity.slo if row.capacity is not None else "the SLO"
+    assert top.usd_per_million is not None and top.capacity_per_gpu is not None
+    goodput = top.goodput_tokens_per_gpu or 0.0
+    return best, (
+        f"{best}: {_money(top.usd_per_million)} per million output tokens at {top.capacity_per_gpu:.3g} "
+        f"requests/s per GPU ({goodput:,.0f} output tokens/s per GPU) within {slo}, the cheapest variant "
+        f"whose accuracy is non-inferior{tail}"
+    )
+
+
 # Speed verdicts a slower kernel than the GPU supports would explain (accuracy verdicts stand).
 KERNEL_BOUND_VERDICTS = frozenset(
     {
@@ -720,6 +867,16 @@ def build_summary(results: RunResults, settings: SummarySettings | None = None) 
             row.model_copy(update={"verdict": verdict, "evidence": evidence, "kernel_advice": advice_text})
         )
 
+    prices = {**settings.prices, **spec.gpu_hour_prices}
+    for i, row in enumerate(out):
+        vr = results.variants.get(row.variant) or VariantResults(row.variant)
+        cap = capacity_summary(spec, row.variant, vr, row)
+        pool = (vr.server.node_pool if vr.server is not None else None) or spec.placement_for(
+            spec.variant(row.variant)
+        ).node_pool
+        out[i] = row.model_copy(update={"capacity": cap, "cost": cost_summary(prices, pool, cap)})
+    cheapest, why = recommendation(out)
+
     base_probe = results.probe_for(spec.baseline)
     return RunSummary(
         baseline=spec.baseline,
@@ -730,7 +887,8 @@ def build_summary(results: RunResults, settings: SummarySettings | None = None) 
         power=settings.power,
         speed_margin=settings.speed_margin,
         accuracy_margin=settings.accuracy_margin if spec.accuracy is not None else None,
-        best=_best(out, spec.baseline),
+        best=cheapest if why is not None else _best(out, spec.baseline),
+        recommendation=why,
         variants=out,
         notes=notes,
     )

@@ -100,6 +100,46 @@ class ServingPoint(ApiModel):
     )
 
 
+class CapacityTrial(ApiModel):
+    request_rate: float = Field(ge=0, description="Rate tried, requests/s.")
+    ttft_ms: float | None = Field(default=None, ge=0, description="TTFT at the SLO's percentile, ms.")
+    itl_ms: float | None = Field(default=None, ge=0, description="ITL at the SLO's percentile, ms.")
+    passed: bool = Field(description="Met the SLO.")
+
+
+class CapacitySummary(ApiModel):
+    """The highest request rate meeting the SLO, per GPU, and whether it counts (quality gate)."""
+
+    workload: str = Field(description="Capacity workload name.")
+    slo: str = Field(description="The SLO held, in words, e.g. 'p90 TTFT <= 500 ms'.")
+    slo_ttft_ms: float | None = Field(default=None, description="The SLO's TTFT limit, ms (for the plot).")
+    gpus: int = Field(ge=1, description="GPUs of the variant's server.")
+    requests_per_second: float | None = Field(
+        default=None, ge=0, description="Capacity, requests/s (null: no tried rate met the SLO)."
+    )
+    requests_per_second_per_gpu: float | None = Field(default=None, ge=0, description="Capacity per GPU.")
+    goodput_tokens_per_second_per_gpu: float | None = Field(
+        default=None, ge=0, description="Output tokens/s of requests meeting the SLO at capacity, per GPU."
+    )
+    counts: bool = Field(
+        description="Quality gate: the capacity counts only when accuracy is non-inferior (or the baseline)."
+    )
+    gate: str | None = Field(default=None, description="Why the capacity does not count.")
+    lower_bound_only: bool = Field(
+        default=False,
+        description="The search hit maxRate or its step budget: the true capacity may be higher.",
+    )
+    trials: list[CapacityTrial] = Field(default_factory=list, description="Every rate tried, in order.")
+
+
+class CostSummary(ApiModel):
+    node_pool: str | None = Field(default=None, description="Node pool whose price was used.")
+    usd_per_gpu_hour: float = Field(ge=0, description="Price of one GPU for an hour, USD.")
+    usd_per_million_output_tokens: float | None = Field(
+        default=None, ge=0, description="At capacity within the SLO (goodput tokens/s per GPU)."
+    )
+
+
 class AccuracySummary(ApiModel):
     task: str = Field(description="Accuracy task, e.g. gsm8k.")
     questions: int = Field(ge=0, description="Questions scored.")
@@ -192,6 +232,8 @@ class VariantSummary(ApiModel):
         default=None, ge=0, description="Bandwidth floor / measured ms/token at batch 1 (1.0 = at the floor)."
     )
     accuracy: AccuracySummary | None = Field(default=None, description="Accuracy and its comparison.")
+    capacity: CapacitySummary | None = Field(default=None, description="Capacity under the SLO.")
+    cost: CostSummary | None = Field(default=None, description="Price and cost per million output tokens.")
     kernel_advice: str | None = Field(
         default=None,
         description="When the variant ran a slower kernel than its GPU supports: the evidence and the fix.",
@@ -219,5 +261,10 @@ class RunSummary(ApiModel):
         default=None, gt=0, lt=1, description="Non-inferiority margin of the accuracy verdicts (a fraction)."
     )
     best: str | None = Field(default=None, description="Variant recommended by the verdicts, if any.")
+    recommendation: str | None = Field(
+        default=None,
+        description="Why best was chosen, with the figures: the cheapest non-inferior variant meeting the SLO "
+        "when prices and a capacity workload are given.",
+    )
     variants: list[VariantSummary] = Field(default_factory=list, description="One row per variant.")
     notes: list[str] = Field(default_factory=list, description="Caveats about the whole run.")

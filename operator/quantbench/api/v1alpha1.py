@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from croniter import croniter
 from pydantic import ConfigDict, Field, field_validator, model_validator
@@ -338,6 +338,11 @@ class QuantBenchmarkSpec(ApiModel):
         description="Measure the GPU roofline first (quantbench probe) for the efficiency column and the "
         "crossover attribution: the operator runs one probe Job on one GPU of each node pool before that "
         "pool's servers start (quantbench run: on its own GPU). A probe that fails never fails the run.",
+    )
+    gpu_hour_prices: dict[str, Annotated[float, Field(ge=0)]] = Field(
+        default_factory=dict,
+        description="USD per GPU-hour by node pool name ('*': any pool), for the cost per million output "
+        "tokens at capacity and the recommendation.",
     )
     schedule: str | None = Field(
         default=None,

@@ -33,7 +33,7 @@ def _header_facts(info: RunInfo, summary: RunSummary) -> list[tuple[str, str]]:
         ("GPU", summary.gpu or "unknown"),
         ("Memory bandwidth", bandwidth),
         ("Started / finished", f"{info.started_at.isoformat(timespec='minutes')} / {finished}"),
-        ("Recommended", summary.best or "none"),
+        ("Recommended", summary.recommendation or summary.best or "none"),
     ]
 
 

@@ -126,6 +126,9 @@ COLUMNS = (
     Column("GSM8K strict [95% CI]", True),
     Column("Δ vs base (McNemar)", True),
     Column("Accuracy at margin", False),
+    Column("Capacity req/s/GPU", True),
+    Column("Goodput tok/s/GPU", True),
+    Column("$/M output tok", True),
     Column("Verdict", False),
 )
 
@@ -136,6 +139,24 @@ def with_interval(text: str, interval: Interval | None, digits: int = 2, invert:
         return text
     low, high = (1 / interval.high, 1 / interval.low) if invert else (interval.low, interval.high)
     return f"{text} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def capacity_cells(row: VariantSummary) -> list[str]:
+    """Capacity per GPU (marked when it does not count), goodput per GPU, and cost per million tokens."""
+    cap, cost = row.capacity, row.cost
+    if cap is None:
+        rate = goodput = DASH
+    elif cap.requests_per_second_per_gpu is None:
+        rate, goodput = "none meets SLO", DASH
+    else:
+        rate = f"{cap.requests_per_second_per_gpu:.3g}" + ("+" if cap.lower_bound_only else "")
+        if not cap.counts:
+            rate += " (not counted)"
+        goodput = num(cap.goodput_tokens_per_second_per_gpu, 0)
+    usd = DASH
+    if cost is not None and cost.usd_per_million_output_tokens is not None:
+        usd = f"${cost.usd_per_million_output_tokens:.3g}"
+    return [rate, goodput, usd]
 
 
 def table_row(row: VariantSummary, margin: float = 0.05) -> list[str]:
@@ -157,6 +178,7 @@ def table_row(row: VariantSummary, margin: float = 0.05) -> list[str]:
         accuracy_cell(row.accuracy),
         delta_cell(row.accuracy),
         quality_cell(row.accuracy),
+        *capacity_cells(row),
         VERDICT_TITLES.get(row.verdict, str(row.verdict)),
     ]
 
