@@ -11,6 +11,7 @@ import yaml
 from quantbench.analysis.run_results import RunResults
 from quantbench.api.v1alpha1 import QuantBenchmarkSpec, Variant
 from quantbench.cli import main
+from quantbench.commands.run import gpu_hour_prices
 from quantbench.local.executor import (
     Device,
     LocalSettings,
@@ -196,12 +197,19 @@ def test_a_failing_probe_does_not_fail_the_run(tmp_path: Path) -> None:
     assert not (tmp_path / "probe.json").exists()
 
 
+def test_gpu_hour_prices_option() -> None:
+    assert gpu_hour_prices(["2.5", "h100=4.1"]) == {"*": 2.5, "h100": 4.1}
+    assert gpu_hour_prices([]) == {}
+
+
 @pytest.mark.parametrize(
     ("option", "value", "message"),
     [
         ("--dataset", "serving", "--dataset 'serving': write WORKLOAD=PATH"),
         ("--dataset", "serving=", "--dataset 'serving=': write WORKLOAD=PATH"),
         ("--server-env", "=1", "--server-env '=1': write NAME=VALUE"),
+        ("--gpu-hour-price", "h100=cheap", "--gpu-hour-price 'h100=cheap': write USD or POOL=USD"),
+        ("--gpu-hour-price", "-2", "--gpu-hour-price '-2': write USD or POOL=USD"),
     ],
 )
 def test_run_rejects_malformed_pairs(
