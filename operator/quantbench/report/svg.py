@@ -160,6 +160,8 @@ def line_chart(
         x_ticks: list[tuple[float, str]] = [(float(i), c) for i, c in enumerate(categories)]
     else:
         xs = sorted({x for x, _ in pts})
+        if len(xs) > 6 and not log2_x:  # many uneven x values (a search's rates): round ticks instead
+            xs = [t for t in nice_ticks(0.0, max(xs)) if x_lo <= t <= x_hi]
         x_ticks = [(x, fmt(x)) for x in xs]
     for x, label in x_ticks:
         px = x_of(x)
@@ -184,7 +186,7 @@ def line_chart(
             'stroke-width="1.5" stroke-dasharray="6 4"/>'
         )
         body.append(f'<text x="{LEFT + 6}" y="{y - 5:.1f}" fill="#c0392b">{escape(hline[1])}</text>')
-    for m in marks:
+    for k, m in enumerate(marks):
         cx, cy = x_of(m.x), y_of(m.y)
         fill = m.color if m.filled else "white"
         body.append(
@@ -192,7 +194,8 @@ def line_chart(
             f'{cx - 8:.1f},{cy:.1f}" fill="{fill}" stroke="{m.color}" stroke-width="2">'
             f"<title>{escape(m.label)}</title></polygon>"
         )
-        body.append(f'<text x="{cx + 10:.1f}" y="{cy - 8:.1f}">{escape(m.label)}</text>')
+        label_y = cy - 8 if k % 2 == 0 else cy + 18  # alternate above and below: marks often sit close
+        body.append(f'<text x="{cx + 10:.1f}" y="{label_y:.1f}">{escape(m.label)}</text>')
     body += _legend([(s.name, s.color) for s in series])
     return _frame(title, x_label, y_label, body)
 
