@@ -80,6 +80,7 @@ def test_helm_template_renders_the_rules_verbatim(tmp_path: Path) -> None:
     assert env_names["QUANTBENCH_PROBE_SOURCE_IMAGE"] == container["image"] == "quantbench/operator:0.1.0"
     settings = OperatorSettings.from_env(env_names)  # every rendered setting is valid
     assert settings.probe_image is None and settings.probe_timeout_seconds == 1800
+    assert settings.gpu_hour_prices == {}
 
 
 def test_operator_command_is_registered(capsys: pytest.CaptureFixture[str]) -> None:
