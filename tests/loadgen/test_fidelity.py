@@ -4,10 +4,13 @@ vLLM CPU servers in tests/vllm/test_fidelity.py."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
+from quantbench_loadgen.cli import main
 from quantbench_loadgen.fidelity import continuation_logprobs, kl_top_k, summarise, top1
+from tests.loadgen.conftest import closed_port
 
 
 def _lp(**probs: float) -> dict[str, float]:
@@ -55,3 +58,14 @@ def test_prompt_logprobs_are_read_after_the_prompt() -> None:
     assert continuation_logprobs(choice, 2) == [{"7": -0.2, "9": -2.0}]
     with pytest.raises(ValueError, match="prompt_logprobs"):
         continuation_logprobs({}, 1)
+
+
+def test_fidelity_command_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ref = str(tmp_path / "ref.json")
+    assert main(["fidelity", "reference", "--url", closed_port(), "--model", "m", "--reference", ref]) == 2
+    assert "needs --prompts" in capsys.readouterr().err
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("The capital of France is\n")
+    args = ["fidelity", "reference", "--url", closed_port(), "--model", "m", "--prompts", str(prompts)]
+    assert main([*args, "--reference", ref]) == 3
+    assert "error:" in capsys.readouterr().err
