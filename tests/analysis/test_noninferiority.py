@@ -157,6 +157,9 @@ def test_sequential_design_keeps_alpha_and_power_by_simulation() -> None:
     ]
     false_claims = sum(d.verdict == QualityVerdict.NON_INFERIOR for d in at_margin) / TRIALS
     assert false_claims <= ALPHA + SLACK_ALPHA
+    # Futility stops make a variant exactly at the margin cheap to reject as well.
+    used_at_margin = sum(d.questions for d in at_margin) / TRIALS
+    assert used_at_margin == pytest.approx(plan.expected_questions(0.0), rel=0.05)
     at_zero = [
         sequential_decision(plan, _stream(rng, plan.max_questions, *_rates(0.0))) for _ in range(TRIALS)
     ]
@@ -174,5 +177,7 @@ def test_sequential_expected_questions_at_a_one_point_margin() -> None:
     assert plan.fixed_questions == questions_needed(0.01, 0.05)
     ratio = plan.expected_questions(1.0) / plan.fixed_questions
     assert 0.75 < ratio < 0.9
-    # When the variant is truly as good as the baseline plus twice the design effect, it stops much sooner.
+    # A variant exactly at the margin mostly stops for futility; one twice as far from the margin as the
+    # design assumes mostly stops early for non-inferiority.
+    assert plan.expected_questions(0.0) / plan.fixed_questions < 0.7
     assert plan.expected_questions(2.0) / plan.fixed_questions < 0.6

@@ -412,25 +412,45 @@ class SequentialDesign:
     def expected_fraction(self, drift_fraction: float) -> float:
         """Expected share of the maximum sample used when the true effect is ``drift_fraction`` times the
         design alternative's (1.0: the design alternative; 0.0: exactly at the margin)."""
-        return _expected_fraction(self.looks, self.alpha, 1 - self.power, self.drift * drift_fraction)
+        hi, lo = self.stop_probabilities(drift_fraction)
+        used, reached = 0.0, 1.0
+        for k, t in enumerate(self.fractions()):
+            stop = hi[k] + lo[k] if k + 1 < self.looks else reached
+            used += t * stop
+            reached -= stop
+        return used
 
     def stop_probabilities(self, drift_fraction: float) -> tuple[list[float], list[float]]:
-        """Per look, P(stop NonInferior) and P(stop for futility) at that effect size."""
-        _, _, hi, lo = _futility_run(self.looks, self.alpha, 1 - self.power, self.drift * drift_fraction)
-        return hi, lo
+        """Per look, P(stop NonInferior) and P(stop for futility) at that effect size, with this design's
+        boundaries."""
+        return _stop_probabilities(self.looks, self.efficacy, self.futility, self.drift * drift_fraction)
 
 
-@lru_cache(maxsize=64)
-def _expected_fraction(looks: int, alpha: float, beta: float, drift: float) -> float:
+@lru_cache(maxsize=128)
+def _stop_probabilities(
+    looks: int, upper: tuple[float, ...], lower: tuple[float, ...], drift: float
+) -> tuple[list[float], list[float]]:
+    """Per look, the probabilities of crossing the upper and the lower boundary first, at a drift."""
     ts = [k / looks for k in range(1, looks + 1)]
-    _, _, hi, lo = _futility_run(looks, alpha, beta, drift)
-    used = 0.0
-    reached = 1.0
+    hi: list[float] = []
+    lo: list[float] = []
+    prev: _Look | None = None
     for k, t in enumerate(ts):
-        stop = hi[k] + lo[k] if k + 1 < looks else reached
-        used += t * stop
-        reached -= stop
-    return used
+        sd = math.sqrt(t)
+        dt = t - (ts[k - 1] if k else 0.0)
+        if prev is None:
+            hi.append(1 - _N.cdf(upper[k] - drift * sd))
+            lo.append(_N.cdf(lower[k] - drift * sd))
+        else:
+            hi.append(_tail_above(prev, dt, drift, upper[k] * sd))
+            lo.append(_tail_below(prev, dt, drift, lower[k] * sd))
+        if k + 1 < looks:
+            prev = (
+                _first_look(t, drift, lower[k], upper[k])
+                if prev is None
+                else _next_look(prev, dt, drift, lower[k] * sd, upper[k] * sd)
+            )
+    return hi, lo
 
 
 @lru_cache(maxsize=32)
