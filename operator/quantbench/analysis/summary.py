@@ -29,11 +29,9 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from quantbench.analysis import noninferiority as ni
 from quantbench.analysis.cost import Candidate, price_for, recommend, usd_per_million_tokens
 from quantbench.analysis.intervals import Estimate, figure_interval, ratio_interval
 from quantbench.analysis.kernels import slower_kernel
-from quantbench.analysis.noninferiority import DEFAULT_MARGIN
 from quantbench.analysis.run_results import RunResults, ServerInfo, VariantResults
 from quantbench.analysis.stats import (
     bandwidth_floor_ms_per_token,
@@ -63,7 +61,9 @@ from quantbench.probe.precisions import WeightFormatName
 from quantbench.probe.result import ProbeResult
 from quantbench.probe.specs import match_gpu_spec
 from quantbench.units import GIB
+from quantbench_loadgen import noninferiority as ni
 from quantbench_loadgen.accuracy.results import AccuracyResult
+from quantbench_loadgen.noninferiority import DEFAULT_MARGIN
 from quantbench_loadgen.results import LatencyStats, LoadgenResult
 from quantbench_loadgen.specs import CapacityWorkload, WorkloadType
 from quantbench_loadgen.telemetry import ServerTelemetry

@@ -11,6 +11,7 @@ from enum import StrEnum
 
 from pydantic import Field
 
+from quantbench_loadgen.noninferiority import QualityVerdict as QualityVerdict  # part of this API
 from quantbench_loadgen.schema import ApiModel
 
 
@@ -30,14 +31,6 @@ class Verdict(StrEnum):
     BASELINE = "Baseline"
     FAILED = "Failed"
     UNSUPPORTED = "Unsupported"
-
-
-class QualityVerdict(StrEnum):
-    """The accuracy verdict of the non-inferiority test at the spec's margin."""
-
-    NON_INFERIOR = "NonInferior"  # the lower confidence bound of the difference is above -margin
-    INFERIOR = "Inferior"  # the upper confidence bound of the difference is below -margin
-    UNDECIDED = "Undecided"  # the interval contains -margin: more questions are needed
 
 
 class Interval(ApiModel):

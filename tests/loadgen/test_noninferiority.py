@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from quantbench.analysis.noninferiority import (
+from quantbench_loadgen.noninferiority import (
     QualityVerdict,
     _exact_table,
     assess,

@@ -27,12 +27,21 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from functools import lru_cache
 from statistics import NormalDist
 
-from quantbench.api.summary import QualityVerdict
-
 _N = NormalDist()
+
+
+class QualityVerdict(StrEnum):
+    """The accuracy verdict of the non-inferiority test at a margin."""
+
+    NON_INFERIOR = "NonInferior"  # the lower confidence bound of the difference is above -margin
+    INFERIOR = "Inferior"  # the upper confidence bound of the difference is below -margin
+    UNDECIDED = "Undecided"  # the interval contains -margin: more questions are needed
+
+
 EXACT_MAX_N = 60  # below this many questions the p-value is the exact unconditional one
 DEFAULT_MARGIN = 0.02  # two accuracy points: the usual tolerance for a quantized model on GSM8K-like tasks
 
