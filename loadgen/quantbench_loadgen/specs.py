@@ -330,6 +330,19 @@ Workload = Annotated[
 GSM8K_SOURCE = "accuracy.dataset.kind must be gsm8k for the gsm8k task"
 
 
+class SequentialSpec(ApiModel):
+    """Ask the questions in chunks and stop a variant as soon as its accuracy verdict is decided."""
+
+    looks: int = Field(default=5, ge=2, le=20, description="Analyses (equal chunks of questions).")
+    discordance: float = Field(
+        default=0.05,
+        gt=0,
+        le=1,
+        description="Planning share of questions the variant answers differently from the baseline (right "
+        "on one side, wrong on the other); sets how many questions the design may ask.",
+    )
+
+
 class AccuracySpec(ApiModel):
     """GSM8K through lm-eval against the variant's server, with per-question outcomes for paired tests."""
 
@@ -355,6 +368,12 @@ class AccuracySpec(ApiModel):
     dataset: DatasetSource | None = Field(
         default=None,
         description="GSM8K folder (kind gsm8k) with train.jsonl and test.jsonl; default: $QUANTBENCH_GSM8K_DIR, else the public openai/gsm8k.",
+    )
+    sequential: SequentialSpec | None = Field(
+        default=None,
+        description="Group-sequential evaluation: the baseline answers the design's maximum number of "
+        "questions (at most limit); each variant answers them in chunks and stops once non-inferiority at "
+        "the margin is shown or ruled out (5% error rate and 80% power kept).",
     )
 
     @model_validator(mode="after")

@@ -7,12 +7,26 @@ from pathlib import Path
 
 import pytest
 
-from quantbench.analysis.run_results import ResultsError, RunResults, write_probe_result
+from quantbench.analysis.run_results import (
+    ResultsError,
+    RunResults,
+    write_accuracy_result,
+    write_probe_result,
+)
 from quantbench.analysis.summary import build_summary, crossover_source
 from quantbench.api.summary import QualityVerdict, RunSummary, VariantSummary, Verdict
 from quantbench.probe.references import load_reference
 from quantbench.probe.specs import match_gpu_spec
-from tests.analysis.builders import DEMO_PRICES, VariantData, demo_variants, paired, probe_result, write_run
+from quantbench_loadgen.accuracy.results import SequentialRecord
+from tests.analysis.builders import (
+    DEMO_PRICES,
+    VariantData,
+    accuracy_result,
+    demo_variants,
+    paired,
+    probe_result,
+    write_run,
+)
 
 
 @pytest.fixture
@@ -337,3 +351,28 @@ def test_capacity_is_per_gpu_quality_gated_and_priced(summary: RunSummary) -> No
         "fp8: $0.32 per million output tokens at 11.3 requests/s per GPU"
     )
     assert "awq-int4 $0.83, not counted: accuracy Undecided at the margin" in summary.recommendation
+
+
+def test_a_sequential_evaluation_decides_the_accuracy_verdict(tmp_path: Path) -> None:
+    base, var = paired(200, 150, lost=1, gained=1)
+    variants = [
+        VariantData("bf16", "bf16", 10.0, {1: 100.0}, weights_gib=15.0, correct=base),
+        VariantData("fp8", "fp8", 6.0, {1: 160.0}, weights_gib=8.0, correct=var[:80]),
+    ]
+    root = write_run(tmp_path, variants, "bf16")
+    record = SequentialRecord(
+        look_sizes=[80, 160, 240, 320, 400],
+        fixed_questions=340,
+        look=1,
+        questions=80,
+        stopped_early=True,
+        verdict=QualityVerdict.NON_INFERIOR,
+    )
+    stopped = accuracy_result(var[:80]).model_copy(update={"sequential": record})
+    write_accuracy_result(root, "fp8", stopped)
+    fp8 = row(build_summary(RunResults.load(root)), "fp8")
+    assert fp8.accuracy is not None and fp8.accuracy.paired_questions == 80
+    assert fp8.accuracy.quality == QualityVerdict.NON_INFERIOR
+    assert fp8.accuracy.sequential is not None and "stopped early at look 1 of 5" in fp8.accuracy.sequential
+    assert fp8.verdict == Verdict.FREE_SPEEDUP
+    assert any("sequential evaluation stopped early" in e for e in fp8.evidence)

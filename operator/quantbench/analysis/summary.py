@@ -285,6 +285,15 @@ def compare_accuracy(
     margin = settings.accuracy_margin
     test = ni.assess(counts.n, counts.only_b, counts.only_a, margin, settings.alpha)
     plan = ni.plan_sequential(margin, discordance, 0.0, settings.alpha, settings.power, settings.looks)
+    verdict, sequential = test.verdict, None
+    record = acc.sequential
+    if record is not None:  # the design's decision, taken at its boundaries, is the verdict
+        verdict = record.verdict
+        how = "stopped early" if record.stopped_early else "ran to the end"
+        sequential = (
+            f"{how} at look {record.look} of {len(record.look_sizes)}: {record.verdict} after "
+            f"{record.questions} questions (fixed-sample design: {record.fixed_questions})"
+        )
     return (
         summary.model_copy(
             update={
@@ -295,7 +304,8 @@ def compare_accuracy(
                 "paired_p_value": mcnemar_exact(counts.only_a, counts.only_b),
                 "minimum_detectable_delta": mdd,
                 "margin": margin,
-                "quality": test.verdict,
+                "quality": verdict,
+                "sequential": sequential,
                 "delta_bounds": Interval(low=test.lower_bound, high=test.upper_bound),
                 "noninferiority_p_value": test.p_value,
                 "exact_test": test.exact,
@@ -505,6 +515,8 @@ def verdict_of(
             f"({acc.baseline_only_correct} lost, {acc.variant_only_correct} gained)"
         )
         evidence.append(noninferiority_sentence(acc, settings))
+        if acc.sequential is not None:
+            evidence.append(f"sequential evaluation {acc.sequential}")
     elif acc is not None:
         evidence.append(f"GSM8K {_pct(acc.accuracy)}; not compared with the baseline: {accuracy_note}")
     else:

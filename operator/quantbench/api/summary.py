@@ -185,6 +185,10 @@ class AccuracySummary(ApiModel):
     questions_needed: int | None = Field(
         default=None, ge=1, description="Questions the fixed-sample test needs for the wanted power."
     )
+    sequential: str | None = Field(
+        default=None,
+        description="When the variant was evaluated in chunks (accuracy.sequential): where it stopped and why.",
+    )
     questions_needed_sequential: float | None = Field(
         default=None,
         ge=0,

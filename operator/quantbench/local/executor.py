@@ -221,6 +221,12 @@ def run_variant(
                 afile = folder / "accuracy-spec.yaml"
                 afile.write_text(yaml.safe_dump(spec.accuracy.to_wire()))
                 argv = accuracy_argv(settings, spec, server.url, model, afile, folder / "accuracy.json")
+                baseline_result = root / spec.baseline / "accuracy.json"
+                if spec.accuracy.sequential is not None and variant.name != spec.baseline:
+                    if baseline_result.is_file():  # ask in chunks, stop once decided
+                        argv += ["--baseline-result", str(baseline_result)]
+                    else:
+                        settings.log(f"{variant.name}: no baseline accuracy result: every planned question")
                 _run_step("accuracy", argv, folder / "accuracy.log", settings)
         except StepFailed as exc:
             if server.process.poll() is not None:
@@ -286,7 +292,8 @@ def run_local(bench: QuantBenchmark, settings: LocalSettings) -> tuple[Path, dic
     if spec.probe:
         run_probe(spec, root, settings)
     servers: dict[str, ServerInfo] = {}
-    for variant in spec.variants:
+    # The baseline first: a sequential accuracy evaluation stops each variant against its outcomes.
+    for variant in sorted(spec.variants, key=lambda v: v.name != spec.baseline):
         servers[variant.name] = run_variant(spec, variant, root, settings)
         write_server_info(root, variant.name, servers[variant.name])
     write_run_info(root, info.model_copy(update={"finished_at": datetime.now(UTC)}))
