@@ -92,7 +92,7 @@ def _latency_bs1(loadgen: Mapping[str, LoadgenResult]) -> tuple[float | None, fl
             reps = [r.ms_per_token for r in result.repetitions if r.ms_per_token]
             est = figure_interval(reps)
             if est is not None:  # the geometric mean over repetitions, as its interval is
-                return est.value, 1000.0 / est.value
+                return est.value, result.latency.output_tokens_per_s
             return result.latency.ms_per_token, result.latency.output_tokens_per_s
     for result in loadgen.values():
         for point in result.throughput:
