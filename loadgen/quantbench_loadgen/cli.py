@@ -29,7 +29,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from quantbench_loadgen import __version__, fidelity
 from quantbench_loadgen.client import api_base
-from quantbench_loadgen.datasets import DatasetError
+from quantbench_loadgen.datasets import DatasetError, gsm8k_prompts
 from quantbench_loadgen.export import vllm_results, write_samples, write_vllm_export
 from quantbench_loadgen.fidelity import DEFAULT_TOP_K
 from quantbench_loadgen.live import LiveCounters, ProgressLine, PrometheusExporter
@@ -277,6 +277,8 @@ def _add_fidelity(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--url", required=True, help="server base URL")
     p.add_argument("--model", help="model name to request (default: the first of /v1/models)")
     p.add_argument("--prompts", help="reference: a text file, one prompt per line")
+    p.add_argument("--gsm8k", help="reference: a GSM8K folder; its test questions are the prompts")
+    p.add_argument("--count", type=int, default=16, help="reference with --gsm8k: questions (16)")
     p.add_argument("--reference", required=True, help="reference JSON file (written, or read by compare)")
     p.add_argument("--max-tokens", type=int, default=64, help="reference: greedy answer length (64)")
     p.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, help="log-probabilities per position")
@@ -288,9 +290,14 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
     try:
         model = args.model or discover_model(args.url, None)
         if args.phase == "reference":
-            if not args.prompts:
-                raise InputError("fidelity reference needs --prompts FILE (one prompt per line)")
-            prompts = [line for line in Path(args.prompts).read_text().splitlines() if line.strip()]
+            if args.gsm8k:
+                prompts = [p.text for p in gsm8k_prompts(Path(args.gsm8k), args.count, 0, output_len=None)]
+            elif args.prompts:
+                prompts = [line for line in Path(args.prompts).read_text().splitlines() if line.strip()]
+            else:
+                raise InputError(
+                    "fidelity reference needs --prompts FILE (one prompt per line) or --gsm8k DIR"
+                )
             ref = asyncio.run(fidelity.reference(args.url, model, prompts, args.max_tokens, args.top_k))
             Path(args.reference).write_text(json.dumps(ref.to_wire()) + "\n")
             return 0
@@ -299,7 +306,7 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
     except aiohttp.ClientError as exc:  # before OSError: connection errors are both
         print(f"error: {args.url}: {exc}", file=sys.stderr)
         return EXIT_SERVER
-    except (InputError, OSError, ValidationError) as exc:
+    except (InputError, OSError, ValidationError, DatasetError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT
     except (RuntimeError, ValueError) as exc:

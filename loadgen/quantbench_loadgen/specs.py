@@ -343,6 +343,14 @@ class SequentialSpec(ApiModel):
     )
 
 
+class FidelitySpec(ApiModel):
+    """Fidelity to the baseline on GSM8K questions: teacher-forced top-k KL divergence and agreement."""
+
+    prompts: int = Field(default=16, ge=1, le=1000, description="GSM8K test questions to compare on.")
+    max_tokens: int = Field(default=32, ge=1, le=1024, description="The baseline's greedy answer length.")
+    top_k: int = Field(default=20, ge=1, le=20, description="Log-probabilities per position (vLLM: <= 20).")
+
+
 class AccuracySpec(ApiModel):
     """GSM8K through lm-eval against the variant's server, with per-question outcomes for paired tests."""
 
@@ -368,6 +376,11 @@ class AccuracySpec(ApiModel):
     dataset: DatasetSource | None = Field(
         default=None,
         description="GSM8K folder (kind gsm8k) with train.jsonl and test.jsonl; default: $QUANTBENCH_GSM8K_DIR, else the public openai/gsm8k.",
+    )
+    fidelity: FidelitySpec | None = Field(
+        default=None,
+        description="Also measure each variant's token distributions against the baseline's (KL divergence, "
+        "top-1 and greedy answer agreement): it detects quantization damage with far fewer questions.",
     )
     sequential: SequentialSpec | None = Field(
         default=None,

@@ -11,6 +11,7 @@ from quantbench.analysis.run_results import (
     RunInfo,
     ServerInfo,
     write_accuracy_result,
+    write_fidelity_result,
     write_loadgen_result,
     write_run_info,
     write_server_info,
@@ -19,6 +20,7 @@ from quantbench.api.v1alpha1 import QuantBenchmarkSpec, VariantPhase
 from quantbench.probe.references import load_reference
 from quantbench.probe.result import ProbeResult
 from quantbench_loadgen.accuracy.results import AccuracyResult, ExtractorScore, QuestionOutcome, question_key
+from quantbench_loadgen.fidelity import FidelityResult
 from quantbench_loadgen.results import (
     CapacityResult,
     LatencyResult,
@@ -261,6 +263,7 @@ class VariantData:
     gpu: str | None = None
     repetitions: list[float] | None = None  # run-to-run factors of each repetition (None: one run)
     capacity: tuple[dict[float, tuple[float, bool]], float] | None = None  # capacity_result's arguments
+    fidelity: tuple[float, float, float, float] | None = None  # mean KL, p99 KL, top-1, greedy agreement
 
 
 def spec_for(
@@ -338,6 +341,21 @@ def write_run(
             )
         if v.correct is not None:
             write_accuracy_result(root, v.name, accuracy_result(v.correct))
+        if v.fidelity is not None:
+            mean_kl, p99_kl, top1, greedy = v.fidelity
+            write_fidelity_result(
+                root,
+                v.name,
+                FidelityResult(
+                    prompts=16,
+                    positions=512,
+                    top_k=20,
+                    mean_kl=mean_kl,
+                    p99_kl=p99_kl,
+                    top1_agreement=top1,
+                    greedy_agreement=greedy,
+                ),
+            )
     return root
 
 
@@ -376,6 +394,7 @@ def demo_variants() -> list[VariantData]:
             free,
             kernel="fp8",
             repetitions=[1.0, 1.03, 1 / 1.03],
+            fidelity=(0.0021, 0.031, 0.985, 0.9375),
             capacity=(
                 {
                     2: (120, True),
@@ -397,6 +416,7 @@ def demo_variants() -> list[VariantData]:
             5.4,
             under_load,
             kernel="awq_marlin",
+            fidelity=(0.043, 0.61, 0.91, 0.625),
             capacity=(
                 {2: (110, True), 4: (150, True), 8: (700, False), 5.66: (380, True), 6.73: (520, False)},
                 1000,

@@ -376,3 +376,11 @@ def test_a_sequential_evaluation_decides_the_accuracy_verdict(tmp_path: Path) ->
     assert fp8.accuracy.sequential is not None and "stopped early at look 1 of 5" in fp8.accuracy.sequential
     assert fp8.verdict == Verdict.FREE_SPEEDUP
     assert any("sequential evaluation stopped early" in e for e in fp8.evidence)
+
+
+def test_fidelity_figures_come_with_the_evidence(summary: RunSummary) -> None:
+    fp8, awq = row(summary, "fp8"), row(summary, "awq-int4")
+    assert fp8.fidelity is not None and fp8.fidelity.mean_kl == pytest.approx(0.0021)
+    assert awq.fidelity is not None and awq.fidelity.top1_agreement == pytest.approx(0.91)
+    assert any("mean KL 0.0021 nats (p99 0.031), top-1 token agreement 98.5%" in e for e in fp8.evidence)
+    assert row(summary, "bf16").fidelity is None

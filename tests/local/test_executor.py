@@ -17,6 +17,7 @@ from quantbench.local.executor import (
     LocalSettings,
     accuracy_argv,
     checkpoint_gib,
+    fidelity_argv,
     local_server_argv,
     probe_argv,
     run_probe,
@@ -219,3 +220,24 @@ def test_run_rejects_malformed_pairs(
     assert main(args) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_fidelity_commands(tmp_path: Path) -> None:
+    spec = _spec(
+        variants=[{"name": "bf16", "precision": "bf16"}, {"name": "int8", "precision": "int8-w8a8"}],
+        accuracy={"limit": 10, "fidelity": {"prompts": 4, "maxTokens": 8, "topK": 5}},
+    )
+    logged: list[str] = []
+    settings = LocalSettings(out_dir=tmp_path, log=logged.append, gsm8k_dir="/data/gsm8k")
+    base = fidelity_argv(settings, spec, spec.baseline, "http://127.0.0.1:1", "m", tmp_path)
+    assert base is not None and base[3:5] == ["fidelity", "reference"]
+    assert base[base.index("--count") + 1] == "4" and base[base.index("--top-k") + 1] == "5"
+    other = next(v.name for v in spec.variants if v.name != spec.baseline)
+    assert fidelity_argv(settings, spec, other, "u", "m", tmp_path) is None  # no reference yet
+    assert "the baseline wrote no reference" in logged[-1]
+    (tmp_path / spec.baseline).mkdir()
+    (tmp_path / spec.baseline / "fidelity-reference.json").write_text("{}")
+    compare = fidelity_argv(settings, spec, other, "u", "m", tmp_path)
+    assert compare is not None and compare[4] == "compare"
+    assert compare[-1] == str(tmp_path / other / "fidelity.json")
+    assert fidelity_argv(settings, _spec(), spec.baseline, "u", "m", tmp_path) is None

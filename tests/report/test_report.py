@@ -36,7 +36,7 @@ def test_markdown_report(report_dir: Path) -> None:
     assert "**gptq-int4: speedup, accuracy inferior.**" in md and "(p < 0.001)" in md
     assert "| non-inferior (≥ " in md and "| inferior (≤ " in md
     # Capacity per GPU (quality-gated), goodput, cost and the recommendation with its figures.
-    assert "| 11.3 | 2,600 | $0.321 |" in md
+    assert "| 0.0021 / 98.5% | 11.3 | 2,600 | $0.321 |" in md
     assert "5.66 (not counted)" in md
     assert "fp8: $0.32 per million output tokens at 11.3 requests/s per GPU" in md
     assert "![capacity](plots/capacity.svg)" in md

@@ -47,6 +47,7 @@ from quantbench.api.summary import (
     CapacitySummary,
     CapacityTrial,
     CostSummary,
+    FidelitySummary,
     Interval,
     QualityVerdict,
     RunSummary,
@@ -867,7 +868,25 @@ def build_summary(results: RunResults, settings: SummarySettings | None = None) 
                 "accuracy": accuracy,
             }
         )
+        fidelity = None
+        if vr.fidelity is not None:
+            f = vr.fidelity
+            fidelity = FidelitySummary(
+                prompts=f.prompts,
+                positions=f.positions,
+                mean_kl=f.mean_kl,
+                p99_kl=f.p99_kl,
+                top1_agreement=f.top1_agreement,
+                greedy_agreement=f.greedy_agreement,
+            )
+            row = row.model_copy(update={"fidelity": fidelity})
         verdict, evidence = verdict_of(row, base, settings, accuracy_note, results.probe_for(v.name))
+        if fidelity is not None:
+            evidence.append(
+                f"fidelity on {fidelity.prompts} questions ({fidelity.positions} tokens): mean KL "
+                f"{fidelity.mean_kl:.3g} nats (p99 {fidelity.p99_kl:.3g}), top-1 token agreement "
+                f"{fidelity.top1_agreement:.1%}, same greedy answer on {fidelity.greedy_agreement:.0%}"
+            )
         advice = slower_kernel(row.kernel, _gpu_of(results, v.name))
         advice_text = None
         if advice is not None:

@@ -133,6 +133,19 @@ class CostSummary(ApiModel):
     )
 
 
+class FidelitySummary(ApiModel):
+    """The variant's token distributions against the baseline's on the same GSM8K questions."""
+
+    prompts: int = Field(ge=0, description="Questions compared.")
+    positions: int = Field(ge=0, description="Teacher-forced token positions compared.")
+    mean_kl: float = Field(ge=0, description="Mean KL(baseline || variant) per position, nats.")
+    p99_kl: float = Field(ge=0, description="99th percentile of the per-position KL, nats.")
+    top1_agreement: float = Field(ge=0, le=1, description="Share of positions with the same top token.")
+    greedy_agreement: float = Field(
+        ge=0, le=1, description="Share of questions whose greedy answer equals the baseline's."
+    )
+
+
 class AccuracySummary(ApiModel):
     task: str = Field(description="Accuracy task, e.g. gsm8k.")
     questions: int = Field(ge=0, description="Questions scored.")
@@ -229,6 +242,7 @@ class VariantSummary(ApiModel):
         default=None, ge=0, description="Bandwidth floor / measured ms/token at batch 1 (1.0 = at the floor)."
     )
     accuracy: AccuracySummary | None = Field(default=None, description="Accuracy and its comparison.")
+    fidelity: FidelitySummary | None = Field(default=None, description="Fidelity to the baseline.")
     capacity: CapacitySummary | None = Field(default=None, description="Capacity under the SLO.")
     cost: CostSummary | None = Field(default=None, description="Price and cost per million output tokens.")
     kernel_advice: str | None = Field(

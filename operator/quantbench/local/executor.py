@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from quantbench.analysis.run_results import (
+    FIDELITY_FILE,
     RunInfo,
     ServerInfo,
     write_run_info,
@@ -142,6 +143,46 @@ def accuracy_argv(
     return [settings.accuracy_python, "-m", "quantbench_loadgen.accuracy", *args]
 
 
+FIDELITY_REFERENCE = "fidelity-reference.json"
+
+
+def fidelity_argv(
+    settings: LocalSettings, spec: QuantBenchmarkSpec, variant: str, url: str, model: str, root: Path
+) -> list[str] | None:
+    """accuracy.fidelity: the baseline writes the reference (its greedy answers and top-k log-probabilities
+    on GSM8K questions), every other variant is compared with it; None when there is nothing to run."""
+    fid = spec.accuracy.fidelity if spec.accuracy is not None else None
+    if fid is None:
+        return None
+    reference = root / spec.baseline / FIDELITY_REFERENCE
+    head = [settings.jobs_python, "-m", "quantbench_loadgen.cli", "fidelity"]
+    if variant == spec.baseline:
+        if settings.gsm8k_dir is None:
+            settings.log("fidelity: no GSM8K folder (--gsm8k): skipped")
+            return None
+        return [
+            *head, "reference", "--url", url, "--model", model, "--gsm8k", settings.gsm8k_dir,
+            "--count", str(fid.prompts), "--max-tokens", str(fid.max_tokens), "--top-k", str(fid.top_k),
+            "--reference", str(reference),
+        ]  # fmt: skip
+    if not reference.is_file():
+        settings.log(f"{variant}: fidelity skipped: the baseline wrote no reference")
+        return None
+    out = root / variant / FIDELITY_FILE
+    return [
+        *head,
+        "compare",
+        "--url",
+        url,
+        "--model",
+        model,
+        "--reference",
+        str(reference),
+        "--output",
+        str(out),
+    ]
+
+
 def checkpoint_gib(model: str) -> float | None:
     """Size of a local checkpoint's weight files, GiB: the weight memory where the server log gives none
     (vLLM's CPU backend does not report it). None for a hub id or a folder without safetensors."""
@@ -228,6 +269,9 @@ def run_variant(
                     else:
                         settings.log(f"{variant.name}: no baseline accuracy result: every planned question")
                 _run_step("accuracy", argv, folder / "accuracy.log", settings)
+                fidelity = fidelity_argv(settings, spec, variant.name, server.url, model, root)
+                if fidelity is not None:
+                    _run_step("fidelity", fidelity, folder / "fidelity.log", settings)
         except StepFailed as exc:
             if server.process.poll() is not None:
                 reason, message = Reason.SERVER_LOST, f"the server exited during the run: {exc.message}"

@@ -126,6 +126,7 @@ COLUMNS = (
     Column("GSM8K strict [95% CI]", True),
     Column("Δ vs base (McNemar)", True),
     Column("Accuracy at margin", False),
+    Column("KL mean / top-1", True),
     Column("Capacity req/s/GPU", True),
     Column("Goodput tok/s/GPU", True),
     Column("$/M output tok", True),
@@ -178,6 +179,7 @@ def table_row(row: VariantSummary, margin: float = 0.05) -> list[str]:
         accuracy_cell(row.accuracy),
         delta_cell(row.accuracy),
         quality_cell(row.accuracy),
+        DASH if row.fidelity is None else f"{row.fidelity.mean_kl:.3g} / {pct(row.fidelity.top1_agreement)}",
         *capacity_cells(row),
         VERDICT_TITLES.get(row.verdict, str(row.verdict)),
     ]
