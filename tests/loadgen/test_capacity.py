@@ -12,7 +12,8 @@ import pytest
 from pydantic import TypeAdapter, ValidationError
 
 from quantbench_loadgen.capacity import Trial, bracket, next_rate
-from quantbench_loadgen.runner import RunOptions, run_workload
+from quantbench_loadgen.runner import run_workload
+from quantbench_loadgen.sender import RunOptions
 from quantbench_loadgen.specs import CapacityWorkload, Workload
 from quantbench_loadgen.testing.scripted_server import Script
 from quantbench_loadgen.tokenization import LocalTokenizer
