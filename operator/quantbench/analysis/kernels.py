@@ -11,13 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from quantbench.probe.specs import match_gpu_spec
+from quantbench.gpus import MIN_KERNEL_CAPABILITY
+from quantbench.probe.specs import compute_capability, match_gpu_spec
 
-# legacy kernel -> (the faster kernel, the lowest compute capability that runs it)
-FASTER_KERNEL: dict[str, tuple[str, tuple[int, int]]] = {
-    "awq": ("awq_marlin", (8, 0)),
-    "gptq": ("gptq_marlin", (8, 0)),
-}
+# legacy kernel -> the faster kernel for the same checkpoints (its minimum compute capability: gpus.py)
+FASTER_KERNEL: dict[str, str] = {"awq": "awq_marlin", "gptq": "gptq_marlin"}
 
 
 @dataclass(frozen=True)
@@ -41,19 +39,14 @@ class KernelAdvice:
         )
 
 
-def _capability(text: str) -> tuple[int, int]:
-    major, _, minor = text.partition(".")
-    return int(major), int(minor or 0)
-
-
 def slower_kernel(kernel: str | None, gpu: str | None) -> KernelAdvice | None:
     """Advice when ``kernel`` is a legacy kernel and ``gpu`` (as its driver names it) runs the faster one."""
     if kernel is None or gpu is None or kernel not in FASTER_KERNEL:
         return None
-    spec = match_gpu_spec(gpu)
-    if spec is None:
+    spec, cc = match_gpu_spec(gpu), compute_capability(gpu)
+    if spec is None or cc is None:
         return None
-    better, needs = FASTER_KERNEL[kernel]
-    if _capability(spec.compute_capability) < needs:
+    better = FASTER_KERNEL[kernel]
+    if cc < MIN_KERNEL_CAPABILITY[better]:
         return None
     return KernelAdvice(ran=kernel, better=better, gpu=spec.name, compute_capability=spec.compute_capability)
