@@ -143,8 +143,8 @@ def continuation_logprobs(choice: dict[str, Any], prompt_tokens: int) -> list[di
 # ------------------------------------------------------------------------------------------ the servers
 
 
-async def _complete(session: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> dict[str, Any]:
-    async with session.post(f"{api_base(url)}/completions", json=body) as resp:
+async def _complete(http: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> dict[str, Any]:
+    async with http.post(f"{api_base(url)}/completions", json=body) as resp:
         data: dict[str, Any] = await resp.json(content_type=None)
         if resp.status != 200:
             raise RuntimeError(f"{url}: HTTP {resp.status}: {str(data)[:300]}")
@@ -152,10 +152,10 @@ async def _complete(session: aiohttp.ClientSession, url: str, body: dict[str, An
 
 
 async def _greedy(
-    session: aiohttp.ClientSession, url: str, model: str, prompt: str, max_tokens: int
+    http: aiohttp.ClientSession, url: str, model: str, prompt: str, max_tokens: int
 ) -> tuple[str, int]:
     data = await _complete(
-        session,
+        http,
         url,
         {"model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0.0, "seed": 0},
     )
@@ -163,10 +163,10 @@ async def _greedy(
 
 
 async def _forced(
-    session: aiohttp.ClientSession, url: str, model: str, text: str, prompt_tokens: int, top_k: int
+    http: aiohttp.ClientSession, url: str, model: str, text: str, prompt_tokens: int, top_k: int
 ) -> list[dict[str, float]]:
     data = await _complete(
-        session,
+        http,
         url,
         {"model": model, "prompt": text, "max_tokens": 1, "temperature": 0.0, "prompt_logprobs": top_k},
     )
@@ -178,10 +178,10 @@ async def reference(
 ) -> FidelityReference:
     """The baseline's greedy answers and its teacher-forced top-k log-probabilities on them."""
     out = FidelityReference(model=model, top_k=top_k, max_tokens=max_tokens)
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession() as http:
         for prompt in prompts:
-            text, n_prompt = await _greedy(session, url, model, prompt, max_tokens)
-            forced = await _forced(session, url, model, prompt + text, n_prompt, top_k)
+            text, n_prompt = await _greedy(http, url, model, prompt, max_tokens)
+            forced = await _forced(http, url, model, prompt + text, n_prompt, top_k)
             out.prompts.append(
                 PromptReference(prompt=prompt, text=text, prompt_tokens=n_prompt, top_logprobs=forced)
             )
@@ -194,10 +194,10 @@ async def compare(url: str, model: str, ref: FidelityReference) -> FidelityResul
     base: list[list[dict[str, float]]] = []
     var: list[list[dict[str, float]]] = []
     same: list[bool] = []
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession() as http:
         for p in ref.prompts:
-            text, n_prompt = await _greedy(session, url, model, p.prompt, ref.max_tokens)
+            text, n_prompt = await _greedy(http, url, model, p.prompt, ref.max_tokens)
             same.append(text == p.text)
-            var.append(await _forced(session, url, model, p.prompt + p.text, n_prompt, ref.top_k))
+            var.append(await _forced(http, url, model, p.prompt + p.text, n_prompt, ref.top_k))
             base.append(p.top_logprobs)
     return summarise(base, var, same, ref.top_k)
