@@ -15,6 +15,8 @@ interpolation so that both crossovers are computed one way).
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import itertools
 import math
 from collections.abc import Mapping, Sequence
@@ -72,6 +74,29 @@ def paired_counts(a: Mapping[str, bool], b: Mapping[str, bool]) -> PairedCounts:
     return PairedCounts(
         n=len(shared), both=both, only_a=only_a, only_b=only_b, neither=len(shared) - both - only_a - only_b
     )
+
+
+def answer_digest(keys: Sequence[str]) -> str:
+    """Identity of a question set: the first 16 hex digits of the SHA-256 of its sorted keys."""
+    return hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:16]
+
+
+def pack_answers(correct: Mapping[str, bool]) -> tuple[str, str]:
+    """(question-set digest, base64 bitmap of correctness in sorted-key order)."""
+    keys = sorted(correct)
+    bits = bytearray((len(keys) + 7) // 8)
+    for i, key in enumerate(keys):
+        if correct[key]:
+            bits[i // 8] |= 1 << (i % 8)
+    return answer_digest(keys), base64.b64encode(bytes(bits)).decode()
+
+
+def unpack_answers(correct_bits: str, n: int) -> list[bool]:
+    """The n correctness flags packed by `pack_answers`, in sorted-key order."""
+    raw = base64.b64decode(correct_bits)
+    if len(raw) * 8 < n:
+        raise ValueError(f"answer bitmap holds {len(raw) * 8} bits, expected {n}")
+    return [bool(raw[i // 8] >> (i % 8) & 1) for i in range(n)]
 
 
 @lru_cache(maxsize=8)

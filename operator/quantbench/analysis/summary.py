@@ -38,12 +38,14 @@ from quantbench.analysis.stats import (
     crossover_batch_size,
     mcnemar_exact,
     minimum_detectable_difference,
+    pack_answers,
     paired_counts,
     ratio,
     wilson_interval,
 )
 from quantbench.api.summary import (
     AccuracySummary,
+    AnswerSheet,
     CapacitySummary,
     CapacityTrial,
     CostSummary,
@@ -149,6 +151,7 @@ def _serving(loadgen: Mapping[str, LoadgenResult]) -> list[ServingPoint]:
                     ttft_median_ms=step.ttft.median_ms if done else None,
                     ttft_p99_ms=step.ttft.p99_ms if done else None,
                     itl_median_ms=step.itl.median_ms if done and step.itl.count else None,
+                    itl_p99_ms=step.itl.p99_ms if done and step.itl.count else None,
                     e2e_median_ms=step.e2e.median_ms if done else None,
                     output_tokens_per_second=step.output_tokens_per_s,
                     goodput_requests_per_second=step.goodput_per_s,
@@ -248,6 +251,11 @@ def _phase(vr: VariantResults) -> tuple[VariantPhase, ServerInfo | None]:
 # ------------------------------------------------------------------------------------------------ accuracy
 
 
+def answer_sheet(correct: Mapping[str, bool]) -> AnswerSheet:
+    digest, bits = pack_answers(correct)
+    return AnswerSheet(questions_digest=digest, correct_bits=bits)
+
+
 def _accuracy_alone(acc: AccuracyResult) -> AccuracySummary:
     low, high = wilson_interval(acc.strict.correct, acc.strict.questions)
     return AccuracySummary(
@@ -258,6 +266,7 @@ def _accuracy_alone(acc: AccuracyResult) -> AccuracySummary:
         flexible_accuracy=acc.flexible.accuracy,
         interval95=Interval(low=low, high=high),
         server=_load_of(acc.server_telemetry, "accuracy"),
+        answers=answer_sheet(acc.correct_by_question()) if acc.outcomes else None,
     )
 
 
