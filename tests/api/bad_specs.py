@@ -246,7 +246,10 @@ BAD_SPECS: list[BadSpec] = [
     BadSpec("schedule-minute-99", _spec(schedule="99 3 * * 1"), "spec.schedule", ("5 fields", "e.g.")),
     BadSpec("time-zone", _spec(timeZone="Mars Base"), "spec.timeZone", ("IANA", "Europe/Berlin")),
     BadSpec(
-        "concurrency-policy", _spec(concurrencyPolicy="Allow"), "spec.concurrencyPolicy", ("Forbid", "Replace")
+        "concurrency-policy",
+        _spec(concurrencyPolicy="Allow"),
+        "spec.concurrencyPolicy",
+        ("Forbid", "Replace"),
     ),
     BadSpec(
         "regression-reference",

@@ -22,6 +22,10 @@ def model_of(spec: QuantBenchmarkSpec, variant: Variant) -> str:
     return variant.model or spec.model
 
 
+def revision_of(spec: QuantBenchmarkSpec, variant: Variant) -> str | None:
+    return variant.revision or (spec.revision if variant.model is None else None)
+
+
 def server_args(spec: QuantBenchmarkSpec, variant: Variant) -> list[str]:
     """vLLM OpenAI server arguments for the variant (the image's entrypoint runs the server)."""
     placement = spec.placement_for(variant)
@@ -49,6 +53,9 @@ def server_args(spec: QuantBenchmarkSpec, variant: Variant) -> list[str]:
         args += ["--quantization", kernel]
     if variant.kv_cache_dtype is not None:
         args += ["--kv-cache-dtype", str(variant.kv_cache_dtype)]
+    revision = revision_of(spec, variant)
+    if revision is not None:
+        args += ["--revision", revision]
     return args + list(spec.server.extra_args) + list(variant.extra_args)
 
 
