@@ -103,8 +103,18 @@ def _step(ms_per_token: float, n: int, batch: int, output_len: int) -> dict[str,
     }
 
 
-def loadgen_result(variant: str, workload: dict[str, Any]) -> str:
-    ms = 7.0 * SPEED.get(variant, 1.0)
+def loadgen_result(
+    variant: str,
+    workload: dict[str, Any],
+    slowdown: float = 1.0,
+    server_version: str | None = None,
+    batch_spread: float = 0.0,
+    sweep_slowdown: float = 1.0,
+) -> str:
+    """A workload result; ``slowdown`` scales every time (1.3: 30% slower), ``sweep_slowdown`` further scales
+    the throughput sweep's, ``batch_spread`` spreads the throughput of its three measured batches around their
+    mean by that fraction (noise)."""
+    ms = 7.0 * SPEED.get(variant, 1.0) * slowdown
     now = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
     common: dict[str, Any] = {
         "workload_name": workload["name"],
@@ -117,6 +127,7 @@ def loadgen_result(variant: str, workload: dict[str, Any]) -> str:
         "started_at": now,
         "finished_at": now + timedelta(seconds=30),
         "tool_version": "0.1.0",
+        "server_version": server_version,
     }
     if workload["type"] == "latency":
         result = LoadgenResult(
@@ -124,16 +135,20 @@ def loadgen_result(variant: str, workload: dict[str, Any]) -> str:
             latency=LatencyResult(**_step(ms, 20, 1, 128), input_len=512, output_len=128, ms_per_token=ms),
         )
     else:
-        points = [
-            ThroughputBatchResult(
-                **_step(ms * (1 + bs / 64), 3 * bs, bs, 128),
-                batch_size=bs,
-                iterations=3,
-                input_len=512,
-                output_len=128,
+        points = []
+        for bs in workload["batchSizes"]:
+            step = _step(ms * sweep_slowdown * (1 + bs / 64), 3 * bs, bs, 128)
+            mean = step["output_tokens_per_s"]
+            points.append(
+                ThroughputBatchResult(
+                    **step,
+                    batch_size=bs,
+                    iterations=3,
+                    input_len=512,
+                    output_len=128,
+                    batch_output_tokens_per_s=[mean * (1 - batch_spread), mean, mean * (1 + batch_spread)],
+                )
             )
-            for bs in workload["batchSizes"]
-        ]
         result = LoadgenResult(**common, throughput=points)
     return result.model_dump_json(by_alias=True)
 
@@ -153,8 +168,9 @@ def gsm8k_questions(n: int) -> list[dict[str, str]]:
     return rows
 
 
-def accuracy_result(variant: str, n: int = 20) -> str:
-    wrong_every = {"bf16": 0, "fp8": 10, "awq-int4": 5}.get(variant, 0)
+def accuracy_result(variant: str, n: int = 20, wrong_every: int | None = None) -> str:
+    if wrong_every is None:
+        wrong_every = {"bf16": 0, "fp8": 10, "awq-int4": 5}.get(variant, 0)
     outcomes = []
     for i, row in enumerate(gsm8k_questions(n)):
         target = row["answer"].split("####")[-1].strip()
