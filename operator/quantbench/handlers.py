@@ -103,7 +103,7 @@ def spec_changed(body: kopf.Body, name: str, namespace: str | None, **_: Any) ->
     RUNTIME.wake(namespace, name)
 
 
-@kopf.on.update(GROUP, VERSION, PLURAL, field=f"metadata.annotations.{RUN_NOW_ANNOTATION}")
+@kopf.on.update(GROUP, VERSION, PLURAL, field=("metadata", "annotations", RUN_NOW_ANNOTATION))
 def run_now_changed(name: str, namespace: str | None, **_: Any) -> None:
     """The run-now annotation was set (or removed): the daemon takes it at once, not at the next resync."""
     RUNTIME.wake(namespace, name)
