@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from quantbench.analysis.summary import answer_sheet
@@ -13,8 +14,8 @@ from quantbench.api.summary import (
     ThroughputPoint,
     VariantSummary,
 )
-from quantbench.api.v1alpha1 import RunProvenance, Tolerances, VariantProvenance
-from quantbench.regression import changes, compare, condition_message, with_changes
+from quantbench.api.v1alpha1 import Phase, RunProvenance, RunRecord, Tolerances, VariantProvenance
+from quantbench.regression import changes, compare, condition_message, reference_run, with_changes
 
 TOL = Tolerances()
 
@@ -151,3 +152,22 @@ def test_what_changed_names_image_digest_and_vllm() -> None:
     message = condition_message(found, "r2")
     assert message.startswith("run r2 vs r1: fp8: msPerTokenBs1 at batch 1 rose 29%")
     assert "changed: image vllm/vllm-openai:v0.11.0 -> vllm/vllm-openai:v0.11.1" in message
+
+
+def test_reference_is_the_pinned_run_else_the_latest_successful_one() -> None:
+    t = datetime(2027, 1, 1, tzinfo=UTC)
+
+    def run(rid: str, phase: Phase, with_summary: bool = True) -> RunRecord:
+        return RunRecord(
+            id=rid, generation=1, phase=phase, started_at=t, summary=summary(row()) if with_summary else None
+        )
+
+    history = [
+        run("r3", Phase.FAILED),
+        run("r2", Phase.SUCCEEDED, False),
+        run("r1", Phase.PARTIALLY_SUCCEEDED),
+        run("r0", Phase.SUCCEEDED),
+    ]
+    assert (reference_run(history, None) or history[0]).id == "r1"
+    assert (reference_run(history, "r0") or history[0]).id == "r0"
+    assert reference_run(history, "r9") is None  # a pinned run that is not kept: no comparison
