@@ -289,7 +289,9 @@ class Driver:
     @staticmethod
     def _schedule_since(status: QuantBenchmarkStatus, now: datetime) -> datetime:
         """Every schedule time up to this one was taken (run or given up)."""
-        return status.last_schedule_time or status.last_run_time or now
+        if status.last_schedule_time or status.last_run_time:
+            return status.last_schedule_time or status.last_run_time or now
+        return status.history[0].started_at if status.history else now
 
     def _forget_run(self, owner: Owner, rid: str) -> None:
         self._snapshots.pop((owner.namespace, owner.name, rid), None)
@@ -357,13 +359,12 @@ class Driver:
             new = status.model_copy(
                 update={
                     "next_run_time": d.next if d is not None else None,
-                    "last_schedule_time": taken or status.last_schedule_time or (now if d else None),
-                    "phase": status.phase
-                    if status.phase != Phase.SUSPENDED
-                    else (status.history[0].phase if status.history else None),
+                    "last_schedule_time": taken or status.last_schedule_time,
                 }
             )
-            new = new.model_copy(update={"conditions": conditions(new, now, generation)})
+            if status.phase == Phase.SUSPENDED:  # resumed: the phase of the last run again
+                new = new.model_copy(update={"phase": status.history[0].phase if status.history else None})
+                new = new.model_copy(update={"conditions": conditions(new, now, generation)})
             if new != status:
                 self._patch_status(body, new)
             return None
