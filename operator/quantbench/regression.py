@@ -256,13 +256,15 @@ def reference_run(history: Sequence[RunRecord], pinned: str | None) -> RunRecord
 
 
 def condition_message(found: Sequence[Regression], run: str, limit: int = 2000) -> str:
-    """The Regressed condition's message: each regression with what changed."""
+    """The Regressed condition's message: the regressions of each variant, then what changed for it."""
     if not found:
         return f"run {run}: no figure regressed"
     reference = found[0].reference_run
     parts = []
-    for r in found:
-        what = f" (changed: {', '.join(r.changed)})" if r.changed else " (nothing recorded changed)"
-        parts.append(r.message + what)
+    for variant in dict.fromkeys(r.variant for r in found):
+        mine = [r for r in found if r.variant == variant]
+        changed = mine[0].changed
+        what = f" (changed: {', '.join(changed)})" if changed else " (nothing recorded changed)"
+        parts.append("; ".join(r.message for r in mine) + what)
     text = f"run {run} vs {reference}: " + "; ".join(parts)
     return text if len(text) <= limit else text[: limit - 3] + "..."
