@@ -647,7 +647,7 @@ class RunRecord(ApiModel):
     @classmethod
     def _structured(cls, value: Any) -> Any:
         # Entries written by older operators were plain strings: not comparable, dropped.
-        return [r for r in value if isinstance(r, dict)] if isinstance(value, list) else value
+        return [r for r in value if not isinstance(r, str)] if isinstance(value, list) else value
 
 
 class QuantBenchmarkStatus(ApiModel):
