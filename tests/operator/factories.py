@@ -15,7 +15,12 @@ from typing import Any
 
 from quantbench.api.v1alpha1 import QuantBenchmarkSpec
 from quantbench_loadgen.accuracy.results import QuestionOutcome, question_key
-from quantbench_loadgen.results import LatencyResult, LoadgenResult, ThroughputBatchResult
+from quantbench_loadgen.results import (
+    LatencyResult,
+    LoadgenResult,
+    RepetitionFigures,
+    ThroughputBatchResult,
+)
 from quantbench_loadgen.specs import WorkloadType
 from tests.analysis import builders
 from tests.analysis.builders import accuracy_from_outcomes, stats
@@ -112,8 +117,8 @@ def loadgen_result(
     sweep_slowdown: float = 1.0,
 ) -> str:
     """A workload result; ``slowdown`` scales every time (1.3: 30% slower), ``sweep_slowdown`` further scales
-    the throughput sweep's, ``batch_spread`` spreads the throughput of its three measured batches around their
-    mean by that fraction (noise)."""
+    the throughput sweep's, ``batch_spread`` records three repetitions of the sweep whose throughput spreads
+    around the measured figure by that fraction (noise: the summary's interval)."""
     ms = 7.0 * SPEED.get(variant, 1.0) * slowdown
     now = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
     common: dict[str, Any] = {
@@ -138,7 +143,6 @@ def loadgen_result(
         points = []
         for bs in workload["batchSizes"]:
             step = _step(ms * sweep_slowdown * (1 + bs / 64), 3 * bs, bs, 128)
-            mean = step["output_tokens_per_s"]
             points.append(
                 ThroughputBatchResult(
                     **step,
@@ -146,9 +150,17 @@ def loadgen_result(
                     iterations=3,
                     input_len=512,
                     output_len=128,
-                    batch_output_tokens_per_s=[mean * (1 - batch_spread), mean, mean * (1 + batch_spread)],
                 )
             )
+        if batch_spread:
+            # Three repetitions of the sweep, spread around the measured figure: an interval to compare with.
+            reps = [
+                RepetitionFigures(
+                    output_tokens_per_s={str(p.batch_size): p.output_tokens_per_s * k for p in points}
+                )
+                for k in (1 - batch_spread, 1.0, 1 + batch_spread)
+            ]
+            return LoadgenResult(**common, throughput=points, repetitions=reps).model_dump_json(by_alias=True)
         result = LoadgenResult(**common, throughput=points)
     return result.model_dump_json(by_alias=True)
 
