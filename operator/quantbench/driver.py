@@ -38,18 +38,19 @@ from quantbench.api.v1alpha1 import (
 )
 from quantbench.api.validation import SpecError, benchmark_from_dict
 from quantbench.collect import run_results
+from quantbench.compact import bounded_summary, compact_history, compact_record, summary_config_map
+from quantbench.deadlines import run_deadline_s
+from quantbench.failures import Failure, job_finished
 from quantbench.gpus import GPU_PRODUCT_LABEL
 from quantbench.kube import CHILD_KINDS, ApiError, Kube
-from quantbench.manifests import rbac
 from quantbench.manifests.common import Owner
 from quantbench.manifests.run import RunSnapshot, run_configmap, snapshot_from_configmap
+from quantbench.measured import measured_spec_hash
 from quantbench.naming import (
     LABEL_BENCHMARK,
     LABEL_RUN,
-    job_name,
-    jobs_account_name,
+    LABEL_VARIANT,
     labels,
-    probe_name,
     run_config_name,
     run_id,
     selector,
@@ -60,11 +61,13 @@ from quantbench.objects import (
     as_jobs,
     as_nodes,
     as_pods,
+    created_at,
     labels_of,
     name_of,
     node_of,
 )
-from quantbench.plan import plan_run, pools_from_nodes
+from quantbench.plan import plan_run, pools_for_spec
+from quantbench.policy import policy_problems
 from quantbench.reconcile import (
     Create,
     Decision,
@@ -75,13 +78,17 @@ from quantbench.reconcile import (
     ended,
     initial_probe_statuses,
     initial_statuses,
+    parse_time,
 )
+from quantbench.rejection import REFUSED_STATUSES, is_own, name_taken, refusal
 from quantbench.settings import OperatorSettings
 from quantbench.status import conditions, next_run_time, regressions, run_phase, status_patch, with_history
 from quantbench.vllm_log import weights_gib_from_log
 
 log = logging.getLogger(__name__)
 MAX_PASSES = 4
+POD_CREATE_GRACE_S = 5.0  # a Job with no pod after this long: read why (FailedCreate Events)
+SWEPT_KINDS = ("Deployment", "Service", "Job", "ServiceAccount")
 
 
 def utcnow() -> datetime:
@@ -93,7 +100,8 @@ def owner_of(body: dict[str, Any]) -> Owner:
     return Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
 
 
-def spec_problem(body: dict[str, Any]) -> str | None:
+def spec_problem(body: dict[str, Any], settings: OperatorSettings | None = None) -> str | None:
+    """What is wrong with the benchmark's spec, or what it asks beyond the operator's policy; None if fine."""
     doc = {
         "apiVersion": API_VERSION,
         "kind": KIND,
@@ -101,10 +109,15 @@ def spec_problem(body: dict[str, Any]) -> str | None:
         "spec": body.get("spec") or {},
     }
     try:
-        benchmark_from_dict(doc, f"{body['metadata']['namespace']}/{body['metadata']['name']}")
+        bench = benchmark_from_dict(doc, f"{body['metadata']['namespace']}/{body['metadata']['name']}")
     except SpecError as exc:
         return "; ".join(exc.problems)
-    return None
+    refused = policy_problems(bench.spec, settings) if settings is not None else []
+    return "; ".join(refused) if refused else None
+
+
+class StatusConflict(Exception):
+    """The benchmark changed between reading it and writing its status: reconcile again from what is there."""
 
 
 class Driver:
@@ -119,18 +132,23 @@ class Driver:
         self._node_products: dict[str, str] = {}
         self._fresh: set[tuple[str, str, str]] = set()  # runs started by this process, no child made yet
         self._run_objects_made: set[tuple[str, str, str]] = set()
+        self._swept: set[tuple[str, str]] = set()
+        self.reconciles = 0  # reconcile passes made (a figure for benchmarks)  # benchmarks whose ended runs' leftovers were removed
         # Fan-out of independent API calls (creates, deletes, Events) so a step's objects appear together.
         self._fanout = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="api")
 
     # ------------------------------------------------------------------------------------ entry
     def reconcile(self, namespace: str, name: str) -> float | None:
         """One reconcile of the benchmark; returns seconds until it must be looked at again (None: resync)."""
+        self.reconciles += 1
         body = self.kube.get(KIND, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return None
         status = self._status_of(body)
         generation = int(body["metadata"].get("generation") or 1)
         now = self.clock()
+        if (namespace, name) not in self._swept:
+            self._sweep(owner_of(body), status.current_run.id if status.current_run else None)
         if status.current_run is None:
             started = self._maybe_start(body, status, generation, now)
             if started is None:
@@ -140,20 +158,35 @@ class Driver:
         snapshot = self._snapshot(body, status)
         if snapshot is None:
             return None
+        longest = max((len(lane) for lane in snapshot.plan.lanes), default=1)
         ctx = RunContext(
-            owner_of(body), snapshot.run_id, snapshot.generation, snapshot.spec, snapshot.plan, self.settings
+            owner_of(body),
+            snapshot.run_id,
+            snapshot.generation,
+            snapshot.spec,
+            snapshot.plan,
+            self.settings,
+            started_at=snapshot.started_at,
+            deadline_s=run_deadline_s(snapshot.spec, longest, self.settings.probe_timeout_seconds),
         )
         variants = status.variants or initial_statuses(ctx.plan)
         probes = status.probes or initial_probe_statuses(ctx.plan)
         decision: Decision | None = None
         key = (namespace, name, snapshot.run_id)
+        # Deletes wait until the status that records why is written: a crash or a failed patch in
+        # between must not lose a result whose server is already gone (the next pass decides the same).
+        deletes: list[Delete] = []
         for _ in range(MAX_PASSES):
             fresh = key in self._fresh
             decision = self._pass(body, ctx, variants, probes, fresh)
+            deletes += [d for d in decision.actions if isinstance(d, Delete) and d not in deletes]
             if key not in self._run_objects_made:
                 # The servers exist now; then what the run's Jobs will need (again after a restart:
                 # creation is idempotent), and the Event.
-                self._create_run_objects(ctx.owner, snapshot)
+                refused = self._create_run_objects(ctx.owner, snapshot)
+                if refused is not None:
+                    self._refuse_run(body, status, snapshot, refused)
+                    return None
             if fresh:
                 self._fresh.discard(key)
                 lanes = "; ".join(" -> ".join(lane) for lane in snapshot.plan.lanes) or "none"
@@ -177,7 +210,42 @@ class Driver:
         new = new.model_copy(update={"conditions": conditions(new, self.clock(), generation)})
         if new != status:
             self._patch_status(body, new)
+        list(self._fanout.map(lambda a: self.kube.delete(a.kind, namespace, a.name), deletes))
         return None
+
+    def _refuse_run(
+        self, body: dict[str, Any], status: QuantBenchmarkStatus, snapshot: RunSnapshot, refused: Failure
+    ) -> None:
+        """A run-wide object was refused: the run cannot go on; every unfinished variant fails with why."""
+        self._note(body, "Warning", str(refused.reason), f"run {snapshot.run_id}: {refused.message}")
+        variants = [
+            v
+            if v.phase in (VariantPhase.SUCCEEDED, VariantPhase.UNSUPPORTED)
+            else v.model_copy(
+                update={
+                    "phase": VariantPhase.FAILED,
+                    "reason": str(refused.reason),
+                    "message": refused.message,
+                    "step": None,
+                }
+            )
+            for v in (status.variants or initial_statuses(snapshot.plan))
+        ]
+        self._finish(body, status, snapshot, variants)
+
+    def _sweep(self, owner: Owner, current: str | None) -> None:
+        """Once per process and benchmark: delete what runs other than the current one still hold (an
+        operator stopped between recording a finished run and tearing it down leaves its servers)."""
+        sel = selector({LABEL_BENCHMARK: labels(owner.name)[LABEL_BENCHMARK]})
+        for kind in SWEPT_KINDS:
+            for obj in self.kube.list(kind, owner.namespace, sel):
+                run = (obj["metadata"].get("labels") or {}).get(LABEL_RUN)
+                if run is not None and run != current:
+                    self.kube.delete(kind, owner.namespace, obj["metadata"]["name"])
+                    if kind == "ServiceAccount":
+                        for rbac_kind in ("RoleBinding", "Role"):
+                            self.kube.delete(rbac_kind, owner.namespace, obj["metadata"]["name"])
+        self._swept.add((owner.namespace, owner.name))
 
     # ------------------------------------------------------------------------------------ status
     @staticmethod
@@ -190,8 +258,22 @@ class Driver:
             return QuantBenchmarkStatus()
 
     def _patch_status(self, body: dict[str, Any], status: QuantBenchmarkStatus) -> None:
+        """Write the status only over the version this reconcile read (or last wrote): a concurrent writer
+        makes it a StatusConflict, never a lost update."""
         meta = body["metadata"]
-        self.kube.merge_patch(KIND, meta["namespace"], meta["name"], status_patch(status), sub="status")
+        patch = status_patch(status)
+        if meta.get("resourceVersion"):
+            patch["metadata"] = {"resourceVersion": meta["resourceVersion"]}
+        try:
+            result = self.kube.merge_patch(KIND, meta["namespace"], meta["name"], patch, sub="status")
+        except ApiError as exc:
+            if exc.status == 409:
+                raise StatusConflict(
+                    f"{meta['namespace']}/{meta['name']} changed since it was read"
+                ) from None
+            raise
+        if isinstance(result, dict) and result.get("metadata", {}).get("resourceVersion"):
+            meta["resourceVersion"] = result["metadata"]["resourceVersion"]
 
     def _note(self, body: dict[str, Any], type_: str, reason: str, message: str) -> None:
         """Record an Event without waiting for it (Kube.event logs, never raises)."""
@@ -208,7 +290,7 @@ class Driver:
         self, body: dict[str, Any], status: QuantBenchmarkStatus, generation: int, now: datetime
     ) -> QuantBenchmarkStatus | None:
         spec_raw = body.get("spec") or {}
-        problem = spec_problem(body)
+        problem = spec_problem(body, self.settings)
         if problem is not None:
             if status.observed_generation != generation:
                 self._note(body, "Warning", "InvalidSpec", problem)
@@ -230,11 +312,26 @@ class Driver:
             if new != status:
                 self._patch_status(body, new)
             return None
-        new_generation = status.observed_generation != generation or not status.history
+        measured = measured_spec_hash(spec)
+        if status.measured_spec_hash is not None:
+            changed = status.measured_spec_hash != measured  # historyLimit/schedule/suspend edits: no run
+        else:
+            changed = status.observed_generation != generation
+        new_generation = changed or not status.history
         due = nxt is not None and status.history and now >= nxt
         if not (new_generation or due):
-            if status.next_run_time != nxt:
-                self._patch_status(body, status.model_copy(update={"next_run_time": nxt}))
+            last_phase = status.history[0].phase if status.history else status.phase
+            settled = status.model_copy(
+                update={
+                    "next_run_time": nxt,
+                    "observed_generation": generation,
+                    "phase": last_phase if status.phase == Phase.SUSPENDED else status.phase,
+                    "history": status.history[: spec.history_limit],
+                }
+            )
+            if settled != status:
+                settled = settled.model_copy(update={"conditions": conditions(settled, now, generation)})
+                self._patch_status(body, settled)
             return None
         owner = owner_of(body)
         rid = run_id(now, {h.id for h in status.history})
@@ -245,6 +342,7 @@ class Driver:
             update={
                 "phase": Phase.RUNNING,
                 "observed_generation": generation,
+                "measured_spec_hash": measured,
                 "current_run": record,
                 "variants": variants,
                 "probes": initial_probe_statuses(snapshot.plan),
@@ -266,44 +364,49 @@ class Driver:
     def _new_snapshot(
         self, spec: QuantBenchmarkSpec, rid: str, generation: int, now: datetime
     ) -> RunSnapshot:
-        nodes = as_nodes(self.kube.list("Node"))
-        pools = pools_from_nodes(
-            nodes, spec.placement.node_pool_label, spec.placement.gpu_resource, GPU_PRODUCT_LABEL
-        )
-        plan = plan_run(spec, pools)
+        plan = plan_run(spec, pools_for_spec(as_nodes(self.kube.list("Node")), spec, GPU_PRODUCT_LABEL))
         return RunSnapshot(run_id=rid, generation=generation, started_at=now, spec=spec, plan=plan)
 
-    def _create_run_objects(self, owner: Owner, snapshot: RunSnapshot) -> None:
-        rid, gen = snapshot.run_id, snapshot.generation
-        configmaps = [
-            job_name(owner.name, rid, vp.variant, step.name)
-            for vp in snapshot.plan.variants
-            for step in vp.steps
-        ] + [probe_name(owner.name, rid, probe.pool) for probe in snapshot.plan.probes]
-        objects = [
-            run_configmap(owner, snapshot),
-            rbac.service_account(owner, rid, gen),
-            rbac.role(owner, rid, gen, configmaps),
-        ]
-        list(self._fanout.map(self.kube.create, objects))
-        self._create_role_binding(rbac.role_binding(owner, rid, gen))
-        self._snapshots[(owner.namespace, owner.name, rid)] = snapshot
-        self._run_objects_made.add((owner.namespace, owner.name, rid))
+    def _create_run_objects(self, owner: Owner, snapshot: RunSnapshot) -> Failure | None:
+        """The run's spec snapshot (each Job's account is made with the Job); what the API refused, if any."""
+        refused = self._create_checked(run_configmap(owner, snapshot))
+        if refused is not None:
+            return refused
+        self._snapshots[(owner.namespace, owner.name, snapshot.run_id)] = snapshot
+        self._run_objects_made.add((owner.namespace, owner.name, snapshot.run_id))
+        return None
 
     def _create_role_binding(
         self, binding: dict[str, Any], attempts: int = 20, delay_s: float = 0.25
-    ) -> None:
+    ) -> Failure | None:
         """Create a RoleBinding after its Role. The apiserver checks a binding against the Role's rules as
         its RBAC cache sees them, and that cache can lag a just-created Role by a moment (HTTP 404 naming
         the Role): retry briefly rather than grant the operator `bind` on every Role."""
         for attempt in range(attempts):
             try:
-                self.kube.create(binding)
-                return
+                return self._create_checked(binding)
             except ApiError as exc:
                 if exc.status != 404 or attempt == attempts - 1:
                     raise
                 time.sleep(delay_s)
+        return None
+
+    def _create_checked(self, obj: dict[str, Any]) -> Failure | None:
+        """Create ``obj``; a Failure when the API refuses it for good (400/403/422) or its name is held by an
+        object this run did not make. Other errors (5xx, timeouts) raise: the reconcile is retried."""
+        try:
+            made = self.kube.create(obj)
+        except ApiError as exc:
+            if exc.status in REFUSED_STATUSES:
+                return refusal(obj, exc.status, exc.body)
+            raise
+        if made:
+            return None
+        meta = obj["metadata"]
+        existing = self.kube.get(obj["kind"], meta.get("namespace"), meta["name"])
+        if existing is None or is_own(obj, existing):
+            return None
+        return name_taken(obj, existing)
 
     def _snapshot(self, body: dict[str, Any], status: QuantBenchmarkStatus) -> RunSnapshot | None:
         assert status.current_run is not None
@@ -315,11 +418,17 @@ class Driver:
         cm = self.kube.get("ConfigMap", owner.namespace, run_config_name(owner.name, run.id))
         if cm is not None:
             snapshot = snapshot_from_configmap(cm)
-        elif int(body["metadata"].get("generation") or 1) == run.generation and spec_problem(body) is None:
+        elif (
+            int(body["metadata"].get("generation") or 1) == run.generation
+            and spec_problem(body, self.settings) is None
+        ):
             # The operator stopped between recording the run and creating its objects: create them now.
             spec = QuantBenchmarkSpec.model_validate(body.get("spec") or {})
             snapshot = self._new_snapshot(spec, run.id, run.generation, run.started_at)
-            self._create_run_objects(owner, snapshot)
+            refused = self._create_run_objects(owner, snapshot)
+            if refused is not None:
+                self._refuse_run(body, status, snapshot, refused)
+                return None
         else:
             self._note(body, "Warning", "RunLost", f"run {run.id}: its run ConfigMap is gone; ending the run")
             lost = [
@@ -336,7 +445,7 @@ class Driver:
         sel = selector({LABEL_BENCHMARK: labels(owner.name)[LABEL_BENCHMARK], LABEL_RUN: rid})
         ns = owner.namespace
         jobs = as_jobs(self.kube.list("Job", ns, sel))  # before the ConfigMaps: see reconcile.Observed
-        return Observed(
+        obs = Observed(
             now=self.clock(),
             jobs={name_of(j): j for j in jobs},
             configmaps={name_of(c): c for c in as_configmaps(self.kube.list("ConfigMap", ns, sel))},
@@ -344,6 +453,33 @@ class Driver:
             services={s["metadata"]["name"] for s in self.kube.list("Service", ns, sel)},
             pods=as_pods(self.kube.list("Pod", ns, sel)),
         )
+        obs.pod_create_errors = self._pod_create_errors(ns, obs)
+        return obs
+
+    def _pod_create_errors(self, namespace: str, obs: Observed) -> dict[str, str]:
+        """Why Jobs that have had no pod for a while cannot create one (their FailedCreate Events): one
+        list call, made only when such a Job exists."""
+        with_pods = {labels_of(p).get("batch.kubernetes.io/job-name") for p in obs.pods}
+        podless = set()
+        for name, job in obs.jobs.items():
+            created = parse_time(created_at(job))
+            age = (obs.now - created).total_seconds() if created else 0.0
+            if name not in with_pods and job_finished(job) is None and age > POD_CREATE_GRACE_S:
+                podless.add(name)
+            elif name not in with_pods and job_finished(job) == "Failed":
+                podless.add(name)  # a Job that timed out waiting for its pod: say why
+        if not podless:
+            return {}
+        events = self.kube.list(
+            "Event", namespace, field_selector="involvedObject.kind=Job,reason=FailedCreate"
+        )
+        events.sort(key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+        out: dict[str, str] = {}
+        for event in events:
+            involved = str((event.get("involvedObject") or {}).get("name") or "")
+            if involved in podless:
+                out[involved] = str(event.get("message") or "")
+        return out
 
     def _pass(
         self,
@@ -357,21 +493,19 @@ class Driver:
         obs.node_products = self._products_for(obs)
         decision = decide(ctx, variants, obs, probes)
         if decision.needs_pools:
-            spec = ctx.spec
-            obs.pools = pools_from_nodes(
-                as_nodes(self.kube.list("Node")),
-                spec.placement.node_pool_label,
-                spec.placement.gpu_resource,
-                GPU_PRODUCT_LABEL,
-            )
+            obs.pools = pools_for_spec(as_nodes(self.kube.list("Node")), ctx.spec, GPU_PRODUCT_LABEL)
             decision = decide(ctx, variants, obs, probes)
         ns = ctx.owner.namespace
-        creates = [a.obj for a in decision.actions if isinstance(a, Create)]
-        # Jobs after everything else: their ConfigMaps (and the server they call) exist first.
-        for wave in ([o for o in creates if o["kind"] != "Job"], [o for o in creates if o["kind"] == "Job"]):
-            list(self._fanout.map(self.kube.create, wave))
-        deletes = [a for a in decision.actions if isinstance(a, Delete)]
-        list(self._fanout.map(lambda a: self.kube.delete(a.kind, ns, a.name), deletes))
+        refused = self._apply_creates(decision)
+        if refused:
+            # Decide again knowing what was refused: its variant (or probe) fails with the API's message
+            # and releases what it holds; the others go on.
+            obs.rejected = refused
+            decision = decide(ctx, variants, obs, probes)
+            more = self._apply_creates(decision)
+            if more:
+                obs.rejected = {**refused, **more}
+                decision = decide(ctx, variants, obs, probes)
         for note in decision.notes:
             self._note(body, note.type, note.reason, note.message)
         if decision.weights_from:
@@ -379,6 +513,35 @@ class Driver:
                 self._with_weights(ns, v, decision.weights_from.get(v.name)) for v in decision.variants
             ]
         return decision
+
+    def _apply_creates(self, decision: Decision) -> dict[str, Failure]:
+        """Create the decision's objects, Jobs last (their ConfigMaps and the server they call exist
+        first); what the API refused, by object name. A refused object is added to nothing observed, the
+        ones made are (so a second decision sees them)."""
+        creates = [a.obj for a in decision.actions if isinstance(a, Create)]
+        refused: dict[str, Failure] = {}
+        refused_variants: set[str] = set()
+        last = ("RoleBinding", "Job")
+        waves = [[o for o in creates if o["kind"] not in last]] + [
+            [o for o in creates if o["kind"] == kind] for kind in last
+        ]
+        for wave in waves:
+            wave = [
+                o
+                for o in wave
+                if (o["metadata"].get("labels") or {}).get(LABEL_VARIANT) not in refused_variants
+                and o["metadata"]["name"] not in refused
+            ]
+            create = self._create_role_binding if wave and wave[0]["kind"] == "RoleBinding" else None
+            results = self._fanout.map(create or self._create_checked, wave)
+            for obj, failure in zip(wave, results, strict=True):
+                if failure is None:
+                    continue
+                refused[obj["metadata"]["name"]] = failure
+                variant = (obj["metadata"].get("labels") or {}).get(LABEL_VARIANT)
+                if variant is not None:
+                    refused_variants.add(variant)
+        return refused
 
     def _products_for(self, obs: Observed) -> dict[str, str]:
         for pod in obs.pods:
@@ -412,13 +575,13 @@ class Driver:
         summary = None
         if snapshot is not None:
             summary = self._summary(body, self._results(owner, snapshot, variants, now))
-        record = status.current_run.model_copy(
-            update={"phase": phase, "finished_at": now, "summary": summary}
-        )
+        record = status.current_run.model_copy(update={"phase": phase, "finished_at": now})
+        kept_in = self._store_summary(body, record.id, summary) if summary is not None else None
+        record = compact_record(record, summary, kept_in)
         previous = status.history[0] if status.history else None
         record = record.model_copy(update={"regressions": regressions(previous, record)})
         limit = snapshot.spec.history_limit if snapshot else 10
-        history = with_history(status.history, record, limit)
+        history = with_history(compact_history(status.history), record, limit)
         spec_raw = body.get("spec") or {}
         schedule = spec_raw.get("schedule")
         new = status.model_copy(
@@ -427,20 +590,35 @@ class Driver:
                 "current_run": None,
                 "variants": variants,
                 "history": history,
-                "summary": summary,
+                "summary": bounded_summary(summary, kept_in),
                 "best": summary.best if summary else None,
                 "next_run_time": next_run_time(schedule, record.started_at, now) if schedule else None,
             }
         )
         generation = int(body["metadata"].get("generation") or 1)
         new = new.model_copy(update={"conditions": conditions(new, now, generation)})
-        self._cleanup_run(owner, record.id, keep={h.id for h in history})
+        # Record first, then tear down: should the operator stop in between, the recorded run is not
+        # resumed, and the next start sweeps what it still holds (_sweep).
         self._patch_status(body, new)
+        self._cleanup_run(owner, record.id, keep={h.id for h in history})
         self._snapshots.pop((owner.namespace, owner.name, record.id), None)
         self._run_objects_made.discard((owner.namespace, owner.name, record.id))
         type_ = "Normal" if phase == Phase.SUCCEEDED else "Warning"
         best = f"; best: {new.best}" if new.best else ""
         self._note(body, type_, f"Run{phase}", f"run {record.id} {phase}{best}")
+
+    def _store_summary(self, body: dict[str, Any], rid: str, summary: Any) -> str | None:
+        """Keep the run's full summary in its ConfigMap; its name, or None when it cannot be kept."""
+        owner = owner_of(body)
+        obj = summary_config_map(owner, rid, int(body["metadata"].get("generation") or 1), summary)
+        if obj is None:
+            self._note(body, "Warning", "SummaryTooLarge", f"run {rid}: the full summary exceeds a ConfigMap")
+            return None
+        refused = self._create_checked(obj)
+        if refused is not None:
+            self._note(body, "Warning", str(refused.reason), f"run {rid}: {refused.message}")
+            return None
+        return str(obj["metadata"]["name"])
 
     def _results(
         self, owner: Owner, snapshot: RunSnapshot, variants: list[VariantStatus], now: datetime
@@ -465,12 +643,9 @@ class Driver:
         fell out of the history."""
         ns = owner.namespace
         bench_sel = selector({LABEL_BENCHMARK: labels(owner.name)[LABEL_BENCHMARK]})
-        for kind in ("Deployment", "Service", "Job"):
+        for kind in ("Deployment", "Service", "Job", "RoleBinding", "Role", "ServiceAccount"):
             for obj in self.kube.list(kind, ns, selector({**labels(owner.name, rid)})):
                 self.kube.delete(kind, ns, obj["metadata"]["name"])
-        account = jobs_account_name(owner.name, rid)
-        for kind in ("RoleBinding", "Role", "ServiceAccount"):
-            self.kube.delete(kind, ns, account)
         for cm in self.kube.list("ConfigMap", ns, bench_sel):
             run = (cm["metadata"].get("labels") or {}).get(LABEL_RUN)
             if run is not None and run not in keep:

@@ -35,6 +35,9 @@ class Reason(StrEnum):
     RESULT_MISSING = "ResultMissing"
     UNSUPPORTED_PRECISION = "UnsupportedPrecision"
     SERVER_LOST = "ServerLost"
+    REJECTED = "Rejected"  # the API server refused a child (422, 403: quota, admission, PodSecurity)
+    STEP_TIMEOUT = "DeadlineExceeded"
+    RUN_TIMEOUT = "RunTimeout"
 
 
 @dataclass(frozen=True)
@@ -66,14 +69,11 @@ def unschedulable_message(pod: Pod) -> str | None:
 def classify_unschedulable(
     message: str, pool: PoolInfo | None, pool_name: str | None, gpus: int, gpu_resource: str
 ) -> Failure | None:
-    """A pending server pod: a failure when waiting cannot help, None when it waits for GPUs to free up."""
+    """A pending server pod: a failure when waiting cannot help, None when it waits for GPUs to free up or
+    for a pool with no node now to scale up (the pending pod is what an autoscaler acts on; the caller
+    bounds the wait with server.startupTimeout, see no_node_message)."""
     if pool_name is not None and (pool is None or pool.nodes == 0):
-        label = pool.label if pool else "the pool label"
-        return Failure(
-            Reason.UNSCHEDULABLE,
-            f"no node in pool {pool_name} (no node has {label}={pool_name}); create the pool or fix "
-            f"placement.nodePool. Scheduler: {message}",
-        )
+        return None
     if pool is not None and gpus > pool.gpus_per_node:
         return Failure(
             Reason.UNSCHEDULABLE,
@@ -83,6 +83,17 @@ def classify_unschedulable(
     if pool is None and "Insufficient" not in message:
         return Failure(Reason.UNSCHEDULABLE, f"no node matches the server's placement. Scheduler: {message}")
     return None
+
+
+def no_node_message(pool: PoolInfo | None, pool_name: str | None, label: str) -> str | None:
+    """Why a pool cannot place a pod right now because it has no node (scale-to-zero, an autoscaler that has
+    not acted yet), or None when it has nodes."""
+    if pool_name is None or (pool is not None and pool.nodes > 0):
+        return None
+    return (
+        f"no node in pool {pool_name} (no node has {label}={pool_name}): waiting for the pool to scale up; "
+        "otherwise create the pool or fix placement.nodePool"
+    )
 
 
 def classify_pod_failure(pod: Pod, crash_restarts: int = 3) -> Failure | None:

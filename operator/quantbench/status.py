@@ -131,22 +131,25 @@ def status_patch(status: QuantBenchmarkStatus) -> dict[str, Any]:
 
 def regressions(previous: RunRecord | None, record: RunRecord, threshold: float = 0.10) -> list[str]:
     """Variants whose batch-1 decode latency or throughput got worse than the previous run by > threshold."""
-    if previous is None or previous.summary is None or record.summary is None:
+    if previous is None:
         return []
-    before = {v.variant: v for v in previous.summary.variants}
+    before = _figures(previous)
     out: list[str] = []
-    for v in record.summary.variants:
-        old = before.get(v.variant)
-        if old is None:
+    for name, (ms, phase) in _figures(record).items():
+        if name not in before:
             continue
-        if (
-            old.ms_per_token_bs1
-            and v.ms_per_token_bs1
-            and v.ms_per_token_bs1 > old.ms_per_token_bs1 * (1 + threshold)
-        ):
-            out.append(
-                f"{v.variant}: ms/token at batch 1 {old.ms_per_token_bs1:.2f} -> {v.ms_per_token_bs1:.2f}"
-            )
-        if old.phase == VariantPhase.SUCCEEDED and v.phase != VariantPhase.SUCCEEDED:
-            out.append(f"{v.variant}: {old.phase} -> {v.phase}")
+        old_ms, old_phase = before[name]
+        if old_ms and ms and ms > old_ms * (1 + threshold):
+            out.append(f"{name}: ms/token at batch 1 {old_ms:.2f} -> {ms:.2f}")
+        if old_phase == VariantPhase.SUCCEEDED and phase != VariantPhase.SUCCEEDED:
+            out.append(f"{name}: {old_phase} -> {phase}")
     return out
+
+
+def _figures(record: RunRecord) -> dict[str, tuple[float | None, str]]:
+    """Per variant: batch-1 ms/token and phase, from a history entry's digest (or its older full summary)."""
+    if record.variants:
+        return {d.variant: (d.ms_per_token_bs1, d.phase) for d in record.variants}
+    if record.summary is not None:
+        return {v.variant: (v.ms_per_token_bs1, v.phase) for v in record.summary.variants}
+    return {}

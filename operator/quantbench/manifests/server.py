@@ -6,6 +6,7 @@ import math
 
 from quantbench.api.v1alpha1 import Placement, Precision, QuantBenchmarkSpec, Variant
 from quantbench.manifests.common import Obj, Owner, metadata
+from quantbench.manifests.security import restricted
 from quantbench.naming import STEP_SERVER, labels, server_name
 from quantbench.plan import kernel_for
 from quantbench_loadgen.schema import duration_seconds
@@ -81,6 +82,12 @@ def model_volumes(spec: QuantBenchmarkSpec) -> tuple[list[Obj], list[Obj]]:
     return volumes, mounts
 
 
+def hf_home(spec: QuantBenchmarkSpec) -> str | None:
+    """HF_HOME: the model cache mount when there is one (the pod's $HOME is not /root)."""
+    cache = spec.server.model_cache
+    return cache.mount_path if cache is not None else None
+
+
 def model_env(spec: QuantBenchmarkSpec) -> list[Obj]:
     """HF_TOKEN from server.hfTokenSecret, and server.env."""
     env: list[Obj] = []
@@ -115,6 +122,7 @@ def deployment(
     run: str,
     generation: int,
     pod_annotations: dict[str, str] | None = None,
+    pod_user: int = 1000,
 ) -> Obj:
     placement = spec.placement_for(variant)
     name = server_name(owner.name, run, variant.name)
@@ -144,7 +152,9 @@ def deployment(
         **placement_fields(placement),
         "terminationGracePeriodSeconds": 30,
         "enableServiceLinks": False,
+        "automountServiceAccountToken": False,  # the server needs no API access
     }
+    pod_spec = restricted(pod_spec, pod_user, hf_home(spec))
     template_meta: Obj = {"labels": pod_labels}
     if pod_annotations:
         template_meta["annotations"] = dict(pod_annotations)
