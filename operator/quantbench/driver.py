@@ -133,7 +133,10 @@ class Driver:
         self._fresh: set[tuple[str, str, str]] = set()  # runs started by this process, no child made yet
         self._run_objects_made: set[tuple[str, str, str]] = set()
         self._swept: set[tuple[str, str]] = set()
-        self.reconciles = 0  # reconcile passes made (a figure for benchmarks)  # benchmarks whose ended runs' leftovers were removed
+        self.reconciles = 0  # reconcile passes made (a figure for benchmarks)
+        self._posted: set[tuple[str, str, str, str]] = (
+            set()
+        )  # Warnings posted (namespace, name, reason, text)  # benchmarks whose ended runs' leftovers were removed
         # Fan-out of independent API calls (creates, deletes, Events) so a step's objects appear together.
         self._fanout = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="api")
 
@@ -276,7 +279,15 @@ class Driver:
             meta["resourceVersion"] = result["metadata"]["resourceVersion"]
 
     def _note(self, body: dict[str, Any], type_: str, reason: str, message: str) -> None:
-        """Record an Event without waiting for it (Kube.event logs, never raises)."""
+        """Record an Event without waiting for it (Kube.event logs, never raises). A Warning already posted
+        by this process is not posted again: a reconcile whose status write conflicted decides the same
+        failures again."""
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"], reason, message)
+        if type_ == "Warning":
+            if key in self._posted:
+                return
+            self._posted.add(key)
         self._fanout.submit(self.kube.event, body, type_, reason, message)
 
     @staticmethod
@@ -602,6 +613,7 @@ class Driver:
         self._patch_status(body, new)
         self._cleanup_run(owner, record.id, keep={h.id for h in history})
         self._snapshots.pop((owner.namespace, owner.name, record.id), None)
+        self._posted = {k for k in self._posted if k[:2] != (owner.namespace, owner.name)}
         self._run_objects_made.discard((owner.namespace, owner.name, record.id))
         type_ = "Normal" if phase == Phase.SUCCEEDED else "Warning"
         best = f"; best: {new.best}" if new.best else ""
