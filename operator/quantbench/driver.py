@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ValidationError
 
@@ -56,6 +56,9 @@ from quantbench.naming import (
     selector,
 )
 from quantbench.objects import (
+    ConfigMap,
+    Deployment,
+    Job,
     as_configmaps,
     as_deployments,
     as_jobs,
@@ -507,13 +510,17 @@ class Driver:
             obs.pools = pools_for_spec(as_nodes(self.kube.list("Node")), ctx.spec, GPU_PRODUCT_LABEL)
             decision = decide(ctx, variants, obs, probes)
         ns = ctx.owner.namespace
-        refused = self._apply_creates(decision)
+        refused = self._apply_creates(decision, obs)
         if refused:
             # Decide again knowing what was refused: its variant (or probe) fails with the API's message
-            # and releases what it holds; the others go on.
+            # and releases what it holds; the others go on (what the first decision made, it announced).
+            first_notes = decision.notes
             obs.rejected = refused
             decision = decide(ctx, variants, obs, probes)
-            more = self._apply_creates(decision)
+            decision.notes = [
+                n for n in first_notes if n.type == "Normal" and n not in decision.notes
+            ] + decision.notes
+            more = self._apply_creates(decision, obs)
             if more:
                 obs.rejected = {**refused, **more}
                 decision = decide(ctx, variants, obs, probes)
@@ -525,13 +532,14 @@ class Driver:
             ]
         return decision
 
-    def _apply_creates(self, decision: Decision) -> dict[str, Failure]:
+    def _apply_creates(self, decision: Decision, observed: Observed | None = None) -> dict[str, Failure]:
         """Create the decision's objects, Jobs last (their ConfigMaps and the server they call exist
         first); what the API refused, by object name. A refused object is added to nothing observed, the
         ones made are (so a second decision sees them)."""
         creates = [a.obj for a in decision.actions if isinstance(a, Create)]
         refused: dict[str, Failure] = {}
         refused_variants: set[str] = set()
+        made: list[dict[str, Any]] = []
         last = ("RoleBinding", "Job")
         waves = [[o for o in creates if o["kind"] not in last]] + [
             [o for o in creates if o["kind"] == kind] for kind in last
@@ -547,11 +555,25 @@ class Driver:
             results = self._fanout.map(create or self._create_checked, wave)
             for obj, failure in zip(wave, results, strict=True):
                 if failure is None:
+                    made.append(obj)
                     continue
                 refused[obj["metadata"]["name"]] = failure
                 variant = (obj["metadata"].get("labels") or {}).get(LABEL_VARIANT)
                 if variant is not None:
                     refused_variants.add(variant)
+        if refused and observed is not None:
+            # A second decision must see what exists now: creating it again would be refused, not a 409,
+            # where a quota is full (admission runs before the name check).
+            for obj in made:
+                name = obj["metadata"]["name"]
+                if obj["kind"] == "Deployment":
+                    observed.deployments[name] = cast(Deployment, obj)
+                elif obj["kind"] == "Service":
+                    observed.services.add(name)
+                elif obj["kind"] == "Job":
+                    observed.jobs[name] = cast(Job, obj)
+                elif obj["kind"] == "ConfigMap":
+                    observed.configmaps[name] = cast(ConfigMap, obj)
         return refused
 
     def _products_for(self, obs: Observed) -> dict[str, str]:

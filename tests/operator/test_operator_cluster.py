@@ -342,6 +342,7 @@ def test_kill_and_restart_resumes_without_duplicates(
     assert [h["id"] for h in status["history"]] == [run], (
         "the restarted operator must resume the run, not start one"
     )
+    bench.wait_released(("Deployment", "Service", "Job", "ServiceAccount", "Role", "RoleBinding"))
     after = bench.uids(run)
     for key, uid in before.items():
         if key in after:
