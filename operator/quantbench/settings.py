@@ -101,7 +101,6 @@ class OperatorSettings(BaseModel):
             return json.loads(value) if value.strip() else []
         return value
 
-
     @field_validator("gpu_hour_prices")
     @classmethod
     def _prices(cls, value: dict[str, float]) -> dict[str, float]:

@@ -130,7 +130,7 @@ def largest_summary(spec: QuantBenchmarkSpec, rng: random.Random) -> RunSummary:
                 bandwidth_floor_ms_per_token=f(),
                 bandwidth_efficiency=rng.random(),
                 accuracy=accuracy,
-                verdict="SpeedupWithQualityLoss",
+                verdict="SpeedupButInferior",
                 evidence=EVIDENCE,
             )
         )
@@ -200,7 +200,7 @@ def test_the_largest_spec_with_history_limit_100_stays_under_the_status_budget()
     assert any("full summary is in ConfigMap" in n for n in status.summary.notes)
     head = status.history[0]
     assert head.summary is None and len(head.variants) == MAX_VARIANTS and head.best == spec.variants[1].name
-    assert head.variants[0].accuracy is not None and head.variants[0].verdict == "SpeedupWithQualityLoss"
+    assert head.variants[0].accuracy is not None and head.variants[0].verdict == "SpeedupButInferior"
 
 
 def test_the_full_summary_is_kept_compressed_in_its_configmap() -> None:
