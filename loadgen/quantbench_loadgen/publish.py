@@ -3,7 +3,9 @@
     python -m quantbench_loadgen.publish --configmap NAME --key result.json FILE
 
 Inside a pod it authenticates with the pod's service-account token and calls the Kubernetes API over HTTPS
-(a JSON merge patch of ``data.<key>``); the Job's service account may update only its run's ConfigMaps.
+(a JSON merge patch of ``data.<key>``); the Job's service account may update only the Job's own ConfigMap.
+``--alongside FILE`` names what the ConfigMap already holds (the Job's input): the size check counts every
+key, so a result that cannot fit is refused here with its size, not by the API server.
 ``--server``, ``--token-file``, ``--ca-file`` and ``--namespace`` override the in-cluster defaults. Standard
 library only: the Job image needs no Kubernetes client.
 """
@@ -62,10 +64,26 @@ def in_cluster_target(
     return Target(server=server.rstrip("/"), namespace=namespace, token=token, ca_file=ca_file)
 
 
-def publish(target: Target, configmap: str, key: str, content: str, attempts: int = 5) -> None:
-    """Set ``data[key]`` of the ConfigMap to ``content``; retries connection errors and 5xx answers."""
-    if len(content.encode()) > MAX_CONFIGMAP_BYTES:
-        raise PublishError(f"result is {len(content.encode())} bytes; a ConfigMap holds at most ~1 MiB")
+def publish(
+    target: Target,
+    configmap: str,
+    key: str,
+    content: str,
+    attempts: int = 5,
+    alongside: dict[str, int] | None = None,
+) -> None:
+    """Set ``data[key]`` of the ConfigMap to ``content``; retries connection errors and 5xx answers.
+
+    ``alongside``: the other keys the ConfigMap holds and their sizes in bytes, counted in the size check.
+    """
+    others = {k: n for k, n in (alongside or {}).items() if k != key}
+    total = len(key) + len(content.encode()) + sum(len(k) + n for k, n in others.items())
+    if total > MAX_CONFIGMAP_BYTES:
+        held = f" with {', '.join(others)} beside it" if others else ""
+        raise PublishError(
+            f"result is {len(content.encode())} bytes{held} ({total} in all); a ConfigMap holds at most "
+            f"~1 MiB ({MAX_CONFIGMAP_BYTES} bytes of data): ask for less (a lower accuracy.limit, fewer rates or iterations)"
+        )
     url = f"{target.server}/api/v1/namespaces/{target.namespace}/configmaps/{configmap}"
     body = json.dumps({"data": {key: content}}).encode()
     context = ssl.create_default_context(cafile=target.ca_file)
@@ -107,15 +125,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--namespace", help="namespace (default: the pod's)")
     p.add_argument("--token-file", help="bearer token file (default: the pod's service-account token)")
     p.add_argument("--ca-file", help="CA bundle of the API server (default: the pod's ca.crt)")
+    p.add_argument(
+        "--alongside",
+        type=Path,
+        action="append",
+        default=[],
+        help="a file the ConfigMap already holds under its own name (counted in the size check); repeatable",
+    )
     args = p.parse_args(argv)
     try:
         content = args.file.read_text(encoding="utf-8")
+        alongside = {f.name: f.stat().st_size for f in args.alongside}
     except OSError as exc:
-        print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        print(f"error: cannot read {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 1
     try:
         target = in_cluster_target(args.server, args.namespace, args.token_file, args.ca_file)
-        publish(target, args.configmap, args.key, content)
+        publish(target, args.configmap, args.key, content, alongside=alongside)
     except PublishError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -348,6 +348,7 @@ Workload = Annotated[
 
 
 GSM8K_SOURCE = "accuracy.dataset.kind must be gsm8k for the gsm8k task"
+MAX_ACCURACY_QUESTIONS = 5000
 
 
 class SequentialSpec(ApiModel):
@@ -381,7 +382,11 @@ class AccuracySpec(ApiModel):
     task: Literal["gsm8k"] = Field(default="gsm8k", description="Accuracy task; gsm8k is supported.")
     num_fewshot: int = Field(default=8, ge=0, le=16, description="Few-shot examples in each prompt.")
     limit: int | None = Field(
-        default=100, ge=1, le=100_000, description="Questions to ask (the first N of the test split)."
+        default=100,
+        ge=1,
+        le=MAX_ACCURACY_QUESTIONS,
+        description="Questions to ask (the first N of the test split; GSM8K's has 1319). At most 5000: the "
+        "per-question outcomes of the result must fit the Job's results ConfigMap (1 MiB).",
     )
     seed: int = Field(default=1234, ge=0, description="Seed for few-shot sampling and generation.")
     max_gen_tokens: int = Field(default=256, ge=16, le=8192, description="Generation cap per answer.")

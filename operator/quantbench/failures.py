@@ -36,6 +36,9 @@ class Reason(StrEnum):
     UNSUPPORTED_PRECISION = "UnsupportedPrecision"
     SERVER_LOST = "ServerLost"
     SOURCE_UNAVAILABLE = "SourceUnavailable"
+    REJECTED = "Rejected"  # the API server refused a child (422, 403: quota, admission, PodSecurity)
+    STEP_TIMEOUT = "DeadlineExceeded"
+    RUN_TIMEOUT = "RunTimeout"
 
 
 @dataclass(frozen=True)
@@ -74,14 +77,11 @@ def classify_unschedulable(
     memory: float | None = None,
 ) -> Failure | None:
     """A pending server pod: a failure when waiting cannot help, None when it waits for GPUs (or CPUs and
-    memory: ``cpu`` cores and ``memory`` bytes requested) to free up."""
+    memory: ``cpu`` cores and ``memory`` bytes requested) to free up, or for a pool with no node now to
+    scale up (the pending pod is what an autoscaler acts on; the caller bounds the wait with
+    server.startupTimeout, see no_node_message)."""
     if pool_name is not None and (pool is None or pool.nodes == 0):
-        label = pool.label if pool else "the pool label"
-        return Failure(
-            Reason.UNSCHEDULABLE,
-            f"no node in pool {pool_name} (no node has {label}={pool_name}); create the pool or fix "
-            f"placement.nodePool. Scheduler: {message}",
-        )
+        return None
     if pool is not None and cpu is not None and pool.cpu_per_node is not None and cpu > pool.cpu_per_node:
         return Failure(
             Reason.UNSCHEDULABLE,
@@ -109,6 +109,17 @@ def classify_unschedulable(
     if pool is None and "Insufficient" not in message:
         return Failure(Reason.UNSCHEDULABLE, f"no node matches the server's placement. Scheduler: {message}")
     return None
+
+
+def no_node_message(pool: PoolInfo | None, pool_name: str | None, label: str) -> str | None:
+    """Why a pool cannot place a pod right now because it has no node (scale-to-zero, an autoscaler that has
+    not acted yet), or None when it has nodes."""
+    if pool_name is None or (pool is not None and pool.nodes > 0):
+        return None
+    return (
+        f"no node in pool {pool_name} (no node has {label}={pool_name}): waiting for the pool to scale up; "
+        "otherwise create the pool or fix placement.nodePool"
+    )
 
 
 def classify_pod_failure(pod: Pod, crash_restarts: int = 3) -> Failure | None:

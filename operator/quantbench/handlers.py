@@ -1,11 +1,12 @@
 """kopf handlers: thin wiring from resource events to `quantbench.driver.Driver`.
 
-- one daemon per QuantBenchmark drives its runs: it reconciles when woken (the resource or one of its
-  children changed) and every `resync_seconds` otherwise;
-- create/update/resume handlers record an Event and wake the daemon; the update handler states the policy
+- one task per QuantBenchmark drives its runs: it reconciles when woken (the spec or one of its children
+  changed) and every `resync_seconds` otherwise; no finalizer is needed (children are owned), so an
+  uninstalled operator never leaves a QuantBenchmark or its namespace undeletable;
+- create/update/resume handlers record an Event and wake the task; the update handler states the policy
   for spec changes during a run;
-- the delete handler (behind the operator's finalizer) deletes every child so GPUs are released at once;
-- event handlers on the children (pods, Jobs, ConfigMaps, Deployments) only wake the owner's daemon.
+- deleting a benchmark deletes its children through the garbage collector (ownerReferences);
+- event handlers on the children (pods, Jobs, ConfigMaps, Deployments) only wake the owner's task.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ import kopf
 
 from quantbench import metrics
 from quantbench.api.v1alpha1 import GROUP, PLURAL, VERSION
-from quantbench.driver import RUN_NOW_ANNOTATION, Driver
+from quantbench.driver import RUN_NOW_ANNOTATION, Driver, StatusConflict
 from quantbench.kube import Kube, load_api_client
+from quantbench.leader import LeaderElector
+from quantbench.measured import changes_measurement
 from quantbench.naming import GROUP as LABEL_GROUP
 from quantbench.naming import LABEL_BENCHMARK, LABEL_MANAGED_BY, MANAGED_BY
 from quantbench.settings import OperatorSettings
@@ -29,6 +32,9 @@ log = logging.getLogger(__name__)
 FINALIZER = f"{LABEL_GROUP}/finalizer"
 DEBOUNCE_S = 0.05
 ERROR_BACKOFF_S = 5.0
+ERROR_BACKOFF_MAX_S = 300.0
+LEADER_POLL_S = 1.0
+CONFLICT_RETRY_S = 0.2
 OWNED = {LABEL_MANAGED_BY: MANAGED_BY}
 
 
@@ -40,7 +46,14 @@ class Runtime:
         self.settings = OperatorSettings()
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="reconcile")
         self.wakers: dict[tuple[str, str], asyncio.Event] = {}
+        self.tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self.elector: LeaderElector | None = None
+        self.stats: asyncio.Task[None] | None = None
+        self.generations: dict[tuple[str, str], Any] = {}
         self.metrics_served = False
+
+    def leading(self) -> bool:
+        return self.elector is None or self.elector.is_leader()
 
     def wake(self, namespace: str | None, name: str | None) -> None:
         if namespace and name:
@@ -52,8 +65,22 @@ class Runtime:
 RUNTIME = Runtime()
 
 
+async def _log_stats(every_s: float) -> None:
+    """Every ``every_s``: reconcile passes and API requests so far (settings.stats_seconds; benchmarks)."""
+    while True:
+        await asyncio.sleep(every_s)
+        driver = RUNTIME.driver
+        if driver is not None:
+            log.warning(
+                "operator stats: reconciles=%d api_requests=%d benchmarks=%d",
+                driver.reconciles,
+                driver.kube.requests,
+                len(RUNTIME.tasks),
+            )
+
+
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=LABEL_GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -63,12 +90,24 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.execution.max_workers = 8
+    # Children are watched through a server-side label selector: the operator never receives (nor keeps)
+    # the cluster's other pods, Jobs, ConfigMaps and Deployments.
+    owned = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
+    for key in (("v1", "pods"), ("batch", "v1", "jobs"), ("v1", "configmaps"), ("apps", "v1", "deployments")):
+        settings.watching.label_selectors[key] = owned
     RUNTIME.settings = OperatorSettings.from_env()
     if RUNTIME.settings.metrics_port is not None and not RUNTIME.metrics_served:
-        metrics.serve(RUNTIME.settings.metrics_port)
+        metrics.serve(RUNTIME.settings.metrics_port, RUNTIME.settings.metrics_address)
         RUNTIME.metrics_served = True
     if RUNTIME.driver is None:
         RUNTIME.driver = Driver(Kube(load_api_client()), RUNTIME.settings)
+    if RUNTIME.settings.stats_seconds is not None and RUNTIME.stats is None:
+        RUNTIME.stats = asyncio.get_running_loop().create_task(_log_stats(RUNTIME.settings.stats_seconds))
+    if RUNTIME.settings.leader_election and RUNTIME.elector is None:
+        duration = RUNTIME.settings.lease_duration_seconds
+        RUNTIME.elector = LeaderElector(
+            RUNTIME.driver.kube, RUNTIME.settings.lease_namespace, duration_s=duration, renew_s=duration / 3
+        ).start()
 
 
 def _driver() -> Driver:
@@ -78,39 +117,49 @@ def _driver() -> Driver:
 
 
 @kopf.on.create(GROUP, VERSION, PLURAL)
-def created(name: str, namespace: str | None, **_: Any) -> None:
+async def created(name: str, namespace: str | None, **_: Any) -> None:
     RUNTIME.wake(namespace, name)
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
-def resumed(name: str, namespace: str | None, **_: Any) -> None:
+async def resumed(name: str, namespace: str | None, **_: Any) -> None:
     RUNTIME.wake(namespace, name)
 
 
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
-def spec_changed(body: kopf.Body, name: str, namespace: str | None, **_: Any) -> None:
+def spec_changed(body: kopf.Body, old: Any, new: Any, name: str, namespace: str | None, **_: Any) -> None:
     status = body.get("status") or {}
     run = status.get("currentRun")
     generation = body.get("metadata", {}).get("generation")
-    if run:
+    # With field="spec", kopf passes the old and new specs themselves.
+    if not changes_measurement(dict(old or {}), dict(new or {})):
+        message = (
+            f"spec changed to generation {generation} in historyLimit, schedule, suspend, timeouts or "
+            "regression only: nothing measured changed, no run starts for it"
+        )
+    elif run:
         message = (
             f"spec changed to generation {generation} during run {run.get('id')}: that run finishes with "
             f"generation {run.get('generation')}, then a run of generation {generation} starts"
         )
     else:
         message = f"spec changed to generation {generation}: a new run starts"
-    _driver().kube.event(dict(body), "Normal", "SpecChanged", message)
+    if RUNTIME.leading():
+        _driver().kube.event(dict(body), "Normal", "SpecChanged", message)
     RUNTIME.wake(namespace, name)
 
 
 @kopf.on.update(GROUP, VERSION, PLURAL, field=("metadata", "annotations", RUN_NOW_ANNOTATION))
-def run_now_changed(name: str, namespace: str | None, **_: Any) -> None:
-    """The run-now annotation was set (or removed): the daemon takes it at once, not at the next resync."""
+async def run_now_changed(name: str, namespace: str | None, **_: Any) -> None:
+    """The run-now annotation was set (or removed): the benchmark's task takes it at once, not at the next
+    resync."""
     RUNTIME.wake(namespace, name)
 
 
-@kopf.on.delete(GROUP, VERSION, PLURAL)
+@kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
 async def deleted(name: str, namespace: str | None, **_: Any) -> None:
+    """Optional (no finalizer): should another finalizer hold a deleted benchmark, release its GPUs at once.
+    Otherwise the children go with their owner through the garbage collector (ownerReferences)."""
     assert namespace is not None  # QuantBenchmark is namespaced
     loop = asyncio.get_running_loop()
     count = await loop.run_in_executor(RUNTIME.executor, _driver().delete_all, namespace, name)
@@ -118,36 +167,97 @@ async def deleted(name: str, namespace: str | None, **_: Any) -> None:
     RUNTIME.wakers.pop((namespace, name), None)
 
 
-@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10.0)
-async def drive(stopped: kopf.DaemonStopped, name: str, namespace: str | None, **_: Any) -> None:
-    """Reconcile the benchmark whenever it or a child changes, and every resync period."""
-    assert namespace is not None  # QuantBenchmark is namespaced
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def track(event: kopf.RawEvent, body: kopf.Body, name: str, namespace: str | None, **_: Any) -> None:
+    """One driving task per benchmark, started when the benchmark is first seen and stopped when it is gone.
+
+    Not a kopf daemon: kopf puts a finalizer on every object with a daemon, and a finalizer that no
+    operator removes (the operator uninstalled, or its namespace deleted first) leaves the QuantBenchmarks
+    and their namespaces undeletable. The children are owned (ownerReferences), so the garbage collector
+    releases their GPUs when a benchmark is deleted."""
+    if not namespace:
+        return
+    key = (namespace, name)
+    meta = body.get("metadata") or {}
+    gone = event.get("type") == "DELETED" or bool(meta.get("deletionTimestamp"))
+    task = RUNTIME.tasks.get(key)
+    if gone:
+        if task is not None:
+            task.cancel()
+        RUNTIME.tasks.pop(key, None)
+        RUNTIME.wakers.pop(key, None)
+        RUNTIME.generations.pop(key, None)
+        return
+    generation = meta.get("generation")
+    if task is None or task.done():
+        RUNTIME.wakers.setdefault(key, asyncio.Event())
+        RUNTIME.tasks[key] = asyncio.get_running_loop().create_task(drive(dict(body), name, namespace))
+    elif RUNTIME.generations.get(key) != generation:
+        RUNTIME.wake(namespace, name)  # a spec edit; its own status writes do not wake it
+    RUNTIME.generations[key] = generation
+
+
+@kopf.on.cleanup()
+async def stop_tasks(**_: Any) -> None:
+    if RUNTIME.elector is not None:
+        await asyncio.get_running_loop().run_in_executor(None, RUNTIME.elector.stop)
+    tasks = list(RUNTIME.tasks.values())
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    RUNTIME.tasks.clear()
+
+
+async def drive(body: dict[str, Any], name: str, namespace: str) -> None:
+    """Reconcile the benchmark whenever it or a child changes, and every resync period, until cancelled. A
+    reconcile that fails is retried with exponential backoff; the first failure of a streak is recorded as
+    an Event."""
     key = (namespace, name)
     wake = RUNTIME.wakers.setdefault(key, asyncio.Event())
     loop = asyncio.get_running_loop()
-    while not stopped:
+    failures = 0
+    while True:
         wake.clear()
         delay: float | None
+        backoff = 0.0
+        if not RUNTIME.leading():  # another operator holds the Lease: it acts; this one waits its turn
+            await asyncio.sleep(LEADER_POLL_S)
+            continue
         try:
             with metrics.Timer(metrics.OPERATOR):
                 delay = await loop.run_in_executor(RUNTIME.executor, _driver().reconcile, namespace, name)
-        except Exception:
-            log.exception("reconcile of %s/%s failed; retrying in %.0f s", namespace, name, ERROR_BACKOFF_S)
-            delay = ERROR_BACKOFF_S
+            failures = 0
+        except StatusConflict as exc:
+            log.info("reconcile of %s/%s: %s; again", namespace, name, exc)
+            delay = CONFLICT_RETRY_S
+        except Exception as exc:
+            delay = backoff = error_backoff(failures)
+            failures += 1
+            log.exception("reconcile of %s/%s failed; retrying in %.0f s", namespace, name, backoff)
+            if failures == 1 and RUNTIME.driver is not None:
+                message = f"reconcile failed, retrying with backoff: {str(exc)[:600]}"
+                await loop.run_in_executor(
+                    RUNTIME.executor, RUNTIME.driver.kube.event, body, "Warning", "ReconcileError", message
+                )
+        if failures:
+            await asyncio.sleep(backoff)  # back off even when woken: child events must not make a hot loop
+            continue
         timeout = (
             RUNTIME.settings.resync_seconds if delay is None else min(delay, RUNTIME.settings.resync_seconds)
         )
-        woken = asyncio.ensure_future(wake.wait())
-        stopping = asyncio.ensure_future(stopped.wait())
-        await asyncio.wait({woken, stopping}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        for waiter in (woken, stopping):
-            waiter.cancel()
-        if woken.done() and not woken.cancelled():
-            await asyncio.sleep(DEBOUNCE_S)  # let a burst of child events settle into one reconcile
-    RUNTIME.wakers.pop(key, None)
+        try:
+            await asyncio.wait_for(wake.wait(), timeout=timeout)
+        except TimeoutError:
+            continue
+        await asyncio.sleep(DEBOUNCE_S)  # let a burst of child events settle into one reconcile
 
 
-def _wake_owner(labels: kopf.Labels, namespace: str | None, **_: Any) -> None:
+def error_backoff(failures: int) -> float:
+    """Seconds before the next attempt after ``failures`` failed reconciles in a row (5 s doubling, 5 min cap)."""
+    return float(min(ERROR_BACKOFF_MAX_S, ERROR_BACKOFF_S * 2 ** min(failures, 16)))
+
+
+async def _wake_owner(labels: kopf.Labels, namespace: str | None, **_: Any) -> None:
     RUNTIME.wake(namespace, labels.get(LABEL_BENCHMARK))
 
 

@@ -400,8 +400,9 @@ def benchmark_samples(
         add("quantbench_variant_progress_ratio", progress(v, steps), **at)
     if finished is not None:
         precisions = {v.name: v.precision for v in status.variants}
-        if finished.summary is not None:
-            precisions.update({v.variant: v.precision for v in finished.summary.variants})
+        last_summary = finished.summary or status.summary  # history entries hold no summary any more
+        if last_summary is not None:
+            precisions.update({v.variant: v.precision for v in last_summary.variants})
         for variant, count in regression_counts(finished, precisions).items():
             add("quantbench_regressions", count, variant=variant, precision=precisions.get(variant, ""))
     return out

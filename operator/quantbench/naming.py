@@ -30,7 +30,6 @@ HASH_LEN = 8
 STEP_SERVER = "server"
 STEP_ACCURACY = "accuracy"
 STEP_RUN = "run"
-STEP_JOBS_ACCOUNT = "jobs"
 STEP_PROBE = "probe"
 WORKLOAD_PREFIX = "wl-"
 
@@ -102,11 +101,6 @@ def probe_name(benchmark: str, run: str, pool: str | None) -> str:
 def run_config_name(benchmark: str, run: str) -> str:
     """The ConfigMap holding the run's spec snapshot and plan."""
     return child_name(benchmark, run, None, STEP_RUN)
-
-
-def jobs_account_name(benchmark: str, run: str) -> str:
-    """ServiceAccount, Role and RoleBinding the run's Jobs use to publish results."""
-    return child_name(benchmark, run, None, STEP_JOBS_ACCOUNT)
 
 
 def label_value(value: str) -> str:

@@ -24,6 +24,7 @@ from pydantic import Field, field_validator
 
 from quantbench.api.v1alpha1 import (
     Parallelism,
+    Placement,
     Precision,
     ProbePhase,
     QuantBenchmarkSpec,
@@ -291,4 +292,33 @@ def pools_from_nodes(
             cpu_per_node=max(cpus) if cpus else None,
             memory_per_node=max(memories) if memories else None,
         )
+    return out
+
+
+def pools_for_spec(nodes: list[Node], spec: QuantBenchmarkSpec, product_label: str) -> dict[str, PoolInfo]:
+    """Pool capacity as each variant sees it: a variant whose placement overrides nodePoolLabel or
+    gpuResource gets its pool counted with its own label and resource (keyed by pool name, as plan_run and
+    the reconcile read it; ANY_POOL for a variant with no pool)."""
+    default = spec.placement
+    out = pools_from_nodes(nodes, default.node_pool_label, default.gpu_resource, product_label)
+    seen: dict[tuple[str, str], dict[str, PoolInfo]] = {}
+    placements: list[Placement] = [spec.placement_for(v) for v in spec.variants]
+    plain = {
+        p.node_pool or ANY_POOL
+        for p in placements
+        if (p.node_pool_label, p.gpu_resource) == (default.node_pool_label, default.gpu_resource)
+    }
+    for p in placements:
+        if (p.node_pool_label, p.gpu_resource) == (default.node_pool_label, default.gpu_resource):
+            continue
+        key = (p.node_pool_label, p.gpu_resource)
+        if key not in seen:
+            seen[key] = pools_from_nodes(nodes, p.node_pool_label, p.gpu_resource, product_label)
+        name = p.node_pool or ANY_POOL
+        if name in plain:
+            continue  # the same pool name under the default label and resource: ambiguous, keep the default
+        if name in seen[key]:
+            out[name] = seen[key][name]
+        else:
+            out.pop(name, None)  # no node carries that label value: the pool has no node now
     return out

@@ -24,7 +24,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ValidationError
 
@@ -44,6 +44,7 @@ from quantbench.failures import (
     classify_unschedulable,
     job_failure,
     job_finished,
+    no_node_message,
     pod_ready,
     pod_ready_time,
     startup_timed_out,
@@ -52,6 +53,7 @@ from quantbench.failures import (
 )
 from quantbench.manifests import jobs as job_manifests
 from quantbench.manifests import probe as probe_manifests
+from quantbench.manifests import rbac
 from quantbench.manifests import server as server_manifests
 from quantbench.manifests.common import Owner
 from quantbench.naming import (
@@ -65,11 +67,13 @@ from quantbench.naming import (
     server_name,
 )
 from quantbench.objects import (
+    Condition,
     ConfigMap,
     Deployment,
     Job,
     Obj,
     Pod,
+    conditions_of,
     container_statuses,
     created_at,
     labels_of,
@@ -142,6 +146,8 @@ class RunContext:
     spec: QuantBenchmarkSpec
     plan: RunPlan
     settings: OperatorSettings
+    started_at: datetime | None = None
+    deadline_s: float | None = None  # the run's deadline (quantbench.deadlines.run_deadline_s)
 
 
 @dataclass
@@ -158,6 +164,10 @@ class Observed:
     pools: Mapping[str, PoolInfo] | None = None
     node_products: Mapping[str, str] = field(default_factory=dict)
     node_drivers: Mapping[str, str] = field(default_factory=dict)
+    # Children the API server refused to create (by object name), and why pods of a Job (by Job name)
+    # could not be created (FailedCreate Events: PodSecurity, ResourceQuota).
+    rejected: Mapping[str, Failure] = field(default_factory=dict)
+    pod_create_errors: Mapping[str, str] = field(default_factory=dict)
 
     def pods_of(self, variant: str | None, step: str) -> list[Pod]:
         """Live pods of a variant's step (variant None: a run-wide step such as a probe)."""
@@ -214,6 +224,48 @@ def validate_result(step_kind: StepKind, text: str) -> str | None:
     except (ValidationError, json.JSONDecodeError, ValueError) as exc:
         return str(exc).splitlines()[0][:300]
     return None
+
+
+def run_overdue(ctx: RunContext, now: datetime) -> Failure | None:
+    """The run-level timeout: a Failure once the run has been going longer than its deadline."""
+    if ctx.started_at is None or ctx.deadline_s is None:
+        return None
+    if (now - ctx.started_at).total_seconds() <= ctx.deadline_s:
+        return None
+    return Failure(
+        Reason.RUN_TIMEOUT,
+        f"the run did not finish within its deadline ({ctx.deadline_s:.0f} s, spec.timeouts.run); "
+        "the variant was stopped and its GPUs released",
+    )
+
+
+def replica_failure(dep: Deployment) -> str | None:
+    """Why the Deployment's ReplicaSet cannot create the server pod (quota, admission), or None."""
+    cond = conditions_of(dep).get("ReplicaFailure", Condition())
+    if cond.get("status") == "True":
+        return str(cond.get("message") or cond.get("reason") or "pods cannot be created")
+    return None
+
+
+def permanently_refused(message: str) -> bool:
+    """A pod refusal that waiting cannot cure: the namespace's PodSecurity level or an admission policy.
+    (A ResourceQuota refusal can clear when other pods end: it is waited for up to the step's deadline.)"""
+    return "exceeded quota" not in message and "forbidden" in message.lower()
+
+
+def job_deadline_failure(job: Job, pod_error: str | None) -> Failure | None:
+    """A Job that the Job controller failed for running past activeDeadlineSeconds."""
+    cond = conditions_of(job).get("Failed", Condition())
+    if cond.get("status") != "True" or cond.get("reason") != "DeadlineExceeded":
+        return None
+    name = name_of(job)
+    deadline = (cast(dict[str, Any], job).get("spec") or {}).get("activeDeadlineSeconds")
+    why = f"; its pods could not be created: {pod_error}" if pod_error else ""
+    return Failure(
+        Reason.STEP_TIMEOUT,
+        f"job {name} ran past its deadline ({deadline} s, spec.timeouts.step){why}; "
+        f"read its log: kubectl logs job/{name}",
+    )
 
 
 def initial_statuses(plan: RunPlan) -> list[VariantStatus]:
@@ -293,6 +345,9 @@ class _ProbePass(_Pass):
         if self.pp.skipped is not None:
             return self.end(ProbePhase.SKIPPED, "NoGPU", self.pp.skipped)
         ctx = self.ctx
+        refused = self.obs.rejected.get(self.name) or run_overdue(ctx, self.obs.now)
+        if refused is not None:
+            return self.end(ProbePhase.FAILED, str(refused.reason), refused.message)
         cm = self.obs.configmaps.get(self.name)
         pods = self.obs.pods_of(None, self.step)
         node = next((n for p in pods if (n := node_of(p))), None) or self.s.node
@@ -305,6 +360,8 @@ class _ProbePass(_Pass):
             )
         job = self.obs.jobs.get(self.name)
         if job is None:
+            for obj in rbac.job_account(ctx.owner, ctx.run_id, None, self.step, ctx.generation):
+                self.d.actions.append(Create(obj))
             self.d.actions.append(
                 Create(
                     probe_manifests.probe_job(
@@ -383,6 +440,11 @@ class _VariantPass(_Pass):
     def update(self, **changes: Any) -> None:
         self.s = self.s.model_copy(update=changes)
 
+    def child_names(self) -> list[str]:
+        ctx = self.ctx
+        jobs = [job_name(ctx.owner.name, ctx.run_id, self.vp.variant, s.name) for s in self.vp.steps]
+        return [self.server, *jobs]
+
     def teardown(self, include_jobs: bool) -> None:
         if self.server in self.obs.deployments:
             self.d.actions.append(Delete("Deployment", self.server))
@@ -413,6 +475,12 @@ class _VariantPass(_Pass):
             )
         if self.vp.unavailable is not None:
             return self.fail(Failure(Reason.SOURCE_UNAVAILABLE, self.vp.unavailable))
+        rejected = next((self.obs.rejected[n] for n in self.child_names() if n in self.obs.rejected), None)
+        if rejected is not None:
+            return self.fail(rejected)
+        overdue = run_overdue(self.ctx, self.obs.now)
+        if overdue is not None:
+            return self.fail(overdue)
         if probing or not allowed:
             self.update(phase=VariantPhase.PENDING, step=STEP_PROBE if probing else None)
             return self.s
@@ -442,6 +510,7 @@ class _VariantPass(_Pass):
                             settings.server_pod_annotations,
                             cpu_image=settings.cpu_server_image,
                             hub_access=settings.hub_access,
+                            pod_user=settings.pod_user,
                         )
                     )
                 )
@@ -463,6 +532,15 @@ class _VariantPass(_Pass):
             if failure is not None:
                 self.fail(failure)
                 return False
+        refused = replica_failure(dep) if not pods else None
+        if refused is not None:
+            timeout_s = duration_seconds(spec.server.startup_timeout)
+            created = parse_time((dep.get("metadata") or {}).get("creationTimestamp")) or self.obs.now
+            if permanently_refused(refused) or startup_timed_out(created, self.obs.now, timeout_s):
+                self.fail(Failure(Reason.REJECTED, f"the server pod cannot be created: {refused}"))
+                return False
+            self.update(phase=VariantPhase.STARTING, step=STEP_SERVER, message=f"waiting: {refused}")
+            return False
         ready = [p for p in pods if pod_ready(p)]
         if ready:
             return self.record_ready(ready[0], dep)
@@ -490,23 +568,25 @@ class _VariantPass(_Pass):
                 cpu=quantity(cpu) if cpu else None,
                 memory=quantity(memory) if memory else None,
             )
+            no_node = no_node_message(pool, placement.node_pool, placement.node_pool_label)
             if failure is None and startup_timed_out(created, self.obs.now, timeout_s):
+                what = no_node or f"{wanted(placement)} in pool {placement.node_pool or '(any)'}"
                 failure = Failure(
                     Reason.UNSCHEDULABLE,
-                    f"waited server.startupTimeout ({timeout_s:.0f} s) for {wanted(placement)} "
-                    f"in pool {placement.node_pool or '(any)'}. Scheduler: {message}",
+                    f"waited server.startupTimeout ({timeout_s:.0f} s) for {what}. Scheduler: {message}",
                 )
             if failure is not None:
                 self.fail(failure)
                 return False
+            waiting = f"{no_node}. Scheduler: {message}" if no_node else message
             if self.s.phase != VariantPhase.WAITING_FOR_GPU:
                 what = "CPUs" if placement.on_cpu else "GPUs"
                 self.d.notes.append(
                     Note(
-                        "Normal", "WaitingForGPU", f"variant {self.vp.variant}: waiting for {what}: {message}"
+                        "Normal", "WaitingForGPU", f"variant {self.vp.variant}: waiting for {what}: {waiting}"
                     )
                 )
-            self.update(phase=VariantPhase.WAITING_FOR_GPU, step=STEP_SERVER)
+            self.update(phase=VariantPhase.WAITING_FOR_GPU, step=STEP_SERVER, message=waiting)
             return False
         if startup_timed_out(created, self.obs.now, timeout_s):
             name = name_of(pods[0]) if pods else None
@@ -530,6 +610,7 @@ class _VariantPass(_Pass):
             gpu=self.obs.node_products.get(node or "") or self.s.gpu,
             gpu_driver=self.obs.node_drivers.get(node or "") or self.s.gpu_driver,
             image_digest=image_digest(pod) or self.s.image_digest,
+            message=None,
         )
         self.d.weights_from[self.vp.variant] = name_of(pod, "")
         took = f" in {startup:.0f} s" if startup is not None else ""
@@ -567,6 +648,8 @@ class _VariantPass(_Pass):
             )
         if job is None:
             variant = ctx.spec.variant(self.vp.variant)
+            for obj in rbac.job_account(ctx.owner, ctx.run_id, self.vp.variant, step.name, ctx.generation):
+                self.d.actions.append(Create(obj))
             self.d.actions.append(
                 Create(
                     job_manifests.job(
@@ -580,9 +663,25 @@ class _VariantPass(_Pass):
             self.update(phase=phase, step=step.name)
             return False
         finished = job_finished(job)
+        pods = self.obs.pods_of(self.vp.variant, step.name)
+        pod_error = self.obs.pod_create_errors.get(name)
         if finished == "Failed":
-            self.fail(job_failure(job, self.obs.pods_of(self.vp.variant, step.name)))
+            self.fail(job_deadline_failure(job, pod_error) or job_failure(job, pods))
             return False
+        if finished is None:
+            for pod in pods:
+                if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                    continue  # an ended pod ends the Job: its failure is read from the Job
+                broken = classify_pod_failure(pod, ctx.settings.crash_restarts)
+                if broken is not None:
+                    self.fail(broken)
+                    return False
+            if pod_error is not None and not pods:
+                if permanently_refused(pod_error):
+                    self.fail(Failure(Reason.REJECTED, f"job {name} cannot create its pod: {pod_error}"))
+                    return False
+                self.update(phase=phase, step=step.name, message=f"waiting: {pod_error}")
+                return False
         if finished == "Complete":
             self.fail(
                 Failure(
@@ -592,7 +691,7 @@ class _VariantPass(_Pass):
                 )
             )
             return False
-        self.update(phase=phase, step=step.name)
+        self.update(phase=phase, step=step.name, message=None)
         return False
 
     def succeed(self) -> VariantStatus:

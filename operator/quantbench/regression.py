@@ -248,11 +248,17 @@ def with_changes(
     return out
 
 
+def _has_summary(record: RunRecord) -> bool:
+    """Whether the run's full summary can be had: embedded (older entries) or in its summary ConfigMap."""
+    return record.summary is not None or record.summary_config_map is not None
+
+
 def reference_run(history: Sequence[RunRecord], pinned: str | None) -> RunRecord | None:
-    """The run to compare with: the pinned one when set (and kept), else the latest successful finished run."""
+    """The run to compare with: the pinned one when set (and kept), else the latest successful finished run.
+    Its full summary is the caller's to load (``summary``, else the ConfigMap ``summary_config_map``)."""
     if pinned is not None:
-        return next((h for h in history if h.id == pinned and h.summary is not None), None)
-    return next((h for h in history if h.phase in COMPARABLE_PHASES and h.summary is not None), None)
+        return next((h for h in history if h.id == pinned and _has_summary(h)), None)
+    return next((h for h in history if h.phase in COMPARABLE_PHASES and _has_summary(h)), None)
 
 
 def condition_message(found: Sequence[Regression], run: str, limit: int = 2000) -> str:

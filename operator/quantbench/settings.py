@@ -66,6 +66,39 @@ class OperatorSettings(BaseModel):
         gt=0,
         description="A probe Job still running after this long fails (activeDeadlineSeconds).",
     )
+    pod_user: int = Field(
+        default=1000,
+        ge=1,
+        description="User and group id every pod the operator creates runs as (PodSecurity restricted).",
+    )
+    allow_host_path: bool = Field(
+        default=False,
+        description="Whether a spec may use a hostPath model cache (server.modelCache.hostPath).",
+    )
+    host_path_prefixes: list[str] = Field(
+        default_factory=list,
+        description="With allow_host_path: the node paths a hostPath model cache may be under (JSON list; "
+        "empty: any).",
+    )
+    allowed_images: list[str] = Field(
+        default_factory=list,
+        description="Prefixes (registry/repository) a server.image must start with (JSON list; empty: any).",
+    )
+    leader_election: bool = Field(
+        default=True, description="Act only while holding the operator Lease (one writer among replicas)."
+    )
+    lease_namespace: str = Field(
+        default="quantbench-system",
+        description="Namespace of the operator Lease that every operator process of the cluster competes for.",
+    )
+    lease_duration_seconds: float = Field(
+        default=15.0,
+        ge=3,
+        description="How long the Lease outlives its holder's last renewal (renewed at 1/3).",
+    )
+    stats_seconds: float | None = Field(
+        default=None, gt=0, description="Log reconcile and API request counts this often (benchmarks)."
+    )
     resync_seconds: float = Field(
         default=10.0, gt=0, description="How often each benchmark is looked at when nothing changes."
     )
@@ -78,9 +111,19 @@ class OperatorSettings(BaseModel):
         description="USD per GPU-hour by node pool ('*': any pool), JSON object; a benchmark's own "
         "spec.gpuHourPrices wins.",
     )
+    metrics_address: str = Field(
+        default="0.0.0.0", description="Address the metrics endpoint binds to (127.0.0.1: this host only)."
+    )
     results_dir: str | None = Field(
         default=None, description="If set, each run's results folder is also written under this path."
     )
+
+    @field_validator("host_path_prefixes", "allowed_images", mode="before")
+    @classmethod
+    def _json_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return json.loads(value) if value.strip() else []
+        return value
 
     @field_validator("gpu_hour_prices")
     @classmethod

@@ -116,14 +116,18 @@ def conditions(
     return out
 
 
+def pruned(history: Sequence[RunRecord], limit: int, pinned: str | None = None) -> list[RunRecord]:
+    """The first ``limit`` runs of ``history`` (newest first); a pinned reference run is kept beyond it."""
+    kept = list(history[:limit])
+    kept += [h for h in history[limit:] if h.id == pinned]
+    return kept
+
+
 def with_history(
     history: Sequence[RunRecord], record: RunRecord, limit: int, pinned: str | None = None
 ) -> list[RunRecord]:
     """The newest ``limit`` runs, newest first; a pinned reference run is kept beyond the limit."""
-    runs = [record, *[h for h in history if h.id != record.id]]
-    kept = runs[:limit]
-    kept += [h for h in runs[limit:] if h.id == pinned]
-    return kept
+    return pruned([record, *[h for h in history if h.id != record.id]], limit, pinned)
 
 
 def status_patch(status: QuantBenchmarkStatus) -> dict[str, Any]:

@@ -126,3 +126,41 @@ def test_defaults_fill_in() -> None:
     assert spec.server.image == api.DEFAULT_SERVER_IMAGE
     assert spec.placement.gpus == 1
     assert spec.accuracy is not None and spec.accuracy.num_fewshot == 8
+
+
+@pytest.mark.parametrize(
+    ("variants", "workloads", "probe", "clash"),
+    [
+        # variant a with workload b-accuracy, variant a-wl-b with the accuracy task: a-wl-b-accuracy twice
+        (["a", "a-wl-b"], ["b-accuracy"], False, "a-wl-b-accuracy"),
+        # variant a with workload x-server, variant a-wl-x with its server
+        (["a", "a-wl-x"], ["x-server"], False, "a-wl-x-server"),
+        # distinct names pass
+        (["a", "b"], ["accuracy-x"], True, None),
+    ],
+)
+def test_child_names_never_collide(
+    variants: list[str], workloads: list[str], probe: bool, clash: str | None
+) -> None:
+    doc = good_spec()
+    doc["spec"]["variants"] = [{"name": v, "precision": "bf16"} for v in variants]
+    doc["spec"]["baseline"] = variants[0]
+    doc["spec"]["workloads"] = [{"name": w, "type": "latency"} for w in workloads]
+    doc["spec"]["probe"] = probe
+    if clash is None:
+        assert benchmark_from_dict(doc, "ok")
+        return
+    with pytest.raises(SpecError) as info:
+        benchmark_from_dict(doc, "clash")
+    assert any("names collide" in p and clash in p for p in info.value.problems), info.value.problems
+
+
+def test_a_variant_named_like_a_pools_probe_is_rejected() -> None:
+    doc = good_spec()
+    # pool "x-server" gets the probe child probe-x-server; variant probe-x's server is probe-x-server too
+    doc["spec"]["variants"] = [{"name": "probe-x", "precision": "bf16"}]
+    doc["spec"]["baseline"] = "probe-x"
+    doc["spec"]["placement"] = {"nodePool": "x-server"}
+    doc["spec"]["probe"] = True
+    with pytest.raises(SpecError, match="roofline probe of pool x-server"):
+        benchmark_from_dict(doc, "clash")

@@ -38,8 +38,11 @@ def start_operator(cluster: Cluster, kube_admin: Kube, tmp_path: Path) -> Iterat
     """Start `quantbench operator` for the given namespaces (None: all); every process is stopped afterwards."""
     started: list[OperatorProcess] = []
 
-    def start(namespaces: list[str] | None, env: dict[str, str] | None = None) -> OperatorProcess:
-        op = OperatorProcess(cluster, namespaces, tmp_path, env).start()
+    def start(
+        namespaces: list[str] | None, env: dict[str, str] | None = None, account: str | None = None
+    ) -> OperatorProcess:
+        op = OperatorProcess(cluster, namespaces, tmp_path, env, **({"account": account} if account else {}))
+        op.start()
         started.append(op)
         return op
 

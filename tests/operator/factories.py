@@ -166,17 +166,23 @@ def loadgen_result(
 
 
 def gsm8k_questions(n: int) -> list[dict[str, str]]:
+    """The first ``n`` GSM8K test questions; past the 1319 of the test split, the split again with each
+    question marked as a copy (a larger GSM8K-format dataset, for size limits)."""
     path = GSM8K_DIR / "test.jsonl"
     if not path.is_file():
         raise FileNotFoundError(
             f"GSM8K not found at {GSM8K_DIR}: set QUANTBENCH_GSM8K_DIR to a folder with train/test.jsonl"
         )
-    rows = []
+    rows: list[dict[str, str]] = []
     with path.open(encoding="utf-8") as f:
         for line in f:
             rows.append(json.loads(line))
             if len(rows) == n:
-                break
+                return rows
+    split = list(rows)
+    while len(rows) < n:
+        row = split[len(rows) % len(split)]
+        rows.append({**row, "question": f"{row['question']} (copy {len(rows) // len(split)})"})
     return rows
 
 

@@ -1,7 +1,8 @@
 """Running the operator against the test control plane, and playing the Jobs' part.
 
 The operator runs as a child process (`quantbench operator --namespace NS`), authenticated as a service
-account bound to exactly the ClusterRole the Helm chart ships (charts/quantbench/files/clusterrole-rules.yaml).
+account bound to exactly the rules the Helm chart ships (charts/quantbench/files/*-rules.yaml): cluster-wide
+(watchAllNamespaces), or read-only cluster-wide plus a Role per served namespace (watchNamespaces).
 A separate process is what lets the tests kill it with SIGKILL at any step and start it again, as a crash
 or a node loss would.
 
@@ -17,24 +18,29 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 
 from quantbench.kube import ApiError, Kube
-from quantbench.naming import LABEL_BENCHMARK, LABEL_RUN, job_name, jobs_account_name, selector
+from quantbench.naming import LABEL_BENCHMARK, LABEL_RUN, job_name, selector
 from quantbench_loadgen.publish import Target, publish
 from tests.cluster.kube import Cluster, wait_for
 from tests.operator import factories
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_FILE = REPO / "crds" / "quantbench.dev_quantbenchmarks.yaml"
-RULES_FILE = REPO / "charts" / "quantbench" / "files" / "clusterrole-rules.yaml"
+NAMESPACED_RULES_FILE = REPO / "charts" / "quantbench" / "files" / "namespaced-rules.yaml"
+CLUSTER_RULES_FILE = REPO / "charts" / "quantbench" / "files" / "cluster-rules.yaml"
+LEADER_RULES_FILE = REPO / "charts" / "quantbench" / "files" / "leader-election-rules.yaml"
 OPERATOR_NS = "quantbench-system"
 OPERATOR_SA = "quantbench-operator"
 KIND = "QuantBenchmark"
+ADMISSION = "/apis/admissionregistration.k8s.io/v1"
 T = TypeVar("T")
 
 
@@ -61,65 +67,107 @@ def install_crd(kube: Kube) -> None:
     wait_for(established, 30, "CRD Established")
 
 
-def install_operator_rbac(kube: Kube) -> None:
-    """The chart's ClusterRole (rules verbatim), bound to the operator's service account."""
-    rules = yaml.safe_load(RULES_FILE.read_text())
+def chart_rules(path: Path) -> list[dict[str, Any]]:
+    rules: list[dict[str, Any]] = yaml.safe_load(path.read_text())
+    return rules
+
+
+def install_operator_rbac(
+    kube: Kube, account: str = OPERATOR_SA, namespaces: list[str] | None = None
+) -> None:
+    """The chart's RBAC, rules verbatim, bound to the operator's ``account``: a ClusterRole with every rule
+    (watchAllNamespaces), or with ``namespaces`` a read-only ClusterRole plus a Role and RoleBinding in each
+    of them (watchNamespaces)."""
+    cluster_rules = chart_rules(CLUSTER_RULES_FILE)
+    namespaced = chart_rules(NAMESPACED_RULES_FILE)
     rbac = "/apis/rbac.authorization.k8s.io/v1"
-    objects = [
+    api_version = "rbac.authorization.k8s.io/v1"
+    subject = [{"kind": "ServiceAccount", "name": account, "namespace": OPERATOR_NS}]
+
+    def ref(kind: str) -> dict[str, str]:
+        return {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": account}
+
+    objects: list[tuple[str, dict[str, Any]]] = [
         ("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OPERATOR_NS}}),
         (
             f"/api/v1/namespaces/{OPERATOR_NS}/serviceaccounts",
             {
                 "apiVersion": "v1",
                 "kind": "ServiceAccount",
-                "metadata": {"name": OPERATOR_SA, "namespace": OPERATOR_NS},
+                "metadata": {"name": account, "namespace": OPERATOR_NS},
             },
         ),
         (
             f"{rbac}/clusterroles",
             {
-                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "apiVersion": api_version,
                 "kind": "ClusterRole",
-                "metadata": {"name": OPERATOR_SA},
-                "rules": rules,
+                "metadata": {"name": account},
+                "rules": cluster_rules + (namespaced if namespaces is None else []),
             },
         ),
         (
             f"{rbac}/clusterrolebindings",
             {
-                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "apiVersion": api_version,
                 "kind": "ClusterRoleBinding",
-                "metadata": {"name": OPERATOR_SA},
-                "roleRef": {
-                    "apiGroup": "rbac.authorization.k8s.io",
-                    "kind": "ClusterRole",
-                    "name": OPERATOR_SA,
-                },
-                "subjects": [{"kind": "ServiceAccount", "name": OPERATOR_SA, "namespace": OPERATOR_NS}],
+                "metadata": {"name": account},
+                "roleRef": ref("ClusterRole"),
+                "subjects": subject,
             },
         ),
     ]
+    for ns, rules in [(OPERATOR_NS, chart_rules(LEADER_RULES_FILE))] + [
+        (n, namespaced) for n in namespaces or []
+    ]:
+        meta = {"name": account, "namespace": ns}
+        objects += [
+            (
+                f"{rbac}/namespaces/{ns}/roles",
+                {"apiVersion": api_version, "kind": "Role", "metadata": meta, "rules": rules},
+            ),
+            (
+                f"{rbac}/namespaces/{ns}/rolebindings",
+                {
+                    "apiVersion": api_version,
+                    "kind": "RoleBinding",
+                    "metadata": meta,
+                    "roleRef": ref("Role"),
+                    "subjects": subject,
+                },
+            ),
+        ]
     for path, obj in objects:
         try:
             kube.request("POST", path, body=obj)
         except ApiError as exc:
             if exc.status != 409:
                 raise
-            if obj["kind"] == "ClusterRole":
-                kube.request("PUT", f"{path}/{OPERATOR_SA}", body=obj)
+            if obj["kind"] in ("ClusterRole", "Role"):
+                kube.request("PUT", f"{path}/{account}", body=obj)
 
 
 class OperatorProcess:
     """`quantbench operator` as a child process with the operator service account's kubeconfig."""
 
     def __init__(
-        self, cluster: Cluster, namespaces: list[str] | None, log_dir: Path, env: dict[str, str] | None = None
+        self,
+        cluster: Cluster,
+        namespaces: list[str] | None,
+        log_dir: Path,
+        env: dict[str, str] | None = None,
+        account: str = OPERATOR_SA,
     ) -> None:
         self.cluster = cluster
         self.namespaces = namespaces
         self.log_dir = log_dir
-        self.extra_env = {"QUANTBENCH_RESYNC_SECONDS": "2", **(env or {})}
-        self.kubeconfig = cluster.service_account_kubeconfig(OPERATOR_NS, OPERATOR_SA, create=False)
+        self.extra_env = {
+            "QUANTBENCH_RESYNC_SECONDS": "2",
+            "QUANTBENCH_LEASE_NAMESPACE": OPERATOR_NS,
+            "QUANTBENCH_LEASE_DURATION_SECONDS": "4",  # a killed operator's successor waits ~4 s
+            **(env or {}),
+        }
+        self.kubeconfig = cluster.service_account_kubeconfig(OPERATOR_NS, account, create=False)
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -244,6 +292,14 @@ class Bench:
     def names(self, kind: str, run: str | None = None) -> set[str]:
         return {o["metadata"]["name"] for o in self.children(kind, run)}
 
+    def wait_released(
+        self, kinds: tuple[str, ...] = ("Deployment", "Service", "Job"), timeout: float = 30
+    ) -> None:
+        """Wait until the benchmark holds none of ``kinds``: a finished run is recorded in its status first
+        and torn down right after, so its children may outlive the status write by a moment."""
+        for kind in kinds:
+            wait_for(lambda kind=kind: not self.names(kind), timeout, f"every {kind} of {self.name} deleted")
+
     def events(self) -> list[dict[str, Any]]:
         return [
             e
@@ -263,14 +319,15 @@ class Bench:
         )
 
     # ------------------------------------------------------------------------------- Jobs' part
-    def wait_job(self, run: str, variant: str, step: str, timeout: float = 60) -> str:
+    def wait_job(self, run: str, variant: str | None, step: str, timeout: float = 60) -> str:
         name = job_name(self.name, run, variant, step)
         wait_for(lambda: self.kube.get("Job", self.ns, name), timeout, f"job {name}")
         return name
 
     def publish_result(self, run: str, variant: str | None, step: str, content: str) -> None:
-        """Write the result as the Job would: with the run's Job service account token."""
-        token = self.cluster.service_account_token(self.ns, jobs_account_name(self.name, run), create=False)
+        """Write the result as the Job would: with the Job's own service account token."""
+        account = job_name(self.name, run, variant, step)
+        token = self.cluster.service_account_token(self.ns, account, create=False)
         target = Target(server=self.cluster.server, namespace=self.ns, token=token, ca_file=str(self.ca_file))
         publish(target, job_name(self.name, run, variant, step), "result.json", content)
 
@@ -346,3 +403,80 @@ def retry(fn: Callable[[], T], attempts: int = 3, delay: float = 0.5) -> T:
                 raise
             time.sleep(delay)
     raise AssertionError("unreachable")
+
+
+# ------------------------------------------------------------------ refusals the apiserver makes
+
+
+@contextmanager
+def admission_policy(kube: Kube, api_group: str, plural: str, expression: str, message: str) -> Iterator[str]:
+    """A ValidatingAdmissionPolicy (and its binding) that denies CREATE/UPDATE of ``plural`` (a resource or
+    subresource of ``api_group``) in namespaces labelled with its name, when ``expression`` is false;
+    removed on exit."""
+    name = f"qb-test-{uuid.uuid4().hex[:8]}"
+    policy = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {
+                "resourceRules": [
+                    {
+                        "apiGroups": [api_group],
+                        "apiVersions": ["*"],
+                        "operations": ["CREATE", "UPDATE"],
+                        "resources": [plural],
+                    }
+                ],
+                "namespaceSelector": {"matchLabels": {"quantbench.dev/test-policy": name}},
+            },
+            "validations": [{"expression": expression, "message": message}],
+        },
+    }
+    binding = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": name},
+        "spec": {
+            "policyName": name,
+            "validationActions": ["Deny"],
+            "matchResources": {"namespaceSelector": {"matchLabels": {"quantbench.dev/test-policy": name}}},
+        },
+    }
+    kube.request("POST", f"{ADMISSION}/validatingadmissionpolicies", body=policy)
+    kube.request("POST", f"{ADMISSION}/validatingadmissionpolicybindings", body=binding)
+    try:
+        yield name
+    finally:
+        for plural_ in ("validatingadmissionpolicybindings", "validatingadmissionpolicies"):
+            try:
+                kube.request("DELETE", f"{ADMISSION}/{plural_}/{name}")
+            except ApiError as exc:
+                if exc.status != 404:
+                    raise
+
+
+def label_namespace(kube: Kube, namespace: str, labels: dict[str, str | None]) -> None:
+    kube.request(
+        "PATCH",
+        f"/api/v1/namespaces/{namespace}",
+        body={"metadata": {"labels": labels}},
+        content_type="application/merge-patch+json",
+    )
+
+
+def policy_active(bench: Bench, probe: dict[str, Any]) -> None:
+    """Wait until the apiserver enforces a just-made policy (its admission cache lags by a moment):
+    a dry-run create of ``probe`` is refused."""
+
+    def refused() -> bool:
+        try:
+            bench.kube.request(
+                "POST", bench.kube.path(probe["kind"], bench.ns), body=probe, query={"dryRun": "All"}
+            )
+        except ApiError as exc:
+            return exc.status in (403, 422)
+        return False
+
+    wait_for(refused, 30, "admission policy enforced")

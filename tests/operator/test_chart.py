@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -15,12 +16,19 @@ from quantbench.settings import VERSION, OperatorSettings
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "quantbench"
-RULES_FILE = CHART / "files" / "clusterrole-rules.yaml"
+NAMESPACED_RULES = CHART / "files" / "namespaced-rules.yaml"
+CLUSTER_RULES = CHART / "files" / "cluster-rules.yaml"
+WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
+
+
+def rules_of(path: Path) -> list[dict[str, list[str]]]:
+    rules: list[dict[str, list[str]]] = yaml.safe_load(path.read_text())
+    return rules
 
 
 def clusterrole_rules() -> list[dict[str, list[str]]]:
-    rules: list[dict[str, list[str]]] = yaml.safe_load(RULES_FILE.read_text())
-    return rules
+    """The ClusterRole of watchAllNamespaces."""
+    return rules_of(CLUSTER_RULES) + rules_of(NAMESPACED_RULES)
 
 
 def test_chart_crd_is_the_generated_crd() -> None:
@@ -36,6 +44,8 @@ def test_rules_are_least_privilege() -> None:
         assert "escalate" not in rule["verbs"] and "bind" not in rule["verbs"], rule
     secrets = [r for r in rules if "secrets" in r["resources"]]
     assert not secrets, "the operator never reads Secrets: the server pod gets HF_TOKEN by reference"
+    for rule in rules_of(CLUSTER_RULES):  # granted cluster-wide in every mode: read only
+        assert not set(rule["verbs"]) & WRITE_VERBS, rule
 
 
 def _helm() -> str | None:
@@ -43,7 +53,7 @@ def _helm() -> str | None:
     return str(local) if local.exists() else shutil.which("helm")
 
 
-def test_helm_template_renders_the_rules_verbatim(tmp_path: Path) -> None:
+def _template(tmp_path: Path, *values: str) -> list[dict[str, Any]]:
     helm = _helm()
     if helm is None:
         pytest.skip("helm is built by tests/cluster/build.sh (make cluster-bin)")
@@ -53,14 +63,41 @@ def test_helm_template_renders_the_rules_verbatim(tmp_path: Path) -> None:
         "HELM_CONFIG_HOME": str(tmp_path),
         "HELM_DATA_HOME": str(tmp_path),
     }
+    sets = [arg for v in values for arg in ("--set", v)]
     out = subprocess.run(
-        [helm, "template", "qb", str(CHART), "--namespace", "quantbench-system", "--include-crds"],
+        [helm, "template", "qb", str(CHART), "--namespace", "quantbench-system", "--include-crds", *sets],
         capture_output=True,
         text=True,
         check=True,
         env=env,
     ).stdout
-    docs = [d for d in yaml.safe_load_all(out) if d]
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def test_with_watch_namespaces_writes_are_granted_in_exactly_those_namespaces(tmp_path: Path) -> None:
+    docs = _template(tmp_path, "watchAllNamespaces=false", "watchNamespaces={team-a,team-b}")
+    cluster_role = next(d for d in docs if d["kind"] == "ClusterRole")
+    assert cluster_role["rules"] == rules_of(CLUSTER_RULES)
+    assert not any(set(r["verbs"]) & WRITE_VERBS for r in cluster_role["rules"])
+    served = [d for d in docs if not d["metadata"]["name"].endswith("-leader-election")]
+    roles = {d["metadata"]["namespace"]: d for d in served if d["kind"] == "Role"}
+    bindings = {d["metadata"]["namespace"]: d for d in served if d["kind"] == "RoleBinding"}
+    leader = next(
+        d for d in docs if d["kind"] == "Role" and d["metadata"]["name"].endswith("-leader-election")
+    )
+    assert leader["metadata"]["namespace"] == "quantbench-system"
+    assert leader["rules"] == rules_of(CHART / "files" / "leader-election-rules.yaml")
+    assert set(roles) == set(bindings) == {"team-a", "team-b"}
+    assert all(r["rules"] == rules_of(NAMESPACED_RULES) for r in roles.values())
+    assert bindings["team-a"]["subjects"][0]["namespace"] == "quantbench-system"
+    args = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0][
+        "args"
+    ]
+    assert "--namespace=team-a" in args and "--all-namespaces" not in args
+
+
+def test_helm_template_renders_the_rules_verbatim(tmp_path: Path) -> None:
+    docs = _template(tmp_path)
     kinds = {d["kind"] for d in docs}
     assert {
         "ClusterRole",
@@ -102,3 +139,24 @@ def test_operator_command_is_registered(capsys: pytest.CaptureFixture[str]) -> N
     with pytest.raises(SystemExit) as exc:
         cli_main(["operator"])  # a scope is required
     assert exc.value.code == 2
+
+
+def test_the_metrics_endpoint_can_be_bound_and_fenced(tmp_path: Path) -> None:
+    peer = "metrics.networkPolicy.from[0].namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name=monitoring"
+    docs = _template(
+        tmp_path, "metrics.bindAddress=127.0.0.1", "metrics.networkPolicy.enabled=true", f"{peer}"
+    )
+    env = {
+        e["name"]: e["value"]
+        for e in next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][
+            0
+        ]["env"]
+    }
+    assert env["QUANTBENCH_METRICS_ADDRESS"] == "127.0.0.1"
+    policy = next(d for d in docs if d["kind"] == "NetworkPolicy")
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["ports"] == [{"port": 9090, "protocol": "TCP"}]
+    assert rule["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ]
+    assert not any(d["kind"] == "NetworkPolicy" for d in _template(tmp_path))

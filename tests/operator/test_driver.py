@@ -5,8 +5,12 @@ from typing import Any
 
 import pytest
 
+from quantbench.api.summary import RunSummary, VariantSummary
+from quantbench.api.v1alpha1 import Phase, RunRecord
+from quantbench.compact import summary_config_map
 from quantbench.driver import Driver, owner_of, spec_problem
 from quantbench.kube import ApiError, Kube
+from quantbench.manifests.common import Owner
 from quantbench.settings import OperatorSettings
 from tests.operator.factories import spec_dict
 
@@ -80,9 +84,54 @@ class _ScheduledBenchmark(Kube):
         self.patches.append(patch)
         return patch
 
+    def list(
+        self,
+        kind: str,
+        namespace: str | None = None,
+        selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> list[dict[str, Any]]:
+        return []  # no children left over from earlier runs
+
 
 def test_the_driver_decides_at_the_time_of_its_clock() -> None:
     kube = _ScheduledBenchmark()
     before = Driver(kube, OperatorSettings(), clock=lambda: datetime(2026, 11, 23, 2, 0, tzinfo=UTC))
     assert before.reconcile("ns", "b") == 3600.0  # an hour until the next scheduled run
     assert kube.patches == []
+
+
+class _StoredSummaries(Kube):
+    """ConfigMaps by name; records Events."""
+
+    def __init__(self, configmaps: dict[str, dict[str, Any]]) -> None:
+        self.configmaps = configmaps
+        self.events: list[str] = []
+
+    def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        return self.configmaps.get(name) if kind == "ConfigMap" else None
+
+    def event(self, body: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        self.events.append(reason)
+
+
+def test_the_reference_runs_full_summary_is_read_from_its_configmap() -> None:
+    rows = [
+        VariantSummary(
+            variant="bf16", precision="bf16", phase="Succeeded", ms_per_token_bs1=7.0, verdict="Baseline"
+        )
+    ]
+    summary = RunSummary(baseline="bf16", variants=rows)
+    cm = summary_config_map(Owner("b", "ns", "u"), "r1", 1, summary)
+    assert cm is not None
+    kube = _StoredSummaries({"b-r1-summary": cm})
+    driver = Driver(kube, OperatorSettings())
+    t = datetime(2027, 1, 1, tzinfo=UTC)
+    entry = RunRecord(
+        id="r1", generation=1, phase=Phase.SUCCEEDED, started_at=t, summary_config_map="b-r1-summary"
+    )
+    assert driver._reference_summary(body(spec_dict()), entry) == summary
+    gone = entry.model_copy(update={"summary_config_map": "b-r0-summary"})
+    assert driver._reference_summary(body(spec_dict()), gone) is None
+    driver._fanout.shutdown(wait=True)
+    assert kube.events == ["ReferenceUnavailable"]

@@ -8,6 +8,7 @@ from quantbench.failures import (
     classify_unschedulable,
     job_failure,
     job_finished,
+    no_node_message,
 )
 from quantbench.plan import PoolInfo
 
@@ -82,8 +83,11 @@ def test_oom_and_crash_loop() -> None:
 
 def test_unschedulable() -> None:
     msg = "0/9 nodes are available: 9 node(s) didn't match Pod's node affinity/selector."
-    f = classify_unschedulable(msg, None, "h300", 1, "nvidia.com/gpu")
-    assert f is not None and f.reason == Reason.UNSCHEDULABLE and "no node in pool h300" in f.message
+    # A pool with no node now may scale up (the pending pod is what the autoscaler acts on): wait.
+    assert classify_unschedulable(msg, None, "h300", 1, "nvidia.com/gpu") is None
+    why = no_node_message(None, "h300", "karpenter.sh/nodepool")
+    assert why is not None and "no node in pool h300" in why and "karpenter.sh/nodepool=h300" in why
+    assert no_node_message(H100, "h100", "quantbench.dev/pool") is None
     f = classify_unschedulable(
         "0/9 nodes are available: 2 Insufficient nvidia.com/gpu.", H100, "h100", 9, "nvidia.com/gpu"
     )

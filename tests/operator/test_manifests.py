@@ -234,7 +234,7 @@ def test_workload_job_and_its_configmap() -> None:
     pod = job["spec"]["template"]
     assert pod["metadata"]["annotations"] == {"x": "y"}
     ps = pod["spec"]
-    assert ps["serviceAccountName"] == "llama-r20261123-030000-jobs"
+    assert ps["serviceAccountName"] == name  # its own account: it may publish its own result only
     assert ps["restartPolicy"] == "Never"
     c = ps["containers"][0]
     assert c["image"] == "quantbench/jobs:test"
@@ -242,8 +242,8 @@ def test_workload_job_and_its_configmap() -> None:
     assert "quantbench-loadgen run --url http://llama-r20261123-030000-fp8-server.team-a.svc:8000" in script
     assert "--workload /etc/quantbench/input.json" in script
     assert (
-        f"python -m quantbench_loadgen.publish --configmap {name} --key result.json /results/result.json"
-        in script
+        f"python -m quantbench_loadgen.publish --configmap {name} --key result.json "
+        "--alongside /etc/quantbench/input.json /results/result.json" in script
     )
     assert {
         "name": "input",
@@ -276,24 +276,25 @@ def test_accuracy_job_and_dataset_mounts() -> None:
     )
 
 
-def test_rbac_allows_only_update_of_the_runs_configmaps() -> None:
-    role = rbac.role(OWNER, RUN, 1, ["b", "a"])
+def test_each_job_may_update_only_its_own_configmap() -> None:
+    sa, role, binding = rbac.job_account(OWNER, RUN, "bf16", "accuracy", 1)
+    name = sa["metadata"]["name"]
     assert role["rules"] == [
         {
             "apiGroups": [""],
             "resources": ["configmaps"],
-            "resourceNames": ["a", "b"],
+            "resourceNames": [name],
             "verbs": ["update", "patch"],
         }
     ]
-    binding = rbac.role_binding(OWNER, RUN, 1)
-    sa = rbac.service_account(OWNER, RUN, 1)
-    assert binding["roleRef"]["name"] == role["metadata"]["name"] == sa["metadata"]["name"]
-    assert binding["subjects"] == [
-        {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": "team-a"}
-    ]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"] == name
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": name, "namespace": "team-a"}]
     for obj in (role, binding, sa):
         assert obj["metadata"]["ownerReferences"][0]["uid"] == "1234-uid"
+        assert obj["metadata"]["labels"]["quantbench.dev/step"] == "accuracy"
+    accuracy = next(st for st in plan_run(spec(), {}).variants[0].steps if st.name == "accuracy")
+    job = jobs.job(spec(), spec().variant("bf16"), OWNER, RUN, accuracy, 1, OperatorSettings())
+    assert job["spec"]["template"]["spec"]["serviceAccountName"] == name == job["metadata"]["name"]
 
 
 def test_run_snapshot_round_trip() -> None:
@@ -334,7 +335,7 @@ def test_probe_job_takes_one_gpu_of_its_pool_in_the_server_image() -> None:
     ps = job["spec"]["template"]["spec"]
     assert ps["nodeSelector"] == {"quantbench.dev/pool": "l40s"}
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in ps["tolerations"]
-    assert ps["serviceAccountName"] == "llama-r20261123-030000-jobs"
+    assert ps["serviceAccountName"] == name
     init = ps["initContainers"][0]
     assert init["image"] == "quantbench/operator:test"
     assert init["command"] == ["python", "-m", "quantbench.probe.lend", "/opt/quantbench-src"]
@@ -436,3 +437,36 @@ def test_a_gsm8k_configmap_is_mounted_as_the_folder() -> None:
     assert {"name": "dataset", "configMap": {"name": "gsm8k"}} in ps["volumes"]  # every key: test and train
     assert "--dataset /data;" in ps["containers"][0]["command"][-1]
     assert {"name": "HF_HUB_OFFLINE", "value": "1"} in ps["containers"][0]["env"]
+
+
+def assert_restricted(pod_spec: dict[str, Any]) -> None:
+    """What PodSecurity `restricted` checks, on one pod spec."""
+    psc = pod_spec["securityContext"]
+    assert psc["runAsNonRoot"] is True and psc["runAsUser"] != 0
+    assert psc["seccompProfile"] == {"type": "RuntimeDefault"}
+    allowed = {"configMap", "emptyDir", "persistentVolumeClaim", "secret", "projected", "downwardAPI"}
+    for volume in pod_spec["volumes"]:
+        assert set(volume) - {"name"} <= allowed, volume
+    for c in pod_spec["containers"] + pod_spec.get("initContainers", []):
+        sc = c["securityContext"]
+        assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"]["drop"] == ["ALL"]
+        assert {"name": "HOME", "value": "/home/quantbench"} in c["env"]
+
+
+def test_every_pod_meets_podsecurity_restricted() -> None:
+    s = spec(probe=True, server={"modelCache": {"claimName": "models", "mountPath": "/models"}})
+    settings = OperatorSettings(pod_user=2000)
+    dep = server.deployment(s, s.variant("bf16"), OWNER, RUN, 1, None, pod_user=settings.pod_user)
+    pod = dep["spec"]["template"]["spec"]
+    assert_restricted(pod)
+    assert pod["automountServiceAccountToken"] is False and pod["securityContext"]["runAsUser"] == 2000
+    assert {"name": "HF_HOME", "value": "/models"} in pod["containers"][0]["env"]
+    pools = {"h100": PoolInfo("h100", "quantbench.dev/pool", 1, 8, None)}
+    plan = plan_run(s, pools)
+    for step in plan.variants[0].steps:
+        assert_restricted(
+            jobs.job(s, s.variant("bf16"), OWNER, RUN, step, 1, settings)["spec"]["template"]["spec"]
+        )
+    probe_pod = probe.probe_job(s, plan.probes[0], OWNER, RUN, 1, settings)["spec"]["template"]["spec"]
+    assert_restricted(probe_pod)
+    assert len(probe_pod["initContainers"]) == 1

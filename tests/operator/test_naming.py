@@ -16,7 +16,6 @@ def test_child_names_are_deterministic_and_readable() -> None:
     assert a == naming.child_name("llama31-8b", "r20261123-030000", "awq-int4", "wl-throughput")
     assert naming.server_name("b", "r1", "fp8") == "b-r1-fp8-server"
     assert naming.run_config_name("b", "r1") == "b-r1-run"
-    assert naming.jobs_account_name("b", "r1") == "b-r1-jobs"
 
 
 def test_long_names_are_cut_with_a_stable_hash() -> None:

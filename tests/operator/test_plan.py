@@ -13,6 +13,7 @@ from quantbench.plan import (
     fits_at_once,
     kernel_for,
     plan_run,
+    pools_for_spec,
     pools_from_nodes,
     waiting_for_probe,
 )
@@ -234,3 +235,42 @@ def test_fp8_and_marlin_on_cpus_are_unsupported_with_the_local_executors_message
 def test_a_cpu_variant_on_a_pool_that_does_not_exist_fails_fast_in_its_own_lane() -> None:
     plan = plan_run(cpu_spec(), POOLS)
     assert ["bf16-cpu"] in plan.lanes and ["awq-cpu"] in plan.lanes
+
+
+def test_a_variants_pool_label_and_gpu_resource_overrides_are_honoured() -> None:
+    mig = {
+        "metadata": {
+            "name": "mig-0",
+            "labels": {"karpenter.sh/nodepool": "mig", "nvidia.com/gpu.product": "A100"},
+        },
+        "spec": {},
+        "status": {"allocatable": {"nvidia.com/mig-3g.40gb": "2"}},
+    }
+    nodes = [node("h100-0", "h100", 8, "NVIDIA-H100-80GB-HBM3"), node("x-0", "gone", 8), mig]
+    bench = spec(
+        variants=[
+            {"name": "bf16", "precision": "bf16"},
+            {
+                "name": "mig",
+                "precision": "bf16",
+                "placement": {
+                    "nodePool": "mig",
+                    "nodePoolLabel": "karpenter.sh/nodepool",
+                    "gpuResource": "nvidia.com/mig-3g.40gb",
+                    "gpus": 2,
+                },
+            },
+            # under its own label, pool "gone" has no node (a default-label node says gone: not that one)
+            {
+                "name": "ghost",
+                "precision": "bf16",
+                "placement": {"nodePool": "gone", "nodePoolLabel": "other/pool"},
+            },
+        ]
+    )
+    pools = pools_for_spec(nodes, bench, "nvidia.com/gpu.product")
+    assert pools["mig"].gpus_per_node == 2 and pools["mig"].label == "karpenter.sh/nodepool"
+    plan = plan_run(bench, pools)
+    assert next(v for v in plan.variants if v.variant == "mig").gpu_product == "A100"
+    assert ["mig"] in plan.lanes  # before: the pool was counted with nvidia.com/gpu and had no GPU
+    assert "gone" not in pools and pools["h100"].nodes == 1

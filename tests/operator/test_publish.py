@@ -33,3 +33,6 @@ def test_unreachable_server_and_oversized_results(tmp_path: Path) -> None:
         publish.publish(target, "cm", "k", "{}", attempts=1)
     with pytest.raises(publish.PublishError, match="1 MiB"):
         publish.publish(target, "cm", "k", "x" * 1_100_000, attempts=1)
+    # Every key counts: a result that fits alone but not beside the Job's input is refused here.
+    with pytest.raises(publish.PublishError, match=r"with input.json beside it \(1000\d+ in all\)"):
+        publish.publish(target, "cm", "k", "x" * 990_000, attempts=1, alongside={"input.json": 10_000})

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from quantbench.api.v1alpha1 import ProbePhase, ProbeStatus, QuantBenchmarkSpec, VariantPhase, VariantStatus
+from quantbench.failures import Failure, Reason
 from quantbench.manifests.common import Owner
 from quantbench.plan import PoolInfo, plan_run
 from quantbench.reconcile import Create, Delete, Observed, RunContext, decide, ended
@@ -34,6 +35,8 @@ class World:
         self.statuses: list[VariantStatus] = []
         self.probes: list[ProbeStatus] = []
         self.now = T0
+        self.rejected: dict[str, Failure] = {}
+        self.pod_create_errors: dict[str, str] = {}
 
     def step(self, pools: bool = False) -> Any:
         obs = Observed(
@@ -44,6 +47,8 @@ class World:
             configmaps={n: o for (k, n), o in self.objects.items() if k == "ConfigMap"},
             pods=list(self.pods.values()),
             pools=POOLS if pools else None,
+            rejected=self.rejected,
+            pod_create_errors=self.pod_create_errors,
         )
         d = decide(self.ctx, self.statuses, obs, self.probes)
         for a in d.actions:
@@ -253,7 +258,13 @@ def probe_pod(w: World, **status: Any) -> None:
 def test_the_probe_runs_before_the_pools_servers() -> None:
     w = World(one_variant_spec(probe=True))
     d = w.step()
-    assert w.kinds() == [("ConfigMap", PROBE), ("Job", PROBE)]
+    assert w.kinds() == [
+        ("ConfigMap", PROBE),
+        ("Job", PROBE),
+        ("Role", PROBE),
+        ("RoleBinding", PROBE),
+        ("ServiceAccount", PROBE),
+    ]
     assert [n.reason for n in d.notes] == ["ProbeStarted"]
     assert w.probes[0].phase == ProbePhase.RUNNING
     assert w.phase("bf16") == VariantPhase.PENDING and w.statuses[0].step == "probe"
@@ -378,3 +389,170 @@ def test_cpu_variants_serve_one_after_another_with_the_cpu_image_and_fp8_is_unsu
     assert "for 2 free CPUs and 8Gi of memory in pool cpu" in (w.statuses[0].message or "")
     w.step()  # the lane's next variant (the driver passes again when one ends)
     assert [k for k in w.kinds() if k[0] == "Deployment"] == [("Deployment", "b-r1-int4-server")]
+
+
+# ------------------------------------------------------------------ refused children, deadlines (issue 14)
+
+
+def two_variant_spec(**kw: Any) -> QuantBenchmarkSpec:
+    return factories.spec(
+        variants=[{"name": "bf16", "precision": "bf16"}, {"name": "awq", "precision": "awq-int4"}], **kw
+    )
+
+
+def test_a_refused_child_fails_its_variant_with_the_api_message_and_the_others_go_on() -> None:
+    w = World(two_variant_spec())
+    w.step()
+    assert w.phase("bf16") == w.phase("awq") == VariantPhase.STARTING
+    message = (
+        "the API server refused to create Deployment b-r1-awq-server (HTTP 422): spec.affinity: Required"
+    )
+    w.rejected = {"b-r1-awq-server": Failure(Reason.REJECTED, message)}
+    d = w.step()
+    assert w.phase("awq") == VariantPhase.FAILED and w.statuses[1].reason == "Rejected"
+    assert w.statuses[1].message == message
+    assert [(n.type, n.reason) for n in d.notes] == [("Warning", "Rejected")]
+    assert ("Deployment", "b-r1-awq-server") not in w.objects  # what was made is released
+    assert w.phase("bf16") == VariantPhase.STARTING and ("Deployment", "b-r1-bf16-server") in w.objects
+    w.rejected = {}
+    w.step()
+    assert w.phase("awq") == VariantPhase.FAILED  # decided once, recorded: never retried
+
+
+def test_a_refused_probe_fails_the_probe_only() -> None:
+    w = World(one_variant_spec(probe=True))
+    w.step()
+    w.rejected = {"b-r1-probe-h100": Failure(Reason.REJECTED, "refused (HTTP 403): exceeded quota")}
+    w.step()
+    assert w.probes[0].phase == ProbePhase.FAILED and w.probes[0].reason == "Rejected"
+    w.rejected = {}
+    w.step()
+    assert w.phase("bf16") == VariantPhase.STARTING
+
+
+def test_every_job_has_a_deadline_sized_from_its_workload() -> None:
+    w = World(one_variant_spec())
+    w.step()
+    w.ready("bf16")
+    w.step()
+    job = w.objects[("Job", "b-r1-bf16-wl-latency")]
+    deadline = job["spec"]["activeDeadlineSeconds"]
+    assert 600 < deadline < 3600
+    fixed = World(one_variant_spec(timeouts={"step": "90s"}))
+    fixed.step()
+    fixed.ready("bf16")
+    fixed.step()
+    assert fixed.objects[("Job", "b-r1-bf16-wl-latency")]["spec"]["activeDeadlineSeconds"] == 90
+
+
+def test_a_job_past_its_deadline_fails_the_variant_with_why_its_pod_never_started() -> None:
+    w = World(one_variant_spec())
+    w.step()
+    w.ready("bf16")
+    w.step()
+    name = "b-r1-bf16-wl-latency"
+    w.objects[("Job", name)]["status"] = {
+        "conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]
+    }
+    w.pod_create_errors = {name: 'pods "x" is forbidden: exceeded quota: gpu, requested: cpu=1'}
+    d = w.step()
+    status = w.statuses[0]
+    assert status.phase == VariantPhase.FAILED and status.reason == "DeadlineExceeded"
+    assert "exceeded quota" in (status.message or "") and "spec.timeouts.step" in (status.message or "")
+    assert ("Deployment", "b-r1-bf16-server") not in w.objects
+    assert [n.reason for n in d.notes] == ["DeadlineExceeded"]
+
+
+def test_a_job_pod_that_cannot_pull_its_image_fails_the_variant_at_once() -> None:
+    w = World(one_variant_spec())
+    w.step()
+    w.ready("bf16")
+    w.step()
+    name = "b-r1-bf16-wl-latency"
+    w.pods[name] = {
+        "metadata": {
+            "name": f"{name}-abc",
+            "labels": w.objects[("Job", name)]["spec"]["template"]["metadata"]["labels"],
+        },
+        "status": {
+            "phase": "Pending",
+            "containerStatuses": [
+                {"name": "benchmark", "image": "jobs:nope", "state": {"waiting": {"reason": "ErrImagePull"}}}
+            ],
+        },
+    }
+    w.step()
+    assert w.statuses[0].reason == "ImagePullBackOff"
+    assert ("Job", name) not in w.objects and ("Deployment", "b-r1-bf16-server") not in w.objects
+
+
+def test_a_job_whose_pod_podsecurity_refuses_fails_at_once_a_quota_waits() -> None:
+    w = World(one_variant_spec())
+    w.step()
+    w.ready("bf16")
+    w.step()
+    name = "b-r1-bf16-wl-latency"
+    w.pod_create_errors = {name: 'Error creating: pods "x" is forbidden: exceeded quota: q'}
+    w.step()
+    assert w.phase("bf16") == VariantPhase.BENCHMARKING and "exceeded quota" in (w.statuses[0].message or "")
+    w.pod_create_errors = {name: 'Error creating: pods "x" is forbidden: violates PodSecurity "restricted"'}
+    w.step()
+    assert w.statuses[0].reason == "Rejected" and "violates PodSecurity" in (w.statuses[0].message or "")
+
+
+def test_a_server_whose_pod_cannot_be_created_fails_for_podsecurity_waits_for_quota() -> None:
+    w = World(two_variant_spec(server={"startupTimeout": "60s"}))
+    w.step()
+    quota = {
+        "type": "ReplicaFailure",
+        "status": "True",
+        "message": 'pods "s" is forbidden: exceeded quota: q',
+    }
+    w.objects[("Deployment", "b-r1-bf16-server")]["status"] = {"conditions": [quota]}
+    psa = {
+        "type": "ReplicaFailure",
+        "status": "True",
+        "message": 'pods "s" is forbidden: violates PodSecurity',
+    }
+    w.objects[("Deployment", "b-r1-awq-server")]["status"] = {"conditions": [psa]}
+    w.step()
+    assert w.phase("awq") == VariantPhase.FAILED and "violates PodSecurity" in (w.statuses[1].message or "")
+    assert w.phase("bf16") == VariantPhase.STARTING
+    w.now = T0 + timedelta(seconds=61)
+    w.step()
+    assert w.phase("bf16") == VariantPhase.FAILED and "exceeded quota" in (w.statuses[0].message or "")
+
+
+def test_a_run_past_its_deadline_stops_every_unfinished_variant() -> None:
+    spec = two_variant_spec(timeouts={"run": "1h"})
+    w = World(spec)
+    w.ctx = RunContext(
+        w.ctx.owner, "r1", 1, spec, w.ctx.plan, OperatorSettings(), started_at=T0, deadline_s=3600
+    )
+    w.step()
+    w.ready("bf16")
+    w.step()
+    w.now = T0 + timedelta(hours=1, seconds=1)
+    d = w.step()
+    assert {s.reason for s in w.statuses} == {"RunTimeout"} and d.finished
+    assert not [k for k in w.objects if k[0] in ("Deployment", "Job")]
+
+
+def test_a_pool_with_no_node_waits_for_scale_up_until_the_startup_timeout() -> None:
+    w = World(one_variant_spec(placement={"nodePool": "h300"}, server={"startupTimeout": "5m"}))
+    w.step()
+    cond = {
+        "type": "PodScheduled",
+        "status": "False",
+        "reason": "Unschedulable",
+        "message": "0/9 nodes are available: 9 node(s) didn't match Pod's node affinity/selector.",
+    }
+    w.server_pod("bf16", phase="Pending", conditions=[cond])
+    w.step(pools=True)
+    assert w.phase("bf16") == VariantPhase.WAITING_FOR_GPU  # before: failed at once
+    assert "waiting for the pool to scale up" in (w.statuses[0].message or "")
+    w.now = T0 + timedelta(minutes=5, seconds=1)
+    w.step(pools=True)
+    assert w.statuses[0].reason == "Unschedulable"
+    assert "waited server.startupTimeout (300 s) for no node in pool h300" in (w.statuses[0].message or "")
+    assert "didn't match" in (w.statuses[0].message or "")

@@ -171,3 +171,13 @@ def test_reference_is_the_pinned_run_else_the_latest_successful_one() -> None:
     assert (reference_run(history, None) or history[0]).id == "r1"
     assert (reference_run(history, "r0") or history[0]).id == "r0"
     assert reference_run(history, "r9") is None  # a pinned run that is not kept: no comparison
+
+
+def test_a_compact_entry_is_a_reference_through_its_summary_configmap() -> None:
+    t = datetime(2027, 1, 1, tzinfo=UTC)
+    compact = RunRecord(
+        id="r1", generation=1, phase=Phase.SUCCEEDED, started_at=t, summary_config_map="b-r1-summary"
+    )
+    gone = RunRecord(id="r0", generation=1, phase=Phase.SUCCEEDED, started_at=t)
+    assert reference_run([compact, gone], None) == compact
+    assert reference_run([gone], None) is None  # neither embedded nor stored: nothing to compare with

@@ -81,6 +81,9 @@ TIME_ZONE_HINT = "timeZone must name an IANA time zone, e.g. 'Europe/Berlin', 'A
 # A CPU server's requests when placement.gpus is 0 and placement.cpu / memory are not set.
 DEFAULT_CPU_CPU = "4"
 DEFAULT_CPU_MEMORY = "16Gi"
+MODEL_CACHE_MOUNT_PATH = "mountPath must be an absolute path other than /dev/shm (the server's shared memory)"
+TOLERATION_EXISTS_NO_VALUE = "a toleration with operator Exists takes no value"
+RESERVED_MOUNT = "/dev/shm"
 
 
 class Precision(StrEnum):
@@ -144,6 +147,15 @@ class KvCacheDtype(StrEnum):
 class Toleration(ApiModel):
     """A Kubernetes toleration (core/v1 Toleration)."""
 
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            cel(
+                "!has(self.operator) || self.operator != 'Exists' || !has(self.value)",
+                TOLERATION_EXISTS_NO_VALUE,
+            )
+        )
+    )
+
     key: str | None = Field(default=None, description="Taint key; empty with Exists matches all taints.")
     operator: Literal["Exists", "Equal"] | None = Field(default=None, description="Exists or Equal.")
     value: str | None = Field(default=None, description="Taint value, for Equal.")
@@ -151,6 +163,12 @@ class Toleration(ApiModel):
         default=None, description="Taint effect to match; empty matches all."
     )
     toleration_seconds: int | None = Field(default=None, description="For NoExecute: how long to stay bound.")
+
+    @model_validator(mode="after")
+    def _exists_has_no_value(self) -> Self:
+        if self.operator == "Exists" and self.value is not None:
+            raise ValueError(f"{TOLERATION_EXISTS_NO_VALUE} (got value {self.value!r})")
+        return self
 
 
 class Placement(ApiModel):
@@ -286,7 +304,13 @@ class ModelCache(ApiModel):
 
     model_config = ConfigDict(
         json_schema_extra=cel_rules(
-            cel("!(has(self.claimName) && has(self.hostPath))", MODEL_CACHE_ONE_VOLUME)
+            cel("!(has(self.claimName) && has(self.hostPath))", MODEL_CACHE_ONE_VOLUME),
+            cel(
+                "!has(self.mountPath) || (self.mountPath.startsWith('/') && "
+                "self.mountPath != '/' && "
+                "!(self.mountPath + '/').startsWith('/dev/shm/') && !'/dev/shm/'.startsWith(self.mountPath + '/'))",
+                MODEL_CACHE_MOUNT_PATH,
+            ),
         )
     )
 
@@ -305,7 +329,18 @@ class ModelCache(ApiModel):
     def _one_volume(self) -> Self:
         if self.claim_name is not None and self.host_path is not None:
             raise ValueError(MODEL_CACHE_ONE_VOLUME)
+        if not mount_path_allowed(self.mount_path):
+            raise ValueError(f"{MODEL_CACHE_MOUNT_PATH} (got {self.mount_path!r})")
         return self
+
+
+def mount_path_allowed(path: str) -> bool:
+    """An absolute path, not the root, that neither holds nor lies under the server's /dev/shm mount."""
+    if not path.startswith("/") or not path.strip("/"):
+        return False
+    with_slash = path.rstrip("/") + "/"
+    reserved = RESERVED_MOUNT + "/"
+    return not (with_slash.startswith(reserved) or reserved.startswith(with_slash))
 
 
 class SecretKeyRef(ApiModel):
@@ -429,6 +464,21 @@ CROSS_FIELD_RULES: dict[Rule, CrossFieldRule] = {
 }
 
 
+class Timeouts(ApiModel):
+    """Deadlines that keep a run from holding GPUs when it cannot progress."""
+
+    step: Duration | None = Field(
+        default=None,
+        description="Deadline of each benchmark Job (its activeDeadlineSeconds); default: sized from the "
+        "workload (requests x tokens at a slow decode rate, plus 10 minutes).",
+    )
+    run: Duration | None = Field(
+        default=None,
+        description="Deadline of a whole run: variants still unfinished then fail with RunTimeout and their "
+        "GPUs are released; default: the longest lane's startupTimeout and step deadlines added up.",
+    )
+
+
 class QuantBenchmarkSpec(ApiModel):
     """A comparison of one model in several precisions: servers, load, accuracy, schedule."""
 
@@ -499,6 +549,7 @@ class QuantBenchmarkSpec(ApiModel):
     regression: RegressionSpec = Field(
         default_factory=RegressionSpec, description="Regression detection between runs."
     )
+    timeouts: Timeouts = Field(default_factory=Timeouts, description="Step and run deadlines.")
 
     @field_validator("schedule")
     @classmethod
@@ -534,6 +585,9 @@ class QuantBenchmarkSpec(ApiModel):
             )
         if not self.workloads and self.accuracy is None:
             raise ValueError(CROSS_FIELD_RULES[Rule.SOMETHING_TO_RUN].message)
+        clash = child_name_clash(self)
+        if clash is not None:
+            raise ValueError(clash)
         return self
 
     def variant(self, name: str) -> Variant:
@@ -554,6 +608,36 @@ class QuantBenchmarkSpec(ApiModel):
             return self.placement
         overrides = variant.placement.model_dump(exclude_none=True)
         return self.placement.model_copy(update=overrides)
+
+
+def child_name_clash(spec: QuantBenchmarkSpec) -> str | None:
+    """Two children of one run whose names would be equal (a variant's name ending like another's step,
+    e.g. variant a with workload b-accuracy and variant a-wl-b with the accuracy task), or None.
+
+    A run's children are named <benchmark>-<run>-<suffix>; the suffixes below must be distinct.
+    """
+    owners: dict[str, str] = {
+        "run": "the run's spec snapshot",
+        "summary": "the run's summary",
+    }
+    steps = ["server"] + [f"wl-{w.name}" for w in spec.workloads]
+    steps += ["accuracy"] if spec.accuracy is not None else []
+    if spec.probe:
+        for v in spec.variants:
+            pool = spec.placement_for(v).node_pool
+            suffix = f"probe-{pool}" if pool else "probe"
+            owners.setdefault(suffix, f"the roofline probe of {'pool ' + pool if pool else 'any GPU node'}")
+    for v in spec.variants:
+        for step in steps:
+            suffix = f"{v.name}-{step}".lower()
+            what = f"variant {v.name} step {step}"
+            if suffix in owners:
+                return (
+                    f"child object names collide: {what} and {owners[suffix]} would both be named "
+                    f"<benchmark>-<run>-{suffix}; rename a variant or workload"
+                )
+            owners[suffix] = what
+    return None
 
 
 # ---------------------------------------------------------------------------------------------- status
@@ -680,6 +764,18 @@ class Regression(ApiModel):
     message: str = Field(description="The regression in one sentence.")
 
 
+class VariantDigest(ApiModel):
+    """A variant's key figures in a history entry (the full row is in the run's summary ConfigMap)."""
+
+    variant: str = Field(description="Variant name.")
+    phase: str = Field(description="How the variant's run ended.")
+    verdict: str | None = Field(default=None, description="The variant's verdict against the baseline.")
+    ms_per_token_bs1: float | None = Field(default=None, ge=0, description="Decode ms/token at batch 1.")
+    latency_ratio_to_baseline: float | None = Field(default=None, description="ms/token / baseline's.")
+    accuracy: float | None = Field(default=None, ge=0, le=1, description="Fraction correct.")
+    accuracy_delta_to_baseline: float | None = Field(default=None, description="Accuracy - baseline's.")
+
+
 class RunRecord(ApiModel):
     id: str = Field(description="Run id, e.g. r20261123-0300 (used in child names).")
     generation: int = Field(description="Spec generation the run executed.")
@@ -691,7 +787,18 @@ class RunRecord(ApiModel):
     started_at: datetime = Field(description="Run start.")
     finished_at: datetime | None = Field(default=None, description="Run end.")
     provenance: RunProvenance | None = Field(default=None, description="What the run ran on.")
-    summary: RunSummary | None = Field(default=None, description="The run's comparison summary.")
+    summary: RunSummary | None = Field(
+        default=None,
+        description="The run's full comparison summary (entries written before compact history only).",
+    )
+    best: str | None = Field(default=None, description="Recommended variant of the run, if any.")
+    variants: list[VariantDigest] = Field(
+        default_factory=list, description="Key figures and verdict per variant."
+    )
+    summary_config_map: str | None = Field(
+        default=None,
+        description="ConfigMap holding the run's full summary (key summary.json.gz: gzip, in binaryData).",
+    )
     reference_run: str | None = Field(default=None, description="Run the regressions were measured against.")
     regressions: list[Regression] = Field(
         default_factory=list, description="Figures that got worse than in the reference run."
@@ -707,6 +814,12 @@ class RunRecord(ApiModel):
 class QuantBenchmarkStatus(ApiModel):
     phase: Phase | None = Field(default=None, description="Phase of the current or last run.")
     observed_generation: int | None = Field(default=None, description="Last spec generation acted on.")
+    measured_spec_hash: str | None = Field(
+        default=None,
+        description="Hash of what the last run measured (the spec without historyLimit, schedule, timeZone, "
+        "concurrencyPolicy, startingDeadlineSeconds, suspend, timeouts and regression): an edit that leaves "
+        "it unchanged starts no run.",
+    )
     conditions: list[Condition] = Field(
         default_factory=list, description="Ready, Progressing, Degraded, Regressed."
     )

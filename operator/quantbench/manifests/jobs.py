@@ -18,9 +18,11 @@ import shlex
 from typing import Any
 
 from quantbench.api.v1alpha1 import QuantBenchmarkSpec, Variant
+from quantbench.deadlines import step_deadline_s
 from quantbench.manifests.common import Obj, Owner, metadata
+from quantbench.manifests.security import restricted
 from quantbench.manifests.server import model_of, server_url
-from quantbench.naming import job_name, jobs_account_name, labels
+from quantbench.naming import job_name, labels
 from quantbench.plan import Step, StepKind
 from quantbench.settings import OperatorSettings
 from quantbench_loadgen.specs import AccuracySpec, DatasetKind, DatasetSource, Workload
@@ -32,6 +34,7 @@ OUTPUT_DIR = "/results"
 DATA_DIR = "/data"
 HUB_CACHE_DIR = "/hub-cache"
 OFFLINE_ENV: tuple[tuple[str, str], ...] = (("HF_HUB_OFFLINE", "1"), ("HF_DATASETS_OFFLINE", "1"))
+INPUT_FILE = f"{INPUT_DIR}/{INPUT_KEY}"
 
 
 def results_configmap(
@@ -102,11 +105,13 @@ def hub_fields(
     return env, volumes, [{"name": "hub-cache", "mountPath": HUB_CACHE_DIR}]
 
 
-def publish_command(configmap: str, python: str = "python") -> str:
-    """The shell command that writes the Job's result file into its ConfigMap."""
+def publish_command(configmap: str, python: str = "python", alongside: str | None = None) -> str:
+    """The shell command that writes the Job's result file into its ConfigMap (``alongside``: the mounted
+    copy of what the ConfigMap already holds, counted in the size check)."""
+    beside = f"--alongside {shlex.quote(alongside)} " if alongside else ""
     return (
         f"{python} -m quantbench_loadgen.publish --configmap {shlex.quote(configmap)} "
-        f"--key {RESULT_KEY} {OUTPUT_DIR}/{RESULT_KEY}"
+        f"--key {RESULT_KEY} {beside}{OUTPUT_DIR}/{RESULT_KEY}"
     )
 
 
@@ -151,7 +156,7 @@ def workload_command(url: str, model: str, dataset_path: str | None, configmap: 
     return [
         "/bin/sh",
         "-c",
-        f"set -e; {shlex.join(['quantbench-loadgen', *run])}; {publish_command(configmap)}",
+        f"set -e; {shlex.join(['quantbench-loadgen', *run])}; {publish_command(configmap, alongside=INPUT_FILE)}",
     ]
 
 
@@ -162,7 +167,8 @@ def accuracy_command(
         url, model, f"{INPUT_DIR}/{INPUT_KEY}", max_len, f"{OUTPUT_DIR}/{RESULT_KEY}", dataset_path
     )
     command = ["python", "-m", "quantbench_loadgen.accuracy", *run]
-    return ["/bin/sh", "-c", f"set -e; {shlex.join(command)}; {publish_command(configmap)}"]
+    publish = publish_command(configmap, alongside=INPUT_FILE)
+    return ["/bin/sh", "-c", f"set -e; {shlex.join(command)}; {publish}"]
 
 
 def step_task(spec: QuantBenchmarkSpec, step: Step) -> Workload | AccuracySpec:
@@ -224,7 +230,18 @@ def job(
     if step.kind != StepKind.ACCURACY:
         container["ports"] = [{"name": METRICS_PORT_NAME, "containerPort": METRICS_PORT, "protocol": "TCP"}]
     pod: Obj = {"containers": [container], "volumes": volumes}
-    return run_job(name, owner, run, step_labels, generation, settings, pod, settings.job_backoff_limit)
+    deadline = step_deadline_s(spec, step.name)
+    return run_job(
+        name,
+        owner,
+        run,
+        step_labels,
+        generation,
+        settings,
+        pod,
+        settings.job_backoff_limit,
+        activeDeadlineSeconds=deadline,
+    )
 
 
 def run_job(
@@ -236,19 +253,21 @@ def run_job(
     settings: OperatorSettings,
     pod: Obj,
     backoff_limit: int,
+    hf_home: str | None = None,
     **job_spec: Any,
 ) -> Obj:
-    """A Job of the run around ``pod`` (containers, volumes, placement): its pods run as the run's Job
-    service account (which may publish results), never restart, and carry the settings' annotations."""
+    """A Job of the run around ``pod`` (containers, volumes, placement): its pods run as the Job's own
+    service account (which may publish its result only), never restart, and carry the settings' annotations."""
     template_meta: Obj = {"labels": step_labels}
     if settings.job_pod_annotations:
         template_meta["annotations"] = dict(settings.job_pod_annotations)
     pod_spec: Obj = {
-        "serviceAccountName": jobs_account_name(owner.name, run),
+        "serviceAccountName": name,  # the Job's own account: it may update its own ConfigMap only
         "restartPolicy": "Never",
         "enableServiceLinks": False,
         **pod,
     }
+    pod_spec = restricted(pod_spec, settings.pod_user, hf_home)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

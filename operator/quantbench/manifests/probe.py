@@ -20,7 +20,7 @@ import shlex
 from quantbench.api.v1alpha1 import QuantBenchmarkSpec
 from quantbench.manifests.common import Obj, Owner
 from quantbench.manifests.jobs import OUTPUT_DIR, RESULT_KEY, publish_command, results_configmap, run_job
-from quantbench.manifests.server import model_env, model_volumes, placement_fields
+from quantbench.manifests.server import hf_home, model_env, model_volumes, placement_fields
 from quantbench.naming import labels, probe_name, probe_step
 from quantbench.plan import ProbePlan
 from quantbench.settings import OperatorSettings
@@ -103,5 +103,14 @@ def probe_job(
     }
     deadline = int(settings.probe_timeout_seconds)
     return run_job(
-        name, owner, run, step_labels, generation, settings, pod, 0, activeDeadlineSeconds=deadline
+        name,
+        owner,
+        run,
+        step_labels,
+        generation,
+        settings,
+        pod,
+        0,
+        hf_home=hf_home(spec),
+        activeDeadlineSeconds=deadline,
     )

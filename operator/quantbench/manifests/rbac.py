@@ -1,52 +1,63 @@
-"""Least privilege for a run's Jobs: a ServiceAccount that may only update that run's results ConfigMaps."""
+"""Least privilege for a run's Jobs: each Job runs as its own ServiceAccount, which may only update that
+Job's own results ConfigMap. A Job runs the user's image (the probe runs the server image): it can publish
+its own result and nothing else, never another variant's.
+
+The ServiceAccount, Role and RoleBinding share the Job's name (and its ConfigMap's: different kinds).
+"""
 
 from __future__ import annotations
 
 from quantbench.manifests.common import Obj, Owner, metadata
-from quantbench.naming import STEP_JOBS_ACCOUNT, jobs_account_name, labels
+from quantbench.naming import job_name, labels
 
 
-def _meta(owner: Owner, run: str, generation: int) -> Obj:
+def _meta(owner: Owner, run: str, variant: str | None, step: str, generation: int) -> Obj:
     return metadata(
-        jobs_account_name(owner.name, run),
-        owner,
-        labels(owner.name, run, None, STEP_JOBS_ACCOUNT),
-        generation,
+        job_name(owner.name, run, variant, step), owner, labels(owner.name, run, variant, step), generation
     )
 
 
-def service_account(owner: Owner, run: str, generation: int) -> Obj:
+def service_account(owner: Owner, run: str, variant: str | None, step: str, generation: int) -> Obj:
     return {
         "apiVersion": "v1",
         "kind": "ServiceAccount",
-        "metadata": _meta(owner, run, generation),
+        "metadata": _meta(owner, run, variant, step, generation),
         "automountServiceAccountToken": True,
     }
 
 
-def role(owner: Owner, run: str, generation: int, configmaps: list[str]) -> Obj:
-    """update/patch on exactly the run's results ConfigMaps (resourceNames), nothing else."""
+def role(owner: Owner, run: str, variant: str | None, step: str, generation: int) -> Obj:
+    """update/patch on exactly the Job's own results ConfigMap (resourceNames), nothing else."""
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
-        "metadata": _meta(owner, run, generation),
+        "metadata": _meta(owner, run, variant, step, generation),
         "rules": [
             {
                 "apiGroups": [""],
                 "resources": ["configmaps"],
-                "resourceNames": sorted(configmaps),
+                "resourceNames": [job_name(owner.name, run, variant, step)],
                 "verbs": ["update", "patch"],
             }
         ],
     }
 
 
-def role_binding(owner: Owner, run: str, generation: int) -> Obj:
-    name = jobs_account_name(owner.name, run)
+def role_binding(owner: Owner, run: str, variant: str | None, step: str, generation: int) -> Obj:
+    name = job_name(owner.name, run, variant, step)
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "RoleBinding",
-        "metadata": _meta(owner, run, generation),
+        "metadata": _meta(owner, run, variant, step, generation),
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
         "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": owner.namespace}],
     }
+
+
+def job_account(owner: Owner, run: str, variant: str | None, step: str, generation: int) -> list[Obj]:
+    """What a Job needs before it starts: its ServiceAccount, Role and RoleBinding (create in this order)."""
+    return [
+        service_account(owner, run, variant, step, generation),
+        role(owner, run, variant, step, generation),
+        role_binding(owner, run, variant, step, generation),
+    ]

@@ -21,6 +21,7 @@ from quantbench.api.v1alpha1 import (
     quantity,
 )
 from quantbench.manifests.common import Obj, Owner, metadata
+from quantbench.manifests.security import restricted
 from quantbench.naming import STEP_SERVER, labels, server_name
 from quantbench.plan import kernel_for
 from quantbench.settings import DEFAULT_CPU_SERVER_IMAGE
@@ -155,6 +156,12 @@ def model_volumes(spec: QuantBenchmarkSpec) -> tuple[list[Obj], list[Obj]]:
     return volumes, mounts
 
 
+def hf_home(spec: QuantBenchmarkSpec) -> str | None:
+    """HF_HOME: the model cache mount when there is one (the pod's $HOME is not /root)."""
+    cache = spec.server.model_cache
+    return cache.mount_path if cache is not None else None
+
+
 def model_env(spec: QuantBenchmarkSpec) -> list[Obj]:
     """HF_TOKEN from server.hfTokenSecret, and server.env."""
     env: list[Obj] = []
@@ -209,6 +216,7 @@ def deployment(
     pod_annotations: dict[str, str] | None = None,
     cpu_image: str = DEFAULT_CPU_SERVER_IMAGE,
     hub_access: bool = True,
+    pod_user: int = 1000,
 ) -> Obj:
     """The variant's server Deployment; ``cpu_image``: the operator's default image for CPU servers;
     ``hub_access`` False: the server runs with the Hub's offline mode (weights from server.modelCache)."""
@@ -242,7 +250,9 @@ def deployment(
         **placement_fields(placement),
         "terminationGracePeriodSeconds": 30,
         "enableServiceLinks": False,
+        "automountServiceAccountToken": False,  # the server needs no API access
     }
+    pod_spec = restricted(pod_spec, pod_user, hf_home(spec))
     template_meta: Obj = {"labels": pod_labels}
     if pod_annotations:
         template_meta["annotations"] = dict(pod_annotations)
