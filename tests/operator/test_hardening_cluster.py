@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from quantbench.driver import RUN_NOW_ANNOTATION
 from quantbench.kube import ApiError, Kube
 from quantbench.naming import probe_name
 from quantbench_loadgen.specs import MAX_ACCURACY_QUESTIONS
@@ -321,7 +322,15 @@ def test_edits_that_change_nothing_measured_start_no_run(
     run = bench.run_id()
     bench.play_variant(run, "bf16", spec)
     bench.wait_phase(("Succeeded",))
-    for edit in ({"historyLimit": 3}, {"suspend": True}, {"suspend": False}, {"timeouts": {"run": "3h"}}):
+    edits: list[dict[str, Any]] = [
+        {"historyLimit": 3},
+        {"suspend": True},
+        {"suspend": False},
+        {"timeouts": {"run": "3h"}},
+        {"concurrencyPolicy": "Replace", "startingDeadlineSeconds": 600},
+        {"regression": {"tolerances": {"latency": 0.2}}},
+    ]
+    for edit in edits:
         generation = (bench.get() or {})["metadata"]["generation"]
         bench.kube.merge_patch("QuantBenchmark", bench.ns, "llama", {"spec": edit})
         wait_for(
@@ -336,9 +345,20 @@ def test_edits_that_change_nothing_measured_start_no_run(
     assert any(
         "nothing measured changed" in e["message"] for e in bench.events() if e["reason"] == "SpecChanged"
     )
+    # The run-now annotation still starts one (and is taken).
+    bench.kube.merge_patch(
+        "QuantBenchmark", bench.ns, "llama", {"metadata": {"annotations": {RUN_NOW_ANNOTATION: "1"}}}
+    )
+    wait_for(lambda: (bench.status().get("currentRun") or {}).get("id") not in (None, run), 30, "run-now")
+    current = bench.status()["currentRun"]
+    assert current["trigger"] == "RunNow"
+    assert RUN_NOW_ANNOTATION not in ((bench.get() or {})["metadata"].get("annotations") or {})
+    bench.play_variant(current["id"], "bf16", spec)
+    bench.wait_phase(("Succeeded",))
     # A measured change does start one.
+    ran = {run, current["id"]}
     bench.kube.merge_patch("QuantBenchmark", bench.ns, "llama", {"spec": {"probe": True}})
-    wait_for(lambda: (bench.status().get("currentRun") or {}).get("id") not in (None, run), 30, "a new run")
+    wait_for(lambda: (bench.status().get("currentRun") or {}).get("id") not in (None, *ran), 30, "a new run")
 
 
 def test_uninstalling_the_operator_leaves_everything_deletable(
