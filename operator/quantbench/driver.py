@@ -314,7 +314,10 @@ class Driver:
         """Take the run-now request: remove the annotation so it starts one run only."""
         meta = body["metadata"]
         patch = {"metadata": {"annotations": {RUN_NOW_ANNOTATION: None}}}
-        self.kube.merge_patch(KIND, meta["namespace"], meta["name"], patch)
+        result = self.kube.merge_patch(KIND, meta["namespace"], meta["name"], patch)
+        # The status writes that follow in this reconcile go over the version this patch made.
+        if isinstance(result, dict) and result.get("metadata", {}).get("resourceVersion"):
+            meta["resourceVersion"] = result["metadata"]["resourceVersion"]
         self._note(body, "Normal", "RunNowTaken", f"{RUN_NOW_ANNOTATION}: run started; annotation removed")
 
     def _note(self, body: dict[str, Any], type_: str, reason: str, message: str) -> None:
