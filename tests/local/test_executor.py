@@ -20,6 +20,7 @@ from quantbench.local.executor import (
     fidelity_argv,
     local_server_argv,
     probe_argv,
+    run_cpu_probe,
     run_probe,
     unsupported_here,
 )
@@ -174,11 +175,9 @@ def test_quantbench_run_end_to_end(
     assert "**fp8: unsupported.** fp8 is unsupported here:" in out
 
 
-def test_probe_needs_a_gpu_and_a_local_config(tmp_path: Path) -> None:
+def test_gpu_probe_needs_a_local_config(tmp_path: Path) -> None:
     logged: list[str] = []
     spec = _spec(probe=True)
-    cpu = LocalSettings(out_dir=tmp_path, log=logged.append)
-    assert run_probe(spec, tmp_path, cpu) is None and "this machine has none" in logged[-1]
     gpu = LocalSettings(out_dir=tmp_path, log=logged.append, device=H100, vllm_python="/venv/bin/python")
     assert run_probe(spec, tmp_path, gpu) is None and "not a local model folder" in logged[-1]
     assert not (tmp_path / "probe.json").exists()
@@ -201,6 +200,26 @@ def test_a_failing_probe_does_not_fail_the_run(tmp_path: Path) -> None:
 def test_gpu_hour_prices_option() -> None:
     assert gpu_hour_prices(["2.5", "h100=4.1"]) == {"*": 2.5, "h100": 4.1}
     assert gpu_hour_prices([]) == {}
+
+
+def test_a_failing_cpu_probe_does_not_fail_the_run(tmp_path: Path) -> None:
+    logged: list[str] = []
+    settings = LocalSettings(out_dir=tmp_path, log=logged.append, vllm_python="/bin/false")
+    assert run_cpu_probe(tmp_path, settings) is None
+    assert "probe: failed (exit 1), the run goes on without it" in logged[-1]
+
+
+@pytest.mark.vllm
+def test_cpu_probe_measures_the_read_bandwidth(tmp_path: Path) -> None:
+    """The CPU probe runs under the vLLM environment's Python (torch) with our source lent to it."""
+    logged: list[str] = []
+    settings = LocalSettings(out_dir=tmp_path, log=logged.append, vllm_python=str(DEFAULT_PYTHON))
+    bandwidth = run_cpu_probe(tmp_path, settings)
+    assert bandwidth is not None, logged
+    assert bandwidth.method.startswith("cpu-torch-sum-read") and len(bandwidth.passes_bytes_per_s) == 2
+    # Any machine of this century streams between 1 GB/s and 10 TB/s from memory.
+    assert 1e9 < bandwidth.bytes_per_s < 1e13
+    assert logged[-1].startswith("probe: CPU streaming read")
 
 
 @pytest.mark.parametrize(

@@ -335,7 +335,7 @@ def memory_bandwidth(results: RunResults, variant: str) -> tuple[float | None, s
     """Bytes/s for the variant's floors: measured in run.json, else the read bandwidth the roofline probe
     measured on the variant's GPU, else the datasheet figure of that GPU (quantbench.probe.specs)."""
     if results.info.memory_bandwidth_bytes_per_s:
-        return results.info.memory_bandwidth_bytes_per_s, "measured"
+        return results.info.memory_bandwidth_bytes_per_s, results.info.memory_bandwidth_source or "measured"
     probe = results.probe_for(variant)
     if probe is not None:
         return probe.bandwidth.bytes_per_s, f"probe: {probe.bandwidth.method}"
