@@ -33,6 +33,17 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 log() { printf '[vllm-env] %s\n' "$*" >&2; }
 
+# What the model factory needs beyond vLLM's own requirements: gguf and accelerate, with which transformers reads the GGUF
+# file SmolLM2 is published in (tests/models/smollm2.py). Added to an existing environment without
+# rebuilding it.
+FACTORY_EXTRAS=(gguf==0.19.0 accelerate==1.15.0)
+ensure_factory_extras() {
+  if ! "$VENV/bin/python" -c "import gguf, accelerate" >/dev/null 2>&1; then
+    log "installing the model factory's extras: ${FACTORY_EXTRAS[*]}"
+    "$VENV/bin/python" -m pip install -q "${FACTORY_EXTRAS[@]}"
+  fi
+}
+
 # The import check that every later step relies on: vLLM, its CPU platform, the OpenAI server module and
 # the libraries the model factory uses.
 check_env() {
@@ -52,6 +63,7 @@ EOF
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$STAMP_TEXT" ]] \
   && "$VENV/bin/python" -c "import torch, vllm" >/dev/null 2>&1; then
   log "reusing $VENV ($(cat "$VENV/TORCH" 2>/dev/null || echo 'torch ?'))"
+  ensure_factory_extras
   exit 0
 fi
 
@@ -101,6 +113,7 @@ done
 
 "$VENV/bin/python" -c "import torch; print(f'torch {torch.__version__} (cuda build: {torch.version.cuda})')" \
   >"$VENV/TORCH"
+ensure_factory_extras
 summary="$(check_env)"
 echo "$STAMP_TEXT" >"$STAMP"
 log "ready in $(($(date +%s) - start)) s: $summary; $(cat "$VENV/TORCH")"
