@@ -56,8 +56,9 @@ def _method_notes(summary: RunSummary) -> list[str]:
         + f". Non-inferior: the {1 - summary.alpha:.0%} lower bound of the difference is above minus the "
         "margin; inferior: the upper bound is below it; undecided: more questions are needed, and the table "
         f"says how many give {summary.power:.0%} power.",
-        f"Speeds within {summary.speed_margin:.0%} of the baseline's count as equal. The crossover is where a "
-        "variant's throughput falls below the baseline's, interpolated in log2(batch size).",
+        f"Speeds within {summary.speed_margin:.0%} of the baseline's count as equal. The crossover column says "
+        "where a variant's throughput falls below the baseline's (slower from) or rises above it (faster from), "
+        "interpolated in log2(batch size).",
         "Bandwidth efficiency: the time to read the weights once at the memory bandwidth (the GPU's, or the "
         "CPU's for a run served on the CPU), divided by the measured batch-1 time per token (100% = at the "
         "floor).",
