@@ -17,6 +17,7 @@ from quantbench.analysis.summary import build_summary, crossover_source
 from quantbench.api.summary import QualityVerdict, RunSummary, VariantSummary, Verdict
 from quantbench.probe.references import H200_LLAMA_31_8B, load_reference
 from quantbench.probe.specs import match_gpu_spec
+from quantbench.report.words import verdict_sentence
 from quantbench_loadgen.accuracy.results import SequentialRecord
 from tests.analysis.builders import (
     DEMO_PRICES,
@@ -248,10 +249,13 @@ def test_a_variant_slower_at_batch_1_that_wins_under_load(tmp_path: Path) -> Non
         VariantData("bf16", "bf16", 10.0, {1: 100.0, 16: 1000.0, 64: 3000.0}, weights_gib=15.0, correct=base),
         VariantData("fp8", "fp8", 10.7, {1: 93.0, 16: 960.0, 64: 4200.0}, weights_gib=8.5, correct=variant),
     ]
-    fp8 = row(build_summary(RunResults.load(write_run(tmp_path, variants, "bf16"))), "fp8")
+    summary = build_summary(RunResults.load(write_run(tmp_path, variants, "bf16")))
+    fp8 = row(summary, "fp8")
     assert fp8.crossover_batch_size is None
     assert fp8.wins_from_batch_size == pytest.approx(2 ** (4 + 2 * 0.04 / 0.44))  # 0.96 at 16, 1.4 at 64
     assert "throughput rises above the baseline's from batch size ~18" in fp8.evidence
+    sentence = verdict_sentence(fp8, summary)
+    assert "faster from about batch size 18 on, 0.93x as fast at batch 1" in sentence
 
 
 def test_summary_attributes_the_crossover_with_a_probe(tmp_path: Path) -> None:

@@ -215,6 +215,10 @@ def verdict_sentence(row: VariantSummary, summary: RunSummary) -> str:
         return f"{name} is the baseline every other variant is compared with."
     if verdict == Verdict.FREE_SPEEDUP:
         faster = f"{speed:.2f}x as fast at batch 1" if speed else "faster"
+        if row.wins_from_batch_size is not None:
+            faster = f"faster from about batch size {row.wins_from_batch_size:.0f} on" + (
+                f", {speed:.2f}x as fast at batch 1" if speed else ""
+            )
         return f"{name} is a free speedup: {faster}, never slower under load, with accuracy non-inferior ({quality})."
     if verdict == Verdict.SPEEDUP_BUT_INFERIOR:
         faster = f"{speed:.2f}x as fast at batch 1" if speed else "faster"
