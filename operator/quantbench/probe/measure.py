@@ -62,7 +62,7 @@ class ProbeUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class LinearSpec:
-    """One weight matrix of the step (plain data, so this module needs no pydantic)."""
+    """One weight matrix of the step, as the measurement reads it (``assemble.linear_specs`` builds them)."""
 
     name: str
     in_features: int
