@@ -409,3 +409,18 @@ def test_fidelity_figures_come_with_the_evidence(summary: RunSummary) -> None:
     assert awq.fidelity is not None and awq.fidelity.top1_agreement == pytest.approx(0.91)
     assert any("mean KL 0.0021 nats (p99 0.031), top-1 token agreement 98.5%" in e for e in fp8.evidence)
     assert row(summary, "bf16").fidelity is None
+
+
+def test_a_baseline_near_zero_accuracy_is_noted(tmp_path: Path) -> None:
+    """A model that scores ~0 on the task (SmolLM2-135M on GSM8K): the summary says the task cannot show a
+    quantization effect there, instead of letting 0% vs 0% pass as 'no difference'."""
+    from dataclasses import replace
+
+    variants = demo_variants()[:2]
+    write_run(tmp_path, [replace(v, correct=[i == 0 for i in range(40)]) for v in variants], "bf16")
+    notes = build_summary(RunResults.load(tmp_path)).notes
+    [note] = [n for n in notes if "near zero" in n]
+    assert note.startswith("the baseline bf16 scores 2% on the accuracy task (1/40 strict")
+    assert "fidelity figures" in note
+    write_run(tmp_path, demo_variants()[:2], "bf16")  # the demo's own answers: well above the floor
+    assert not any("near zero" in n for n in build_summary(RunResults.load(tmp_path)).notes)

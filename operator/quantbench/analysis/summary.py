@@ -811,6 +811,9 @@ def build_summary(results: RunResults, settings: SummarySettings | None = None) 
     if base.phase != VariantPhase.SUCCEEDED:
         notes.append(f"the baseline {spec.baseline} did not succeed: no variant can be compared with it")
     notes += _measurement_notes(results)
+    floor_note = _accuracy_floor_note(spec.baseline, base.accuracy)
+    if floor_note is not None:
+        notes.append(floor_note)
 
     out: list[VariantSummary] = []
     for v in spec.variants:
@@ -926,6 +929,24 @@ def build_summary(results: RunResults, settings: SummarySettings | None = None) 
         recommendation=why,
         variants=out,
         notes=notes,
+    )
+
+
+# Below this strict and flexible accuracy the task says nothing about a quantized variant of the model.
+ACCURACY_FLOOR = 0.05
+
+
+def _accuracy_floor_note(baseline: str, acc: AccuracySummary | None) -> str | None:
+    """A note when the baseline scores near zero: the task cannot show a quantization effect there."""
+    if acc is None or acc.questions == 0 or acc.accuracy >= ACCURACY_FLOOR:
+        return None
+    if acc.flexible_accuracy is not None and acc.flexible_accuracy >= ACCURACY_FLOOR:
+        return None
+    flexible = f", flexible {acc.flexible_accuracy:.0%}" if acc.flexible_accuracy is not None else ""
+    return (
+        f"the baseline {baseline} scores {acc.accuracy:.0%} on the accuracy task ({acc.correct}/{acc.questions} "
+        f"strict{flexible}): near zero, so on this model the task cannot show what quantization costs; the "
+        "fidelity figures (KL divergence, token and answer agreement with the baseline) can"
     )
 
 
