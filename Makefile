@@ -18,11 +18,11 @@ $(BIN)/.installed: operator/pyproject.toml loadgen/pyproject.toml requirements-d
 
 venv: $(BIN)/.installed ## create .venv with the operator, loadgen and dev tools
 
-test: venv cluster-bin node-setup vllm-env accuracy-env test-models ## run the whole test suite
+test: venv cluster-bin node-setup vllm-env accuracy-env test-models demo-models images ## run the whole test suite
 	$(BIN)/pytest
 
 test-unit: venv ## run only the tests that need no external server
-	$(BIN)/pytest -m "not cluster and not vllm and not gpu"
+	$(BIN)/pytest -m "not cluster and not vllm and not gpu and not images"
 
 crds: venv ## regenerate crds/ (and the chart's copy) from the pydantic models
 	$(BIN)/quantbench crd > crds/quantbench.dev_quantbenchmarks.yaml
@@ -44,7 +44,7 @@ fmt: venv
 validate: venv ## validate every example spec
 	$(BIN)/quantbench validate examples/*.yaml
 
-demo: venv vllm-env accuracy-env test-models ## the main job on the embedded default: quantbench run examples/local.yaml
+demo: venv vllm-env accuracy-env demo-models ## the main job on the embedded default: quantbench run examples/local.yaml
 	QUANTBENCH_VLLM_PYTHON=.venv-vllm/bin/python QUANTBENCH_ACCURACY_PYTHON=.cache/venv-accuracy/bin/python \
 		$(BIN)/quantbench run examples/local.yaml --gsm8k $(GSM8K_DIR) --out results
 
@@ -108,13 +108,17 @@ report-demo: venv ## a sample report (out/report-demo/report/report.{md,html}) f
 	$(BIN)/quantbench report out/report-demo/results --out out/report-demo/report
 
 # --- real vLLM CPU servers and tiny local models (tests/vllm, tests/models, tests/fixtures/vllm.py) ---
-.PHONY: vllm-env test-models test-vllm bench-vllm
+.PHONY: vllm-env test-models demo-models test-vllm bench-vllm
 
 vllm-env: ## vLLM CPU environment (.venv-vllm; reused when complete)
 	bash tests/vllm/setup.sh
 
 test-models: vllm-env ## build (or reuse) the tiny models in every precision into .cache/models/tiny-llama
 	.venv-vllm/bin/python -m tests.models build --out .cache/models/tiny-llama > /dev/null
+
+demo-models: vllm-env ## build (or reuse) SmolLM2-135M-Instruct in BF16, AWQ-INT4, INT8-W8A8 (.cache/models/smollm2-135m)
+	QUANTBENCH_GSM8K_DIR=$(GSM8K_DIR) .venv-vllm/bin/python -m tests.models build --model smollm2 \
+		--out .cache/models/smollm2-135m > /dev/null
 
 test-vllm: venv vllm-env ## streaming completions/chat/metrics against real vLLM CPU servers per precision
 	$(BIN)/pytest -m vllm tests/vllm
@@ -144,3 +148,15 @@ test-loadgen: venv ## load-generator tests against the scripted server (-m vllm 
 
 bench-loadgen: venv vllm-env ## timing error vs a scripted server; max rate vs vllm bench serve (QB_BENCH_QUICK=1)
 	$(BIN)/python -m tests.loadgen.bench_loadgen
+
+# --- container images (images/): operator, jobs, vllm-cpu (OCI archives in build/images) ---
+.PHONY: images images-setup test-images
+
+images-setup: ## install podman, buildah, runc, mmdebstrap, containerd from Debian (root; skipped when present)
+	bash images/setup.sh
+
+images: venv ## build the images with podman on a Debian base (root); skipped when their inputs are unchanged
+	bash images/build.sh
+
+test-images: venv images ## run each built image (podman) and import the archives into a private containerd
+	$(BIN)/pytest -m images tests/images

@@ -213,9 +213,12 @@ def test_the_local_example_runs_the_same_programs(tmp_path: Path) -> None:
         argv = local_server_argv(spec, variant, "/venv/bin/python", 8001)
         assert argv[argv.index("--model") + 1] == variant.model or spec.model
     model = spec.model
-    load = loadgen_argv(settings, "http://127.0.0.1:8001", model, tmp_path / "w.yaml", tmp_path / "o.json")
+    progress = tmp_path / "p.json"
+    load = loadgen_argv(
+        settings, "http://127.0.0.1:8001", model, tmp_path / "w.yaml", tmp_path / "o.json", progress
+    )
     assert load[1:3] == ["-m", "quantbench_loadgen.cli"]
-    loadgen_parser().parse_args(load[3:])
+    assert loadgen_parser().parse_args(load[3:]).progress_file == progress
     acc = accuracy_argv(
         settings, spec, "http://127.0.0.1:8001", model, tmp_path / "a.yaml", tmp_path / "a.json"
     )

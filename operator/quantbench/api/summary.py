@@ -245,6 +245,10 @@ class VariantSummary(ApiModel):
     crossover_batch_size: float | None = Field(
         default=None, description="Batch size where throughput falls below the baseline's (interpolated)."
     )
+    wins_from_batch_size: float | None = Field(
+        default=None,
+        description="Batch size from which throughput, below the baseline's before, rises above it (interpolated).",
+    )
     serving: list[ServingPoint] = Field(default_factory=list, description="Serving results per rate.")
     weights_gib: float | None = Field(default=None, ge=0, description="Model weight memory, GiB.")
     weights_ratio_to_baseline: float | None = Field(default=None, description="Weight memory / baseline's.")
