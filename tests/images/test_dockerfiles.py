@@ -111,8 +111,10 @@ def test_chart_and_operator_defaults_name_the_built_images() -> None:
     chart = yaml.safe_load((ROOT / "charts" / "quantbench" / "Chart.yaml").read_text())
     values = yaml.safe_load((ROOT / "charts" / "quantbench" / "values.yaml").read_text())
     assert chart["appVersion"] == version()
-    for key, name in (("image", "operator"), ("jobImage", "jobs")):
-        assert f"docker.io/{values[key]['repository']}:{chart['appVersion']}" == image_ref(name)
+    named = [("image", "operator"), ("jobImage", "jobs"), ("cpuServerImage", "vllm-cpu")]
+    for key, name in named:
+        if key in values or name != "vllm-cpu":
+            assert f"docker.io/{values[key]['repository']}:{chart['appVersion']}" == image_ref(name)
     assert f"docker.io/{DEFAULT_OPERATOR_IMAGE}" == image_ref("operator")
     assert f"docker.io/{DEFAULT_JOB_IMAGE}" == image_ref("jobs")
     assert PREFIX.endswith("/quantbench")

@@ -3,15 +3,19 @@ doing its job's first step; and the archives imported into a containerd the way 
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.fixtures.images import NON_ROOT_UID, ROOT, image_ref, load_images, podman_run
+from quantbench.local.server import free_port
+from tests.fixtures.images import NON_ROOT_UID, ROOT, image_ref, load_images, podman_env, podman_run
 
 pytestmark = [pytest.mark.images, pytest.mark.slow]
 
@@ -130,3 +134,48 @@ def test_load_into_containerd(built_image: Callable[[str], str], containerd: Pat
         check=False,
     )
     assert run.stdout.split() == [str(NON_ROOT_UID)], run
+
+
+@pytest.mark.vllm
+def test_vllm_cpu_image_serves_the_tiny_model(built_image: Callable[[str], str], tmp_path: Path) -> None:
+    """The image's entrypoint with server arguments only, as a pod runs it: /health, then a completion."""
+    ref = built_image("vllm-cpu")
+    models = Path(os.environ.get("QUANTBENCH_MODELS_DIR", ROOT / ".cache" / "models" / "tiny-llama"))
+    if not (models / "bf16" / "config.json").is_file():
+        pytest.fail(f"no tiny bf16 model in {models}: run make test-models")
+    port = free_port()
+    name = f"qb-images-vllm-{port}"
+    args = [
+        "--model", "/models/bf16", "--served-model-name", "tiny", "--host", "127.0.0.1", "--port", str(port),
+        "--max-model-len", "1024", "--kv-cache-memory-bytes", str(64 * 2**20),
+        "--distributed-executor-backend", "uni", "--dtype", "bfloat16",
+    ]  # fmt: skip
+    env = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "HF_HUB_OFFLINE": "1"}
+    argv = ["podman", "run", "--rm", "--name", name, "--network=host", "--volume", f"{models}:/models:ro"]
+    argv += [arg for key, value in env.items() for arg in ("--env", f"{key}={value}")]
+    log = (tmp_path / "server.log").open("wb")
+    server = subprocess.Popen([*argv, ref, *args], stdout=log, stderr=subprocess.STDOUT, env=podman_env())
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 600
+        while not healthy(url):
+            assert server.poll() is None, (tmp_path / "server.log").read_text()[-4000:]
+            assert time.monotonic() < deadline, (tmp_path / "server.log").read_text()[-4000:]
+            time.sleep(2)
+        body = json.dumps({"model": "tiny", "prompt": "Question: 2+2?", "max_tokens": 4}).encode()
+        request = urllib.request.Request(f"{url}/v1/completions", body, {"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=120) as response:
+            answer = json.load(response)
+        assert answer["usage"]["completion_tokens"] >= 1, answer
+    finally:
+        subprocess.run(["podman", "rm", "--force", name], capture_output=True, env=podman_env(), check=False)
+        server.wait(60)
+        log.close()
+
+
+def healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
