@@ -78,7 +78,7 @@ def test_vllm_cpu_image(built_image: Callable[[str], str]) -> None:
     )
     out = ok(podman_run(ref, ["-c", script], "python3", env={"VLLM_LOGGING_LEVEL": "ERROR"}, timeout=600))
     assert out.split()[-2:] == ["0.32.0", "2.13.0"], out
-    for module in ("torchvision", "torchaudio", "torchcodec"):
+    for module in ("torchvision", "torchaudio", "torchcodec", "triton"):
         absent = podman_run(ref, ["-c", f"import {module}"], "python3")
         assert absent.returncode != 0, f"{module} is in the image"
     assert_non_root_without_compilers(ref)
