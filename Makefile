@@ -18,11 +18,11 @@ $(BIN)/.installed: operator/pyproject.toml loadgen/pyproject.toml requirements-d
 
 venv: $(BIN)/.installed ## create .venv with the operator, loadgen and dev tools
 
-test: venv cluster-bin node-setup vllm-env accuracy-env test-models ## run the whole test suite
+test: venv cluster-bin node-setup vllm-env accuracy-env test-models images ## run the whole test suite
 	$(BIN)/pytest
 
 test-unit: venv ## run only the tests that need no external server
-	$(BIN)/pytest -m "not cluster and not vllm and not gpu"
+	$(BIN)/pytest -m "not cluster and not vllm and not gpu and not images"
 
 crds: venv ## regenerate crds/ (and the chart's copy) from the pydantic models
 	$(BIN)/quantbench crd > crds/quantbench.dev_quantbenchmarks.yaml
@@ -144,3 +144,15 @@ test-loadgen: venv ## load-generator tests against the scripted server (-m vllm 
 
 bench-loadgen: venv vllm-env ## timing error vs a scripted server; max rate vs vllm bench serve (QB_BENCH_QUICK=1)
 	$(BIN)/python -m tests.loadgen.bench_loadgen
+
+# --- container images (images/): operator, jobs, vllm-cpu (OCI archives in build/images) ---
+.PHONY: images images-setup test-images
+
+images-setup: ## install podman, buildah, runc, mmdebstrap, containerd from Debian (root; skipped when present)
+	bash images/setup.sh
+
+images: venv ## build the images with podman on a Debian base (root); skipped when their inputs are unchanged
+	bash images/build.sh
+
+test-images: venv images ## run each built image (podman) and import the archives into a private containerd
+	$(BIN)/pytest -m images tests/images

@@ -15,4 +15,5 @@ pytest_plugins: list[str] = [
     "tests.fixtures.vllm",
     "tests.fixtures.prometheus",
     "tests.fixtures.accuracy",
+    "tests.fixtures.images",
 ]
