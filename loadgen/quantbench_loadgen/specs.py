@@ -43,6 +43,12 @@ class VolumeFileRef(ApiModel):
 RANDOM_NEEDS_LENGTHS = "a random dataset needs inputLen and outputLen"
 RANDOM_HAS_NO_SOURCE = "a random dataset has no source: remove path/configMap/volume/huggingFace"
 ONE_SOURCE = "give one dataset source: path, configMap, volume or huggingFace"
+GSM8K_CONFIGMAP_KEY = (
+    "a gsm8k dataset from a ConfigMap is the ConfigMap mounted as the GSM8K folder: set configMap.key to "
+    "test.jsonl and put GSM8K's test.jsonl under that key (kubectl create configmap NAME "
+    "--from-file=test.jsonl); add train.jsonl only if it fits the ConfigMap's 1 MiB limit (the full train "
+    "split does not: without it few-shot examples come from the test split), or use dataset.volume"
+)
 
 
 class DatasetSource(ApiModel):
@@ -62,6 +68,10 @@ class DatasetSource(ApiModel):
                 ".filter(x, x).size() <= 1",
                 ONE_SOURCE,
             ),
+            cel(
+                "self.kind != 'gsm8k' || !has(self.configMap) || self.configMap.key == 'test.jsonl'",
+                GSM8K_CONFIGMAP_KEY,
+            ),
         )
     )
 
@@ -70,7 +80,11 @@ class DatasetSource(ApiModel):
         default=None,
         description="Path of the file (or GSM8K folder) as seen by the process that reads it.",
     )
-    config_map: ConfigMapFileRef | None = Field(default=None, description="Read the file from a ConfigMap.")
+    config_map: ConfigMapFileRef | None = Field(
+        default=None,
+        description="Read the file from a ConfigMap (1 MiB at most). For gsm8k the ConfigMap is the folder: "
+        "key test.jsonl, plus train.jsonl when it fits (else few-shot examples come from the test split).",
+    )
     volume: VolumeFileRef | None = Field(default=None, description="Read the file from a PVC.")
     hugging_face: str | None = Field(
         default=None,
@@ -101,6 +115,12 @@ class DatasetSource(ApiModel):
                 raise ValueError(RANDOM_HAS_NO_SOURCE)
         elif len(sources) > 1:
             raise ValueError(f"{ONE_SOURCE} (got {len(sources)})")
+        if (
+            self.kind == DatasetKind.GSM8K
+            and self.config_map is not None
+            and self.config_map.key != "test.jsonl"
+        ):
+            raise ValueError(f"{GSM8K_CONFIGMAP_KEY} (got key {self.config_map.key!r})")
         return self
 
 

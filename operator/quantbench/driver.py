@@ -77,6 +77,7 @@ from quantbench.reconcile import (
     initial_statuses,
 )
 from quantbench.settings import OperatorSettings
+from quantbench.sources import SourceFacts, facts_from_objects, referenced, unavailable
 from quantbench.status import conditions, next_run_time, regressions, run_phase, status_patch, with_history
 from quantbench.vllm_log import weights_gib_from_log
 
@@ -239,7 +240,7 @@ class Driver:
         owner = owner_of(body)
         rid = run_id(now, {h.id for h in status.history})
         record = RunRecord(id=rid, generation=generation, phase=Phase.RUNNING, started_at=now)
-        snapshot = self._new_snapshot(spec, rid, generation, now)
+        snapshot = self._new_snapshot(spec, owner.namespace, rid, generation, now)
         variants = initial_statuses(snapshot.plan)
         new = status.model_copy(
             update={
@@ -264,14 +265,24 @@ class Driver:
         return new
 
     def _new_snapshot(
-        self, spec: QuantBenchmarkSpec, rid: str, generation: int, now: datetime
+        self, spec: QuantBenchmarkSpec, namespace: str, rid: str, generation: int, now: datetime
     ) -> RunSnapshot:
         nodes = as_nodes(self.kube.list("Node"))
         pools = pools_from_nodes(
             nodes, spec.placement.node_pool_label, spec.placement.gpu_resource, GPU_PRODUCT_LABEL
         )
-        plan = plan_run(spec, pools)
+        facts = self._source_facts(namespace, spec)
+        plan = plan_run(spec, pools, unavailable(spec, facts, self.settings.hub_access))
         return RunSnapshot(run_id=rid, generation=generation, started_at=now, spec=spec, plan=plan)
+
+    def _source_facts(self, namespace: str, spec: QuantBenchmarkSpec) -> SourceFacts:
+        """The ConfigMaps and PersistentVolumeClaims the spec's sources name, as the API has them."""
+        configmaps, claims = referenced(spec)
+        return facts_from_objects(
+            namespace,
+            {name: self.kube.get("ConfigMap", namespace, name) for name in sorted(configmaps)},
+            {name: self.kube.get("PersistentVolumeClaim", namespace, name) for name in sorted(claims)},
+        )
 
     def _create_run_objects(self, owner: Owner, snapshot: RunSnapshot) -> None:
         rid, gen = snapshot.run_id, snapshot.generation
@@ -318,7 +329,7 @@ class Driver:
         elif int(body["metadata"].get("generation") or 1) == run.generation and spec_problem(body) is None:
             # The operator stopped between recording the run and creating its objects: create them now.
             spec = QuantBenchmarkSpec.model_validate(body.get("spec") or {})
-            snapshot = self._new_snapshot(spec, run.id, run.generation, run.started_at)
+            snapshot = self._new_snapshot(spec, owner.namespace, run.id, run.generation, run.started_at)
             self._create_run_objects(owner, snapshot)
         else:
             self._note(body, "Warning", "RunLost", f"run {run.id}: its run ConfigMap is gone; ending the run")

@@ -35,6 +35,7 @@ class Reason(StrEnum):
     RESULT_MISSING = "ResultMissing"
     UNSUPPORTED_PRECISION = "UnsupportedPrecision"
     SERVER_LOST = "ServerLost"
+    SOURCE_UNAVAILABLE = "SourceUnavailable"
 
 
 @dataclass(frozen=True)
@@ -64,15 +65,40 @@ def unschedulable_message(pod: Pod) -> str | None:
 
 
 def classify_unschedulable(
-    message: str, pool: PoolInfo | None, pool_name: str | None, gpus: int, gpu_resource: str
+    message: str,
+    pool: PoolInfo | None,
+    pool_name: str | None,
+    gpus: int,
+    gpu_resource: str,
+    cpu: float | None = None,
+    memory: float | None = None,
 ) -> Failure | None:
-    """A pending server pod: a failure when waiting cannot help, None when it waits for GPUs to free up."""
+    """A pending server pod: a failure when waiting cannot help, None when it waits for GPUs (or CPUs and
+    memory: ``cpu`` cores and ``memory`` bytes requested) to free up."""
     if pool_name is not None and (pool is None or pool.nodes == 0):
         label = pool.label if pool else "the pool label"
         return Failure(
             Reason.UNSCHEDULABLE,
             f"no node in pool {pool_name} (no node has {label}={pool_name}); create the pool or fix "
             f"placement.nodePool. Scheduler: {message}",
+        )
+    if pool is not None and cpu is not None and pool.cpu_per_node is not None and cpu > pool.cpu_per_node:
+        return Failure(
+            Reason.UNSCHEDULABLE,
+            f"not enough CPUs: the server asks for {cpu:g} CPUs but nodes in pool {pool.name} have at most "
+            f"{pool.cpu_per_node:g}; lower placement.cpu or use a larger pool. Scheduler: {message}",
+        )
+    if (
+        pool is not None
+        and memory is not None
+        and pool.memory_per_node is not None
+        and memory > pool.memory_per_node
+    ):
+        return Failure(
+            Reason.UNSCHEDULABLE,
+            f"not enough memory: the server asks for {memory / 2**30:.1f} GiB but nodes in pool {pool.name} "
+            f"have at most {pool.memory_per_node / 2**30:.1f} GiB; lower placement.memory or use a larger "
+            f"pool. Scheduler: {message}",
         )
     if pool is not None and gpus > pool.gpus_per_node:
         return Failure(

@@ -30,8 +30,33 @@ MIN_KERNEL_CAPABILITY: dict[str, tuple[int, int]] = {
 }
 
 
-def unsupported_precision(precision: str, kernel: str | None, product: str | None) -> str | None:
-    """Why ``precision`` (with ``kernel``) cannot run on ``product``, or None when it can (or is unknown)."""
+# vLLM's CPU backend has no kernels for these: FP8 fails at its first FP8 op, Marlin and Machete are CUDA-only.
+CPU_UNSUPPORTED_PRECISIONS: frozenset[str] = frozenset({Precision.FP8})
+CPU_UNSUPPORTED_KERNELS: frozenset[str] = frozenset({"awq_marlin", "gptq_marlin", "marlin", "machete", "fp8"})
+
+
+def unsupported_precision(
+    precision: str, kernel: str | None, product: str | None, *, on_cpu: bool = False
+) -> str | None:
+    """Why ``precision`` (with ``kernel``) cannot run on ``product``, or None when it can (or is unknown).
+
+    ``on_cpu``: the server runs on CPUs with vLLM's CPU backend (``quantbench run`` on a machine without a
+    GPU, or a variant placed with ``gpus: 0``); ``product`` is then ignored. The one support check of both
+    executors: the same variant ends Unsupported with the same message on either.
+    """
+    if on_cpu:
+        if precision in CPU_UNSUPPORTED_PRECISIONS:
+            return (
+                f"{precision} needs an NVIDIA GPU of compute capability 8.9 or more (vLLM's CPU backend has no "
+                "FP8 kernels): run it on such a GPU, or drop the variant"
+            )
+        if kernel in CPU_UNSUPPORTED_KERNELS:
+            fallback = "gptq" if str(kernel).startswith("gptq") else "awq"
+            return (
+                f"{precision} with the {kernel} kernel needs an NVIDIA GPU (vLLM's CPU backend has no such "
+                f"kernel): set quantizationKernel: {fallback} to serve the checkpoint on CPUs"
+            )
+        return None
     cc = compute_capability(product)
     if cc is None:
         return None

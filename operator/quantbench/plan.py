@@ -6,8 +6,11 @@ variants of one lane one after another. Variants on different node pools get dif
 the same pool share a lane unless the pool has GPUs for all of them at once (checked by packing their
 servers onto the pool's nodes). `spec.parallelism: Sequential` puts every variant in one lane.
 
-A variant whose precision the pool's GPU cannot run (FP8 needs compute capability >= 8.9) is marked
-unsupported in the plan and takes no lane: it ends at once, the others go on.
+A variant placed with ``gpus: 0`` is served on CPUs (vLLM's CPU backend); the CPU variants of one pool share
+one lane (they would compete for the same cores and memory bandwidth), and they take no roofline probe.
+
+A variant whose precision the pool cannot run (FP8 needs compute capability >= 8.9; CPUs have no FP8 or
+Marlin kernels) is marked unsupported in the plan and takes no lane: it ends at once, the others go on.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from quantbench.api.v1alpha1 import (
     QuantBenchmarkSpec,
     Variant,
     VariantPhase,
+    quantity,
 )
 from quantbench.gpus import unsupported_precision
 from quantbench.naming import STEP_ACCURACY, workload_step
@@ -59,6 +63,8 @@ class PoolInfo:
     nodes: int
     gpus_per_node: int
     gpu_product: str | None = None
+    cpu_per_node: float | None = None  # largest allocatable CPU count of a node (None: unknown)
+    memory_per_node: float | None = None  # largest allocatable memory of a node, bytes (None: unknown)
 
 
 def kernel_for(variant: Variant) -> str | None:
@@ -94,11 +100,14 @@ class VariantPlan(ApiModel):
     variant: str
     precision: str
     pool: str | None = Field(default=None, description="Node pool, or None for any GPU node.")
-    gpus: int
+    gpus: int = Field(description="GPUs of the server; 0: it runs on CPUs.")
     gpu_product: str | None = None
     kernel: str | None = None
     steps: list[Step] = Field(description="The Jobs run against the variant's server, in order.")
     unsupported: str | None = Field(default=None, description="Why the pool's GPU cannot run the variant.")
+    unavailable: str | None = Field(
+        default=None, description="Why the variant's datasets or model cannot be had (quantbench.sources)."
+    )
 
     @field_validator("steps", mode="before")
     @classmethod
@@ -150,42 +159,52 @@ def fits_at_once(gpus: list[int], pool: PoolInfo | None) -> bool:
     return True
 
 
-def plan_run(spec: QuantBenchmarkSpec, pools: Mapping[str, PoolInfo]) -> RunPlan:
-    """The run plan for ``spec`` given the node pools' capacity (keyed by pool name, ANY_POOL for none)."""
+def plan_run(
+    spec: QuantBenchmarkSpec, pools: Mapping[str, PoolInfo], unavailable: Mapping[str, str] | None = None
+) -> RunPlan:
+    """The run plan for ``spec`` given the node pools' capacity (keyed by pool name, ANY_POOL for none) and
+    the variants whose sources cannot be had (``unavailable``: name -> why, see quantbench.sources); those,
+    like unsupported ones, take no lane and no probe."""
+    unavailable = unavailable or {}
     steps = variant_steps(spec)
     plans: list[VariantPlan] = []
     for v in spec.variants:
         placement = spec.placement_for(v)
         pool = pools.get(placement.node_pool or ANY_POOL)
         product = pool.gpu_product if pool else None
-        why = unsupported_precision(v.precision, kernel_for(v), product)
+        why = unsupported_precision(v.precision, kernel_label(v), product, on_cpu=placement.on_cpu)
         plans.append(
             VariantPlan(
                 variant=v.name,
                 precision=v.precision,
                 pool=placement.node_pool,
                 gpus=placement.gpus,
-                gpu_product=product,
+                gpu_product=None if placement.on_cpu else product,
                 kernel=kernel_label(v),
                 steps=steps,
                 unsupported=why,
+                unavailable=unavailable.get(v.name),
             )
         )
-    runnable = [p for p in plans if p.unsupported is None]
+    runnable = [p for p in plans if p.unsupported is None and p.unavailable is None]
     order = {p.variant: i for i, p in enumerate(plans)}
     probes = plan_probes(runnable, pools) if spec.probe else []
     if spec.parallelism == Parallelism.SEQUENTIAL:
         one_lane = [[p.variant for p in runnable]] if runnable else []
         return RunPlan(variants=plans, lanes=one_lane, probes=probes)
     groups: dict[str, list[VariantPlan]] = {}
+    cpu_groups: dict[str, list[str]] = {}
     lanes: list[list[str]] = []
     for p in runnable:
         pool = pools.get(p.pool or ANY_POOL)
         if pool is None or pool.nodes == 0 or p.gpus > pool.gpus_per_node:
             # It can never be scheduled: its own lane, so it fails fast and blocks no one.
             lanes.append([p.variant])
+        elif p.gpus == 0:
+            cpu_groups.setdefault(p.pool or ANY_POOL, []).append(p.variant)
         else:
             groups.setdefault(p.pool or ANY_POOL, []).append(p)
+    lanes += cpu_groups.values()
     for key, members in groups.items():
         if fits_at_once([m.gpus for m in members], pools.get(key)):
             lanes += [[m.variant] for m in members]
@@ -198,11 +217,11 @@ def plan_probes(runnable: list[VariantPlan], pools: Mapping[str, PoolInfo]) -> l
     """One roofline probe per node pool that runnable variants use, in the order the pools first appear.
 
     The probe takes one GPU of the pool; a pool with no node that has one gets a skipped probe, with the
-    reason (its variants fail on their own as unschedulable).
+    reason (its variants fail on their own as unschedulable). CPU variants (gpus: 0) take no probe.
     """
     out: dict[str | None, ProbePlan] = {}
     for p in runnable:
-        if p.pool in out:
+        if p.pool in out or p.gpus == 0:  # a CPU server: no GPU to measure
             continue
         pool = pools.get(p.pool or ANY_POOL)
         skipped = None
@@ -229,18 +248,31 @@ def admitted(plan: RunPlan, phases: Mapping[str, str]) -> list[str]:
     return out
 
 
+def _amount(value: object) -> float | None:
+    try:
+        return quantity(str(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
 def pools_from_nodes(
     nodes: list[Node], pool_label: str, gpu_resource: str, product_label: str
 ) -> dict[str, PoolInfo]:
     """Pool capacity from Node objects: per value of ``pool_label``, plus ANY_POOL for all."""
-    by_pool: dict[str, list[tuple[int, str | None]]] = {}
+    by_pool: dict[str, list[tuple[int, str | None, float | None, float | None]]] = {}
     for node in nodes:
         if (node.get("spec") or NodeSpec()).get("unschedulable"):
             continue
         node_labels = labels_of(node)
-        alloc = str(((node.get("status") or NodeStatus()).get("allocatable") or {}).get(gpu_resource, "0"))
+        allocatable = (node.get("status") or NodeStatus()).get("allocatable") or {}
+        alloc = str(allocatable.get(gpu_resource, "0"))
         gpus = int(alloc) if alloc.isdigit() else 0
-        entry = (gpus, node_labels.get(product_label))
+        entry = (
+            gpus,
+            node_labels.get(product_label),
+            _amount(allocatable.get("cpu")),
+            _amount(allocatable.get("memory")),
+        )
         by_pool.setdefault(node_labels.get(pool_label, ANY_POOL), []).append(entry)
         if pool_label in node_labels:
             by_pool.setdefault(ANY_POOL, []).append(entry)
@@ -248,11 +280,15 @@ def pools_from_nodes(
     for name, entries in by_pool.items():
         gpu_nodes = [e for e in entries if e[0] > 0] or entries
         products = [e[1] for e in gpu_nodes if e[1]]
+        cpus = [e[2] for e in entries if e[2] is not None]
+        memories = [e[3] for e in entries if e[3] is not None]
         out[name] = PoolInfo(
             name=name or "(any)",
             label=pool_label,
             nodes=len(entries),
             gpus_per_node=max(e[0] for e in entries),
             gpu_product=products[0] if products else None,
+            cpu_per_node=max(cpus) if cpus else None,
+            memory_per_node=max(memories) if memories else None,
         )
     return out

@@ -29,11 +29,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from quantbench.api.v1alpha1 import (
+    Placement,
     ProbePhase,
     ProbeStatus,
     QuantBenchmarkSpec,
     VariantPhase,
     VariantStatus,
+    quantity,
 )
 from quantbench.failures import (
     Failure,
@@ -224,6 +226,14 @@ def initial_probe_statuses(plan: RunPlan) -> list[ProbeStatus]:
     return [ProbeStatus(node_pool=p.pool, phase=ProbePhase.PENDING) for p in plan.probes]
 
 
+def wanted(placement: Placement) -> str:
+    """What a server pod waits for, in words: free GPUs, or CPUs and memory."""
+    if placement.on_cpu:
+        cpu, memory = server_manifests.cpu_requests(placement)
+        return f"{cpu} free CPUs and {memory} of memory"
+    return f"{placement.gpus} free {placement.gpu_resource}"
+
+
 class _Pass:
     """Decides for one part of the run; collects actions and notes into the shared decision."""
 
@@ -391,6 +401,8 @@ class _VariantPass(_Pass):
             return self.fail(
                 Failure(Reason.UNSUPPORTED_PRECISION, self.vp.unsupported), VariantPhase.UNSUPPORTED
             )
+        if self.vp.unavailable is not None:
+            return self.fail(Failure(Reason.SOURCE_UNAVAILABLE, self.vp.unavailable))
         if probing or not allowed:
             self.update(phase=VariantPhase.PENDING, step=STEP_PROBE if probing else None)
             return self.s
@@ -408,9 +420,20 @@ class _VariantPass(_Pass):
         if dep is None or self.server not in self.obs.services:
             owner, run, gen = self.ctx.owner, self.ctx.run_id, self.ctx.generation
             if dep is None:
-                annotations = self.ctx.settings.server_pod_annotations
+                settings = self.ctx.settings
                 self.d.actions.append(
-                    Create(server_manifests.deployment(spec, variant, owner, run, gen, annotations))
+                    Create(
+                        server_manifests.deployment(
+                            spec,
+                            variant,
+                            owner,
+                            run,
+                            gen,
+                            settings.server_pod_annotations,
+                            cpu_image=settings.cpu_server_image,
+                            hub_access=settings.hub_access,
+                        )
+                    )
                 )
             if self.server not in self.obs.services:
                 self.d.actions.append(Create(server_manifests.service(spec, variant, owner, run, gen)))
@@ -447,21 +470,31 @@ class _VariantPass(_Pass):
                 self.d.needs_pools = True
                 return False
             pool = self.obs.pools.get(placement.node_pool or "")
+            cpu, memory = server_manifests.cpu_requests(placement) if placement.on_cpu else (None, None)
             failure = classify_unschedulable(
-                message, pool, placement.node_pool, placement.gpus, placement.gpu_resource
+                message,
+                pool,
+                placement.node_pool,
+                placement.gpus,
+                placement.gpu_resource,
+                cpu=quantity(cpu) if cpu else None,
+                memory=quantity(memory) if memory else None,
             )
             if failure is None and startup_timed_out(created, self.obs.now, timeout_s):
                 failure = Failure(
                     Reason.UNSCHEDULABLE,
-                    f"waited server.startupTimeout ({timeout_s:.0f} s) for {placement.gpus} free "
-                    f"{placement.gpu_resource} in pool {placement.node_pool or '(any)'}. Scheduler: {message}",
+                    f"waited server.startupTimeout ({timeout_s:.0f} s) for {wanted(placement)} "
+                    f"in pool {placement.node_pool or '(any)'}. Scheduler: {message}",
                 )
             if failure is not None:
                 self.fail(failure)
                 return False
             if self.s.phase != VariantPhase.WAITING_FOR_GPU:
+                what = "CPUs" if placement.on_cpu else "GPUs"
                 self.d.notes.append(
-                    Note("Normal", "WaitingForGPU", f"variant {self.vp.variant}: waiting for GPUs: {message}")
+                    Note(
+                        "Normal", "WaitingForGPU", f"variant {self.vp.variant}: waiting for {what}: {message}"
+                    )
                 )
             self.update(phase=VariantPhase.WAITING_FOR_GPU, step=STEP_SERVER)
             return False

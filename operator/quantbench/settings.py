@@ -5,11 +5,23 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
+from importlib.metadata import PackageNotFoundError, version
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-DEFAULT_JOB_IMAGE = "quantbench/jobs:0.1.0"
-DEFAULT_OPERATOR_IMAGE = "quantbench/operator:0.1.0"
+
+def package_version() -> str:
+    """The installed quantbench version: the tag of the images built from this source (images/)."""
+    try:
+        return version("quantbench")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree that was never installed
+        return "0.0.0"
+
+
+VERSION = package_version()
+DEFAULT_JOB_IMAGE = f"quantbench/jobs:{VERSION}"
+DEFAULT_OPERATOR_IMAGE = f"quantbench/operator:{VERSION}"
+DEFAULT_CPU_SERVER_IMAGE = f"quantbench/vllm-cpu:{VERSION}"
 ENV_PREFIX = "QUANTBENCH_"
 
 
@@ -20,6 +32,18 @@ class OperatorSettings(BaseModel):
         default=DEFAULT_JOB_IMAGE, description="Image of the load-generator and accuracy Jobs."
     )
     job_image_pull_policy: str = Field(default="IfNotPresent", description="imagePullPolicy of the Jobs.")
+    cpu_server_image: str = Field(
+        default=DEFAULT_CPU_SERVER_IMAGE,
+        description="vLLM server image of variants placed with gpus: 0 (the CPU build of vLLM), unless the "
+        "benchmark sets server.cpuImage.",
+    )
+    hub_access: bool = Field(
+        default=True,
+        description="Whether pods of this cluster can download from the Hugging Face Hub. False (an "
+        "air-gapped cluster): a benchmark that needs the Hub (dataset.huggingFace, the public GSM8K default, "
+        "a model id without server.modelCache volume) fails when its run starts, before any GPU is held; "
+        "servers and Jobs run with the Hub's offline mode.",
+    )
     job_backoff_limit: int = Field(default=0, ge=0, description="Retries of a failed benchmark Job.")
     server_pod_annotations: dict[str, str] = Field(
         default_factory=dict, description="Annotations added to every vLLM server pod (JSON object)."

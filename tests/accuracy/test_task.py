@@ -35,9 +35,22 @@ def test_task_config_reads_the_local_files(gsm8k_dir: Path) -> None:
 
 
 def test_dataset_folder_errors_say_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "test.jsonl").write_text("{}\n")
-    with pytest.raises(DatasetError, match=r"lacks train\.jsonl"):
+    (tmp_path / "train.jsonl").write_text("{}\n")
+    with pytest.raises(DatasetError, match=r"lacks test\.jsonl"):
         resolve_dataset_dir(str(tmp_path))
+
+
+def test_a_folder_with_only_the_test_split_draws_few_shot_examples_from_it(
+    tmp_path: Path, gsm8k_dir: Path
+) -> None:
+    """What a ConfigMap can hold (GSM8K's test split fits its 1 MiB limit, the train split does not)."""
+    (tmp_path / "test.jsonl").write_bytes((gsm8k_dir / "test.jsonl").read_bytes())
+    assert resolve_dataset_dir(str(tmp_path)) == tmp_path
+    config = task_config(tmp_path, num_fewshot=8, max_gen_tokens=64)
+    assert config["dataset_kwargs"]["data_files"] == {"test": str(tmp_path / "test.jsonl")}
+    assert config["fewshot_split"] == "test" == config["test_split"] and "training_split" not in config
+    assert dataset_fingerprint(tmp_path) != dataset_fingerprint(gsm8k_dir)
+    assert (gsm8k_dir / "test.jsonl").stat().st_size < 2**20  # fits one ConfigMap
 
 
 def test_without_a_folder_the_public_dataset_is_read(monkeypatch: pytest.MonkeyPatch) -> None:

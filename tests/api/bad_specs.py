@@ -133,7 +133,13 @@ BAD_SPECS: list[BadSpec] = [
         ("awq_marlin",),
     ),
     BadSpec("kv-dtype-unknown", _at("variants[1].kvCacheDtype", "int4"), "kvCacheDtype", ("fp8_e4m3",)),
-    BadSpec("gpus-zero", _at("placement.gpus", 0), "spec.placement.gpus", ("greater than or equal to 1",)),
+    BadSpec(
+        "gpus-negative", _at("placement.gpus", -1), "spec.placement.gpus", ("greater than or equal to 0",)
+    ),
+    BadSpec("cpu-not-a-quantity", _at("placement.cpu", "four"), "spec.placement.cpu", ("should match",)),
+    BadSpec(
+        "memory-not-a-quantity", _at("placement.memory", "16 GB"), "spec.placement.memory", ("should match",)
+    ),
     BadSpec("gpus-too-many", _at("placement.gpus", 17), "spec.placement.gpus", ("less than or equal to 16",)),
     BadSpec(
         "pool-with-space",
@@ -212,6 +218,12 @@ BAD_SPECS: list[BadSpec] = [
         _at("accuracy.dataset", {"kind": "sharegpt", "path": "/x"}),
         "spec.accuracy",
         ("must be gsm8k",),
+    ),
+    BadSpec(
+        "gsm8k-configmap-key",
+        _at("accuracy.dataset", {"kind": "gsm8k", "configMap": {"name": "gsm8k", "key": "gsm8k.jsonl"}}),
+        "spec.accuracy.dataset",
+        ("set configMap.key to test.jsonl", "1 MiB"),
     ),
     BadSpec("schedule-words", _spec(schedule="every monday"), "spec.schedule", ("should match",)),
     BadSpec("schedule-minute-99", _spec(schedule="99 3 * * 1"), "spec.schedule", ("should match",)),

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from quantbench.cli import main as cli_main
-from quantbench.settings import OperatorSettings
+from quantbench.settings import VERSION, OperatorSettings
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "quantbench"
@@ -80,6 +80,17 @@ def test_helm_template_renders_the_rules_verbatim(tmp_path: Path) -> None:
     assert env_names["QUANTBENCH_PROBE_SOURCE_IMAGE"] == container["image"] == "quantbench/operator:0.1.0"
     settings = OperatorSettings.from_env(env_names)  # every rendered setting is valid
     assert settings.probe_image is None and settings.probe_timeout_seconds == 1800
+    # The chart names the same images as the operator's own defaults (tag = the package version).
+    defaults = OperatorSettings()
+    assert settings.cpu_server_image == defaults.cpu_server_image == "quantbench/vllm-cpu:0.1.0"
+    assert settings.job_image == defaults.job_image and settings.hub_access is True
+
+
+def test_chart_app_version_is_the_package_version() -> None:
+    """The chart's images default to its appVersion, the operator's to the package version: one tag."""
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["appVersion"] == VERSION
+    assert OperatorSettings().cpu_server_image == f"quantbench/vllm-cpu:{VERSION}"
 
 
 def test_operator_command_is_registered(capsys: pytest.CaptureFixture[str]) -> None:

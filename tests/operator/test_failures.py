@@ -88,6 +88,17 @@ def test_unschedulable() -> None:
         "0/9 nodes are available: 2 Insufficient nvidia.com/gpu.", H100, "h100", 9, "nvidia.com/gpu"
     )
     assert f is not None and "not enough GPUs" in f.message and "at most 8" in f.message
+    # A CPU server larger than any node of its pool waits for nothing; one that fits waits for room.
+    cpu_pool = PoolInfo(
+        "cpu", "quantbench.dev/pool", 2, 0, None, cpu_per_node=32, memory_per_node=128 * 2**30
+    )
+    f = classify_unschedulable("Insufficient cpu", cpu_pool, "cpu", 0, "nvidia.com/gpu", cpu=64, memory=2**30)
+    assert f is not None and "not enough CPUs" in f.message and "at most 32" in f.message
+    f = classify_unschedulable(
+        "Insufficient memory", cpu_pool, "cpu", 0, "nvidia.com/gpu", cpu=4, memory=2**40
+    )
+    assert f is not None and "1024.0 GiB" in f.message and "at most 128.0 GiB" in f.message
+    assert classify_unschedulable("Insufficient cpu", cpu_pool, "cpu", 0, "x", cpu=16, memory=2**34) is None
     # GPUs exist but are busy: wait
     assert (
         classify_unschedulable(

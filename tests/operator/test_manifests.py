@@ -10,7 +10,7 @@ from quantbench.manifests import jobs, probe, rbac, server
 from quantbench.manifests.common import Owner
 from quantbench.manifests.run import RunSnapshot, run_configmap, snapshot_from_configmap
 from quantbench.plan import PoolInfo, Step, StepKind, plan_run
-from quantbench.settings import OperatorSettings
+from quantbench.settings import VERSION, OperatorSettings
 from quantbench_loadgen.specs import AccuracySpec
 from tests.operator.factories import spec
 
@@ -117,6 +117,91 @@ def test_deployment() -> None:
     assert c["startupProbe"]["httpGet"]["path"] == "/health"
     assert c["startupProbe"]["failureThreshold"] * c["startupProbe"]["periodSeconds"] == 1200
     assert c["readinessProbe"]["httpGet"]["path"] == "/health"
+
+
+def cpu_variant_spec(**placement: Any) -> Any:
+    on_cpu = {"nodePool": "xeon", "gpus": 0, **placement}
+    return spec(
+        variants=[
+            {"name": "bf16", "precision": "bf16"},
+            {"name": "bf16-cpu", "precision": "bf16", "placement": on_cpu},
+        ],
+        server={"env": [{"name": "OMP_NUM_THREADS", "value": "3"}]},
+    )
+
+
+def test_a_cpu_variant_requests_cpu_and_memory_and_runs_the_cpu_image() -> None:
+    s = cpu_variant_spec(cpu="8", memory="48Gi")
+    dep = server.deployment(s, s.variant("bf16-cpu"), OWNER, RUN, 1, cpu_image="registry.local/vllm-cpu:9")
+    ps = dep["spec"]["template"]["spec"]
+    c = ps["containers"][0]
+    assert c["image"] == "registry.local/vllm-cpu:9"
+    assert c["resources"] == {
+        "requests": {"cpu": "8", "memory": "48Gi"},
+        "limits": {"cpu": "8", "memory": "48Gi"},
+    }
+    assert ps["nodeSelector"] == {"quantbench.dev/pool": "xeon"} and "tolerations" not in ps
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    # No core pinning; server.env's thread count wins; a quarter of the memory for the KV cache.
+    assert env["VLLM_CPU_OMP_THREADS_BIND"] == "nobind"
+    assert [e["value"] for e in c["env"] if e["name"] == "OMP_NUM_THREADS"] == ["3"]
+    args = c["args"]
+    assert flag(args, "--kv-cache-memory-bytes") == str(12 * 2**30)
+    assert flag(args, "--gpu-memory-utilization") is None and flag(args, "--tensor-parallel-size") is None
+    assert flag(args, "--dtype") == "bfloat16"
+    # The GPU variant of the same benchmark is unchanged.
+    gpu = server.deployment(s, s.variant("bf16"), OWNER, RUN, 1)["spec"]["template"]["spec"]["containers"][0]
+    assert gpu["resources"]["limits"] == {"nvidia.com/gpu": "1"} and gpu["image"] == s.server.image
+    assert not any(e["name"].startswith("VLLM_CPU") for e in gpu["env"])
+
+
+def test_cpu_server_defaults_and_the_specs_own_cpu_image() -> None:
+    s = cpu_variant_spec()
+    c = server.deployment(s, s.variant("bf16-cpu"), OWNER, RUN, 1)["spec"]["template"]["spec"]["containers"][
+        0
+    ]
+    assert c["image"] == OperatorSettings().cpu_server_image == f"quantbench/vllm-cpu:{VERSION}"
+    assert c["resources"]["requests"] == {"cpu": "4", "memory": "16Gi"}
+    assert flag(c["args"], "--kv-cache-memory-bytes") == str(4 * 2**30)
+    # A KV cache size the spec gives (flag or vLLM's legacy variable) is left alone.
+    sized = spec(
+        baseline="c",
+        variants=[
+            {
+                "name": "c",
+                "precision": "bf16",
+                "placement": {"gpus": 0},
+                "extraArgs": ["--kv-cache-memory-bytes=9"],
+            }
+        ],
+    )
+    assert server.server_args(sized, sized.variant("c")).count("--kv-cache-memory-bytes") == 0
+    legacy = spec(
+        baseline="c",
+        variants=[{"name": "c", "precision": "bf16", "placement": {"gpus": 0}}],
+        server={"env": [{"name": "VLLM_CPU_KVCACHE_SPACE", "value": "2"}]},
+    )
+    assert "--kv-cache-memory-bytes" not in server.server_args(legacy, legacy.variant("c"))
+    s2 = s.model_copy(update={"server": s.server.model_copy(update={"cpu_image": "mine/vllm-cpu:1"})})
+    assert server.server_image(s2, s2.variant("bf16-cpu"), "ignored") == "mine/vllm-cpu:1"
+    assert server.server_image(s2, s2.variant("bf16"), "ignored") == s2.server.image
+
+
+@pytest.mark.parametrize(
+    ("value", "amount"),
+    [("4", 4.0), ("500m", 0.5), ("16Gi", 16 * 2**30), ("64G", 64e9), ("1.5", 1.5)],
+)
+def test_quantities(value: str, amount: float) -> None:
+    assert server.quantity(value) == amount
+
+
+def test_a_gpu_server_may_also_request_cpu_and_memory() -> None:
+    s = spec(placement={"nodePool": "h100", "gpus": 1, "cpu": "12", "memory": "96Gi"})
+    c = server.deployment(s, s.variant("bf16"), OWNER, RUN, 1)["spec"]["template"]["spec"]["containers"][0]
+    assert c["resources"] == {
+        "requests": {"nvidia.com/gpu": "1", "cpu": "12", "memory": "96Gi"},
+        "limits": {"nvidia.com/gpu": "1", "memory": "96Gi"},
+    }
 
 
 def test_cache_volume_kinds() -> None:
@@ -298,3 +383,56 @@ def test_a_run_configmap_of_the_previous_plan_shape_still_reads() -> None:
         ]
     cm["data"]["run.json"] = json.dumps(doc)
     assert snapshot_from_configmap(cm) == snap
+
+
+def test_the_hubs_offline_mode_only_where_every_source_is_local() -> None:
+    serving = {
+        "name": "chat",
+        "type": "serving",
+        "numPrompts": 5,
+        "requestRates": [1],
+        "dataset": {"kind": "sharegpt", "huggingFace": "anon/ShareGPT"},
+    }
+    s = spec(
+        workloads=[{"name": "latency", "type": "latency"}, serving],
+        server={"hfTokenSecret": {"name": "hf", "key": "t"}},
+    )
+    v = s.variant("bf16")
+
+    steps = {st.name: st for st in plan_run(s, {}).variants[0].steps}
+
+    def container(step: str, settings: OperatorSettings) -> dict[str, Any]:
+        c: dict[str, Any] = jobs.job(s, v, OWNER, RUN, steps[step], 1, settings)["spec"]["template"]["spec"][
+            "containers"
+        ][0]
+        return c
+
+    latency = container("wl-latency", OperatorSettings())
+    assert {"name": "HF_HUB_OFFLINE", "value": "1"} in latency["env"]
+    for step in ("wl-chat", "accuracy"):  # a huggingFace dataset; GSM8K's public default
+        c = container(step, OperatorSettings())
+        names = {e["name"] for e in c["env"]}
+        assert "HF_HUB_OFFLINE" not in names and "HF_DATASETS_OFFLINE" not in names
+        assert {"name": "HF_HOME", "value": "/hub-cache"} in c["env"]
+        assert {"name": "hub-cache", "mountPath": "/hub-cache"} in c["volumeMounts"]
+        assert {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "t"}}} in c["env"]
+    # A cluster without Hub access: offline everywhere (such a spec is stopped when its run starts anyway).
+    assert {"name": "HF_HUB_OFFLINE", "value": "1"} in container(
+        "wl-chat", OperatorSettings(hub_access=False)
+    )["env"]
+    dep = server.deployment(s, v, OWNER, RUN, 1, hub_access=False)
+    assert {"name": "HF_HUB_OFFLINE", "value": "1"} in dep["spec"]["template"]["spec"]["containers"][0]["env"]
+
+
+def test_a_gsm8k_configmap_is_mounted_as_the_folder() -> None:
+    dataset = {"kind": "gsm8k", "configMap": {"name": "gsm8k", "key": "test.jsonl"}}
+    s = spec(accuracy=False).model_copy(
+        update={"accuracy": AccuracySpec.model_validate({"dataset": dataset})}
+    )
+    accuracy = Step(kind=StepKind.ACCURACY, name="accuracy")
+    ps = jobs.job(s, s.variant("bf16"), OWNER, RUN, accuracy, 1, OperatorSettings())["spec"]["template"][
+        "spec"
+    ]
+    assert {"name": "dataset", "configMap": {"name": "gsm8k"}} in ps["volumes"]  # every key: test and train
+    assert "--dataset /data;" in ps["containers"][0]["command"][-1]
+    assert {"name": "HF_HUB_OFFLINE", "value": "1"} in ps["containers"][0]["env"]

@@ -136,6 +136,13 @@ def test_pools_from_nodes() -> None:
     assert pools["h100"].gpu_product == "NVIDIA-H100-80GB-HBM3"
     assert pools["cpu"].gpus_per_node == 0
     assert pools[ANY_POOL].nodes == 4 and pools[ANY_POOL].gpus_per_node == 8
+    assert pools["cpu"].cpu_per_node == 8 and pools["cpu"].memory_per_node is None  # not reported: unknown
+    big = node("cpu-1", "cpu", 0)
+    big["status"]["allocatable"] |= {"cpu": "31500m", "memory": "128Gi"}
+    cpu = pools_from_nodes([node("cpu-0", "cpu", 0), big], "quantbench.dev/pool", "nvidia.com/gpu", "x")[
+        "cpu"
+    ]
+    assert cpu.cpu_per_node == 31.5 and cpu.memory_per_node == 128 * 2**30
 
 
 def test_a_variant_that_can_never_be_scheduled_gets_its_own_lane() -> None:
@@ -180,3 +187,50 @@ def test_a_pools_variants_wait_for_its_probe_only() -> None:
     assert waiting_for_probe(plan, {}) == {"h100", "a100"}
     assert waiting_for_probe(plan, {"h100": "Running", "a100": "Failed"}) == {"h100"}
     assert waiting_for_probe(plan, {"h100": "Succeeded", "a100": "Skipped"}) == set()
+
+
+CPU = PoolInfo("cpu", "quantbench.dev/pool", nodes=2, gpus_per_node=0, gpu_product=None)
+
+
+def planned(plan: Any, name: str) -> Any:
+    return next(v for v in plan.variants if v.variant == name)
+
+
+def cpu_spec(**kw: Any) -> Any:
+    """bf16 and awq-int4 (legacy kernel) on H100 and on the CPU pool, fp8 and Marlin AWQ on the CPU pool."""
+    on_cpu = {"nodePool": "cpu", "gpus": 0, "cpu": "8", "memory": "32Gi"}
+    awq = {"precision": "awq-int4", "model": "org/awq"}
+    return spec(
+        variants=[
+            {"name": "bf16", "precision": "bf16"},
+            {"name": "bf16-cpu", "precision": "bf16", "placement": on_cpu},
+            {"name": "awq-cpu", **awq, "quantizationKernel": "awq", "placement": on_cpu},
+            {"name": "marlin-cpu", **awq, "placement": on_cpu},
+            {"name": "fp8-cpu", "precision": "fp8", "placement": on_cpu},
+        ],
+        **kw,
+    )
+
+
+def test_cpu_variants_share_one_lane_of_their_pool_and_take_no_probe() -> None:
+    plan = plan_run(cpu_spec(probe=True), {**POOLS, "cpu": CPU})
+    assert plan.lanes == [["bf16"], ["bf16-cpu", "awq-cpu"]]
+    assert planned(plan, "bf16-cpu").gpus == 0 and planned(plan, "bf16-cpu").gpu_product is None
+    assert [p.pool for p in plan.probes] == ["h100"]
+
+
+def test_fp8_and_marlin_on_cpus_are_unsupported_with_the_local_executors_message() -> None:
+    from quantbench.local.executor import Device, unsupported_here
+
+    s = cpu_spec()
+    plan = plan_run(s, {**POOLS, "cpu": CPU})
+    for name, needle in (("fp8-cpu", "no FP8 kernels"), ("marlin-cpu", "quantizationKernel: awq")):
+        why = planned(plan, name).unsupported
+        assert why is not None and needle in why, why
+        assert why == unsupported_here(s.variant(name), Device(gpu=None))  # quantbench run says the same
+    assert planned(plan, "bf16-cpu").unsupported is None and planned(plan, "awq-cpu").unsupported is None
+
+
+def test_a_cpu_variant_on_a_pool_that_does_not_exist_fails_fast_in_its_own_lane() -> None:
+    plan = plan_run(cpu_spec(), POOLS)
+    assert ["bf16-cpu"] in plan.lanes and ["awq-cpu"] in plan.lanes

@@ -18,15 +18,16 @@ T0 = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
 POOLS = {
     "h100": PoolInfo("h100", "quantbench.dev/pool", 2, 8, "NVIDIA-H100-80GB-HBM3"),
     "a100": PoolInfo("a100", "quantbench.dev/pool", 1, 8, "NVIDIA-A100-SXM4-80GB"),
+    "cpu": PoolInfo("cpu", "quantbench.dev/pool", 2, 0, None),
 }
 
 
 class World:
     """Children in memory; actions applied as the API would."""
 
-    def __init__(self, spec: QuantBenchmarkSpec) -> None:
+    def __init__(self, spec: QuantBenchmarkSpec, settings: OperatorSettings | None = None) -> None:
         self.ctx = RunContext(
-            Owner("b", "ns", "uid"), "r1", 1, spec, plan_run(spec, POOLS), OperatorSettings()
+            Owner("b", "ns", "uid"), "r1", 1, spec, plan_run(spec, POOLS), settings or OperatorSettings()
         )
         self.objects: dict[tuple[str, str], dict[str, Any]] = {}
         self.pods: dict[str, dict[str, Any]] = {}
@@ -338,3 +339,42 @@ def test_a_pool_without_gpus_skips_its_probe() -> None:
     assert w.probes[0].phase == ProbePhase.SKIPPED and w.probes[0].reason == "NoGPU"
     assert [n.reason for n in d.notes][:1] == ["ProbeSkipped"]
     assert ("Job", "b-r1-probe-h300") not in w.objects and ("Deployment", "b-r1-bf16-server") in w.objects
+
+
+def test_cpu_variants_serve_one_after_another_with_the_cpu_image_and_fp8_is_unsupported() -> None:
+    on_cpu = {"nodePool": "cpu", "gpus": 0, "cpu": "2", "memory": "8Gi"}
+    w = World(
+        factories.spec(
+            variants=[
+                {"name": "bf16", "precision": "bf16", "placement": on_cpu},
+                {"name": "int4", "precision": "awq-int4", "quantizationKernel": "awq", "placement": on_cpu},
+                {"name": "fp8", "precision": "fp8", "placement": on_cpu},
+            ],
+            accuracy=False,
+            workloads=[{"name": "latency", "type": "latency"}],
+        ),
+        OperatorSettings(cpu_server_image="local/vllm-cpu:test"),
+    )
+    d = w.step()
+    assert w.phase("fp8") == VariantPhase.UNSUPPORTED and "no FP8 kernels" in (w.statuses[2].message or "")
+    assert [n.reason for n in d.notes if n.type == "Warning"] == ["UnsupportedPrecision"]
+    assert [k for k in w.kinds() if k[0] == "Deployment"] == [("Deployment", "b-r1-bf16-server")]
+    c = w.objects[("Deployment", "b-r1-bf16-server")]["spec"]["template"]["spec"]["containers"][0]
+    assert c["image"] == "local/vllm-cpu:test" and c["resources"]["requests"] == {"cpu": "2", "memory": "8Gi"}
+    cond = {
+        "type": "PodScheduled",
+        "status": "False",
+        "reason": "Unschedulable",
+        "message": "Insufficient cpu",
+    }
+    w.server_pod("bf16", phase="Pending", conditions=[cond])
+    w.step()
+    d = w.step(pools=True)
+    assert w.phase("bf16") == VariantPhase.WAITING_FOR_GPU
+    assert [n.message for n in d.notes] == ["variant bf16: waiting for CPUs: Insufficient cpu"]
+    w.now += timedelta(minutes=11)
+    w.step(pools=True)
+    assert w.phase("bf16") == VariantPhase.FAILED
+    assert "for 2 free CPUs and 8Gi of memory in pool cpu" in (w.statuses[0].message or "")
+    w.step()  # the lane's next variant (the driver passes again when one ends)
+    assert [k for k in w.kinds() if k[0] == "Deployment"] == [("Deployment", "b-r1-int4-server")]

@@ -31,9 +31,11 @@ from quantbench_loadgen.accuracy.results import (
     question_key,
 )
 from quantbench_loadgen.accuracy.task import (
+    FEWSHOT_FROM_TEST_NOTE,
     PUBLIC_DATASET,
     TASK_NAME,
     dataset_fingerprint,
+    has_train_split,
     reference_answer,
     resolve_dataset_dir,
     task_config,
@@ -239,6 +241,8 @@ def _evaluate(request: AccuracyRequest, folder: Path | None, samples_out: Path |
     notes: list[str] = []
     if request.limit is not None and len(outcomes) < request.limit:
         notes.append(f"asked for {request.limit} questions, the test split has {len(outcomes)}")
+    if folder is not None and not has_train_split(folder) and request.num_fewshot > 0:
+        notes.append(FEWSHOT_FROM_TEST_NOTE)
     if samples_out is not None:
         _write_samples(samples_out, samples)
     return AccuracyResult(

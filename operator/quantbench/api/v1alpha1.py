@@ -8,6 +8,7 @@ apiserver, and checked in Python by the model validators below with the same mes
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal, Self
@@ -31,6 +32,21 @@ DEFAULT_SERVER_IMAGE = "vllm/vllm-openai:v0.11.0"
 DEFAULT_POOL_LABEL = "quantbench.dev/pool"
 LABEL_KEY_PATTERN = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
+_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+_SUFFIX: dict[str, float] = {
+    "": 1.0,
+    "m": 1e-3,
+    **{s: 1000.0**i for i, s in enumerate(("k", "M", "G", "T", "P", "E"), start=1)},
+    **{s: 1024.0**i for i, s in enumerate(("Ki", "Mi", "Gi", "Ti", "Pi", "Ei"), start=1)},
+}
+
+
+def quantity(value: str) -> float:
+    """A Kubernetes quantity (``500m``, ``4``, ``16Gi``, ``64G``) as a number of base units."""
+    m = _QUANTITY.match(value)
+    if m is None:
+        raise ValueError(f"{value!r} is not a Kubernetes quantity such as 4, 500m or 16Gi")
+    return float(m.group(1)) * _SUFFIX[m.group(2) or ""]
 
 
 def _cron_field(value: str) -> str:
@@ -55,6 +71,9 @@ CRON_PATTERN = (
     + r")$"
 )
 MODEL_CACHE_ONE_VOLUME = "set claimName or hostPath, not both"
+# A CPU server's requests when placement.gpus is 0 and placement.cpu / memory are not set.
+DEFAULT_CPU_CPU = "4"
+DEFAULT_CPU_MEMORY = "16Gi"
 
 
 class Precision(StrEnum):
@@ -120,12 +139,38 @@ class Placement(ApiModel):
         description="A core/v1 Affinity for the server pod, passed through as given.",
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
-    gpus: int = Field(default=1, ge=1, le=16, description="GPUs per server (tensor parallel size).")
+    gpus: int = Field(
+        default=1,
+        ge=0,
+        le=16,
+        description="GPUs per server (tensor parallel size). 0 serves on CPUs (vLLM's CPU backend, e.g. a Xeon "
+        "pool): the server requests cpu and memory instead of GPUs and runs server.cpuImage; fp8 and the "
+        "Marlin kernels end Unsupported there.",
+    )
     gpu_resource: str = Field(
         default="nvidia.com/gpu",
         description="Extended resource name of the GPU, e.g. nvidia.com/gpu or nvidia.com/mig-3g.40gb.",
         pattern=LABEL_KEY_PATTERN,
     )
+    cpu: str | None = Field(
+        default=None,
+        description=f"CPU request (and limit) of the server, e.g. '16'. Default with gpus 0: {DEFAULT_CPU_CPU}; "
+        "with GPUs: none. On CPUs it also sets the server's thread count.",
+        pattern=QUANTITY_PATTERN,
+    )
+    memory: str | None = Field(
+        default=None,
+        description=f"Memory request (and limit) of the server, e.g. '64Gi'. Default with gpus 0: "
+        f"{DEFAULT_CPU_MEMORY}; with GPUs: none. On CPUs it must hold the weights, the KV cache (a quarter "
+        "of it, at least 1 GiB: --kv-cache-memory-bytes, unless extraArgs or VLLM_CPU_KVCACHE_SPACE in "
+        "server.env size it) and vLLM itself.",
+        pattern=QUANTITY_PATTERN,
+    )
+
+    @property
+    def on_cpu(self) -> bool:
+        """Whether the server runs on CPUs (gpus: 0)."""
+        return self.gpus == 0
 
 
 class PlacementOverride(ApiModel):
@@ -145,8 +190,12 @@ class PlacementOverride(ApiModel):
         description="A core/v1 Affinity, passed through as given.",
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
-    gpus: int | None = Field(default=None, ge=1, le=16, description="GPUs per server.")
+    gpus: int | None = Field(default=None, ge=0, le=16, description="GPUs per server; 0: serve on CPUs.")
     gpu_resource: str | None = Field(default=None, description="Extended resource name of the GPU.")
+    cpu: str | None = Field(default=None, description="CPU request of the server.", pattern=QUANTITY_PATTERN)
+    memory: str | None = Field(
+        default=None, description="Memory request of the server.", pattern=QUANTITY_PATTERN
+    )
 
 
 class EnvVar(ApiModel):
@@ -215,6 +264,12 @@ class Server(ApiModel):
     """The vLLM server every variant runs."""
 
     image: str = Field(default=DEFAULT_SERVER_IMAGE, description="vLLM OpenAI-compatible server image.")
+    cpu_image: str | None = Field(
+        default=None,
+        description="vLLM server image for variants placed with gpus: 0 (the CPU build of vLLM). Default: "
+        "the operator's setting, quantbench/vllm-cpu:<version> (images/vllm-cpu).",
+        min_length=1,
+    )
     max_model_len: int = Field(default=4096, ge=256, le=1_048_576, description="vLLM --max-model-len.")
     gpu_memory_utilization: float = Field(
         default=0.9, gt=0.05, le=0.99, description="vLLM --gpu-memory-utilization."

@@ -26,7 +26,7 @@ from quantbench.analysis.run_results import (
     write_run_info,
     write_server_info,
 )
-from quantbench.api.v1alpha1 import Precision, QuantBenchmark, QuantBenchmarkSpec, Variant, VariantPhase
+from quantbench.api.v1alpha1 import QuantBenchmark, QuantBenchmarkSpec, Variant, VariantPhase
 from quantbench.failures import Reason
 from quantbench.gpus import unsupported_precision
 from quantbench.local.server import ServerProcess, ServerStartError, free_port, log_tail, start_server
@@ -38,10 +38,6 @@ from quantbench.plan import kernel_label
 from quantbench.probe.lend import package_dirs
 from quantbench.vllm_log import weights_gib_from_log
 from quantbench_loadgen.schema import duration_seconds
-
-# vLLM's CPU backend has no kernels for these (FP8 fails at its first FP8 op; Marlin kernels are CUDA-only).
-CPU_UNSUPPORTED_PRECISIONS = {Precision.FP8}
-CPU_UNSUPPORTED_KERNELS = {"awq_marlin", "gptq_marlin", "marlin", "machete", "fp8"}
 
 
 @dataclass(frozen=True)
@@ -74,22 +70,10 @@ def detect_device() -> Device:
 
 
 def unsupported_here(variant: Variant, device: Device) -> str | None:
-    """Why this variant cannot run on this machine, or None."""
-    kernel = kernel_label(variant)
-    if device.gpu is None:
-        if variant.precision in CPU_UNSUPPORTED_PRECISIONS:
-            return (
-                f"{variant.precision} needs an NVIDIA GPU of compute capability 8.9 or more (vLLM's CPU backend "
-                "has no FP8 kernels) and this machine has none: run it on such a GPU, or drop the variant"
-            )
-        if kernel in CPU_UNSUPPORTED_KERNELS:
-            fallback = "gptq" if str(kernel).startswith("gptq") else "awq"
-            return (
-                f"{variant.precision} with the {kernel} kernel needs an NVIDIA GPU and this machine has none: "
-                f"set quantizationKernel: {fallback} to serve the checkpoint on the CPU"
-            )
-        return None
-    return unsupported_precision(variant.precision, kernel, device.gpu)
+    """Why this variant cannot run on this machine, or None (the operator's check, see plan.plan_run)."""
+    return unsupported_precision(
+        variant.precision, kernel_label(variant), device.gpu, on_cpu=device.gpu is None
+    )
 
 
 @dataclass

@@ -4,6 +4,11 @@ The operator creates the ConfigMap first with the Job's input (``input.json``); 
 read-only mount, measures the variant's server through its Service, and writes ``result.json`` back into
 the same ConfigMap with ``python -m quantbench_loadgen.publish`` (its service account may update only
 the ConfigMaps of its run).
+
+A Job whose every source is local (a ConfigMap, a volume, or no dataset) runs with the Hub's offline mode;
+a Job that reads from the Hub (``dataset.huggingFace``, or the accuracy task's public GSM8K default) does
+not, and gets a writable Hub cache folder and server.hfTokenSecret as HF_TOKEN. Whether the Hub can be
+reached at all is the operator's hubAccess setting, checked when the run starts (quantbench.sources).
 """
 
 from __future__ import annotations
@@ -18,13 +23,15 @@ from quantbench.manifests.server import model_of, server_url
 from quantbench.naming import job_name, jobs_account_name, labels
 from quantbench.plan import Step, StepKind
 from quantbench.settings import OperatorSettings
-from quantbench_loadgen.specs import AccuracySpec, DatasetSource, Workload
+from quantbench_loadgen.specs import AccuracySpec, DatasetKind, DatasetSource, Workload
 
 INPUT_KEY = "input.json"
 RESULT_KEY = "result.json"
 INPUT_DIR = "/etc/quantbench"
 OUTPUT_DIR = "/results"
 DATA_DIR = "/data"
+HUB_CACHE_DIR = "/hub-cache"
+OFFLINE_ENV: tuple[tuple[str, str], ...] = (("HF_HUB_OFFLINE", "1"), ("HF_DATASETS_OFFLINE", "1"))
 
 
 def results_configmap(
@@ -57,13 +64,42 @@ def _dataset_mount(dataset: DatasetSource | None) -> tuple[str | None, list[Obj]
         return f"{DATA_DIR}/{dataset.volume.sub_path.lstrip('/')}", [volume], [mount]
     if dataset.config_map is not None:
         ref = dataset.config_map
+        mount = {"name": "dataset", "mountPath": DATA_DIR, "readOnly": True}
+        if dataset.kind == DatasetKind.GSM8K:
+            # The ConfigMap is the GSM8K folder: test.jsonl, and train.jsonl when the ConfigMap holds it.
+            return DATA_DIR, [{"name": "dataset", "configMap": {"name": ref.name}}], [mount]
         volume = {
             "name": "dataset",
             "configMap": {"name": ref.name, "items": [{"key": ref.key, "path": ref.key}]},
         }
-        mount = {"name": "dataset", "mountPath": DATA_DIR, "readOnly": True}
         return f"{DATA_DIR}/{ref.key}", [volume], [mount]
     return dataset.path, [], []
+
+
+def uses_hub(spec: QuantBenchmarkSpec, step: Step) -> bool:
+    """Whether the step's Job reads from the Hub: a huggingFace dataset, or GSM8K without a dataset."""
+    task = step_task(spec, step)
+    if isinstance(task, AccuracySpec):
+        return task.dataset is None
+    dataset = getattr(task, "dataset", None)
+    return isinstance(dataset, DatasetSource) and dataset.hugging_face is not None
+
+
+def hub_fields(
+    spec: QuantBenchmarkSpec, step: Step, settings: OperatorSettings
+) -> tuple[list[Obj], list[Obj], list[Obj]]:
+    """(env, volumes, mounts) for the Hub: offline mode where every source is local (or the cluster has no
+    Hub access); else a writable cache folder and the token."""
+    if not uses_hub(spec, step) or not settings.hub_access:
+        return [{"name": k, "value": v} for k, v in OFFLINE_ENV], [], []
+    env: list[Obj] = [{"name": "HF_HOME", "value": HUB_CACHE_DIR}]
+    secret = spec.server.hf_token_secret
+    if secret is not None:
+        env.append(
+            {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": secret.name, "key": secret.key}}}
+        )
+    volumes: list[Obj] = [{"name": "hub-cache", "emptyDir": {}}]
+    return env, volumes, [{"name": "hub-cache", "mountPath": HUB_CACHE_DIR}]
 
 
 def publish_command(configmap: str, python: str = "python") -> str:
@@ -164,25 +200,25 @@ def job(
     else:
         command = workload_command(url, model, dataset_path, name)
     step_labels = labels(owner.name, run, variant.name, step.name)
+    env, hub_volumes, hub_mounts = hub_fields(spec, step, settings)
     volumes = [
         {"name": "input", "configMap": {"name": name, "items": [{"key": INPUT_KEY, "path": INPUT_KEY}]}},
         {"name": "results", "emptyDir": {}},
         *volumes,
+        *hub_volumes,
     ]
     mounts = [
         {"name": "input", "mountPath": INPUT_DIR, "readOnly": True},
         {"name": "results", "mountPath": OUTPUT_DIR},
         *mounts,
+        *hub_mounts,
     ]
     container: Obj = {
         "name": "benchmark",
         "image": settings.job_image,
         "imagePullPolicy": settings.job_image_pull_policy,
         "command": command,
-        "env": [
-            {"name": "HF_HUB_OFFLINE", "value": "1"},
-            {"name": "HF_DATASETS_OFFLINE", "value": "1"},
-        ],
+        "env": env,
         "volumeMounts": mounts,
     }
     if step.kind != StepKind.ACCURACY:
