@@ -23,17 +23,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
-from quantbench_loadgen import __version__
+from quantbench_loadgen import __version__, fidelity
 from quantbench_loadgen.client import api_base
-from quantbench_loadgen.datasets import DatasetError
+from quantbench_loadgen.datasets import DatasetError, gsm8k_prompts
 from quantbench_loadgen.export import vllm_results, write_samples, write_vllm_export
+from quantbench_loadgen.fidelity import DEFAULT_TOP_K
 from quantbench_loadgen.live import LiveCounters, ProgressLine, PrometheusExporter
 from quantbench_loadgen.runner import AnyWorkload, run_workload
 from quantbench_loadgen.sender import Runner, RunOptions
-from quantbench_loadgen.specs import ServingWorkload, Workload
+from quantbench_loadgen.specs import CapacityWorkload, ServingWorkload, Workload
 from quantbench_loadgen.telemetry import DEFAULT_INTERVAL_S
 from quantbench_loadgen.tokenization import LocalTokenizer, ServerTokenizer, Tokenizer
 
@@ -225,7 +227,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.samples:
         with open(args.samples, "wb") as f:
             write_samples(f, (r for recs in records for r in recs))
-    _summary(result.serving if isinstance(workload, ServingWorkload) else None, result.total_failed)
+    _summary(
+        result.serving if isinstance(workload, ServingWorkload | CapacityWorkload) else None,
+        result.total_failed,
+    )
+    if result.capacity is not None:
+        cap = result.capacity
+        where = (
+            f"{cap.capacity_requests_per_s:g} req/s, {cap.goodput_tokens_per_s or 0:.1f} goodput tok/s"
+            if cap.capacity_requests_per_s is not None
+            else "no tried rate met the SLO"
+        )
+        print(f"capacity (p{cap.percentile} SLO): {where}", file=sys.stderr)
     if args.strict and result.total_failed:
         print(f"error: {result.total_failed} requests failed (--strict)", file=sys.stderr)
         return EXIT_FAILURES
@@ -249,7 +262,62 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run(sub)
+    _add_fidelity(sub)
     return parser
+
+
+def _add_fidelity(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "fidelity",
+        help="KL divergence and agreement of a variant's token distributions with the baseline's",
+        description="reference: the baseline's greedy answers and teacher-forced top-k log-probabilities "
+        "(vLLM prompt_logprobs) on the prompts; compare: a variant against that reference.",
+    )
+    p.add_argument("phase", choices=["reference", "compare"])
+    p.add_argument("--url", required=True, help="server base URL")
+    p.add_argument("--model", help="model name to request (default: the first of /v1/models)")
+    p.add_argument("--prompts", help="reference: a text file, one prompt per line")
+    p.add_argument("--gsm8k", help="reference: a GSM8K folder; its test questions are the prompts")
+    p.add_argument("--count", type=int, default=16, help="reference with --gsm8k: questions (16)")
+    p.add_argument("--reference", required=True, help="reference JSON file (written, or read by compare)")
+    p.add_argument("--max-tokens", type=int, default=64, help="reference: greedy answer length (64)")
+    p.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, help="log-probabilities per position")
+    p.add_argument("--output", "-o", default="-", help="compare: result JSON file ('-' = stdout)")
+    p.set_defaults(func=cmd_fidelity)
+
+
+def cmd_fidelity(args: argparse.Namespace) -> int:
+    try:
+        model = args.model or discover_model(args.url, None)
+        if args.phase == "reference":
+            if args.gsm8k:
+                prompts = [p.text for p in gsm8k_prompts(Path(args.gsm8k), args.count, 0, output_len=None)]
+            elif args.prompts:
+                prompts = [line for line in Path(args.prompts).read_text().splitlines() if line.strip()]
+            else:
+                raise InputError(
+                    "fidelity reference needs --prompts FILE (one prompt per line) or --gsm8k DIR"
+                )
+            ref = asyncio.run(fidelity.reference(args.url, model, prompts, args.max_tokens, args.top_k))
+            Path(args.reference).write_text(json.dumps(ref.to_wire()) + "\n")
+            return 0
+        ref = fidelity.FidelityReference.model_validate_json(Path(args.reference).read_text())
+        result = asyncio.run(fidelity.compare(args.url, model, ref))
+    except aiohttp.ClientError as exc:  # before OSError: connection errors are both
+        print(f"error: {args.url}: {exc}", file=sys.stderr)
+        return EXIT_SERVER
+    except (InputError, OSError, ValidationError, DatasetError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except (RuntimeError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_SERVER
+    text = json.dumps(result.to_wire(), indent=2)
+    if args.output == "-":
+        print(text)
+    else:
+        Path(args.output).write_text(text + "\n")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

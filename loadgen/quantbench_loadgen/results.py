@@ -165,9 +165,62 @@ class ServingRateResult(StepResult):
     goodput_ratio: float | None = Field(
         default=None, ge=0, le=1, description="Share of measured requests meeting every SLO."
     )
+    goodput_tokens_per_s: float | None = Field(
+        default=None, ge=0, description="Output tokens/s of completed requests meeting every SLO."
+    )
     schedule_lag_ms: LatencyStats | None = Field(
         default=None,
         description="How late requests were sent versus the arrival schedule: shows when the client lagged.",
+    )
+
+
+class CapacityResult(ApiModel):
+    """Capacity workload: the rates tried (their full results are in ``serving``, in the order tried) and
+    the highest one that met the SLO."""
+
+    percentile: int = Field(description="Latency percentile held to the SLO.")
+    tried_rates_per_s: list[float] = Field(default_factory=list, description="Rates tried, in order.")
+    passed: list[bool] = Field(default_factory=list, description="Whether each tried rate met the SLO.")
+    misses: list[list[str]] = Field(
+        default_factory=list, description="Why each tried rate failed the SLO (empty when it passed)."
+    )
+    capacity_requests_per_s: float | None = Field(
+        default=None, ge=0, description="Highest tried rate that met the SLO; null when none did."
+    )
+    failing_rate_per_s: float | None = Field(
+        default=None,
+        ge=0,
+        description="Lowest tried rate above the capacity that failed (the bracket's top).",
+    )
+    output_tokens_per_s: float | None = Field(
+        default=None, ge=0, description="Output tokens/s measured at the capacity rate."
+    )
+    goodput_tokens_per_s: float | None = Field(
+        default=None,
+        ge=0,
+        description="Output tokens/s of the requests that met every SLO, at the capacity rate.",
+    )
+    reached_max_rate: bool = Field(
+        default=False, description="The highest allowed rate passed: the true capacity may be higher."
+    )
+    budget_exhausted: bool = Field(
+        default=False, description="The step budget ended the search before the bracket was within tolerance."
+    )
+
+
+class RepetitionFigures(ApiModel):
+    """One repetition's headline figures (a workload with ``repetitions`` > 1 records one per repetition)."""
+
+    ms_per_token: float | None = Field(default=None, ge=0, description="Latency workload: mean TPOT, ms.")
+    output_tokens_per_s: dict[str, float] = Field(
+        default_factory=dict,
+        description="Output tokens/s per step: batch size (throughput) or rate label (serving).",
+    )
+    ttft_median_ms: dict[str, float] = Field(
+        default_factory=dict, description="Serving: median TTFT per rate label, ms."
+    )
+    itl_median_ms: dict[str, float] = Field(
+        default_factory=dict, description="Serving: median ITL per rate label, ms."
     )
 
 
@@ -178,7 +231,7 @@ class LoadgenResult(ApiModel):
         default=RESULT_API_VERSION, description="Version of this result shape."
     )
     workload_name: str = Field(description="Name of the workload in the benchmark spec.")
-    workload_type: WorkloadType = Field(description="latency, throughput or serving.")
+    workload_type: WorkloadType = Field(description="latency, throughput, serving or capacity.")
     server_url: str = Field(description="Base URL of the server that was measured.")
     model: str = Field(description="Model name sent in requests (the server's served model name).")
     endpoint: Literal["completions", "chat"] = Field(description="OpenAI-compatible endpoint used.")
@@ -196,6 +249,12 @@ class LoadgenResult(ApiModel):
     )
     server_telemetry: ServerTelemetry | None = Field(
         default=None, description="The server's /metrics sampled during the run, with a summary per step."
+    )
+    capacity: CapacityResult | None = Field(default=None, description="Capacity workload result.")
+    repetitions: list[RepetitionFigures] = Field(
+        default_factory=list,
+        description="Headline figures of every repetition (workloads with repetitions > 1); the step "
+        "results above are the first repetition's.",
     )
     total_failed: int = Field(default=0, ge=0, description="Failed measured requests over every step.")
     complete: bool = Field(

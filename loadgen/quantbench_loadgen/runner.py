@@ -12,11 +12,14 @@ from datetime import UTC, datetime
 
 from quantbench_loadgen import __version__
 from quantbench_loadgen.arrivals import arrival_offsets, schedule
+from quantbench_loadgen.capacity import Trial, bracket, next_rate, slo_misses
 from quantbench_loadgen.client import Endpoint, StreamingClient, request_body, server_root
 from quantbench_loadgen.datasets import Prompt, describe, load_prompts, random_prompts
 from quantbench_loadgen.results import (
+    CapacityResult,
     LatencyResult,
     LoadgenResult,
+    RepetitionFigures,
     ServingRateResult,
     ThroughputBatchResult,
 )
@@ -24,6 +27,7 @@ from quantbench_loadgen.schema import duration_seconds, rate_label
 from quantbench_loadgen.sender import Planned, Runner, RunOptions, StepRun
 from quantbench_loadgen.shards import ShardJob, run_sharded, split
 from quantbench_loadgen.specs import (
+    CapacityWorkload,
     DatasetKind,
     DatasetSource,
     LatencyWorkload,
@@ -42,7 +46,7 @@ from quantbench_loadgen.stats import (
 from quantbench_loadgen.telemetry import TelemetryScraper
 from quantbench_loadgen.tokenization import Tokenizer
 
-AnyWorkload = LatencyWorkload | ThroughputWorkload | ServingWorkload
+AnyWorkload = LatencyWorkload | ThroughputWorkload | ServingWorkload | CapacityWorkload
 DURATION_PROMPT_POOL = 1000  # distinct prompts cycled through by a duration-bounded serving step
 
 
@@ -182,6 +186,13 @@ async def run_serving(
             if good is None
             else (len(good) / fields["duration_s"] if fields["duration_s"] else 0.0),
             goodput_ratio=None if good is None else (len(good) / len(recs) if recs else 0.0),
+            goodput_tokens_per_s=None
+            if good is None
+            else (
+                sum(r.output_tokens or 0 for r in good) / fields["duration_s"]
+                if fields["duration_s"]
+                else 0.0
+            ),
             schedule_lag_ms=latency_stats(lags) if lags and not math.isinf(rate) else None,
         )
         out.append((result, run))
@@ -254,6 +265,54 @@ async def server_telemetry(url: str, options: RunOptions) -> AsyncIterator[Telem
         yield scraper
 
 
+async def run_capacity(
+    runner: Runner, wl: CapacityWorkload, prompts: Sequence[Prompt]
+) -> tuple[CapacityResult, list[ServingRateResult]]:
+    """Search the highest rate meeting the SLO (`quantbench_loadgen.capacity`), one serving run per step."""
+    trials: list[Trial] = []
+    steps: list[ServingRateResult] = []
+    out = CapacityResult(percentile=wl.percentile)
+    while len(trials) < wl.steps and not runner.stopping:
+        rate = next_rate(trials, wl.start_rate, wl.max_rate, wl.growth, wl.tolerance)
+        if rate is None:
+            break
+        [(step, _)] = await run_serving(runner, wl.serving_at(rate), prompts)
+        misses = slo_misses(step, wl.slo, wl.percentile, wl.max_failed_ratio)
+        trials.append(Trial(rate, not misses))
+        steps.append(step)
+        out.tried_rates_per_s.append(rate)
+        out.passed.append(not misses)
+        out.misses.append(misses)
+    lo, hi = bracket(trials)
+    out.capacity_requests_per_s, out.failing_rate_per_s = lo, hi
+    out.reached_max_rate = lo is not None and lo >= wl.max_rate
+    out.budget_exhausted = (
+        len(trials) >= wl.steps
+        and next_rate(trials, wl.start_rate, wl.max_rate, wl.growth, wl.tolerance) is not None
+    )
+    if lo is not None:
+        at = steps[trials.index(Trial(lo, True))]
+        out.output_tokens_per_s = at.output_tokens_per_s
+        out.goodput_tokens_per_s = at.goodput_tokens_per_s
+    return out, steps
+
+
+def repetition_figures(
+    latency: LatencyResult | None,
+    throughput: Sequence[ThroughputBatchResult],
+    serving: Sequence[ServingRateResult],
+) -> RepetitionFigures:
+    """The headline figures of one repetition of a workload."""
+    done = [s for s in serving if s.completed > 0]
+    return RepetitionFigures(
+        ms_per_token=latency.ms_per_token if latency is not None and latency.completed > 0 else None,
+        output_tokens_per_s={str(t.batch_size): t.output_tokens_per_s for t in throughput if t.completed > 0}
+        | {s.rate_label: s.output_tokens_per_s for s in done},
+        ttft_median_ms={s.rate_label: s.ttft.median_ms for s in done},
+        itl_median_ms={s.rate_label: s.itl.median_ms for s in done if s.itl.count},
+    )
+
+
 async def run_workload(
     wl: AnyWorkload,
     *,
@@ -266,7 +325,11 @@ async def run_workload(
     """Run one workload end to end and build its result (partial when the server fails)."""
     started = datetime.now(UTC)
     ep: Endpoint = "chat" if wl.endpoint == "chat" else "completions"
-    prompts = serving_prompts(wl, tokenizer) if isinstance(wl, ServingWorkload) else []
+    prompts = (
+        serving_prompts(wl.serving_at(1.0) if isinstance(wl, CapacityWorkload) else wl, tokenizer)
+        if isinstance(wl, ServingWorkload | CapacityWorkload)
+        else []
+    )
     async with (
         StreamingClient(
             url,
@@ -288,24 +351,44 @@ async def run_workload(
             endpoint=wl.endpoint,
             seed=wl.seed,
             dataset=describe(wl.dataset)
-            if isinstance(wl, ServingWorkload)
+            if isinstance(wl, ServingWorkload | CapacityWorkload)
             else describe(_random_source(wl.input_len, wl.output_len)),
             started_at=started,
             finished_at=started,
             tool_version=__version__,
         )
-        if isinstance(wl, LatencyWorkload):
-            result.latency, _ = await run_latency(runner, wl, tokenizer)
-        elif isinstance(wl, ThroughputWorkload):
-            result.throughput = [r for r, _ in await run_throughput(runner, wl, tokenizer)]
-        else:
-            result.serving = [r for r, _ in await run_serving(runner, wl, prompts)]
+        figures: list[RepetitionFigures] = []
+        for rep in range(wl.repetitions):
+            if runner.stopping:
+                break
+            latency: LatencyResult | None = None
+            throughput: list[ThroughputBatchResult] = []
+            serving: list[ServingRateResult] = []
+            if isinstance(wl, LatencyWorkload):
+                latency, _ = await run_latency(runner, wl, tokenizer)
+            elif isinstance(wl, ThroughputWorkload):
+                throughput = [r for r, _ in await run_throughput(runner, wl, tokenizer)]
+            elif isinstance(wl, CapacityWorkload):
+                capacity, serving = await run_capacity(runner, wl, prompts)
+                if rep == 0:
+                    result.capacity = capacity
+            else:
+                serving = [r for r, _ in await run_serving(runner, wl, prompts)]
+            if rep == 0:
+                result.latency, result.throughput, result.serving = latency, throughput, serving
+            else:
+                result.total_failed += sum(
+                    s.failed for s in [*([latency] if latency else []), *throughput, *serving]
+                )
+            figures.append(repetition_figures(latency, throughput, serving))
+        if wl.repetitions > 1:
+            result.repetitions = figures
     if scraper is not None:
         result.server_telemetry = scraper.result()
         if result.server_telemetry is None:
             result.notes.append(f"no server telemetry: {scraper.metrics_url} answered no scrape")
     steps = [result.latency] if result.latency is not None else [*result.throughput, *result.serving]
-    result.total_failed = sum(s.failed for s in steps)
+    result.total_failed += sum(s.failed for s in steps)
     for s in steps:
         if s.num_requests and s.completed == 0 and not runner.stopping:
             result.notes.append(f"every request failed ({s.failures}): check the server url and model")

@@ -139,6 +139,7 @@ class WorkloadType(StrEnum):
     LATENCY = "latency"
     THROUGHPUT = "throughput"
     SERVING = "serving"
+    CAPACITY = "capacity"
 
 
 class ArrivalProcess(StrEnum):
@@ -168,6 +169,14 @@ class _WorkloadBase(ApiModel):
     seed: int = Field(default=0, ge=0, description="Seed for prompts and arrivals: same seed, same run.")
     endpoint: Literal["completions", "chat"] = Field(
         default="completions", description="OpenAI-compatible endpoint to call."
+    )
+    repetitions: int = Field(
+        default=1,
+        ge=1,
+        le=50,
+        description="Run the workload's steps this many times (same prompts and seed): every figure and "
+        "ratio to the baseline then gets a 95% confidence interval, and 'equal' means the interval of the "
+        "ratio contains 1.",
     )
 
 
@@ -245,10 +254,121 @@ class ServingWorkload(_WorkloadBase):
         return self
 
 
-Workload = Annotated[LatencyWorkload | ThroughputWorkload | ServingWorkload, Field(discriminator="type")]
+CAPACITY_NEEDS_SLO = "a capacity workload needs slo.ttftMs, slo.itlMs, slo.tpotMs or slo.e2eMs"
+CAPACITY_RANGE = "capacity: startRate must be at most maxRate"
+CAPACITY_ONE_AMOUNT = "capacity: set exactly one of numPrompts and duration (requests per tried rate)"
+
+
+class CapacityWorkload(_WorkloadBase):
+    """The highest request rate whose latency percentiles meet the SLO: a bounded search (geometric growth
+    from startRate until a rate fails, then geometric bisection) of at most ``steps`` serving runs."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            cel("has(self.numPrompts) != has(self.duration)", CAPACITY_ONE_AMOUNT),
+            cel(
+                "has(self.slo) && (has(self.slo.ttftMs) || has(self.slo.itlMs) || has(self.slo.tpotMs)"
+                " || has(self.slo.e2eMs))",
+                CAPACITY_NEEDS_SLO,
+            ),
+            # The apiserver applies no defaults to fields only one workload type has: write them out.
+            cel(
+                "(has(self.startRate) ? self.startRate : 1.0) <= (has(self.maxRate) ? self.maxRate : 1000.0)",
+                CAPACITY_RANGE,
+            ),
+        )
+    )
+
+    type: Literal[WorkloadType.CAPACITY] = Field(description="capacity")
+    dataset: DatasetSource = Field(description="Where the prompts come from.")
+    slo: Slo = Field(description="Objectives every tried rate must meet at the chosen percentile.")
+    percentile: Literal[50, 90, 95, 99] = Field(
+        default=90, description="Latency percentile held to the SLO (p90: 90% of requests meet it)."
+    )
+    start_rate: float = Field(default=1.0, gt=0, le=100_000, description="First rate tried, requests/s.")
+    max_rate: float = Field(default=1000.0, gt=0, le=100_000, description="Highest rate tried, requests/s.")
+    steps: int = Field(
+        default=16,
+        ge=2,
+        le=64,
+        description="Serving runs the search may use. With growth 2 it needs about log2(capacity / "
+        "startRate) + 4 to end within 10% of the capacity.",
+    )
+    growth: float = Field(default=2.0, gt=1.0, le=16.0, description="Rate factor while every rate passes.")
+    tolerance: float = Field(
+        default=0.05,
+        gt=0,
+        lt=1,
+        description="Stop when the failing rate is within this share above the passing one.",
+    )
+    num_prompts: int | None = Field(default=None, ge=1, le=1_000_000, description="Requests per tried rate.")
+    duration: Duration | None = Field(default=None, description="Run each tried rate for this long instead.")
+    max_concurrency: int | None = Field(
+        default=None, ge=1, le=100_000, description="Cap on requests in flight."
+    )
+    arrival: ArrivalProcess = Field(default=ArrivalProcess.POISSON, description="Inter-arrival distribution.")
+    burstiness: float = Field(default=1.0, gt=0, le=100, description="Gamma shape (1 is Poisson).")
+    warmup_requests: int = Field(default=0, ge=0, le=10_000, description="Requests sent first at each rate.")
+    max_failed_ratio: float = Field(
+        default=0.0, ge=0, lt=1, description="Share of failed requests a passing rate may have."
+    )
+
+    @model_validator(mode="after")
+    def _valid(self) -> Self:
+        if (self.num_prompts is None) == (self.duration is None):
+            raise ValueError(CAPACITY_ONE_AMOUNT)
+        if all(v is None for v in (self.slo.ttft_ms, self.slo.itl_ms, self.slo.tpot_ms, self.slo.e2e_ms)):
+            raise ValueError(CAPACITY_NEEDS_SLO)
+        if self.start_rate > self.max_rate:
+            raise ValueError(f"{CAPACITY_RANGE} (got {self.start_rate} > {self.max_rate})")
+        return self
+
+    def serving_at(self, rate: float) -> ServingWorkload:
+        """The serving workload that tries one rate."""
+        return ServingWorkload(
+            name=self.name,
+            seed=self.seed,
+            endpoint=self.endpoint,
+            type=WorkloadType.SERVING,
+            dataset=self.dataset,
+            request_rates=[rate if float(rate).is_integer() else f"{rate:.6g}"],
+            num_prompts=self.num_prompts,
+            duration=self.duration,
+            max_concurrency=self.max_concurrency,
+            arrival=self.arrival,
+            burstiness=self.burstiness,
+            warmup_requests=self.warmup_requests,
+            slo=self.slo,
+        )
+
+
+Workload = Annotated[
+    LatencyWorkload | ThroughputWorkload | ServingWorkload | CapacityWorkload, Field(discriminator="type")
+]
 
 
 GSM8K_SOURCE = "accuracy.dataset.kind must be gsm8k for the gsm8k task"
+
+
+class SequentialSpec(ApiModel):
+    """Ask the questions in chunks and stop a variant as soon as its accuracy verdict is decided."""
+
+    looks: int = Field(default=5, ge=2, le=20, description="Analyses (equal chunks of questions).")
+    discordance: float = Field(
+        default=0.05,
+        gt=0,
+        le=1,
+        description="Planning share of questions the variant answers differently from the baseline (right "
+        "on one side, wrong on the other); sets how many questions the design may ask.",
+    )
+
+
+class FidelitySpec(ApiModel):
+    """Fidelity to the baseline on GSM8K questions: teacher-forced top-k KL divergence and agreement."""
+
+    prompts: int = Field(default=16, ge=1, le=1000, description="GSM8K test questions to compare on.")
+    max_tokens: int = Field(default=32, ge=1, le=1024, description="The baseline's greedy answer length.")
+    top_k: int = Field(default=20, ge=1, le=20, description="Log-probabilities per position (vLLM: <= 20).")
 
 
 class AccuracySpec(ApiModel):
@@ -266,9 +386,27 @@ class AccuracySpec(ApiModel):
     seed: int = Field(default=1234, ge=0, description="Seed for few-shot sampling and generation.")
     max_gen_tokens: int = Field(default=256, ge=16, le=8192, description="Generation cap per answer.")
     concurrency: int = Field(default=8, ge=1, le=1024, description="Requests in flight against the server.")
+    margin: float = Field(
+        default=2.0,
+        gt=0,
+        lt=100,
+        description="Non-inferiority margin in accuracy points: a variant passes when its accuracy is shown to "
+        "be no worse than the baseline's minus this many points (one-sided paired test).",
+    )
     dataset: DatasetSource | None = Field(
         default=None,
         description="GSM8K folder (kind gsm8k) with train.jsonl and test.jsonl; default: $QUANTBENCH_GSM8K_DIR, else the public openai/gsm8k.",
+    )
+    fidelity: FidelitySpec | None = Field(
+        default=None,
+        description="Also measure each variant's token distributions against the baseline's (KL divergence, "
+        "top-1 and greedy answer agreement): it detects quantization damage with far fewer questions.",
+    )
+    sequential: SequentialSpec | None = Field(
+        default=None,
+        description="Group-sequential evaluation: the baseline answers the design's maximum number of "
+        "questions (at most limit); each variant answers them in chunks and stops once non-inferiority at "
+        "the margin is shown or ruled out (5% error rate and 80% power kept).",
     )
 
     @model_validator(mode="after")

@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from quantbench.analysis.run_results import RunResults
-from quantbench.analysis.summary import build_summary
+from quantbench.analysis.summary import SummarySettings, build_summary
 from quantbench.api.summary import RunSummary
 from quantbench.api.v1alpha1 import (
     API_VERSION,
@@ -465,7 +465,7 @@ class Driver:
 
     def _summary(self, body: dict[str, Any], results: RunResults) -> RunSummary | None:
         try:
-            return build_summary(results)
+            return build_summary(results, SummarySettings(prices=self.settings.gpu_hour_prices))
         except Exception as exc:  # a summary bug must not wedge the run: record it and go on
             log.exception("summary of %s failed", body["metadata"]["name"])
             self._note(body, "Warning", "SummaryFailed", f"the run's summary could not be computed: {exc}")

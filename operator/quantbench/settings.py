@@ -73,11 +73,24 @@ class OperatorSettings(BaseModel):
     metrics_port: int | None = Field(
         default=None, ge=1, le=65535, description="Serve the summaries as Prometheus metrics on this port."
     )
+    gpu_hour_prices: dict[str, float] = Field(
+        default_factory=dict,
+        description="USD per GPU-hour by node pool ('*': any pool), JSON object; a benchmark's own "
+        "spec.gpuHourPrices wins.",
+    )
     results_dir: str | None = Field(
         default=None, description="If set, each run's results folder is also written under this path."
     )
 
-    @field_validator("server_pod_annotations", "job_pod_annotations", mode="before")
+    @field_validator("gpu_hour_prices")
+    @classmethod
+    def _prices(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = {k: v for k, v in value.items() if not v >= 0}
+        if bad:
+            raise ValueError(f"GPU-hour prices must be >= 0, got {bad}")
+        return value
+
+    @field_validator("server_pod_annotations", "job_pod_annotations", "gpu_hour_prices", mode="before")
     @classmethod
     def _json_object(cls, value: object) -> object:
         if isinstance(value, str):

@@ -11,6 +11,7 @@ from quantbench.analysis.run_results import (
     RunInfo,
     ServerInfo,
     write_accuracy_result,
+    write_fidelity_result,
     write_loadgen_result,
     write_run_info,
     write_server_info,
@@ -19,10 +20,13 @@ from quantbench.api.v1alpha1 import QuantBenchmarkSpec, VariantPhase
 from quantbench.probe.references import load_reference
 from quantbench.probe.result import ProbeResult
 from quantbench_loadgen.accuracy.results import AccuracyResult, ExtractorScore, QuestionOutcome, question_key
+from quantbench_loadgen.fidelity import FidelityResult
 from quantbench_loadgen.results import (
+    CapacityResult,
     LatencyResult,
     LatencyStats,
     LoadgenResult,
+    RepetitionFigures,
     ServingRateResult,
     ThroughputBatchResult,
 )
@@ -104,6 +108,58 @@ def throughput_result(points: dict[int, float]) -> LoadgenResult:
             )
             for bs, tps in sorted(points.items())
         ],
+    )
+
+
+def with_repetitions(result: LoadgenResult, factors: list[float]) -> LoadgenResult:
+    """The result as if measured len(factors) times, each repetition's times scaled by its factor (rates by
+    its inverse)."""
+    reps = []
+    for f in factors:
+        reps.append(
+            RepetitionFigures(
+                ms_per_token=result.latency.ms_per_token * f if result.latency is not None else None,
+                output_tokens_per_s={str(t.batch_size): t.output_tokens_per_s / f for t in result.throughput}
+                | {s.rate_label: s.output_tokens_per_s / f for s in result.serving},
+                ttft_median_ms={s.rate_label: s.ttft.median_ms * f for s in result.serving},
+                itl_median_ms={s.rate_label: s.itl.median_ms * f for s in result.serving},
+            )
+        )
+    return result.model_copy(update={"repetitions": reps})
+
+
+def capacity_result(trials: dict[float, tuple[float, bool]], goodput_tokens_per_s: float) -> LoadgenResult:
+    """A capacity search: rate -> (p90 TTFT ms, met the SLO), in the order tried; the goodput tokens/s at the
+    highest passing rate."""
+    passing = [r for r, (_, ok) in trials.items() if ok]
+    capacity = max(passing) if passing else None
+    steps = [
+        ServingRateResult(
+            **_step(100, goodput_tokens_per_s * rate / (capacity or rate), ttft * 0.8, 12.0),
+            rate_label=f"{rate:g}",
+            request_rate_per_s=rate,
+            arrival="poisson",
+            burstiness=1.0,
+            peak_concurrency=8,
+            warmup_requests=0,
+        )
+        for rate, (ttft, _) in trials.items()
+    ]
+    for step, (ttft, _) in zip(steps, trials.values(), strict=True):
+        step.ttft.p90_ms = ttft
+    return _result(
+        "capacity",
+        WorkloadType.CAPACITY,
+        serving=steps,
+        capacity=CapacityResult(
+            percentile=90,
+            tried_rates_per_s=list(trials),
+            passed=[ok for _, ok in trials.values()],
+            misses=[[] if ok else ["p90 TTFT over"] for _, ok in trials.values()],
+            capacity_requests_per_s=capacity,
+            output_tokens_per_s=goodput_tokens_per_s,
+            goodput_tokens_per_s=goodput_tokens_per_s if capacity else None,
+        ),
     )
 
 
@@ -205,9 +261,14 @@ class VariantData:
     kernel: str | None = None
     node_pool: str | None = None
     gpu: str | None = None
+    repetitions: list[float] | None = None  # run-to-run factors of each repetition (None: one run)
+    capacity: tuple[dict[float, tuple[float, bool]], float] | None = None  # capacity_result's arguments
+    fidelity: tuple[float, float, float, float] | None = None  # mean KL, p99 KL, top-1, greedy agreement
 
 
-def spec_for(variants: list[VariantData], baseline: str) -> QuantBenchmarkSpec:
+def spec_for(
+    variants: list[VariantData], baseline: str, prices: dict[str, float] | None = None
+) -> QuantBenchmarkSpec:
     return QuantBenchmarkSpec.model_validate(
         {
             "model": "meta-llama/Llama-3.1-8B-Instruct",
@@ -223,16 +284,28 @@ def spec_for(variants: list[VariantData], baseline: str) -> QuantBenchmarkSpec:
                     "numPrompts": 100,
                     "requestRates": [1, 4, "inf"],
                 },
+                {
+                    "name": "capacity",
+                    "type": "capacity",
+                    "dataset": {"kind": "random", "inputLen": 512, "outputLen": 128},
+                    "slo": {"ttftMs": 500},
+                    "numPrompts": 100,
+                },
             ],
-            "accuracy": {"limit": 100},
+            "accuracy": {"limit": 100, "margin": 5},
+            "gpuHourPrices": prices or {},
         }
     )
 
 
 def write_run(
-    root: Path, variants: list[VariantData], baseline: str, gpu: str | None = "NVIDIA H100 80GB HBM3"
+    root: Path,
+    variants: list[VariantData],
+    baseline: str,
+    gpu: str | None = "NVIDIA H100 80GB HBM3",
+    prices: dict[str, float] | None = None,
 ) -> Path:
-    spec = spec_for(variants, baseline)
+    spec = spec_for(variants, baseline, prices)
     write_run_info(
         root, RunInfo(benchmark="llama31-8b", run_id="r20261123-0300", started_at=T0, gpu=gpu, spec=spec)
     )
@@ -253,20 +326,45 @@ def write_run(
         )
         if v.phase != VariantPhase.SUCCEEDED:
             continue
+        results = []
         if v.ms_per_token is not None:
-            write_loadgen_result(root, v.name, latency_result(v.ms_per_token))
+            results.append(latency_result(v.ms_per_token))
         if v.throughput:
-            write_loadgen_result(root, v.name, throughput_result(v.throughput))
+            results.append(throughput_result(v.throughput))
         if v.serving:
-            write_loadgen_result(root, v.name, serving_result(v.serving))
+            results.append(serving_result(v.serving))
+        if v.capacity is not None:
+            results.append(capacity_result(*v.capacity))
+        for result in results:
+            write_loadgen_result(
+                root, v.name, with_repetitions(result, v.repetitions) if v.repetitions else result
+            )
         if v.correct is not None:
             write_accuracy_result(root, v.name, accuracy_result(v.correct))
+        if v.fidelity is not None:
+            mean_kl, p99_kl, top1, greedy = v.fidelity
+            write_fidelity_result(
+                root,
+                v.name,
+                FidelityResult(
+                    prompts=16,
+                    positions=512,
+                    top_k=20,
+                    mean_kl=mean_kl,
+                    p99_kl=p99_kl,
+                    top1_agreement=top1,
+                    greedy_agreement=greedy,
+                ),
+            )
     return root
+
+
+DEMO_PRICES = {"*": 3.0}  # USD per GPU-hour on any pool
 
 
 def demo_variants() -> list[VariantData]:
     """A realistic comparison on an H100: every verdict appears once."""
-    base, free = paired(100, 80, lost=3, gained=2)
+    base, free = paired(100, 80, lost=2, gained=2)
     _, under_load = paired(100, 80, lost=4, gained=2)
     _, lossy = paired(100, 80, lost=15, gained=1)
     _, same = paired(100, 80, lost=1, gained=1)
@@ -280,6 +378,11 @@ def demo_variants() -> list[VariantData]:
             15.0,
             base,
             kernel="none",
+            repetitions=[1.0, 1.02, 1 / 1.02],
+            capacity=(
+                {2: (180, True), 4: (260, True), 8: (900, False), 5.66: (420, True), 6.73: (610, False)},
+                1100,
+            ),
         ),
         VariantData(
             "fp8",
@@ -290,6 +393,19 @@ def demo_variants() -> list[VariantData]:
             8.5,
             free,
             kernel="fp8",
+            repetitions=[1.0, 1.03, 1 / 1.03],
+            fidelity=(0.0021, 0.031, 0.985, 0.9375),
+            capacity=(
+                {
+                    2: (120, True),
+                    4: (160, True),
+                    8: (300, True),
+                    16: (1400, False),
+                    11.3: (480, True),
+                    13.5: (800, False),
+                },
+                2600,
+            ),
         ),
         VariantData(
             "awq-int4",
@@ -300,6 +416,11 @@ def demo_variants() -> list[VariantData]:
             5.4,
             under_load,
             kernel="awq_marlin",
+            fidelity=(0.043, 0.61, 0.91, 0.625),
+            capacity=(
+                {2: (110, True), 4: (150, True), 8: (700, False), 5.66: (380, True), 6.73: (520, False)},
+                1000,
+            ),
         ),
         VariantData(
             "gptq-int4",
@@ -312,6 +433,16 @@ def demo_variants() -> list[VariantData]:
             kernel="gptq_marlin",
         ),
         VariantData("int8", "int8-w8a8", 10.2, {1: 98.0, 16: 1000.0, 64: 2950.0}, {}, 8.6, same),
+        VariantData(
+            "awq-legacy",
+            "awq-int4",
+            7.5,
+            {1: 133.0, 16: 700.0, 64: 900.0},
+            {},
+            5.4,
+            same,
+            kernel="awq",
+        ),
         VariantData(
             "fp16",
             "fp16",
@@ -326,7 +457,7 @@ if __name__ == "__main__":
     import sys
 
     target = Path(sys.argv[1] if len(sys.argv) > 1 else "out/report-demo/results")
-    print(write_run(target, demo_variants(), "bf16"))
+    print(write_run(target, demo_variants(), "bf16", prices=DEMO_PRICES))
 
 
 def probe_result(gpu: str | None = None, bandwidth_bytes_per_s: float | None = None) -> ProbeResult:

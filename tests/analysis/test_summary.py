@@ -7,17 +7,31 @@ from pathlib import Path
 
 import pytest
 
-from quantbench.analysis.run_results import ResultsError, RunResults, write_probe_result
+from quantbench.analysis.run_results import (
+    ResultsError,
+    RunResults,
+    write_accuracy_result,
+    write_probe_result,
+)
 from quantbench.analysis.summary import build_summary, crossover_source
-from quantbench.api.summary import RunSummary, VariantSummary, Verdict
+from quantbench.api.summary import QualityVerdict, RunSummary, VariantSummary, Verdict
 from quantbench.probe.references import load_reference
 from quantbench.probe.specs import match_gpu_spec
-from tests.analysis.builders import VariantData, demo_variants, paired, probe_result, write_run
+from quantbench_loadgen.accuracy.results import SequentialRecord
+from tests.analysis.builders import (
+    DEMO_PRICES,
+    VariantData,
+    accuracy_result,
+    demo_variants,
+    paired,
+    probe_result,
+    write_run,
+)
 
 
 @pytest.fixture
 def summary(tmp_path: Path) -> RunSummary:
-    return build_summary(RunResults.load(write_run(tmp_path, demo_variants(), "bf16")))
+    return build_summary(RunResults.load(write_run(tmp_path, demo_variants(), "bf16", prices=DEMO_PRICES)))
 
 
 def row(summary: RunSummary, name: str) -> VariantSummary:
@@ -30,8 +44,9 @@ def test_verdicts(summary: RunSummary) -> None:
         "bf16": Verdict.BASELINE,
         "fp8": Verdict.FREE_SPEEDUP,
         "awq-int4": Verdict.LATENCY_WIN_LOSES_UNDER_LOAD,
-        "gptq-int4": Verdict.SPEEDUP_WITH_QUALITY_LOSS,
+        "gptq-int4": Verdict.SPEEDUP_BUT_INFERIOR,
         "int8": Verdict.MEMORY_WIN_ONLY,
+        "awq-legacy": Verdict.SLOW_KERNEL,
         "fp16": Verdict.FAILED,
     }
     assert summary.best == "fp8"
@@ -57,17 +72,41 @@ def test_accuracy_paired_statistics(summary: RunSummary) -> None:
     assert base.accuracy.interval95.low == pytest.approx(0.7112, abs=1e-4)  # Wilson, 80/100
     assert base.accuracy.interval95.high == pytest.approx(0.8666, abs=1e-4)
     assert fp8.accuracy is not None and gptq.accuracy is not None
-    assert fp8.accuracy.delta_to_baseline == pytest.approx(-0.01)
-    assert (fp8.accuracy.baseline_only_correct, fp8.accuracy.variant_only_correct) == (3, 2)
+    assert fp8.accuracy.delta_to_baseline == pytest.approx(0.0)
+    assert (fp8.accuracy.baseline_only_correct, fp8.accuracy.variant_only_correct) == (2, 2)
     assert fp8.accuracy.paired_p_value == pytest.approx(1.0)
     assert (
         fp8.accuracy.minimum_detectable_delta is not None
-        and 0.05 < fp8.accuracy.minimum_detectable_delta < 0.1
+        and 0.04 < fp8.accuracy.minimum_detectable_delta < 0.1
     )
-    assert any("smaller drops cannot be ruled out" in e for e in fp8.evidence)
+    # Non-inferiority at the spec's 5-point margin.
+    assert fp8.accuracy.margin == pytest.approx(0.05)
+    assert fp8.accuracy.quality == QualityVerdict.NON_INFERIOR
+    assert fp8.accuracy.delta_bounds is not None and fp8.accuracy.delta_bounds.low > -0.05
+    assert any("non-inferior at a 5-point margin" in e for e in fp8.evidence)
     assert gptq.accuracy.delta_to_baseline == pytest.approx(-0.14)
     assert gptq.accuracy.paired_p_value == pytest.approx(2 * 17 / 2**16)
-    assert any("significant)" in e and "15 lost, 1 gained" in e for e in gptq.evidence)
+    assert gptq.accuracy.quality == QualityVerdict.INFERIOR
+    assert any("15 lost, 1 gained" in e for e in gptq.evidence)
+    assert any("inferior at a 5-point margin" in e for e in gptq.evidence)
+
+
+def test_an_undecided_accuracy_says_how_many_questions_would_settle_it(tmp_path: Path) -> None:
+    base, var = paired(100, 80, lost=4, gained=2)
+    variants = [
+        VariantData("bf16", "bf16", 10.0, {1: 100.0, 8: 700.0}, weights_gib=15.0, correct=base),
+        VariantData("fp8", "fp8", 6.0, {1: 160.0, 8: 1100.0}, weights_gib=8.0, correct=var),
+    ]
+    s = build_summary(RunResults.load(write_run(tmp_path, variants, "bf16")))
+    fp8 = row(s, "fp8")
+    assert fp8.verdict == Verdict.SPEEDUP_QUALITY_UNDECIDED
+    acc = fp8.accuracy
+    assert acc is not None and acc.quality == QualityVerdict.UNDECIDED
+    assert acc.questions_needed is not None and acc.questions_needed > 100
+    assert acc.questions_needed_sequential is not None
+    assert acc.questions_needed_sequential < acc.questions_needed
+    assert acc.power_at_margin is not None and acc.power_at_margin < 0.8
+    assert any("undecided at a 5-point margin" in e and "questions settle it" in e for e in fp8.evidence)
 
 
 def test_bandwidth_floor_uses_the_gpu_table(summary: RunSummary) -> None:
@@ -236,3 +275,112 @@ def test_each_pools_probe_sets_its_variants_floors(tmp_path: Path) -> None:
     l40s = match_gpu_spec("NVIDIA L40S")
     assert l40s is not None
     assert floor["bf16-l40s"] == pytest.approx(15 * 2**30 / l40s.memory_bandwidth_bytes_per_s * 1000)
+
+
+def test_repetitions_give_intervals_and_equal_means_the_interval_contains_one(tmp_path: Path) -> None:
+    """fp8 is 3% faster at batch 1 (inside the old 5% margin) but consistently so over five repetitions:
+    with intervals it is faster; int8 is 6% faster on average but noisy: its interval contains 1."""
+    base, same = paired(100, 80, lost=0, gained=0)
+    steady = [1.0, 1.01, 0.99, 1.005, 0.995]
+    noisy = [1.0, 1.25, 0.75, 1.2, 0.8]
+    variants = [
+        VariantData(
+            "bf16", "bf16", 10.0, {1: 100.0, 16: 1000.0}, weights_gib=15.0, correct=base, repetitions=steady
+        ),
+        VariantData(
+            "fp8", "fp8", 9.7, {1: 103.0, 16: 1030.0}, weights_gib=15.0, correct=same, repetitions=steady
+        ),
+        VariantData(
+            "int8",
+            "int8-w8a8",
+            9.4,
+            {1: 106.0, 16: 1000.0},
+            weights_gib=15.0,
+            correct=same,
+            repetitions=noisy,
+        ),
+    ]
+    s = build_summary(RunResults.load(write_run(tmp_path, variants, "bf16")))
+    fp8, int8 = row(s, "fp8"), row(s, "int8")
+    assert fp8.repetitions == 5 and fp8.latency_ratio_interval95 is not None
+    assert fp8.latency_ratio_interval95.high < 1.0
+    assert fp8.ms_per_token_interval95 is not None
+    assert fp8.ms_per_token_interval95.low < 9.7 < fp8.ms_per_token_interval95.high
+    assert fp8.throughput[0].ratio_interval95 is not None and fp8.throughput[0].ratio_interval95.low > 1.0
+    assert fp8.verdict == Verdict.FREE_SPEEDUP
+    assert any("95% CI of the speed ratio" in e for e in fp8.evidence)
+    assert int8.latency_ratio_interval95 is not None
+    assert int8.latency_ratio_interval95.low < 1.0 < int8.latency_ratio_interval95.high
+    assert int8.verdict == Verdict.NO_SIGNIFICANT_DIFFERENCE
+
+
+def test_a_legacy_kernel_on_a_marlin_gpu_is_flagged_with_the_fix(tmp_path: Path) -> None:
+    base, same = paired(100, 80, lost=0, gained=0)
+    variants = [
+        VariantData("bf16", "bf16", 10.0, {1: 100.0, 64: 3000.0}, weights_gib=15.0, correct=base),
+        VariantData(
+            "awq", "awq-int4", 7.0, {1: 140.0, 64: 900.0}, weights_gib=5.4, correct=same, kernel="awq"
+        ),
+    ]
+    s = build_summary(RunResults.load(write_run(tmp_path / "gpu", variants, "bf16")))
+    awq = row(s, "awq")
+    assert awq.verdict == Verdict.SLOW_KERNEL
+    assert awq.kernel_advice is not None and "awq_marlin" in awq.kernel_advice
+    assert "remove quantizationKernel: awq" in awq.kernel_advice
+    assert "compute capability 9.0" in awq.kernel_advice
+    # On a machine without a GPU the legacy kernel is the only one: nothing to flag.
+    cpu = build_summary(RunResults.load(write_run(tmp_path / "cpu", variants, "bf16", gpu=None)))
+    assert row(cpu, "awq").kernel_advice is None
+    assert row(cpu, "awq").verdict == Verdict.LATENCY_WIN_LOSES_UNDER_LOAD
+
+
+def test_capacity_is_per_gpu_quality_gated_and_priced(summary: RunSummary) -> None:
+    fp8, awq, bf16 = row(summary, "fp8"), row(summary, "awq-int4"), row(summary, "bf16")
+    assert fp8.capacity is not None and fp8.capacity.requests_per_second_per_gpu == pytest.approx(11.3)
+    assert fp8.capacity.counts and fp8.capacity.slo == "p90 TTFT <= 500 ms"
+    assert [t.passed for t in fp8.capacity.trials] == [True, True, True, False, True, False]
+    assert awq.capacity is not None and not awq.capacity.counts
+    assert awq.capacity.gate == "accuracy Undecided at the margin"
+    assert bf16.capacity is not None and bf16.capacity.counts  # the baseline needs no accuracy test
+    assert fp8.cost is not None and fp8.cost.usd_per_million_output_tokens == pytest.approx(
+        3.0 / (2600 * 3600) * 1e6
+    )
+    assert summary.best == "fp8"
+    assert summary.recommendation is not None
+    assert summary.recommendation.startswith(
+        "fp8: $0.32 per million output tokens at 11.3 requests/s per GPU"
+    )
+    assert "awq-int4 $0.83, not counted: accuracy Undecided at the margin" in summary.recommendation
+
+
+def test_a_sequential_evaluation_decides_the_accuracy_verdict(tmp_path: Path) -> None:
+    base, var = paired(200, 150, lost=1, gained=1)
+    variants = [
+        VariantData("bf16", "bf16", 10.0, {1: 100.0}, weights_gib=15.0, correct=base),
+        VariantData("fp8", "fp8", 6.0, {1: 160.0}, weights_gib=8.0, correct=var[:80]),
+    ]
+    root = write_run(tmp_path, variants, "bf16")
+    record = SequentialRecord(
+        look_sizes=[80, 160, 240, 320, 400],
+        fixed_questions=340,
+        look=1,
+        questions=80,
+        stopped_early=True,
+        verdict=QualityVerdict.NON_INFERIOR,
+    )
+    stopped = accuracy_result(var[:80]).model_copy(update={"sequential": record})
+    write_accuracy_result(root, "fp8", stopped)
+    fp8 = row(build_summary(RunResults.load(root)), "fp8")
+    assert fp8.accuracy is not None and fp8.accuracy.paired_questions == 80
+    assert fp8.accuracy.quality == QualityVerdict.NON_INFERIOR
+    assert fp8.accuracy.sequential is not None and "stopped early at look 1 of 5" in fp8.accuracy.sequential
+    assert fp8.verdict == Verdict.FREE_SPEEDUP
+    assert any("sequential evaluation stopped early" in e for e in fp8.evidence)
+
+
+def test_fidelity_figures_come_with_the_evidence(summary: RunSummary) -> None:
+    fp8, awq = row(summary, "fp8"), row(summary, "awq-int4")
+    assert fp8.fidelity is not None and fp8.fidelity.mean_kl == pytest.approx(0.0021)
+    assert awq.fidelity is not None and awq.fidelity.top1_agreement == pytest.approx(0.91)
+    assert any("mean KL 0.0021 nats (p99 0.031), top-1 token agreement 98.5%" in e for e in fp8.evidence)
+    assert row(summary, "bf16").fidelity is None

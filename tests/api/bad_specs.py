@@ -99,6 +99,17 @@ def _drop_workload_key(i: int, key: str) -> Callable[[Doc], None]:
     return change
 
 
+def _capacity(i: int, **kw: Any) -> Callable[[Doc], None]:
+    """Turn serving workload i into a capacity workload with these fields."""
+
+    def change(d: Doc) -> None:
+        w = d["spec"]["workloads"][i]
+        del w["requestRates"]
+        w.update(type="capacity", **kw)
+
+    return change
+
+
 def _nothing_to_run(d: Doc) -> None:
     d["spec"]["workloads"] = []
     del d["spec"]["accuracy"]
@@ -131,6 +142,12 @@ BAD_SPECS: list[BadSpec] = [
         _at("variants[1].quantizationKernel", "exllama"),
         "quantizationKernel",
         ("awq_marlin",),
+    ),
+    BadSpec(
+        "kernel-does-not-fit-precision",
+        _at("variants[1].quantizationKernel", "awq"),
+        "spec.variants[1]",
+        ("quantizationKernel must fit the precision", "fp8: fp8, compressed-tensors"),
     ),
     BadSpec("kv-dtype-unknown", _at("variants[1].kvCacheDtype", "int4"), "kvCacheDtype", ("fp8_e4m3",)),
     BadSpec(
@@ -200,6 +217,18 @@ BAD_SPECS: list[BadSpec] = [
         ("give one dataset source",),
     ),
     BadSpec("slo-zero", _workload(2, slo={"ttftMs": 0}), "spec.workloads[2].slo.ttftMs", ("greater than 0",)),
+    BadSpec(
+        "capacity-without-slo",
+        _capacity(2, slo={}),
+        "spec.workloads[2]",
+        ("a capacity workload needs slo",),
+    ),
+    BadSpec(
+        "capacity-start-above-max",
+        _capacity(2, slo={"ttftMs": 500}, startRate=2000),
+        "spec.workloads[2]",
+        ("startRate must be at most maxRate",),
+    ),
     BadSpec(
         "workload-names-repeat",
         _workload(1, name="latency"),

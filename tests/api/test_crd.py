@@ -64,7 +64,7 @@ def test_cross_field_rules_and_union_rules() -> None:
     messages = {r["message"] for r in spec["x-kubernetes-validations"]}
     assert messages == {r.message for r in CROSS_FIELD_RULES.values()}
     workload = spec["properties"]["workloads"]["items"]
-    assert workload["properties"]["type"]["enum"] == ["latency", "throughput", "serving"]
+    assert workload["properties"]["type"]["enum"] == ["latency", "throughput", "serving", "capacity"]
     union_rules = {r["message"]: r["rule"] for r in workload["x-kubernetes-validations"]}
     assert (
         union_rules["type throughput needs batchSizes"] == "self.type != 'throughput' || has(self.batchSizes)"

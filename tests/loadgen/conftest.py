@@ -28,9 +28,13 @@ def scripted_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Script
     servers: dict[tuple[object, ...], tuple[subprocess.Popen[bytes], str]] = {}
 
     def start(
-        ttft_ms: float = 0.0, itl_ms: float = 0.0, record: bool = False, separate_writes: bool = False
+        ttft_ms: float = 0.0,
+        itl_ms: float = 0.0,
+        record: bool = False,
+        separate_writes: bool = False,
+        slots: int = 0,
     ) -> str:
-        key = (ttft_ms, itl_ms, record, separate_writes)
+        key = (ttft_ms, itl_ms, record, separate_writes, slots)
         if key in servers:
             return servers[key][1]
         port_file = tmp_path_factory.mktemp("scripted") / "port"
@@ -42,6 +46,8 @@ def scripted_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Script
             cmd.append("--record")
         if separate_writes:
             cmd.append("--separate-writes")
+        if slots:
+            cmd += ["--slots", str(slots)]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
         while not (port_file.exists() and port_file.read_text()):

@@ -131,6 +131,22 @@ def test_latency_and_throughput_workloads(scripted_server: ScriptedFactory, scri
     assert peak_concurrency([r for r in steps[1].records() if not r.warmup]) == 4
 
 
+def test_repetitions_record_each_repetitions_figures(
+    scripted_server: ScriptedFactory, scripted_tokenizer: Path
+) -> None:
+    url = scripted_server(ttft_ms=3, itl_ms=2)
+    spec = {"name": "l", "type": "latency", "inputLen": 8, "outputLen": 6, "iterations": 2, "repetitions": 3}
+    lat, steps = _run(url, spec, scripted_tokenizer)
+    assert len(lat.repetitions) == 3 and len(steps) == 3
+    assert all(r.ms_per_token is not None and r.ms_per_token > 1.0 for r in lat.repetitions)
+    assert lat.latency is not None and lat.latency.ms_per_token == lat.repetitions[0].ms_per_token
+    served, _ = _run(url, _serving(requestRates=["inf"], numPrompts=6, repetitions=2), scripted_tokenizer)
+    assert [sorted(r.output_tokens_per_s) for r in served.repetitions] == [["inf"], ["inf"]]
+    assert all(r.ttft_median_ms["inf"] >= 3.0 for r in served.repetitions)
+    single, _ = _run(url, _serving(numPrompts=3), scripted_tokenizer)
+    assert single.repetitions == []
+
+
 def test_unreachable_server_gives_a_partial_result(scripted_tokenizer: Path) -> None:
     result, _ = _run(closed_port(), _serving(numPrompts=3, requestRates=["inf"]), scripted_tokenizer)
     s = result.serving[0]

@@ -11,11 +11,13 @@ import yaml
 from quantbench.analysis.run_results import RunResults
 from quantbench.api.v1alpha1 import QuantBenchmarkSpec, Variant
 from quantbench.cli import main
+from quantbench.commands.run import gpu_hour_prices
 from quantbench.local.executor import (
     Device,
     LocalSettings,
     accuracy_argv,
     checkpoint_gib,
+    fidelity_argv,
     local_server_argv,
     probe_argv,
     run_probe,
@@ -196,12 +198,19 @@ def test_a_failing_probe_does_not_fail_the_run(tmp_path: Path) -> None:
     assert not (tmp_path / "probe.json").exists()
 
 
+def test_gpu_hour_prices_option() -> None:
+    assert gpu_hour_prices(["2.5", "h100=4.1"]) == {"*": 2.5, "h100": 4.1}
+    assert gpu_hour_prices([]) == {}
+
+
 @pytest.mark.parametrize(
     ("option", "value", "message"),
     [
         ("--dataset", "serving", "--dataset 'serving': write WORKLOAD=PATH"),
         ("--dataset", "serving=", "--dataset 'serving=': write WORKLOAD=PATH"),
         ("--server-env", "=1", "--server-env '=1': write NAME=VALUE"),
+        ("--gpu-hour-price", "h100=cheap", "--gpu-hour-price 'h100=cheap': write USD or POOL=USD"),
+        ("--gpu-hour-price", "-2", "--gpu-hour-price '-2': write USD or POOL=USD"),
     ],
 )
 def test_run_rejects_malformed_pairs(
@@ -211,3 +220,24 @@ def test_run_rejects_malformed_pairs(
     assert main(args) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_fidelity_commands(tmp_path: Path) -> None:
+    spec = _spec(
+        variants=[{"name": "bf16", "precision": "bf16"}, {"name": "int8", "precision": "int8-w8a8"}],
+        accuracy={"limit": 10, "fidelity": {"prompts": 4, "maxTokens": 8, "topK": 5}},
+    )
+    logged: list[str] = []
+    settings = LocalSettings(out_dir=tmp_path, log=logged.append, gsm8k_dir="/data/gsm8k")
+    base = fidelity_argv(settings, spec, spec.baseline, "http://127.0.0.1:1", "m", tmp_path)
+    assert base is not None and base[3:5] == ["fidelity", "reference"]
+    assert base[base.index("--count") + 1] == "4" and base[base.index("--top-k") + 1] == "5"
+    other = next(v.name for v in spec.variants if v.name != spec.baseline)
+    assert fidelity_argv(settings, spec, other, "u", "m", tmp_path) is None  # no reference yet
+    assert "the baseline wrote no reference" in logged[-1]
+    (tmp_path / spec.baseline).mkdir()
+    (tmp_path / spec.baseline / "fidelity-reference.json").write_text("{}")
+    compare = fidelity_argv(settings, spec, other, "u", "m", tmp_path)
+    assert compare is not None and compare[4] == "compare"
+    assert compare[-1] == str(tmp_path / other / "fidelity.json")
+    assert fidelity_argv(settings, _spec(), spec.baseline, "u", "m", tmp_path) is None

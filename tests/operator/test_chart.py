@@ -84,6 +84,7 @@ def test_helm_template_renders_the_rules_verbatim(tmp_path: Path) -> None:
     defaults = OperatorSettings()
     assert settings.cpu_server_image == defaults.cpu_server_image == "quantbench/vllm-cpu:0.1.0"
     assert settings.job_image == defaults.job_image and settings.hub_access is True
+    assert settings.gpu_hour_prices == {}
 
 
 def test_chart_app_version_is_the_package_version() -> None:

@@ -12,7 +12,7 @@ from xml.etree import ElementTree
 import pytest
 
 from quantbench.cli import main
-from tests.analysis.builders import demo_variants, write_run
+from tests.analysis.builders import DEMO_PRICES, demo_variants, write_run
 
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOT_DIR = REPO / "out" / "report"  # ignored by git; kept so a person can look at the page
@@ -20,7 +20,7 @@ SCREENSHOT_DIR = REPO / "out" / "report"  # ignored by git; kept so a person can
 
 @pytest.fixture(scope="module")
 def report_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    results = write_run(tmp_path_factory.mktemp("results"), demo_variants(), "bf16")
+    results = write_run(tmp_path_factory.mktemp("results"), demo_variants(), "bf16", prices=DEMO_PRICES)
     out = results / "report"
     assert main(["report", str(results), "--format", "md,html", "--out", str(out)]) == 0
     return out
@@ -30,10 +30,17 @@ def test_markdown_report(report_dir: Path) -> None:
     md = (report_dir / "report.md").read_text()
     assert md.startswith("# QuantBench report: llama31-8b (r20261123-0300)")
     assert "| Variant | Precision | Kernel | ms/token (bs=1) |" in md
-    assert "| fp8 | fp8 | fp8 | 6.00 | 1.67x |" in md
+    assert "| fp8 | fp8 | fp8 | 6.00 [5.58, 6.46] | 1.67x [1.57, 1.77] |" in md
     assert "**fp8: free speedup.**" in md
     assert "**awq-int4: latency win, loses under load.**" in md and "from about batch size 27" in md
-    assert "**gptq-int4: speedup, significant quality loss.**" in md and "(p < 0.001)" in md
+    assert "**gptq-int4: speedup, accuracy inferior.**" in md and "(p < 0.001)" in md
+    assert "| non-inferior (≥ " in md and "| inferior (≤ " in md
+    # Capacity per GPU (quality-gated), goodput, cost and the recommendation with its figures.
+    assert "| 0.0021 / 98.5% | 11.3 | 2,600 | $0.321 |" in md
+    assert "5.66 (not counted)" in md
+    assert "fp8: $0.32 per million output tokens at 11.3 requests/s per GPU" in md
+    assert "![capacity](plots/capacity.svg)" in md
+    assert "**awq-legacy: slow kernel, rerun.**" in md and "awq_marlin" in md
     assert "**int8: memory win only.**" in md
     assert "**fp16: failed.** fp16 failed: OutOfMemory" in md
     for stem in ("throughput", "ttft", "itl", "accuracy", "memory"):
@@ -43,7 +50,7 @@ def test_markdown_report(report_dir: Path) -> None:
 
 def test_html_report_is_self_contained(report_dir: Path) -> None:
     html = (report_dir / "report.html").read_text()
-    assert html.count("<svg ") == 5
+    assert html.count("<svg ") == 6  # throughput, ttft, itl, capacity, accuracy, memory
     assert (
         "<script" not in html
         and "src=" not in html

@@ -18,7 +18,9 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
+from quantbench_loadgen.accuracy.results import AccuracyResult
 from quantbench_loadgen.accuracy.runner import AccuracyRequest, AccuracyRunError, run_accuracy
+from quantbench_loadgen.accuracy.sequential import plan_for
 from quantbench_loadgen.accuracy.task import DatasetError
 from quantbench_loadgen.specs import AccuracySpec
 from quantbench_loadgen.telemetry import DEFAULT_INTERVAL_S
@@ -57,6 +59,12 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         metavar="S",
         help=f"sample the server's /metrics every S seconds into the result (0: never; default {DEFAULT_INTERVAL_S})",
     )
+    p.add_argument(
+        "--baseline-result",
+        type=Path,
+        help="with accuracy.sequential: the baseline's AccuracyResult; ask its questions in chunks and stop "
+        "once the variant's verdict is decided",
+    )
     return p
 
 
@@ -80,6 +88,11 @@ def request_from_args(args: argparse.Namespace) -> AccuracyRequest:
         overrides["limit"] = args.limit or None  # 0: the whole test split
     spec = AccuracySpec.model_validate({**spec.model_dump(), **overrides})
     dataset = args.dataset or (spec.dataset.path if spec.dataset is not None else None)
+    baseline = None
+    if args.baseline_result is not None:
+        if spec.sequential is None:
+            raise ValueError("--baseline-result needs accuracy.sequential in the spec")
+        baseline = AccuracyResult.model_validate_json(args.baseline_result.read_text(encoding="utf-8"))
     return AccuracyRequest(
         base_url=args.base_url,
         model=args.model,
@@ -93,6 +106,8 @@ def request_from_args(args: argparse.Namespace) -> AccuracyRequest:
         max_length=args.max_length,
         endpoint=args.endpoint,
         telemetry_interval_s=args.telemetry_interval or None,
+        plan=plan_for(spec) if spec.sequential is not None else None,
+        baseline=baseline,
     )
 
 
@@ -106,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         print(f"error: invalid accuracy settings:\n{exc}", file=sys.stderr)
         return 2
-    except (DatasetError, AccuracyRunError, OSError) as exc:
+    except (DatasetError, AccuracyRunError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from typing import Final, Literal
 
 from pydantic import Field
 
+from quantbench_loadgen.noninferiority import QualityVerdict
 from quantbench_loadgen.schema import ApiModel
 from quantbench_loadgen.telemetry import ServerTelemetry
 
@@ -52,6 +53,17 @@ class ExtractorScore(ApiModel):
     )
 
 
+class SequentialRecord(ApiModel):
+    """How a sequential evaluation (accuracy.sequential) ended for a variant."""
+
+    look_sizes: list[int] = Field(description="Questions analysed at each planned look.")
+    fixed_questions: int = Field(ge=1, description="Questions the fixed-sample design would ask.")
+    look: int = Field(ge=0, description="The look that decided (or the last one reached).")
+    questions: int = Field(ge=0, description="Questions the variant answered.")
+    stopped_early: bool = Field(description="Stopped before the last look.")
+    verdict: QualityVerdict = Field(description="The decision at that look.")
+
+
 class AccuracyResult(ApiModel):
     """The whole output of one accuracy run: one task against one server."""
 
@@ -83,6 +95,9 @@ class AccuracyResult(ApiModel):
     outcomes: list[QuestionOutcome] = Field(default_factory=list, description="Every question, in order.")
     server_telemetry: ServerTelemetry | None = Field(
         default=None, description="The server's /metrics sampled while the task ran (step 'accuracy')."
+    )
+    sequential: SequentialRecord | None = Field(
+        default=None, description="Set when the variant was evaluated in chunks against the baseline."
     )
     notes: list[str] = Field(default_factory=list, description="Warnings a person should read.")
 

@@ -15,7 +15,7 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -28,8 +28,10 @@ from quantbench_loadgen.accuracy.results import (
     AccuracyResult,
     ExtractorScore,
     QuestionOutcome,
+    SequentialRecord,
     question_key,
 )
+from quantbench_loadgen.accuracy.sequential import evaluate_sequentially
 from quantbench_loadgen.accuracy.task import (
     FEWSHOT_FROM_TEST_NOTE,
     PUBLIC_DATASET,
@@ -40,6 +42,7 @@ from quantbench_loadgen.accuracy.task import (
     resolve_dataset_dir,
     task_config,
 )
+from quantbench_loadgen.noninferiority import SequentialPlan
 from quantbench_loadgen.telemetry import DEFAULT_INTERVAL_S, sampling_in_background
 
 log = logging.getLogger(__name__)
@@ -70,6 +73,11 @@ class AccuracyRequest:
     timeout_s: int = 600
     endpoint: Literal["completions", "chat"] = "completions"  # chat: the server applies the chat template
     telemetry_interval_s: float | None = DEFAULT_INTERVAL_S  # sample the server's /metrics (None: never)
+
+    # accuracy.sequential: the design; with the baseline's result, this run is a variant asked in chunks
+    # that stops once its verdict is decided; without one, it is the baseline (at most the design's maximum).
+    plan: SequentialPlan | None = None
+    baseline: AccuracyResult | None = None
 
 
 def metrics_url(base_url: str) -> str:
@@ -207,6 +215,29 @@ def _evaluate(request: AccuracyRequest, folder: Path | None, samples_out: Path |
 
     started = datetime.now(UTC)
     t0 = time.monotonic()
+
+    def evaluate(limit: int | None, doc_ids: Sequence[int] | None) -> list[Mapping[str, Any]]:
+        output = simple_evaluate(
+            model="local-chat-completions" if request.endpoint == "chat" else "local-completions",
+            model_args=model_args(request),
+            apply_chat_template=request.endpoint == "chat",
+            fewshot_as_multiturn=request.endpoint == "chat",
+            tasks=[task_config(folder, request.num_fewshot, request.max_gen_tokens)],
+            num_fewshot=request.num_fewshot,
+            limit=limit,
+            samples=None if doc_ids is None else {TASK_NAME: list(doc_ids)},
+            log_samples=True,
+            random_seed=request.seed,
+            numpy_random_seed=request.seed,
+            torch_random_seed=None,
+            fewshot_random_seed=request.seed,
+            bootstrap_iters=0,
+        )
+        if not output or TASK_NAME not in output.get("samples", {}):
+            raise AccuracyRunError(f"lm-eval returned no samples for {TASK_NAME}")
+        return list(output["samples"][TASK_NAME])
+
+    record: SequentialRecord | None = None
     with contextlib.ExitStack() as stack:
         scraper = (
             stack.enter_context(
@@ -217,29 +248,31 @@ def _evaluate(request: AccuracyRequest, folder: Path | None, samples_out: Path |
             if request.telemetry_interval_s
             else None
         )
-        output = simple_evaluate(
-            model="local-chat-completions" if request.endpoint == "chat" else "local-completions",
-            model_args=model_args(request),
-            apply_chat_template=request.endpoint == "chat",
-            fewshot_as_multiturn=request.endpoint == "chat",
-            tasks=[task_config(folder, request.num_fewshot, request.max_gen_tokens)],
-            num_fewshot=request.num_fewshot,
-            limit=request.limit,
-            log_samples=True,
-            random_seed=request.seed,
-            numpy_random_seed=request.seed,
-            torch_random_seed=None,
-            fewshot_random_seed=request.seed,
-            bootstrap_iters=0,
-        )
+        if request.plan is not None and request.baseline is not None:
+            asked: list[Mapping[str, Any]] = []
+
+            def ask(doc_ids: Sequence[int]) -> list[QuestionOutcome]:
+                chunk = evaluate(None, doc_ids)
+                asked.extend(chunk)
+                return outcomes_from_samples(chunk)
+
+            _, record = evaluate_sequentially(request.plan, request.baseline.outcomes, ask)
+            samples: list[Mapping[str, Any]] = asked
+        else:
+            limit = request.limit
+            if request.plan is not None:  # the baseline of a sequential design
+                limit = min(limit or request.plan.max_questions, request.plan.max_questions)
+            samples = evaluate(limit, None)
     telemetry = scraper.result() if scraper is not None else None
     duration = time.monotonic() - t0
-    if not output or TASK_NAME not in output.get("samples", {}):
-        raise AccuracyRunError(f"lm-eval returned no samples for {TASK_NAME}")
-    samples: list[Mapping[str, Any]] = output["samples"][TASK_NAME]
     outcomes = outcomes_from_samples(samples)
     notes: list[str] = []
-    if request.limit is not None and len(outcomes) < request.limit:
+    if record is not None and record.stopped_early:
+        notes.append(
+            f"stopped early at look {record.look} of {len(record.look_sizes)}: {record.verdict} after "
+            f"{record.questions} questions (the fixed-sample design needs {record.fixed_questions})"
+        )
+    if request.plan is None and request.limit is not None and len(outcomes) < request.limit:
         notes.append(f"asked for {request.limit} questions, the test split has {len(outcomes)}")
     if folder is not None and not has_train_split(folder) and request.num_fewshot > 0:
         notes.append(FEWSHOT_FROM_TEST_NOTE)
@@ -265,6 +298,7 @@ def _evaluate(request: AccuracyRequest, folder: Path | None, samples_out: Path |
         flexible=score(outcomes, strict=False),
         outcomes=outcomes,
         server_telemetry=telemetry,
+        sequential=record,
         notes=notes,
     )
 

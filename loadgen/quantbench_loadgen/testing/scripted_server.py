@@ -6,6 +6,11 @@ records when it actually wrote each chunk (``GET /scripted/log``), so a client's
 apart from the server's own timer lateness. It is a plain asyncio protocol (uvloop when installed), several
 processes on one port with ``--workers``, so that it stays cheaper per token than any client it measures.
 
+With ``slots`` > 0 the server is a queue with that many servers: at most ``slots`` answers stream at once
+(per worker process); later requests wait in arrival order, and a waiting request's TTFT clock starts when
+it gets a slot, so the client sees the wait in its TTFT. Each answer holds its slot for
+``ttft_ms + (max_tokens - 1) * itl_ms``, so the service rate is known: ``slots / that`` requests per second.
+
 Faults for tests are chosen by the model name: ``fault-http500``, ``fault-malformed`` (invalid JSON in the
 stream), ``fault-disconnect`` (closes after ``max_tokens // 2`` chunks), ``fault-hang`` (never answers),
 ``fault-nousage`` (no usage chunk), ``fault-error`` (an error object in the stream).
@@ -26,6 +31,7 @@ import os
 import signal
 import socket
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +53,7 @@ class Script:
     spin_ms: float = 0.0  # wake this much early and busy-wait to the exact time (precision over CPU)
     record: bool = False
     coalesce: bool = True  # with no delays, write a whole answer at once (else one write per token)
+    slots: int = 0  # answers streamed at once; 0: no limit (no queue)
     log: dict[str, list[float]] = field(default_factory=dict)
     # What GET /metrics reports under vLLM's names (per worker process): answers being streamed, tokens.
     running: int = 0
@@ -58,13 +65,23 @@ class Script:
         lines = []
         for name, kind, value in (
             ("vllm:num_requests_running", "gauge", self.running),
-            ("vllm:num_requests_waiting", "gauge", 0),
+            ("vllm:num_requests_waiting", "gauge", len(self.waiting)),
             ("vllm:prompt_tokens_total", "counter", self.prompt_tokens),
             ("vllm:generation_tokens_total", "counter", self.generation_tokens),
         ):
             family = name.removesuffix("_total")
             lines += [f"# TYPE {family} {kind}", f'{name}{{model_name="scripted"}} {float(value)}']
         return ("\n".join(lines) + "\n").encode()
+
+    active: int = 0
+    waiting: deque[Callable[[], None]] = field(default_factory=deque)
+
+    def service_rate_per_s(self, max_tokens: int) -> float:
+        """Requests per second the queue completes when always busy (slots > 0 and some delay scripted)."""
+        hold_s = (self.ttft_ms + (max_tokens - 1) * self.itl_ms) / 1000.0
+        if self.slots <= 0 or hold_s <= 0:
+            raise ValueError("a service rate needs slots > 0 and a scripted delay")
+        return self.slots / hold_s
 
 
 def _chunked(data: bytes) -> bytes:
@@ -109,6 +126,7 @@ class StreamProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.busy = False
         self.answer_tokens = 0
+        self.holding = False  # holds one of the script's slots
         self.handles: list[asyncio.TimerHandle] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -178,6 +196,35 @@ class StreamProtocol(asyncio.Protocol):
 
     def stream(self, req: dict[str, Any], chat: bool, request_id: str | None, recv: float) -> None:
         model = str(req.get("model", "scripted"))
+        if model == "fault-http500":
+            self.write(_json_response(500, {"error": {"message": "scripted failure"}}))
+            return
+        if model == "fault-hang":
+            return
+        self.busy = True
+        script = self.script
+        if script.slots > 0:
+            if script.active >= script.slots:
+                script.waiting.append(lambda: self._begin(req, chat, request_id, recv, queued=True))
+                return
+            script.active += 1
+            self.holding = True
+        self._begin(req, chat, request_id, recv, queued=False)
+
+    def _begin(
+        self, req: dict[str, Any], chat: bool, request_id: str | None, recv: float, queued: bool
+    ) -> None:
+        """Stream an answer; a request that waited for a slot takes it now and starts its clock now."""
+        script = self.script
+        if queued:
+            script.active += 1
+            self.holding = True
+            if self.transport is None:  # the client left while waiting: release the slot, count nothing
+                self.busy = False
+                self.done()
+                return
+            recv = _CLOCK()
+        model = str(req.get("model", "scripted"))
         n = int(req.get("max_completion_tokens") or req.get("max_tokens") or 16)
         if chat:
             prompt = " ".join(str(m.get("content", "")) for m in req.get("messages", []))
@@ -185,15 +232,9 @@ class StreamProtocol(asyncio.Protocol):
             prompt = str(req.get("prompt", ""))
         usage = {"prompt_tokens": len(prompt.split()), "completion_tokens": n}
         usage["total_tokens"] = usage["prompt_tokens"] + n
-        if model == "fault-http500":
-            self.write(_json_response(500, {"error": {"message": "scripted failure"}}))
-            return
-        if model == "fault-hang":
-            return
-        self.busy = True
         self.answer_tokens = n
-        self.script.running += 1
-        self.script.prompt_tokens += usage["prompt_tokens"]
+        script.running += 1
+        script.prompt_tokens += usage["prompt_tokens"]
         kind = "chat.completion.chunk" if chat else "text_completion"
         base: dict[str, Any] = {"id": "cmpl-scripted", "object": kind, "created": 0, "model": model}
 
@@ -206,7 +247,6 @@ class StreamProtocol(asyncio.Protocol):
         last = _sse(base | {"choices": [choice("length")]})
         tail = b"" if model == "fault-nousage" else _sse(base | {"choices": [], "usage": usage})
         tail += _DONE
-        script = self.script
         times: list[float] | None = None
         if script.record and request_id is not None:
             times = script.log[request_id] = [recv]
@@ -271,6 +311,11 @@ class StreamProtocol(asyncio.Protocol):
             self.script.generation_tokens += self.answer_tokens
         self.busy = False
         self.handles = []
+        if self.holding:
+            self.holding = False
+            self.script.active -= 1
+            if self.script.waiting:
+                self.script.waiting.popleft()()
         if self.buf:
             self.data_received(b"")
 
@@ -327,11 +372,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--spin-ms", type=float, default=0.0, help="busy-wait this long before each write")
     p.add_argument("--record", action="store_true", help="keep actual write times for GET /scripted/log")
     p.add_argument("--separate-writes", action="store_true", help="with no delays: one write per token")
+    p.add_argument(
+        "--slots", type=int, default=0, help="answers streamed at once; later ones queue (0: no limit)"
+    )
     p.add_argument("--workers", type=int, default=1, help="processes sharing the port (SO_REUSEPORT)")
     p.add_argument("--port-file", help="write the bound port here once listening")
     a = p.parse_args(argv)
     script = Script(
-        ttft_ms=a.ttft_ms, itl_ms=a.itl_ms, spin_ms=a.spin_ms, record=a.record, coalesce=not a.separate_writes
+        ttft_ms=a.ttft_ms,
+        itl_ms=a.itl_ms,
+        spin_ms=a.spin_ms,
+        record=a.record,
+        coalesce=not a.separate_writes,
+        slots=a.slots,
     )
     if a.workers > 1 and a.port == 0:
         p.error("--workers > 1 needs a fixed --port")

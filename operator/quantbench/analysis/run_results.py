@@ -31,6 +31,7 @@ from pydantic import BaseModel, Field, ValidationError
 from quantbench.api.v1alpha1 import QuantBenchmarkSpec, VariantPhase
 from quantbench.probe.result import ProbeResult
 from quantbench_loadgen.accuracy.results import AccuracyResult
+from quantbench_loadgen.fidelity import FidelityResult
 from quantbench_loadgen.results import LoadgenResult
 from quantbench_loadgen.schema import ApiModel
 
@@ -39,6 +40,7 @@ PROBE_FILE = "probe.json"
 PROBES_DIR = "probes"
 SERVER_FILE = "server.json"
 ACCURACY_FILE = "accuracy.json"
+FIDELITY_FILE = "fidelity.json"
 LOADGEN_PREFIX = "loadgen-"
 
 
@@ -107,6 +109,7 @@ class VariantResults:
     server: ServerInfo | None = None
     loadgen: dict[str, LoadgenResult] = field(default_factory=dict)  # by workload name
     accuracy: AccuracyResult | None = None
+    fidelity: FidelityResult | None = None  # against the baseline (accuracy.fidelity)
 
 
 @dataclass
@@ -146,6 +149,8 @@ class RunResults:
                     vr.loadgen[workload.name] = _load(path, LoadgenResult)
             if (folder / ACCURACY_FILE).is_file():
                 vr.accuracy = _load(folder / ACCURACY_FILE, AccuracyResult)
+            if (folder / FIDELITY_FILE).is_file():
+                vr.fidelity = _load(folder / FIDELITY_FILE, FidelityResult)
             variants[variant.name] = vr
         return cls(info=info, variants=variants, probe=probe, probes=probes, root=root)
 
@@ -193,3 +198,7 @@ def write_loadgen_result(root: Path, variant: str, result: LoadgenResult) -> Pat
 
 def write_accuracy_result(root: Path, variant: str, result: AccuracyResult) -> Path:
     return _write(root / variant / ACCURACY_FILE, result)
+
+
+def write_fidelity_result(root: Path, variant: str, result: FidelityResult) -> Path:
+    return _write(root / variant / FIDELITY_FILE, result)

@@ -11,17 +11,22 @@ from enum import StrEnum
 
 from pydantic import Field
 
+from quantbench_loadgen.noninferiority import QualityVerdict as QualityVerdict  # part of this API
 from quantbench_loadgen.schema import ApiModel
 
 
 class Verdict(StrEnum):
-    FREE_SPEEDUP = "FreeSpeedup"
-    SPEEDUP_WITH_QUALITY_LOSS = "SpeedupWithQualityLoss"
+    FREE_SPEEDUP = "FreeSpeedup"  # faster and its accuracy is non-inferior
+    SPEEDUP_BUT_INFERIOR = "SpeedupButInferior"
     LATENCY_WIN_LOSES_UNDER_LOAD = "LatencyWinLosesUnderLoad"
     MEMORY_WIN_ONLY = "MemoryWinOnly"
     NO_SIGNIFICANT_DIFFERENCE = "NoSignificantDifference"
     SPEEDUP_QUALITY_UNTESTED = "SpeedupQualityUntested"
-    QUALITY_LOSS = "QualityLoss"
+    SPEEDUP_QUALITY_UNDECIDED = "SpeedupQualityUndecided"  # faster; too few questions to settle accuracy
+    INFERIOR = "Inferior"  # accuracy shown worse than the baseline's by more than the margin
+    SLOW_KERNEL = (
+        "SlowKernel"  # ran a slower kernel than its GPU supports: speed says nothing of the precision
+    )
     SLOWER = "Slower"
     BASELINE = "Baseline"
     FAILED = "Failed"
@@ -55,6 +60,12 @@ class ThroughputPoint(ApiModel):
         default=None, description="This / baseline at the same batch size."
     )
     server: ServerLoad | None = Field(default=None, description="The server during this batch size.")
+    interval95: Interval | None = Field(
+        default=None, description="95% interval of tokens/s over the workload's repetitions."
+    )
+    ratio_interval95: Interval | None = Field(
+        default=None, description="95% interval of the ratio to the baseline (contains 1: equal)."
+    )
 
 
 class ServingPoint(ApiModel):
@@ -74,6 +85,65 @@ class ServingPoint(ApiModel):
         default=None, description="Output tokens/s / baseline's."
     )
     server: ServerLoad | None = Field(default=None, description="The server during this request rate.")
+    ttft_ratio_interval95: Interval | None = Field(
+        default=None, description="95% interval of the median-TTFT ratio over repetitions."
+    )
+    throughput_ratio_interval95: Interval | None = Field(
+        default=None, description="95% interval of the output tokens/s ratio over repetitions."
+    )
+
+
+class CapacityTrial(ApiModel):
+    request_rate: float = Field(ge=0, description="Rate tried, requests/s.")
+    ttft_ms: float | None = Field(default=None, ge=0, description="TTFT at the SLO's percentile, ms.")
+    itl_ms: float | None = Field(default=None, ge=0, description="ITL at the SLO's percentile, ms.")
+    passed: bool = Field(description="Met the SLO.")
+
+
+class CapacitySummary(ApiModel):
+    """The highest request rate meeting the SLO, per GPU, and whether it counts (quality gate)."""
+
+    workload: str = Field(description="Capacity workload name.")
+    slo: str = Field(description="The SLO held, in words, e.g. 'p90 TTFT <= 500 ms'.")
+    slo_ttft_ms: float | None = Field(default=None, description="The SLO's TTFT limit, ms (for the plot).")
+    gpus: int = Field(ge=1, description="GPUs of the variant's server.")
+    requests_per_second: float | None = Field(
+        default=None, ge=0, description="Capacity, requests/s (null: no tried rate met the SLO)."
+    )
+    requests_per_second_per_gpu: float | None = Field(default=None, ge=0, description="Capacity per GPU.")
+    goodput_tokens_per_second_per_gpu: float | None = Field(
+        default=None, ge=0, description="Output tokens/s of requests meeting the SLO at capacity, per GPU."
+    )
+    counts: bool = Field(
+        description="Quality gate: the capacity counts only when accuracy is non-inferior (or the baseline)."
+    )
+    gate: str | None = Field(default=None, description="Why the capacity does not count.")
+    lower_bound_only: bool = Field(
+        default=False,
+        description="The search hit maxRate or its step budget: the true capacity may be higher.",
+    )
+    trials: list[CapacityTrial] = Field(default_factory=list, description="Every rate tried, in order.")
+
+
+class CostSummary(ApiModel):
+    node_pool: str | None = Field(default=None, description="Node pool whose price was used.")
+    usd_per_gpu_hour: float = Field(ge=0, description="Price of one GPU for an hour, USD.")
+    usd_per_million_output_tokens: float | None = Field(
+        default=None, ge=0, description="At capacity within the SLO (goodput tokens/s per GPU)."
+    )
+
+
+class FidelitySummary(ApiModel):
+    """The variant's token distributions against the baseline's on the same GSM8K questions."""
+
+    prompts: int = Field(ge=0, description="Questions compared.")
+    positions: int = Field(ge=0, description="Teacher-forced token positions compared.")
+    mean_kl: float = Field(ge=0, description="Mean KL(baseline || variant) per position, nats.")
+    p99_kl: float = Field(ge=0, description="99th percentile of the per-position KL, nats.")
+    top1_agreement: float = Field(ge=0, le=1, description="Share of positions with the same top token.")
+    greedy_agreement: float = Field(
+        ge=0, le=1, description="Share of questions whose greedy answer equals the baseline's."
+    )
 
 
 class AccuracySummary(ApiModel):
@@ -102,6 +172,42 @@ class AccuracySummary(ApiModel):
         default=None, ge=0, description="Smallest drop this sample detects with 80% power at alpha 0.05."
     )
     server: ServerLoad | None = Field(default=None, description="The server while the task ran.")
+    margin: float | None = Field(
+        default=None, gt=0, lt=1, description="Non-inferiority margin (a fraction: 0.02 = 2 points)."
+    )
+    quality: QualityVerdict | None = Field(
+        default=None, description="NonInferior, Inferior or Undecided at the margin (paired score test)."
+    )
+    delta_bounds: Interval | None = Field(
+        default=None,
+        description="One-sided confidence bounds of the accuracy difference (each at 1 - alpha).",
+    )
+    noninferiority_p_value: float | None = Field(
+        default=None, ge=0, le=1, description="p-value of 'worse than the baseline by the margin or more'."
+    )
+    exact_test: bool | None = Field(
+        default=None, description="The p-value is exact (small samples) rather than the score test's."
+    )
+    power_at_margin: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Probability this many questions show non-inferiority when the variant is truly as "
+        "accurate as the baseline (at the observed share of changed answers).",
+    )
+    questions_needed: int | None = Field(
+        default=None, ge=1, description="Questions the fixed-sample test needs for the wanted power."
+    )
+    sequential: str | None = Field(
+        default=None,
+        description="When the variant was evaluated in chunks (accuracy.sequential): where it stopped and why.",
+    )
+    questions_needed_sequential: float | None = Field(
+        default=None,
+        ge=0,
+        description="Expected questions of the group-sequential design (5 looks, early stopping) for the "
+        "same power and error rate.",
+    )
 
 
 class VariantSummary(ApiModel):
@@ -112,6 +218,15 @@ class VariantSummary(ApiModel):
     ms_per_token_bs1: float | None = Field(default=None, ge=0, description="Decode ms/token at batch 1.")
     tokens_per_second_bs1: float | None = Field(default=None, ge=0, description="Output tokens/s at batch 1.")
     latency_ratio_to_baseline: float | None = Field(default=None, description="ms/token / baseline's.")
+    repetitions: int | None = Field(
+        default=None, ge=1, description="Repetitions behind the intervals (the most of any workload)."
+    )
+    ms_per_token_interval95: Interval | None = Field(
+        default=None, description="95% interval of ms/token at batch 1 over repetitions."
+    )
+    latency_ratio_interval95: Interval | None = Field(
+        default=None, description="95% interval of the ms/token ratio to the baseline (contains 1: equal)."
+    )
     throughput: list[ThroughputPoint] = Field(default_factory=list, description="Throughput sweep.")
     crossover_batch_size: float | None = Field(
         default=None, description="Batch size where throughput falls below the baseline's (interpolated)."
@@ -127,6 +242,13 @@ class VariantSummary(ApiModel):
         default=None, ge=0, description="Bandwidth floor / measured ms/token at batch 1 (1.0 = at the floor)."
     )
     accuracy: AccuracySummary | None = Field(default=None, description="Accuracy and its comparison.")
+    fidelity: FidelitySummary | None = Field(default=None, description="Fidelity to the baseline.")
+    capacity: CapacitySummary | None = Field(default=None, description="Capacity under the SLO.")
+    cost: CostSummary | None = Field(default=None, description="Price and cost per million output tokens.")
+    kernel_advice: str | None = Field(
+        default=None,
+        description="When the variant ran a slower kernel than its GPU supports: the evidence and the fix.",
+    )
     verdict: Verdict = Field(description="What this variant is, compared with the baseline.")
     evidence: list[str] = Field(default_factory=list, description="Facts behind the verdict, in plain words.")
 
@@ -146,6 +268,14 @@ class RunSummary(ApiModel):
         lt=1,
         description="Relative speed difference below which two variants count as equal.",
     )
+    accuracy_margin: float | None = Field(
+        default=None, gt=0, lt=1, description="Non-inferiority margin of the accuracy verdicts (a fraction)."
+    )
     best: str | None = Field(default=None, description="Variant recommended by the verdicts, if any.")
+    recommendation: str | None = Field(
+        default=None,
+        description="Why best was chosen, with the figures: the cheapest non-inferior variant meeting the SLO "
+        "when prices and a capacity workload are given.",
+    )
     variants: list[VariantSummary] = Field(default_factory=list, description="One row per variant.")
     notes: list[str] = Field(default_factory=list, description="Caveats about the whole run.")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from croniter import croniter
 from pydantic import ConfigDict, Field, field_validator, model_validator
@@ -96,6 +96,35 @@ class QuantizationKernel(StrEnum):
     MARLIN = "marlin"
     MACHETE = "machete"
     COMPRESSED_TENSORS = "compressed-tensors"
+
+
+# The vLLM --quantization kernels that can serve each precision's checkpoints.
+KERNELS_FOR_PRECISION: dict[Precision, tuple[QuantizationKernel, ...]] = {
+    Precision.BF16: (),
+    Precision.FP16: (),
+    Precision.FP8: (QuantizationKernel.FP8, QuantizationKernel.COMPRESSED_TENSORS),
+    Precision.INT8_W8A8: (QuantizationKernel.COMPRESSED_TENSORS,),
+    Precision.AWQ_INT4: (QuantizationKernel.AWQ_MARLIN, QuantizationKernel.AWQ),
+    Precision.GPTQ_INT4: (
+        QuantizationKernel.GPTQ_MARLIN,
+        QuantizationKernel.GPTQ,
+        QuantizationKernel.MARLIN,
+        QuantizationKernel.MACHETE,
+        QuantizationKernel.COMPRESSED_TENSORS,
+    ),
+}
+KERNEL_MUST_FIT = "quantizationKernel must fit the precision: " + "; ".join(
+    f"{p}: {', '.join(k) if k else 'none'}" for p, k in KERNELS_FOR_PRECISION.items()
+)
+
+
+def _kernel_rule() -> str:
+    fits = " || ".join(
+        f"(self.precision == '{p}' && self.quantizationKernel in [{', '.join(repr(str(k)) for k in ks)}])"
+        for p, ks in KERNELS_FOR_PRECISION.items()
+        if ks
+    )
+    return f"!has(self.quantizationKernel) || {fits}"
 
 
 class KvCacheDtype(StrEnum):
@@ -206,6 +235,8 @@ class EnvVar(ApiModel):
 class Variant(ApiModel):
     """One precision of the model to serve and measure."""
 
+    model_config = ConfigDict(json_schema_extra=cel_rules(cel(_kernel_rule(), KERNEL_MUST_FIT)))
+
     name: str = Field(
         description="Variant name: a DNS label, unique within the benchmark (used in child object names).",
         pattern=DNS_LABEL_PATTERN,
@@ -230,6 +261,16 @@ class Variant(ApiModel):
         min_length=1,
     )
     placement: PlacementOverride | None = Field(default=None, description="Overrides of spec.placement.")
+
+    @model_validator(mode="after")
+    def _kernel_fits(self) -> Self:
+        kernel = self.quantization_kernel
+        if kernel is not None and kernel not in KERNELS_FOR_PRECISION[self.precision]:
+            fits = ", ".join(KERNELS_FOR_PRECISION[self.precision]) or "none: remove quantizationKernel"
+            raise ValueError(
+                f"{KERNEL_MUST_FIT} (got {kernel} for {self.precision}; kernels that fit: {fits})"
+            )
+        return self
 
 
 class ModelCache(ApiModel):
@@ -358,6 +399,11 @@ class QuantBenchmarkSpec(ApiModel):
         description="Measure the GPU roofline first (quantbench probe) for the efficiency column and the "
         "crossover attribution: the operator runs one probe Job on one GPU of each node pool before that "
         "pool's servers start (quantbench run: on its own GPU). A probe that fails never fails the run.",
+    )
+    gpu_hour_prices: dict[str, Annotated[float, Field(ge=0)]] = Field(
+        default_factory=dict,
+        description="USD per GPU-hour by node pool name ('*': any pool), for the cost per million output "
+        "tokens at capacity and the recommendation.",
     )
     schedule: str | None = Field(
         default=None,

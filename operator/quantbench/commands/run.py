@@ -14,6 +14,7 @@ import os
 import sys
 from pathlib import Path
 
+from quantbench.analysis.cost import ANY_POOL
 from quantbench.api.v1alpha1 import VariantPhase
 from quantbench.api.validation import SpecError, load_benchmarks
 from quantbench.local.executor import LocalSettings, detect_device, run_local
@@ -31,11 +32,28 @@ def _pairs(option: str, pairs: list[str], form: str, empty_value: bool = False) 
     return out
 
 
+def gpu_hour_prices(values: list[str]) -> dict[str, float]:
+    """--gpu-hour-price [POOL=]USD options: a bare price applies to any pool ('*')."""
+    out: dict[str, float] = {}
+    for item in values:
+        pool, sep, price = item.rpartition("=")
+        key = pool if sep else ANY_POOL
+        try:
+            usd = float(price)
+        except ValueError:
+            usd = -1.0
+        if not key or not usd >= 0:
+            raise ValueError(f"--gpu-hour-price {item!r}: write USD or POOL=USD, e.g. 2.5 or h100=4.1")
+        out[key] = usd
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         benchmarks = load_benchmarks(Path(args.file))
         datasets = _pairs("--dataset", args.dataset, "WORKLOAD=PATH, e.g. serving=/data/sharegpt.json")
         server_env = _pairs("--server-env", args.server_env, "NAME=VALUE", empty_value=True)
+        prices = gpu_hour_prices(args.gpu_hour_price)
     except SpecError as exc:
         print(f"{args.file}: invalid", file=sys.stderr)
         for problem in exc.problems:
@@ -47,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
     device = detect_device()
     status = 0
     for bench in benchmarks:
+        if prices:  # the spec's own prices win over the flag's
+            spec = bench.spec.model_copy(update={"gpu_hour_prices": prices | bench.spec.gpu_hour_prices})
+            bench = bench.model_copy(update={"spec": spec})
         settings = LocalSettings(
             out_dir=Path(args.out),
             vllm_python=args.vllm_python,
@@ -96,5 +117,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--server-env", action="append", default=[], metavar="NAME=VALUE", help="environment for vLLM servers"
+    )
+    p.add_argument(
+        "--gpu-hour-price",
+        action="append",
+        default=[],
+        metavar="[POOL=]USD",
+        help="price of one GPU for an hour, for the cost per million output tokens (repeatable; a bare "
+        "price applies to any pool; spec.gpuHourPrices wins)",
     )
     p.set_defaults(func=run)

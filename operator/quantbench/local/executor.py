@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from quantbench.analysis.run_results import (
+    FIDELITY_FILE,
     RunInfo,
     ServerInfo,
     write_run_info,
@@ -126,6 +127,46 @@ def accuracy_argv(
     return [settings.accuracy_python, "-m", "quantbench_loadgen.accuracy", *args]
 
 
+FIDELITY_REFERENCE = "fidelity-reference.json"
+
+
+def fidelity_argv(
+    settings: LocalSettings, spec: QuantBenchmarkSpec, variant: str, url: str, model: str, root: Path
+) -> list[str] | None:
+    """accuracy.fidelity: the baseline writes the reference (its greedy answers and top-k log-probabilities
+    on GSM8K questions), every other variant is compared with it; None when there is nothing to run."""
+    fid = spec.accuracy.fidelity if spec.accuracy is not None else None
+    if fid is None:
+        return None
+    reference = root / spec.baseline / FIDELITY_REFERENCE
+    head = [settings.jobs_python, "-m", "quantbench_loadgen.cli", "fidelity"]
+    if variant == spec.baseline:
+        if settings.gsm8k_dir is None:
+            settings.log("fidelity: no GSM8K folder (--gsm8k): skipped")
+            return None
+        return [
+            *head, "reference", "--url", url, "--model", model, "--gsm8k", settings.gsm8k_dir,
+            "--count", str(fid.prompts), "--max-tokens", str(fid.max_tokens), "--top-k", str(fid.top_k),
+            "--reference", str(reference),
+        ]  # fmt: skip
+    if not reference.is_file():
+        settings.log(f"{variant}: fidelity skipped: the baseline wrote no reference")
+        return None
+    out = root / variant / FIDELITY_FILE
+    return [
+        *head,
+        "compare",
+        "--url",
+        url,
+        "--model",
+        model,
+        "--reference",
+        str(reference),
+        "--output",
+        str(out),
+    ]
+
+
 def checkpoint_gib(model: str) -> float | None:
     """Size of a local checkpoint's weight files, GiB: the weight memory where the server log gives none
     (vLLM's CPU backend does not report it). None for a hub id or a folder without safetensors."""
@@ -205,7 +246,16 @@ def run_variant(
                 afile = folder / "accuracy-spec.yaml"
                 afile.write_text(yaml.safe_dump(spec.accuracy.to_wire()))
                 argv = accuracy_argv(settings, spec, server.url, model, afile, folder / "accuracy.json")
+                baseline_result = root / spec.baseline / "accuracy.json"
+                if spec.accuracy.sequential is not None and variant.name != spec.baseline:
+                    if baseline_result.is_file():  # ask in chunks, stop once decided
+                        argv += ["--baseline-result", str(baseline_result)]
+                    else:
+                        settings.log(f"{variant.name}: no baseline accuracy result: every planned question")
                 _run_step("accuracy", argv, folder / "accuracy.log", settings)
+                fidelity = fidelity_argv(settings, spec, variant.name, server.url, model, root)
+                if fidelity is not None:
+                    _run_step("fidelity", fidelity, folder / "fidelity.log", settings)
         except StepFailed as exc:
             if server.process.poll() is not None:
                 reason, message = Reason.SERVER_LOST, f"the server exited during the run: {exc.message}"
@@ -270,7 +320,8 @@ def run_local(bench: QuantBenchmark, settings: LocalSettings) -> tuple[Path, dic
     if spec.probe:
         run_probe(spec, root, settings)
     servers: dict[str, ServerInfo] = {}
-    for variant in spec.variants:
+    # The baseline first: a sequential accuracy evaluation stops each variant against its outcomes.
+    for variant in sorted(spec.variants, key=lambda v: v.name != spec.baseline):
         servers[variant.name] = run_variant(spec, variant, root, settings)
         write_server_info(root, variant.name, servers[variant.name])
     write_run_info(root, info.model_copy(update={"finished_at": datetime.now(UTC)}))

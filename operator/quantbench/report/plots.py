@@ -6,7 +6,7 @@ import math
 
 from quantbench.analysis.summary import format_gib
 from quantbench.api.summary import RunSummary, ServerLoad, ServingPoint, Verdict
-from quantbench.report.svg import Bar, Series, bar_chart, color, line_chart
+from quantbench.report.svg import Bar, Mark, Series, bar_chart, color, line_chart
 
 
 def _rate_key(label: str) -> float:
@@ -123,6 +123,40 @@ def server_serving_plot(summary: RunSummary, workload: str, figure: str) -> str:
     )
 
 
+def capacity_plot(summary: RunSummary) -> str:
+    """The SLO's latency percentile against each tried rate, the SLO line and each variant's capacity."""
+    series, marks = [], []
+    slo: float | None = None
+    pct = "p90"
+    for i, row in enumerate(summary.variants):
+        cap = row.capacity
+        if cap is None:
+            continue
+        slo = slo if slo is not None else cap.slo_ttft_ms
+        pct = cap.slo.split(" ", 1)[0] if cap.slo else pct
+        pts = [(t.request_rate / cap.gpus, t.ttft_ms) for t in cap.trials if t.ttft_ms is not None]
+        if pts:
+            series.append(Series(row.variant, pts, color(i)))
+        if cap.requests_per_second_per_gpu is not None:
+            at = next(
+                (t.ttft_ms for t in cap.trials if t.passed and t.request_rate == cap.requests_per_second),
+                None,
+            )
+            if at is not None:
+                label = f"{row.variant}: {cap.requests_per_second_per_gpu:.3g}/s" + (
+                    "" if cap.counts else " (not counted)"
+                )
+                marks.append(Mark(cap.requests_per_second_per_gpu, at, color(i), label, cap.counts))
+    return line_chart(
+        f"Capacity under the SLO: {pct} TTFT vs request rate",
+        "request rate per GPU (requests/s)",
+        f"{pct} TTFT, ms",
+        series,
+        hline=(slo, f"SLO {slo:g} ms") if slo is not None else None,
+        marks=marks,
+    )
+
+
 def accuracy_plot(summary: RunSummary) -> str:
     bars = []
     for i, row in enumerate(summary.variants):
@@ -181,6 +215,8 @@ def all_plots(summary: RunSummary) -> dict[str, str]:
             points = [p for row in summary.variants for p in row.serving if (p.workload or "") == workload]
             if any(_server_value(p.server, figure) is not None for p in points):
                 plots[f"{figure}{tag or '-serving'}"] = server_serving_plot(summary, workload, figure)
+    if any(row.capacity is not None and row.capacity.trials for row in summary.variants):
+        plots["capacity"] = capacity_plot(summary)
     if any(row.accuracy for row in summary.variants):
         plots["accuracy"] = accuracy_plot(summary)
     if any(row.weights_gib is not None for row in summary.variants):

@@ -33,7 +33,7 @@ def _header_facts(info: RunInfo, summary: RunSummary) -> list[tuple[str, str]]:
         ("GPU", summary.gpu or "unknown"),
         ("Memory bandwidth", bandwidth),
         ("Started / finished", f"{info.started_at.isoformat(timespec='minutes')} / {finished}"),
-        ("Recommended", summary.best or "none"),
+        ("Recommended", summary.recommendation or summary.best or "none"),
     ]
 
 
@@ -44,6 +44,12 @@ def _method_notes(summary: RunSummary) -> list[str]:
         f"Accuracy changes are paired: the same questions on both sides, exact McNemar test, "
         f"significant when p < {summary.alpha:g}. The minimum detectable drop is the smallest true drop the "
         f"test finds with {summary.power:.0%} power at the observed rate of changed answers.",
+        "Accuracy at margin: a one-sided paired score test (exact below 60 questions) of 'the variant is worse "
+        "than the baseline by the margin or more'"
+        + (f" (margin {summary.accuracy_margin * 100:g} points)" if summary.accuracy_margin else "")
+        + f". Non-inferior: the {1 - summary.alpha:.0%} lower bound of the difference is above minus the "
+        "margin; inferior: the upper bound is below it; undecided: more questions are needed, and the table "
+        f"says how many give {summary.power:.0%} power.",
         f"Speeds within {summary.speed_margin:.0%} of the baseline's count as equal. The crossover is where a "
         "variant's throughput falls below the baseline's, interpolated in log2(batch size).",
         "Bandwidth efficiency: the time to read the weights once at the GPU's memory bandwidth, divided by "
@@ -143,8 +149,10 @@ dl.facts dt { font-weight: 600; } dl.facts dd { margin: 0; }
 
 TONE = {
     "FreeSpeedup": "good",
-    "SpeedupWithQualityLoss": "bad",
-    "QualityLoss": "bad",
+    "SpeedupButInferior": "bad",
+    "Inferior": "bad",
+    "SpeedupQualityUndecided": "mixed",
+    "SlowKernel": "mixed",
     "Failed": "bad",
     "Unsupported": "bad",
     "Slower": "bad",

@@ -29,6 +29,17 @@ class Series:
 
 
 @dataclass(frozen=True)
+class Mark:
+    """A labelled point drawn as a diamond (filled, or hollow when it does not count)."""
+
+    x: float
+    y: float
+    color: str
+    label: str
+    filled: bool = True
+
+
+@dataclass(frozen=True)
 class Bar:
     label: str
     value: float
@@ -108,10 +119,15 @@ def line_chart(
     *,
     log2_x: bool = False,
     categories: Sequence[str] | None = None,
+    hline: tuple[float, str] | None = None,
+    marks: Sequence[Mark] = (),
 ) -> str:
-    """Lines with markers. With ``categories``, x values are indices into it (evenly spaced)."""
+    """Lines with markers. With ``categories``, x values are indices into it (evenly spaced). ``hline``: a
+    dashed horizontal line with its label (an SLO); ``marks``: labelled points drawn as diamonds."""
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-    pts = [p for s in series for p in s.points]
+    pts = [p for s in series for p in s.points] + [(m.x, m.y) for m in marks]
+    if hline is not None and pts:
+        pts.append((pts[0][0], hline[0]))
     if not pts:
         return _frame(title, x_label, y_label, [f'<text x="{LEFT + 10}" y="{TOP + 20}">no data</text>'])
 
@@ -144,6 +160,8 @@ def line_chart(
         x_ticks: list[tuple[float, str]] = [(float(i), c) for i, c in enumerate(categories)]
     else:
         xs = sorted({x for x, _ in pts})
+        if len(xs) > 6 and not log2_x:  # many uneven x values (a search's rates): round ticks instead
+            xs = [t for t in nice_ticks(0.0, max(xs)) if x_lo <= t <= x_hi]
         x_ticks = [(x, fmt(x)) for x in xs]
     for x, label in x_ticks:
         px = x_of(x)
@@ -161,6 +179,23 @@ def line_chart(
                 f'<circle cx="{x_of(x):.1f}" cy="{y_of(y):.1f}" r="3.5" fill="{s.color}">'
                 f"<title>{escape(s.name)}: {fmt(y)}</title></circle>"
             )
+    if hline is not None:
+        y = y_of(hline[0])
+        body.append(
+            f'<line x1="{LEFT}" y1="{y:.1f}" x2="{LEFT + plot_w}" y2="{y:.1f}" stroke="#c0392b" '
+            'stroke-width="1.5" stroke-dasharray="6 4"/>'
+        )
+        body.append(f'<text x="{LEFT + 6}" y="{y - 5:.1f}" fill="#c0392b">{escape(hline[1])}</text>')
+    for k, m in enumerate(marks):
+        cx, cy = x_of(m.x), y_of(m.y)
+        fill = m.color if m.filled else "white"
+        body.append(
+            f'<polygon points="{cx:.1f},{cy - 8:.1f} {cx + 8:.1f},{cy:.1f} {cx:.1f},{cy + 8:.1f} '
+            f'{cx - 8:.1f},{cy:.1f}" fill="{fill}" stroke="{m.color}" stroke-width="2">'
+            f"<title>{escape(m.label)}</title></polygon>"
+        )
+        label_y = cy - 8 if k % 2 == 0 else cy + 18  # alternate above and below: marks often sit close
+        body.append(f'<text x="{cx + 10:.1f}" y="{label_y:.1f}">{escape(m.label)}</text>')
     body += _legend([(s.name, s.color) for s in series])
     return _frame(title, x_label, y_label, body)
 

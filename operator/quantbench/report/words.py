@@ -5,17 +5,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from quantbench.analysis.summary import format_gib
-from quantbench.api.summary import AccuracySummary, RunSummary, VariantSummary, Verdict
+from quantbench.api.summary import (
+    AccuracySummary,
+    Interval,
+    QualityVerdict,
+    RunSummary,
+    VariantSummary,
+    Verdict,
+)
 
 VERDICT_TITLES: dict[str, str] = {
     Verdict.BASELINE: "baseline",
     Verdict.FREE_SPEEDUP: "free speedup",
-    Verdict.SPEEDUP_WITH_QUALITY_LOSS: "speedup, significant quality loss",
+    Verdict.SPEEDUP_BUT_INFERIOR: "speedup, accuracy inferior",
     Verdict.LATENCY_WIN_LOSES_UNDER_LOAD: "latency win, loses under load",
     Verdict.MEMORY_WIN_ONLY: "memory win only",
     Verdict.NO_SIGNIFICANT_DIFFERENCE: "no significant difference",
     Verdict.SPEEDUP_QUALITY_UNTESTED: "speedup, quality not compared",
-    Verdict.QUALITY_LOSS: "significant quality loss",
+    Verdict.INFERIOR: "accuracy inferior",
+    Verdict.SLOW_KERNEL: "slow kernel, rerun",
+    Verdict.SPEEDUP_QUALITY_UNDECIDED: "speedup, accuracy undecided",
     Verdict.SLOWER: "slower",
     Verdict.FAILED: "failed",
     Verdict.UNSUPPORTED: "unsupported",
@@ -63,6 +72,18 @@ def delta_cell(acc: AccuracySummary | None) -> str:
     return f"{points(acc.delta_to_baseline)} ({p_value(acc.paired_p_value)})"
 
 
+def quality_cell(acc: AccuracySummary | None) -> str:
+    """The non-inferiority verdict with its bound, or the questions that would settle it."""
+    if acc is None or acc.quality is None or acc.delta_bounds is None:
+        return DASH
+    if acc.quality == QualityVerdict.NON_INFERIOR:
+        return f"non-inferior (≥ {points(acc.delta_bounds.low)})"
+    if acc.quality == QualityVerdict.INFERIOR:
+        return f"inferior (≤ {points(acc.delta_bounds.high)})"
+    need = f"; needs ~{acc.questions_needed} q" if acc.questions_needed is not None else ""
+    return f"undecided ({points(acc.delta_bounds.low)} to {points(acc.delta_bounds.high)}{need})"
+
+
 def largest_batch(row: VariantSummary) -> tuple[int | None, float | None, float | None]:
     if not row.throughput:
         return None, None, None
@@ -104,27 +125,62 @@ COLUMNS = (
     Column("BW efficiency", True),
     Column("GSM8K strict [95% CI]", True),
     Column("Δ vs base (McNemar)", True),
+    Column("Accuracy at margin", False),
+    Column("KL mean / top-1", True),
+    Column("Capacity req/s/GPU", True),
+    Column("Goodput tok/s/GPU", True),
+    Column("$/M output tok", True),
     Column("Verdict", False),
 )
+
+
+def with_interval(text: str, interval: Interval | None, digits: int = 2, invert: bool = False) -> str:
+    """A figure followed by its 95% interval, e.g. '1.67x [1.60, 1.74]' (invert: of 1/x)."""
+    if interval is None or text == DASH:
+        return text
+    low, high = (1 / interval.high, 1 / interval.low) if invert else (interval.low, interval.high)
+    return f"{text} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def capacity_cells(row: VariantSummary) -> list[str]:
+    """Capacity per GPU (marked when it does not count), goodput per GPU, and cost per million tokens."""
+    cap, cost = row.capacity, row.cost
+    if cap is None:
+        rate = goodput = DASH
+    elif cap.requests_per_second_per_gpu is None:
+        rate, goodput = "none meets SLO", DASH
+    else:
+        rate = f"{cap.requests_per_second_per_gpu:.3g}" + ("+" if cap.lower_bound_only else "")
+        if not cap.counts:
+            rate += " (not counted)"
+        goodput = num(cap.goodput_tokens_per_second_per_gpu, 0)
+    usd = DASH
+    if cost is not None and cost.usd_per_million_output_tokens is not None:
+        usd = f"${cost.usd_per_million_output_tokens:.3g}"
+    return [rate, goodput, usd]
 
 
 def table_row(row: VariantSummary, margin: float = 0.05) -> list[str]:
     bs, tps, tps_ratio = largest_batch(row)
     speed = 1 / row.latency_ratio_to_baseline if row.latency_ratio_to_baseline else None
+    top = max(row.throughput, key=lambda p: p.batch_size) if row.throughput else None
     return [
         row.variant,
         row.precision,
         row.kernel or DASH,
-        num(row.ms_per_token_bs1, 2),
-        times(speed),
+        with_interval(num(row.ms_per_token_bs1, 2), row.ms_per_token_interval95),
+        with_interval(times(speed), row.latency_ratio_interval95, invert=True),
         num(row.tokens_per_second_bs1),
         DASH if bs is None else f"{num(tps, 0)} (bs {bs})",
-        times(tps_ratio),
+        with_interval(times(tps_ratio), top.ratio_interval95 if top is not None else None),
         crossover_cell(row, margin),
         gib(row.weights_gib),
         pct(row.bandwidth_efficiency, 0),
         accuracy_cell(row.accuracy),
         delta_cell(row.accuracy),
+        quality_cell(row.accuracy),
+        DASH if row.fidelity is None else f"{row.fidelity.mean_kl:.3g} / {pct(row.fidelity.top1_agreement)}",
+        *capacity_cells(row),
         VERDICT_TITLES.get(row.verdict, str(row.verdict)),
     ]
 
@@ -139,17 +195,27 @@ def verdict_sentence(row: VariantSummary, summary: RunSummary) -> str:
     quality = ""
     if acc is not None and acc.delta_to_baseline is not None:
         quality = f"accuracy {points(acc.delta_to_baseline)} vs {base} on {acc.paired_questions} paired questions ({p_value(acc.paired_p_value)})"
-        if mdd is not None:
+        if acc.quality is not None and acc.delta_bounds is not None and acc.margin is not None:
+            quality += (
+                f"; {acc.quality!s} at a {acc.margin * 100:g}-point margin (difference "
+                f"{points(acc.delta_bounds.low)} to {points(acc.delta_bounds.high)})"
+            )
+            if acc.quality == QualityVerdict.UNDECIDED and acc.questions_needed is not None:
+                quality += f"; about {acc.questions_needed} questions would settle it"
+        elif mdd is not None:
             quality += f"; drops of {mdd * 100:.1f} points or more would have been detected"
     verdict = row.verdict
     if verdict == Verdict.BASELINE:
         return f"{name} is the baseline every other variant is compared with."
     if verdict == Verdict.FREE_SPEEDUP:
         faster = f"{speed:.2f}x as fast at batch 1" if speed else "faster"
-        return f"{name} is a free speedup: {faster}, never slower under load, with no significant accuracy loss ({quality})."
-    if verdict == Verdict.SPEEDUP_WITH_QUALITY_LOSS:
+        return f"{name} is a free speedup: {faster}, never slower under load, with accuracy non-inferior ({quality})."
+    if verdict == Verdict.SPEEDUP_BUT_INFERIOR:
         faster = f"{speed:.2f}x as fast at batch 1" if speed else "faster"
-        return f"{name} is faster ({faster}) but loses accuracy significantly: {quality}."
+        return f"{name} is faster ({faster}) but its accuracy is inferior: {quality}."
+    if verdict == Verdict.SPEEDUP_QUALITY_UNDECIDED:
+        faster = f"{speed:.2f}x as fast at batch 1" if speed else "faster"
+        return f"{name} is faster ({faster}), but the questions asked cannot yet show its accuracy is within the margin: {quality}."
     if verdict == Verdict.LATENCY_WIN_LOSES_UNDER_LOAD:
         where = (
             f"from about batch size {row.crossover_batch_size:.0f}"
@@ -161,8 +227,12 @@ def verdict_sentence(row: VariantSummary, summary: RunSummary) -> str:
         return f"{name} wins on latency ({faster}) but its throughput falls below {base}'s {where}.{tail}"
     if verdict == Verdict.SPEEDUP_QUALITY_UNTESTED:
         return f"{name} is faster, but its accuracy was not compared with {base}'s: measure it before calling it free."
-    if verdict == Verdict.QUALITY_LOSS:
-        return f"{name} is not faster and loses accuracy significantly: {quality}."
+    if verdict == Verdict.INFERIOR:
+        return f"{name} is not faster and its accuracy is inferior: {quality}."
+    if verdict == Verdict.SLOW_KERNEL and row.kernel_advice:
+        return f"{name}'s speed is not its precision's: {row.kernel_advice}." + (
+            f" Quality: {quality}." if quality else ""
+        )
     if verdict == Verdict.MEMORY_WIN_ONLY:
         ratio = row.weights_ratio_to_baseline
         saving = f" ({(1 - ratio) * 100:.0f}% less weight memory)" if ratio is not None else ""

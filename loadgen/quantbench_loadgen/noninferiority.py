@@ -1,0 +1,563 @@
+"""Non-inferiority of a variant's accuracy against the baseline's on the same questions (pure).
+
+The question a team asks before serving a quantized model is not "is the accuracy drop significant?" but
+"is the variant no worse than the baseline by more than a margin I choose?". With paired outcomes (the same
+questions asked of both), let ``delta = accuracy(variant) - accuracy(baseline)`` and ``margin > 0``:
+
+- H0 (inferior): ``delta <= -margin``; H1 (non-inferior): ``delta > -margin``.
+- `score_test`: Tango's (1998) score test for a difference of paired proportions, one-sided at ``alpha``.
+  Its variance is estimated under H0 (restricted maximum likelihood), which keeps the type I error near
+  ``alpha`` even with few discordant questions. Below `EXACT_MAX_N` questions the p-value is exact instead:
+  the largest tail probability of the score statistic over the nuisance parameter (an unconditional test,
+  Suissa-Shuster style), computed from the trinomial distribution of (gained, lost, unchanged).
+- `lower_bound`: the one-sided ``1 - alpha`` confidence bound of delta (the inverted score test), so
+  "non-inferior" is the same statement as "the bound is above -margin".
+- `power` / `questions_needed`: the fixed-sample design's power at a true ``delta`` and discordance (share
+  of questions answered differently), and the questions that reach a wanted power.
+- `SequentialDesign`: a group-sequential design with ``looks`` equally spaced analyses, O'Brien-Fleming
+  alpha spending for the non-inferiority boundary and beta spending for a non-binding futility boundary
+  (Lan-DeMets spending functions). The efficacy boundary is computed as if the futility boundary did not
+  exist, so stopping for futility never raises the type I error above ``alpha``. Boundaries, the maximum
+  sample and expected sample sizes come from the recursive numerical integration of Armitage, McPherson
+  and Rowe over the canonical joint distribution of the looks' statistics.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import lru_cache
+from statistics import NormalDist
+
+_N = NormalDist()
+
+
+class QualityVerdict(StrEnum):
+    """The accuracy verdict of the non-inferiority test at a margin."""
+
+    NON_INFERIOR = "NonInferior"  # the lower confidence bound of the difference is above -margin
+    INFERIOR = "Inferior"  # the upper confidence bound of the difference is below -margin
+    UNDECIDED = "Undecided"  # the interval contains -margin: more questions are needed
+
+
+EXACT_MAX_N = 60  # below this many questions the p-value is the exact unconditional one
+DEFAULT_MARGIN = 0.02  # two accuracy points: the usual tolerance for a quantized model on GSM8K-like tasks
+
+
+def _check(n: int, gained: int, lost: int, margin: float) -> None:
+    if n < 0 or gained < 0 or lost < 0 or gained + lost > n:
+        raise ValueError(f"need 0 <= gained + lost <= n, got gained={gained}, lost={lost}, n={n}")
+    if not 0.0 < margin < 1.0:
+        raise ValueError(f"margin must be in (0, 1), got {margin}")
+
+
+def _restricted_p01(n: float, gained: float, lost: float, d0: float) -> float:
+    """Maximum-likelihood P(lost) when delta = d0 (Tango 1998): the root of 2n p^2 + B p + C = 0."""
+    b = -(gained + lost) + d0 * (2 * n - gained + lost)
+    c = -lost * d0 * (1 - d0)
+    disc = max(0.0, b * b - 8 * n * c)
+    return (-b + math.sqrt(disc)) / (4 * n)
+
+
+def score_statistic(n: int, gained: int, lost: int, d0: float) -> float:
+    """Tango's score statistic of H0: delta = d0; large values favour delta > d0.
+
+    ``gained``: questions the variant answered right and the baseline wrong; ``lost``: the reverse.
+    """
+    if n == 0:
+        return 0.0
+    p01 = _restricted_p01(n, gained, lost, d0)
+    var = n * (2 * p01 + d0 * (1 - d0))
+    diff = gained - lost - n * d0
+    if var <= 0:
+        return math.copysign(math.inf, diff) if diff else 0.0
+    return diff / math.sqrt(var)
+
+
+def _log_trinomial(n: int, a: int, b: int, lf: Sequence[float], la: float, lb: float, lc: float) -> float:
+    return lf[n] - lf[a] - lf[b] - lf[n - a - b] + a * la + b * lb + (n - a - b) * lc
+
+
+_EXACT_GRID = 60  # nuisance values tried for the supremum
+
+
+@lru_cache(maxsize=16)
+def _exact_table(n: int, d0: float) -> tuple[list[float], list[list[float]]]:
+    """Every outcome's score statistic, largest first, and for each nuisance value on a grid the running
+    tail probability P(Z >= that statistic) under delta = d0."""
+    lf = [math.lgamma(i + 1) for i in range(n + 1)]
+    outcomes = sorted(
+        ((score_statistic(n, a, b, d0), a, b) for a in range(n + 1) for b in range(n + 1 - a)),
+        reverse=True,
+    )
+    low, high = max(0.0, -d0), min(1.0, (1 - d0) / 2)
+    tails: list[list[float]] = []
+    for i in range(_EXACT_GRID + 1):
+        p01 = low + (high - low) * (i + 0.5) / (_EXACT_GRID + 1)
+        p10 = p01 + d0
+        rest = 1 - p01 - p10
+        if p10 <= 0 or rest <= 0:
+            continue
+        la, lb, lc = math.log(p10), math.log(p01), math.log(rest)
+        running, column = 0.0, []
+        for _, a, b in outcomes:
+            running += math.exp(_log_trinomial(n, a, b, lf, la, lb, lc))
+            column.append(running)
+        tails.append(column)
+    return [z for z, _, _ in outcomes], tails
+
+
+def _exact_p_value(n: int, gained: int, lost: int, d0: float) -> float:
+    """sup over the nuisance P(lost) of P(Z >= z_observed) under delta = d0 (unconditional exact)."""
+    zs, tails = _exact_table(n, d0)
+    z_obs = score_statistic(n, gained, lost, d0) - 1e-9
+    # zs is descending: count the outcomes at least as extreme as the observed one.
+    lo, hi = 0, len(zs)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if zs[mid] >= z_obs:
+            lo = mid + 1
+        else:
+            hi = mid
+    if lo == 0:
+        return 0.0
+    return min(1.0, max(column[lo - 1] for column in tails))
+
+
+def p_value(n: int, gained: int, lost: int, margin: float) -> float:
+    """One-sided p-value of H0 "delta <= -margin" (small: the variant is non-inferior)."""
+    _check(n, gained, lost, margin)
+    if n == 0:
+        return 1.0
+    if n < EXACT_MAX_N:
+        return _exact_p_value(n, gained, lost, -margin)
+    return 1.0 - _N.cdf(score_statistic(n, gained, lost, -margin))
+
+
+def _bound(n: int, gained: int, lost: int, z: float, upper: bool) -> float:
+    """The d0 where the score statistic equals +z (lower bound) or -z (upper bound), by bisection."""
+    target = -z if upper else z
+    lo, hi = -0.999999, 0.999999
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        # The statistic decreases as d0 grows.
+        if score_statistic(n, gained, lost, mid) > target:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def lower_bound(n: int, gained: int, lost: int, alpha: float = 0.05) -> float:
+    """One-sided 1 - alpha lower confidence bound of delta (inverted score test)."""
+    if n == 0:
+        return -1.0
+    return _bound(n, gained, lost, _N.inv_cdf(1 - alpha), upper=False)
+
+
+def upper_bound(n: int, gained: int, lost: int, alpha: float = 0.05) -> float:
+    """One-sided 1 - alpha upper confidence bound of delta."""
+    if n == 0:
+        return 1.0
+    return _bound(n, gained, lost, _N.inv_cdf(1 - alpha), upper=True)
+
+
+@dataclass(frozen=True)
+class NonInferiority:
+    """The fixed-sample verdict on the questions asked."""
+
+    verdict: QualityVerdict
+    margin: float
+    delta: float
+    lower_bound: float  # one-sided 1 - alpha
+    upper_bound: float  # one-sided 1 - alpha
+    p_value: float  # of H0 "delta <= -margin"
+    exact: bool  # the p-value is the exact unconditional one (small samples)
+
+
+def assess(n: int, gained: int, lost: int, margin: float, alpha: float = 0.05) -> NonInferiority:
+    """NonInferior when the test rejects "delta <= -margin"; Inferior when the upper bound is below -margin."""
+    _check(n, gained, lost, margin)
+    p = p_value(n, gained, lost, margin)
+    low, high = lower_bound(n, gained, lost, alpha), upper_bound(n, gained, lost, alpha)
+    if p < alpha:
+        verdict = QualityVerdict.NON_INFERIOR
+    elif n > 0 and high < -margin:
+        verdict = QualityVerdict.INFERIOR
+    else:
+        verdict = QualityVerdict.UNDECIDED
+    return NonInferiority(
+        verdict=verdict,
+        margin=margin,
+        delta=(gained - lost) / n if n else 0.0,
+        lower_bound=low,
+        upper_bound=high,
+        p_value=p,
+        exact=0 < n < EXACT_MAX_N,
+    )
+
+
+# ----------------------------------------------------------------------------------- fixed-sample design
+
+
+def _sigmas(margin: float, discordance: float, delta: float) -> tuple[float, float]:
+    """(sd under H0's restricted fit, sd under the truth) of one question's contribution to gained - lost."""
+    if not 0.0 <= discordance <= 1.0:
+        raise ValueError(f"discordance must be in [0, 1], got {discordance}")
+    if abs(delta) > discordance + 1e-12:
+        raise ValueError(f"|delta| {abs(delta)} cannot exceed the discordance {discordance}")
+    d0 = -margin
+    p10, p01 = (discordance + delta) / 2, (discordance - delta) / 2
+    p_tilde = _restricted_p01(1.0, p10, p01, d0)
+    return math.sqrt(max(0.0, 2 * p_tilde + d0 * (1 - d0))), math.sqrt(max(0.0, discordance - delta**2))
+
+
+def power(n: int, margin: float, discordance: float, delta: float = 0.0, alpha: float = 0.05) -> float:
+    """Probability that n paired questions show non-inferiority when the true difference is ``delta`` and a
+    share ``discordance`` of questions is answered differently (normal approximation of the score test)."""
+    if n <= 0:
+        return 0.0
+    s0, s1 = _sigmas(margin, discordance, delta)
+    shift = math.sqrt(n) * (delta + margin)
+    z = _N.inv_cdf(1 - alpha)
+    if s1 == 0:
+        return 1.0 if shift > z * s0 else 0.0
+    return _N.cdf((shift - z * s0) / s1)
+
+
+def questions_needed(
+    margin: float, discordance: float, delta: float = 0.0, alpha: float = 0.05, target: float = 0.8
+) -> int:
+    """Paired questions for the fixed-sample test to show non-inferiority with probability ``target``."""
+    if delta <= -margin:
+        raise ValueError("non-inferiority cannot be shown when the true difference is at or below -margin")
+    s0, s1 = _sigmas(margin, discordance, delta)
+    n = ((_N.inv_cdf(1 - alpha) * s0 + _N.inv_cdf(target) * s1) / (delta + margin)) ** 2
+    return max(1, math.ceil(n))
+
+
+# ------------------------------------------------------------------------------------- sequential design
+
+
+def _obf_spent(level: float, t: float) -> float:
+    """Lan-DeMets O'Brien-Fleming spending: the share of ``level`` spent by information fraction t."""
+    if t <= 0:
+        return 0.0
+    return min(level, 2 * (1 - _N.cdf(_N.inv_cdf(1 - level / 2) / math.sqrt(t))))
+
+
+_GRID = 81  # points per look in the numerical integration (Simpson's rule)
+
+
+def _simpson_weights(m: int) -> list[float]:
+    w = [1.0] + [4.0 if i % 2 else 2.0 for i in range(1, m - 1)] + [1.0]
+    return [x / 3 for x in w]
+
+
+def _grid(lo: float, hi: float) -> tuple[list[float], list[float]]:
+    h = (hi - lo) / (_GRID - 1)
+    return [lo + i * h for i in range(_GRID)], [w * h for w in _simpson_weights(_GRID)]
+
+
+@dataclass(frozen=True)
+class _Look:
+    """A look's sub-density on the continuation region, on the score scale S = Z * sqrt(t)."""
+
+    points: list[float]
+    density: list[float]  # times the Simpson weights, ready to integrate
+
+
+def _first_look(t: float, drift: float, lo: float, hi: float) -> _Look:
+    sd = math.sqrt(t)
+    pts, w = _grid(lo * sd, hi * sd)
+    dens = [wi * _N.pdf((s - drift * t) / sd) / sd for s, wi in zip(pts, w, strict=True)]
+    return _Look(pts, dens)
+
+
+def _tail_above(prev: _Look, dt: float, drift: float, level: float) -> float:
+    """P(continued so far and S at the next look > level)."""
+    sd = math.sqrt(dt)
+    return sum(
+        f * (1 - _N.cdf((level - s - drift * dt) / sd))
+        for s, f in zip(prev.points, prev.density, strict=True)
+    )
+
+
+def _tail_below(prev: _Look, dt: float, drift: float, level: float) -> float:
+    sd = math.sqrt(dt)
+    return sum(
+        f * _N.cdf((level - s - drift * dt) / sd) for s, f in zip(prev.points, prev.density, strict=True)
+    )
+
+
+def _next_look(prev: _Look, dt: float, drift: float, lo: float, hi: float) -> _Look:
+    sd = math.sqrt(dt)
+    pts, w = _grid(lo, hi)
+    dens = []
+    for s2, wi in zip(pts, w, strict=True):
+        acc = 0.0
+        for s, f in zip(prev.points, prev.density, strict=True):
+            acc += f * math.exp(-0.5 * ((s2 - s - drift * dt) / sd) ** 2)
+        dens.append(wi * acc / (sd * math.sqrt(2 * math.pi)))
+    return _Look(pts, dens)
+
+
+def _solve(f: Callable[[float], float], lo: float, hi: float, increasing: bool, iters: int = 50) -> float:
+    """The x in [lo, hi] where the monotone function f crosses zero, by bisection."""
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        v = f(mid)
+        if (v > 0) == increasing:
+            hi = mid
+        else:
+            lo = mid
+    return (lo + hi) / 2
+
+
+_Z_CAP = 8.0  # boundaries beyond this many standard deviations are treated as "never stop"
+
+
+@lru_cache(maxsize=32)
+def _efficacy_bounds(looks: int, alpha: float) -> tuple[float, ...]:
+    """Z boundaries that spend alpha by O'Brien-Fleming under delta = -margin, ignoring futility."""
+    ts = [k / looks for k in range(1, looks + 1)]
+    bounds: list[float] = []
+    prev: _Look | None = None
+    for k, t in enumerate(ts):
+        want = _obf_spent(alpha, t) - _obf_spent(alpha, ts[k - 1] if k else 0.0)
+        if prev is None:
+            z = _N.inv_cdf(1 - want) if want > 1e-15 else _Z_CAP
+        else:
+            dt = t - ts[k - 1]
+            look, dt, sd, spend = prev, t - ts[k - 1], math.sqrt(t), want
+
+            def excess(
+                u: float, look: _Look = look, dt: float = dt, sd: float = sd, spend: float = spend
+            ) -> float:
+                return _tail_above(look, dt, 0.0, u * sd) - spend
+
+            z = _solve(excess, -2, _Z_CAP, False) if want > 1e-15 else _Z_CAP
+        z = min(z, _Z_CAP)
+        bounds.append(z)
+        if k + 1 < looks:
+            prev = (
+                _first_look(t, 0.0, -_Z_CAP, z)
+                if prev is None
+                else _next_look(prev, t - ts[k - 1], 0.0, -_Z_CAP * math.sqrt(t), z * math.sqrt(t))
+            )
+    return tuple(bounds)
+
+
+def _futility_run(
+    looks: int, alpha: float, beta: float, drift: float
+) -> tuple[tuple[float, ...], float, list[float], list[float]]:
+    """For a drift (expected Z at full information under the design alternative): the futility Z
+    boundaries spending beta, the probability of ending below the last efficacy bound beyond the beta
+    left for the last look, and the per-look probabilities of stopping (efficacy, futility)."""
+    upper = _efficacy_bounds(looks, alpha)
+    ts = [k / looks for k in range(1, looks + 1)]
+    lower: list[float] = []
+    stop_hi: list[float] = []
+    stop_lo: list[float] = []
+    prev: _Look | None = None
+    excess = 0.0
+    for k, t in enumerate(ts):
+        sd = math.sqrt(t)
+        dt = t - (ts[k - 1] if k else 0.0)
+        want = _obf_spent(beta, t) - _obf_spent(beta, ts[k - 1] if k else 0.0)
+        u = upper[k]
+
+        def below(z: float, prev: _Look | None = prev, sd: float = sd, dt: float = dt) -> float:
+            if prev is None:
+                return _N.cdf(z - drift * sd)
+            return _tail_below(prev, dt, drift, z * sd)
+
+        def above(z: float, prev: _Look | None = prev, sd: float = sd, dt: float = dt) -> float:
+            if prev is None:
+                return 1 - _N.cdf(z - drift * sd)
+            return _tail_above(prev, dt, drift, z * sd)
+
+        if k + 1 == looks:
+            low = u
+            excess = below(u) - want
+        else:
+            spend = want
+            low = _solve(lambda z: below(z) - spend, -_Z_CAP, u, True) if want > 1e-15 else -_Z_CAP  # noqa: B023
+            low = min(low, u)
+        lower.append(low)
+        stop_hi.append(above(u))
+        stop_lo.append(below(low))
+        if k + 1 < looks:
+            prev = (
+                _first_look(t, drift, low, u)
+                if prev is None
+                else _next_look(prev, dt, drift, low * sd, u * sd)
+            )
+    return tuple(lower), excess, stop_hi, stop_lo
+
+
+@dataclass(frozen=True)
+class SequentialDesign:
+    """A group-sequential non-inferiority design on the Z scale of the score test.
+
+    ``efficacy[k]``: stop at look k with NonInferior when Z >= it; ``futility[k]``: stop when Z <= it (the
+    variant will not be shown non-inferior within the budget). ``inflation``: the maximum sample over the
+    fixed-sample design's; ``drift``: expected Z at the maximum sample under the design alternative.
+    """
+
+    looks: int
+    alpha: float
+    power: float
+    efficacy: tuple[float, ...]
+    futility: tuple[float, ...]
+    drift: float
+    inflation: float
+
+    def fractions(self) -> list[float]:
+        return [k / self.looks for k in range(1, self.looks + 1)]
+
+    def expected_fraction(self, drift_fraction: float) -> float:
+        """Expected share of the maximum sample used when the true effect is ``drift_fraction`` times the
+        design alternative's (1.0: the design alternative; 0.0: exactly at the margin)."""
+        hi, lo = self.stop_probabilities(drift_fraction)
+        used, reached = 0.0, 1.0
+        for k, t in enumerate(self.fractions()):
+            stop = hi[k] + lo[k] if k + 1 < self.looks else reached
+            used += t * stop
+            reached -= stop
+        return used
+
+    def stop_probabilities(self, drift_fraction: float) -> tuple[list[float], list[float]]:
+        """Per look, P(stop NonInferior) and P(stop for futility) at that effect size, with this design's
+        boundaries."""
+        return _stop_probabilities(self.looks, self.efficacy, self.futility, self.drift * drift_fraction)
+
+
+@lru_cache(maxsize=128)
+def _stop_probabilities(
+    looks: int, upper: tuple[float, ...], lower: tuple[float, ...], drift: float
+) -> tuple[list[float], list[float]]:
+    """Per look, the probabilities of crossing the upper and the lower boundary first, at a drift."""
+    ts = [k / looks for k in range(1, looks + 1)]
+    hi: list[float] = []
+    lo: list[float] = []
+    prev: _Look | None = None
+    for k, t in enumerate(ts):
+        sd = math.sqrt(t)
+        dt = t - (ts[k - 1] if k else 0.0)
+        if prev is None:
+            hi.append(1 - _N.cdf(upper[k] - drift * sd))
+            lo.append(_N.cdf(lower[k] - drift * sd))
+        else:
+            hi.append(_tail_above(prev, dt, drift, upper[k] * sd))
+            lo.append(_tail_below(prev, dt, drift, lower[k] * sd))
+        if k + 1 < looks:
+            prev = (
+                _first_look(t, drift, lower[k], upper[k])
+                if prev is None
+                else _next_look(prev, dt, drift, lower[k] * sd, upper[k] * sd)
+            )
+    return hi, lo
+
+
+@lru_cache(maxsize=32)
+def sequential_design(looks: int = 5, alpha: float = 0.05, power: float = 0.8) -> SequentialDesign:
+    """The design with ``looks`` equally spaced analyses: solve the drift at which the futility boundary
+    meets the efficacy boundary at the last look (so the last look always decides)."""
+    if not 1 <= looks <= 20:
+        raise ValueError(f"looks must be in 1..20, got {looks}")
+    if not 0 < alpha < 0.5 or not 0.5 < power < 1:
+        raise ValueError("need 0 < alpha < 0.5 and 0.5 < power < 1")
+    beta = 1 - power
+    fixed = _N.inv_cdf(1 - alpha) + _N.inv_cdf(power)
+    drift = _solve(lambda d: -_futility_run(looks, alpha, beta, d)[1], fixed * 0.9, fixed * 1.6, True)
+    futility, _, _, _ = _futility_run(looks, alpha, beta, drift)
+    return SequentialDesign(
+        looks=looks,
+        alpha=alpha,
+        power=power,
+        efficacy=_efficacy_bounds(looks, alpha),
+        futility=futility,
+        drift=drift,
+        inflation=(drift / fixed) ** 2,
+    )
+
+
+@dataclass(frozen=True)
+class SequentialPlan:
+    """A design scaled to questions: look k analyses the first ``look_sizes[k]`` paired questions."""
+
+    design: SequentialDesign
+    margin: float
+    fixed_questions: int  # the fixed-sample design's questions at the same alpha, power and assumptions
+    look_sizes: tuple[int, ...]
+
+    @property
+    def max_questions(self) -> int:
+        return self.look_sizes[-1]
+
+    def expected_questions(self, drift_fraction: float = 1.0) -> float:
+        return self.max_questions * self.design.expected_fraction(drift_fraction)
+
+
+def plan_sequential(
+    margin: float,
+    discordance: float,
+    delta: float = 0.0,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    looks: int = 5,
+) -> SequentialPlan:
+    """The question counts of each look for a margin, an expected discordance and a true difference."""
+    design = sequential_design(looks, alpha, power)
+    fixed = questions_needed(margin, discordance, delta, alpha, power)
+    top = math.ceil(fixed * design.inflation)
+    sizes = tuple(max(1, math.ceil(top * t)) for t in design.fractions())
+    return SequentialPlan(design=design, margin=margin, fixed_questions=fixed, look_sizes=sizes)
+
+
+@dataclass(frozen=True)
+class SequentialDecision:
+    verdict: QualityVerdict
+    look: int  # 1-based look at which the decision was taken (the last one reached otherwise)
+    questions: int  # questions used
+    stopped_early: bool
+    z: float
+
+
+def sequential_decision(
+    plan: SequentialPlan, outcomes: Sequence[tuple[bool, bool]], alpha: float | None = None
+) -> SequentialDecision:
+    """Apply the plan to paired (baseline right, variant right) outcomes in the order they were asked.
+
+    At look k: NonInferior when Z >= the efficacy bound; at a futility stop (or at the last look reached
+    without a decision) the fixed-sample bounds of what was seen name it Inferior or Undecided.
+    """
+    a = plan.design.alpha if alpha is None else alpha
+    gained = lost = 0
+    seen = 0
+    z = 0.0
+    last = 0
+    for k, size in enumerate(plan.look_sizes):
+        if size > len(outcomes):
+            break
+        for base, var in outcomes[seen:size]:
+            gained += int(var and not base)
+            lost += int(base and not var)
+        seen = size
+        last = k + 1
+        z = score_statistic(size, gained, lost, -plan.margin)
+        final = k + 1 == plan.design.looks
+        if z >= plan.design.efficacy[k]:
+            return SequentialDecision(QualityVerdict.NON_INFERIOR, k + 1, size, not final, z)
+        if z <= plan.design.futility[k]:
+            high = upper_bound(size, gained, lost, a)
+            verdict = QualityVerdict.INFERIOR if high < -plan.margin else QualityVerdict.UNDECIDED
+            return SequentialDecision(verdict, k + 1, size, not final, z)
+    if seen == 0:
+        return SequentialDecision(QualityVerdict.UNDECIDED, 0, 0, False, 0.0)
+    high = upper_bound(seen, gained, lost, a)
+    verdict = QualityVerdict.INFERIOR if high < -plan.margin else QualityVerdict.UNDECIDED
+    return SequentialDecision(verdict, last, seen, False, z)

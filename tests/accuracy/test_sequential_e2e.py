@@ -1,0 +1,57 @@
+"""Sequential accuracy evaluation end to end: lm-eval asked in chunks (its `samples` option) against a real
+vLLM CPU server, stopping at the design's looks. The server is compared with itself, so every question is
+concordant and the design shows non-inferiority by its last look at the latest."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from quantbench_loadgen.accuracy.results import AccuracyResult
+from quantbench_loadgen.noninferiority import QualityVerdict
+
+pytestmark = [pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(1800)]
+
+SPEC = {"margin": 20, "maxGenTokens": 16, "concurrency": 4, "sequential": {"looks": 2, "discordance": 0.05}}
+
+
+def _accuracy(python: Path, server: Any, gsm8k: Path, spec: Path, out: Path, *extra: str) -> AccuracyResult:
+    cmd = [
+        str(python), "-m", "quantbench_loadgen.accuracy",
+        "--base-url", server.url, "--model", server.served_model_name, "--dataset", str(gsm8k),
+        "--spec", str(spec), "--tokenizer", str(server.model_path), "--out", str(out), *extra,
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env, check=False)
+    assert proc.returncode == 0, f"accuracy runner failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+    return AccuracyResult.model_validate_json(out.read_text())
+
+
+def test_variant_is_asked_in_chunks_against_the_baseline(
+    vllm_server: Callable[[str], Any], accuracy_python: Path, gsm8k_dir: Path, tmp_path: Path
+) -> None:
+    server = vllm_server("bf16")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(SPEC))
+    base = _accuracy(accuracy_python, server, gsm8k_dir, spec, tmp_path / "base.json")
+    assert base.sequential is None and base.strict.questions == 22  # the design's maximum (looks 11, 22)
+    var = _accuracy(
+        accuracy_python,
+        server,
+        gsm8k_dir,
+        spec,
+        tmp_path / "var.json",
+        "--baseline-result",
+        str(tmp_path / "base.json"),
+    )
+    record = var.sequential
+    assert record is not None and record.look_sizes == [11, 22]
+    assert record.questions in record.look_sizes and var.strict.questions == record.questions
+    assert record.verdict == QualityVerdict.NON_INFERIOR
+    assert [o.key for o in var.outcomes] == [o.key for o in base.outcomes[: record.questions]]

@@ -1,0 +1,61 @@
+"""Sequential evaluation: chunks asked in the baseline's order, stopping at the first look that decides."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from quantbench_loadgen.accuracy.results import QuestionOutcome, question_key
+from quantbench_loadgen.accuracy.sequential import SequentialRecord, evaluate_sequentially, plan_for
+from quantbench_loadgen.noninferiority import QualityVerdict
+from quantbench_loadgen.specs import AccuracySpec
+
+
+def _outcome(i: int, ok: bool) -> QuestionOutcome:
+    return QuestionOutcome(
+        doc_id=i,
+        key=question_key(f"question {i}"),
+        target=str(i),
+        strict_answer=str(i) if ok else "[invalid]",
+        strict_correct=ok,
+        flexible_answer=str(i) if ok else "0",
+        flexible_correct=ok,
+    )
+
+
+def _run(spec: AccuracySpec, lose: float, seed: int) -> tuple[list[int], SequentialRecord]:
+    plan = plan_for(spec)
+    rng = random.Random(seed)
+    baseline = [_outcome(i, rng.random() < 0.7) for i in range(plan.max_questions)]
+    flips = {o.doc_id: rng.random() < lose for o in baseline}
+    asked: list[int] = []
+
+    def ask(doc_ids: list[int]) -> list[QuestionOutcome]:
+        asked.extend(doc_ids)
+        return [_outcome(i, baseline[i].strict_correct != flips[i]) for i in doc_ids]
+
+    outcomes, record = evaluate_sequentially(plan, baseline, ask)
+    assert [o.doc_id for o in outcomes] == asked == list(range(len(asked)))
+    return asked, record
+
+
+def test_an_identical_variant_stops_early_as_non_inferior() -> None:
+    spec = AccuracySpec(margin=5, sequential={"looks": 5, "discordance": 0.05})
+    asked, record = _run(spec, lose=0.0, seed=1)
+    plan = plan_for(spec)
+    assert record.verdict == QualityVerdict.NON_INFERIOR
+    assert record.stopped_early and len(asked) < plan.max_questions
+    assert len(asked) in plan.look_sizes
+
+
+def test_a_clearly_worse_variant_stops_early_as_inferior() -> None:
+    spec = AccuracySpec(margin=2, sequential={"looks": 5, "discordance": 0.05})
+    _, record = _run(spec, lose=0.3, seed=2)
+    assert record.verdict == QualityVerdict.INFERIOR
+    assert record.stopped_early and record.look == 1
+
+
+def test_a_plan_needs_the_sequential_settings() -> None:
+    with pytest.raises(ValueError, match="sequential"):
+        plan_for(AccuracySpec())
