@@ -18,7 +18,7 @@ $(BIN)/.installed: operator/pyproject.toml loadgen/pyproject.toml requirements-d
 
 venv: $(BIN)/.installed ## create .venv with the operator, loadgen and dev tools
 
-test: venv cluster-bin node-setup vllm-env accuracy-env test-models images ## run the whole test suite
+test: venv cluster-bin node-setup vllm-env accuracy-env test-models demo-models images ## run the whole test suite
 	$(BIN)/pytest
 
 test-unit: venv ## run only the tests that need no external server
@@ -44,7 +44,7 @@ fmt: venv
 validate: venv ## validate every example spec
 	$(BIN)/quantbench validate examples/*.yaml
 
-demo: venv vllm-env accuracy-env test-models ## the main job on the embedded default: quantbench run examples/local.yaml
+demo: venv vllm-env accuracy-env demo-models ## the main job on the embedded default: quantbench run examples/local.yaml
 	QUANTBENCH_VLLM_PYTHON=.venv-vllm/bin/python QUANTBENCH_ACCURACY_PYTHON=.cache/venv-accuracy/bin/python \
 		$(BIN)/quantbench run examples/local.yaml --gsm8k $(GSM8K_DIR) --out results
 
@@ -108,13 +108,17 @@ report-demo: venv ## a sample report (out/report-demo/report/report.{md,html}) f
 	$(BIN)/quantbench report out/report-demo/results --out out/report-demo/report
 
 # --- real vLLM CPU servers and tiny local models (tests/vllm, tests/models, tests/fixtures/vllm.py) ---
-.PHONY: vllm-env test-models test-vllm bench-vllm
+.PHONY: vllm-env test-models demo-models test-vllm bench-vllm
 
 vllm-env: ## vLLM CPU environment (.venv-vllm; reused when complete)
 	bash tests/vllm/setup.sh
 
 test-models: vllm-env ## build (or reuse) the tiny models in every precision into .cache/models/tiny-llama
 	.venv-vllm/bin/python -m tests.models build --out .cache/models/tiny-llama > /dev/null
+
+demo-models: vllm-env ## build (or reuse) SmolLM2-135M-Instruct in BF16, AWQ-INT4, INT8-W8A8 (.cache/models/smollm2-135m)
+	QUANTBENCH_GSM8K_DIR=$(GSM8K_DIR) .venv-vllm/bin/python -m tests.models build --model smollm2 \
+		--out .cache/models/smollm2-135m > /dev/null
 
 test-vllm: venv vllm-env ## streaming completions/chat/metrics against real vLLM CPU servers per precision
 	$(BIN)/pytest -m vllm tests/vllm

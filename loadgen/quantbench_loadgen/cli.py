@@ -32,7 +32,7 @@ from quantbench_loadgen.client import api_base
 from quantbench_loadgen.datasets import DatasetError, gsm8k_prompts
 from quantbench_loadgen.export import vllm_results, write_samples, write_vllm_export
 from quantbench_loadgen.fidelity import DEFAULT_TOP_K
-from quantbench_loadgen.live import LiveCounters, ProgressLine, PrometheusExporter
+from quantbench_loadgen.live import LiveCounters, ProgressFile, ProgressLine, PrometheusExporter
 from quantbench_loadgen.runner import AnyWorkload, run_workload
 from quantbench_loadgen.sender import Runner, RunOptions
 from quantbench_loadgen.specs import CapacityWorkload, ServingWorkload, Workload
@@ -123,6 +123,11 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help=f"scrape the server's /metrics every S seconds into the result (0: never; default {DEFAULT_INTERVAL_S})",
     )
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress line")
+    p.add_argument(
+        "--progress-file",
+        type=Path,
+        help="keep the step's live counters in this JSON file (for another program)",
+    )
     p.add_argument("--timeout", type=float, default=600.0, help="per-request timeout, seconds (600)")
     p.add_argument(
         "--drain-timeout", type=float, default=60.0, help="duration runs: wait for in-flight (60 s)"
@@ -179,9 +184,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     show_progress = sys.stderr.isatty() if args.progress is None else args.progress
 
     async def main() -> Any:
-        progress = ProgressLine(counters) if show_progress else None
-        if progress is not None:
-            progress.start()
+        shows = [
+            *([ProgressLine(counters)] if show_progress else []),
+            *([ProgressFile(counters, args.progress_file)] if args.progress_file else []),
+        ]
+        for show in shows:
+            show.start()
         runners: list[Runner] = []
 
         def stop() -> None:
@@ -201,8 +209,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 runner_ready=runners.append,
             )
         finally:
-            if progress is not None:
-                await progress.stop()
+            for show in shows:
+                await show.stop()
 
     _use_uvloop()
     try:

@@ -117,6 +117,20 @@ class StreamingClient:
             await self._session.close()
             self._session = None
 
+    async def server_version(self) -> str | None:
+        """The version the server reports at GET /version (vLLM: {"version": "0.11.0"}); None if it does not."""
+        assert self._session is not None, "use StreamingClient as an async context manager"
+        try:
+            headers = {"Authorization": self._headers["Authorization"]} if self.api_key else {}
+            async with self._session.get(server_root(self.base_url) + "/version", headers=headers) as resp:
+                if resp.status != 200:
+                    return None
+                data = await resp.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            return None
+        version = data.get("version") if isinstance(data, dict) else None
+        return str(version) if version else None
+
     async def send(self, body: bytes, timing: RequestTiming, request_id: str | None = None) -> RequestTiming:
         """Send one streamed request and fill ``timing``. Never raises, except `asyncio.CancelledError`
         (after marking the request cancelled)."""

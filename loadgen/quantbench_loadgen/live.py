@@ -1,6 +1,7 @@
-"""What a run shows while it happens: Prometheus counters and histograms, and a terminal progress line.
+"""What a run shows while it happens: Prometheus counters and histograms, a terminal progress line, and a
+progress file that another program (`quantbench run`'s display) reads.
 
-Both read one `LiveCounters` object that the runner updates once per request send and once per request end
+All read one `LiveCounters` object that the runner updates once per request send and once per request end
 (never per token chunk), so watching a run costs almost nothing on the hot path.
 """
 
@@ -8,9 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
 import sys
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TextIO
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -38,6 +43,18 @@ class LiveCounters:
     @property
     def in_flight(self) -> int:
         return self.sent - self.completed - self.failed
+
+    def snapshot(self) -> dict[str, object]:
+        """The counters as JSON-ready data (the progress file's content)."""
+        return {
+            "step": self.step,
+            "planned": self.planned,
+            "sent": self.sent,
+            "completed": self.completed,
+            "failed": self.failed,
+            "output_tokens": self.output_tokens,
+            "elapsed_s": round(time.perf_counter() - self.started, 3),
+        }
 
 
 class PrometheusExporter:
@@ -110,16 +127,59 @@ class PrometheusExporter:
                 prev = t
 
 
-class ProgressLine:
+class _Ticker(ABC):
+    """Calls `show` every `interval_s` from a background task of the running loop, and once more at stop."""
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self._task: asyncio.Task[None] | None = None
+
+    @abstractmethod
+    def show(self, final: bool = False) -> None:
+        """Draw or write the counters once; `final` at the end of the run."""
+
+    async def _loop(self) -> None:
+        while True:
+            self.show()
+            await asyncio.sleep(self.interval_s)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+            self.show(final=True)
+
+
+class ProgressFile(_Ticker):
+    """The counters written as one JSON object to `path` a few times a second, replaced atomically so a reader
+    never sees half a file."""
+
+    def __init__(self, counters: LiveCounters, path: Path, interval_s: float = 0.5) -> None:
+        super().__init__(interval_s)
+        self.counters = counters
+        self.path = path
+
+    def show(self, final: bool = False) -> None:
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps({**self.counters.snapshot(), "finished": final}))
+        os.replace(tmp, self.path)
+
+
+class ProgressLine(_Ticker):
     """A one-line progress display on a terminal, redrawn a few times a second by a background task."""
 
     def __init__(
         self, counters: LiveCounters, stream: TextIO | None = None, interval_s: float = 0.25
     ) -> None:
+        super().__init__(interval_s)
         self.counters = counters
         self.stream = stream or sys.stderr
-        self.interval_s = interval_s
-        self._task: asyncio.Task[None] | None = None
 
     def render(self) -> str:
         c = self.counters
@@ -135,21 +195,6 @@ class ProgressLine:
             f"{c.completed / elapsed:.1f} req/s, {c.output_tokens / elapsed:.0f} tok/s, {elapsed:.0f} s"
         )
 
-    async def _loop(self) -> None:
-        while True:
-            self.stream.write("\r\x1b[2K" + self.render())
-            self.stream.flush()
-            await asyncio.sleep(self.interval_s)
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._loop())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-            self.stream.write("\r\x1b[2K" + self.render() + "\n")
-            self.stream.flush()
+    def show(self, final: bool = False) -> None:
+        self.stream.write("\r\x1b[2K" + self.render() + ("\n" if final else ""))
+        self.stream.flush()

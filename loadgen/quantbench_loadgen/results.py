@@ -240,6 +240,9 @@ class LoadgenResult(ApiModel):
     started_at: datetime = Field(description="Wall-clock start (UTC).")
     finished_at: datetime = Field(description="Wall-clock end (UTC).")
     tool_version: str = Field(description="quantbench-loadgen version that measured it.")
+    server_version: str | None = Field(
+        default=None, description="Version the server reported at GET /version (vLLM's), if it answered."
+    )
     latency: LatencyResult | None = Field(default=None, description="Latency workload result.")
     throughput: list[ThroughputBatchResult] = Field(
         default_factory=list, description="Throughput workload: one entry per batch size, in sweep order."

@@ -356,6 +356,7 @@ async def run_workload(
             started_at=started,
             finished_at=started,
             tool_version=__version__,
+            server_version=await client.server_version(),
         )
         figures: list[RepetitionFigures] = []
         for rep in range(wl.repetitions):

@@ -14,35 +14,45 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from quantbench import regression
 from quantbench.analysis.run_results import RunResults
 from quantbench.analysis.summary import SummarySettings, build_summary
 from quantbench.api.summary import RunSummary
 from quantbench.api.v1alpha1 import (
     API_VERSION,
     KIND,
+    ConcurrencyPolicy,
     Phase,
     ProbeStatus,
     QuantBenchmarkSpec,
     QuantBenchmarkStatus,
+    Regression,
+    RunProvenance,
     RunRecord,
+    Trigger,
     VariantPhase,
+    VariantProvenance,
     VariantStatus,
 )
 from quantbench.api.validation import SpecError, benchmark_from_dict
 from quantbench.collect import run_results
-from quantbench.gpus import GPU_PRODUCT_LABEL
+from quantbench.gpus import GPU_PRODUCT_LABEL, gpu_driver
 from quantbench.kube import CHILD_KINDS, ApiError, Kube
 from quantbench.manifests import rbac
 from quantbench.manifests.common import Owner
 from quantbench.manifests.run import RunSnapshot, run_configmap, snapshot_from_configmap
+from quantbench.manifests.server import model_of, revision_of
+from quantbench.naming import GROUP as LABEL_GROUP
 from quantbench.naming import (
     LABEL_BENCHMARK,
     LABEL_RUN,
@@ -64,7 +74,7 @@ from quantbench.objects import (
     name_of,
     node_of,
 )
-from quantbench.plan import plan_run, pools_from_nodes
+from quantbench.plan import TERMINAL_PHASES, plan_run, pools_from_nodes
 from quantbench.reconcile import (
     Create,
     Decision,
@@ -76,13 +86,16 @@ from quantbench.reconcile import (
     initial_probe_statuses,
     initial_statuses,
 )
+from quantbench.schedule import due
 from quantbench.settings import OperatorSettings
 from quantbench.sources import SourceFacts, facts_from_objects, referenced, unavailable
-from quantbench.status import conditions, next_run_time, regressions, run_phase, status_patch, with_history
+from quantbench.status import conditions, run_phase, status_patch, with_history
 from quantbench.vllm_log import weights_gib_from_log
 
 log = logging.getLogger(__name__)
 MAX_PASSES = 4
+RUN_NOW_ANNOTATION = f"{LABEL_GROUP}/run-now"
+QUANTBENCH_VERSION = package_version("quantbench")
 
 
 def utcnow() -> datetime:
@@ -92,6 +105,10 @@ def utcnow() -> datetime:
 def owner_of(body: dict[str, Any]) -> Owner:
     meta = body["metadata"]
     return Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
+
+
+def run_now_requested(body: dict[str, Any]) -> bool:
+    return RUN_NOW_ANNOTATION in ((body.get("metadata") or {}).get("annotations") or {})
 
 
 def spec_problem(body: dict[str, Any]) -> str | None:
@@ -115,6 +132,7 @@ class Driver:
         self.kube = kube
         self.settings = settings
         self.clock = clock  # the time every decision is made at: tests drive it
+        self._node_drivers: dict[str, str] = {}
         self._snapshots: dict[tuple[str, str, str], RunSnapshot] = {}
         self._logs_read: set[str] = set()
         self._node_products: dict[str, str] = {}
@@ -132,6 +150,8 @@ class Driver:
         status = self._status_of(body)
         generation = int(body["metadata"].get("generation") or 1)
         now = self.clock()
+        if status.current_run is not None and self._replacing(body, status, now):
+            status = self._replace(body, status)
         if status.current_run is None:
             started = self._maybe_start(body, status, generation, now)
             if started is None:
@@ -194,9 +214,90 @@ class Driver:
         meta = body["metadata"]
         self.kube.merge_patch(KIND, meta["namespace"], meta["name"], status_patch(status), sub="status")
 
+    def _clear_run_now(self, body: dict[str, Any]) -> None:
+        """Take the run-now request: remove the annotation so it starts one run only."""
+        meta = body["metadata"]
+        patch = {"metadata": {"annotations": {RUN_NOW_ANNOTATION: None}}}
+        self.kube.merge_patch(KIND, meta["namespace"], meta["name"], patch)
+        self._note(body, "Normal", "RunNowTaken", f"{RUN_NOW_ANNOTATION}: run started; annotation removed")
+
     def _note(self, body: dict[str, Any], type_: str, reason: str, message: str) -> None:
         """Record an Event without waiting for it (Kube.event logs, never raises)."""
         self._fanout.submit(self.kube.event, body, type_, reason, message)
+
+    def _replacing(self, body: dict[str, Any], status: QuantBenchmarkStatus, now: datetime) -> bool:
+        """Whether a run is due (schedule or run-now) while one is in progress under concurrencyPolicy
+        Replace. (Under Forbid the due run waits: it starts when the current run ends, if still within
+        startingDeadlineSeconds.)"""
+        spec_raw = body.get("spec") or {}
+        if spec_raw.get("concurrencyPolicy") != ConcurrencyPolicy.REPLACE or spec_problem(body) is not None:
+            return False
+        if run_now_requested(body):
+            return True
+        spec = QuantBenchmarkSpec.model_validate(spec_raw)
+        if spec.schedule is None or spec.suspend:
+            return False
+        d = due(
+            spec.schedule,
+            spec.time_zone,
+            self._schedule_since(status, now),
+            now,
+            spec.starting_deadline_seconds,
+        )
+        return d.latest is not None and not d.too_late
+
+    def _replace(self, body: dict[str, Any], status: QuantBenchmarkStatus) -> QuantBenchmarkStatus:
+        """End the run in progress (concurrencyPolicy Replace): its children go, it is recorded as Failed."""
+        assert status.current_run is not None
+        owner = owner_of(body)
+        run = status.current_run
+        now = self.clock()
+        variants = [
+            v
+            if v.phase in TERMINAL_PHASES
+            else v.model_copy(
+                update={
+                    "phase": VariantPhase.FAILED,
+                    "reason": "Replaced",
+                    "message": "a due run replaced this one (concurrencyPolicy Replace)",
+                    "step": None,
+                }
+            )
+            for v in status.variants
+        ]
+        record = run.model_copy(update={"phase": Phase.FAILED, "finished_at": now})
+        limit = int((body.get("spec") or {}).get("historyLimit") or 10)
+        history = with_history(status.history, record, limit, self._pinned(body))
+        new = status.model_copy(
+            update={"phase": Phase.FAILED, "current_run": None, "variants": variants, "history": history}
+        )
+        self._cleanup_run(owner, run.id, keep={h.id for h in history})
+        self._patch_status(body, new)
+        self._forget_run(owner, run.id)
+        self._note(
+            body,
+            "Warning",
+            "RunReplaced",
+            f"run {run.id} ended: a due run replaces it (concurrencyPolicy Replace)",
+        )
+        return new
+
+    @staticmethod
+    def _pinned(body: dict[str, Any]) -> str | None:
+        reference = ((body.get("spec") or {}).get("regression") or {}).get("reference")
+        return str(reference) if reference else None
+
+    @staticmethod
+    def _schedule_since(status: QuantBenchmarkStatus, now: datetime) -> datetime:
+        """Every schedule time up to this one was taken (run or given up)."""
+        if status.last_schedule_time or status.last_run_time:
+            return status.last_schedule_time or status.last_run_time or now
+        return status.history[0].started_at if status.history else now
+
+    def _forget_run(self, owner: Owner, rid: str) -> None:
+        self._snapshots.pop((owner.namespace, owner.name, rid), None)
+        self._run_objects_made.discard((owner.namespace, owner.name, rid))
+        self._fresh.discard((owner.namespace, owner.name, rid))
 
     @staticmethod
     def _until_next(status: QuantBenchmarkStatus, now: datetime) -> float | None:
@@ -221,9 +322,8 @@ class Driver:
                 self._patch_status(body, new)
             return None
         spec = QuantBenchmarkSpec.model_validate(spec_raw)
-        last_start = status.history[0].started_at if status.history else None
-        nxt = next_run_time(spec.schedule, last_start, now)
-        if spec.suspend:
+        run_now = run_now_requested(body)
+        if spec.suspend and not run_now:
             new = status.model_copy(
                 update={"phase": Phase.SUSPENDED, "observed_generation": generation, "next_run_time": None}
             )
@@ -231,15 +331,62 @@ class Driver:
             if new != status:
                 self._patch_status(body, new)
             return None
-        new_generation = status.observed_generation != generation or not status.history
-        due = nxt is not None and status.history and now >= nxt
-        if not (new_generation or due):
-            if status.next_run_time != nxt:
-                self._patch_status(body, status.model_copy(update={"next_run_time": nxt}))
+        since = self._schedule_since(status, now)
+        d = (
+            due(spec.schedule, spec.time_zone, since, now, spec.starting_deadline_seconds)
+            if spec.schedule is not None and not spec.suspend
+            else None
+        )
+        taken = d.latest if d is not None else None
+        trigger: Trigger | None = None
+        if status.observed_generation != generation:
+            trigger = Trigger.CREATED if status.observed_generation is None else Trigger.SPEC_CHANGED
+        elif not status.history:
+            trigger = Trigger.CREATED
+        elif run_now:
+            trigger = Trigger.RUN_NOW
+        elif d is not None and d.latest is not None and not d.too_late:
+            trigger = Trigger.SCHEDULE
+        if d is not None and d.latest is not None and d.too_late and trigger is None:
+            self._note(
+                body,
+                "Warning",
+                "MissedSchedule",
+                f"the run due at {d.latest:%Y-%m-%d %H:%M} UTC could not start within "
+                f"startingDeadlineSeconds ({spec.starting_deadline_seconds} s); skipped"
+                + (f" with {d.missed} earlier missed times" if d.missed else ""),
+            )
+        if trigger is None:
+            new = status.model_copy(
+                update={
+                    "next_run_time": d.next if d is not None else None,
+                    "last_schedule_time": taken or status.last_schedule_time,
+                }
+            )
+            if status.phase == Phase.SUSPENDED:  # resumed: the phase of the last run again
+                new = new.model_copy(update={"phase": status.history[0].phase if status.history else None})
+                new = new.model_copy(update={"conditions": conditions(new, now, generation)})
+            if new != status:
+                self._patch_status(body, new)
             return None
+        if trigger == Trigger.SCHEDULE and d is not None and d.missed:
+            self._note(
+                body,
+                "Normal",
+                "MissedSchedule",
+                f"{d.missed} schedule times passed while no run could start; running once, for "
+                f"{d.latest:%Y-%m-%d %H:%M} UTC",
+            )
         owner = owner_of(body)
         rid = run_id(now, {h.id for h in status.history})
-        record = RunRecord(id=rid, generation=generation, phase=Phase.RUNNING, started_at=now)
+        record = RunRecord(
+            id=rid,
+            generation=generation,
+            phase=Phase.RUNNING,
+            trigger=trigger,
+            scheduled_at=taken if trigger == Trigger.SCHEDULE else None,
+            started_at=now,
+        )
         snapshot = self._new_snapshot(spec, owner.namespace, rid, generation, now)
         variants = initial_statuses(snapshot.plan)
         new = status.model_copy(
@@ -251,12 +398,15 @@ class Driver:
                 "probes": initial_probe_statuses(snapshot.plan),
                 "variant_names": ",".join(v.name for v in spec.variants),
                 "last_run_time": now,
-                "next_run_time": next_run_time(spec.schedule, now, now),
+                "next_run_time": d.next if d is not None else None,
+                "last_schedule_time": taken or status.last_schedule_time or (now if d else None),
             }
         )
         new = new.model_copy(update={"conditions": conditions(new, now, generation)})
         # Status first: a crash after this point resumes this run instead of starting another one.
         self._patch_status(body, new)
+        if run_now:
+            self._clear_run_now(body)
         # A new run id has no children yet: the first pass need not list them. Should the operator stop
         # before the run ConfigMap exists, the resumed run rebuilds it (see _snapshot).
         key = (owner.namespace, owner.name, rid)
@@ -366,6 +516,7 @@ class Driver:
     ) -> Decision:
         obs = Observed(now=self.clock()) if fresh else self._observe(ctx.owner, ctx.run_id)
         obs.node_products = self._products_for(obs)
+        obs.node_drivers = {n: d for n, d in self._node_drivers.items() if d}
         decision = decide(ctx, variants, obs, probes)
         if decision.needs_pools:
             spec = ctx.spec
@@ -396,8 +547,9 @@ class Driver:
             node = node_of(pod)
             if node and node not in self._node_products:
                 obj = self.kube.get("Node", None, node)
-                labels = labels_of(as_nodes([obj])[0]) if obj is not None else {}
-                self._node_products[node] = labels.get(GPU_PRODUCT_LABEL, "")
+                node_labels = labels_of(as_nodes([obj])[0]) if obj is not None else {}
+                self._node_products[node] = node_labels.get(GPU_PRODUCT_LABEL, "")
+                self._node_drivers[node] = gpu_driver(node_labels) or ""
         return dict(self._node_products)
 
     def _with_weights(self, namespace: str, v: VariantStatus, pod: str | None) -> VariantStatus:
@@ -422,16 +574,32 @@ class Driver:
         phase = run_phase(variants)
         summary = None
         if snapshot is not None:
-            summary = self._summary(body, self._results(owner, snapshot, variants, now))
+            results = self._results(owner, snapshot, variants, now)
+            summary = self._summary(body, results)
+        provenance = self._provenance(snapshot, variants, results) if snapshot is not None else None
         record = status.current_run.model_copy(
-            update={"phase": phase, "finished_at": now, "summary": summary}
+            update={"phase": phase, "finished_at": now, "summary": summary, "provenance": provenance}
         )
-        previous = status.history[0] if status.history else None
-        record = record.model_copy(update={"regressions": regressions(previous, record)})
-        limit = snapshot.spec.history_limit if snapshot else 10
-        history = with_history(status.history, record, limit)
-        spec_raw = body.get("spec") or {}
-        schedule = spec_raw.get("schedule")
+        spec = snapshot.spec if snapshot is not None else None
+        pinned = spec.regression.reference if spec is not None else self._pinned(body)
+        reference = regression.reference_run(status.history, pinned)
+        found: list[Regression] = []
+        if (
+            reference is not None
+            and reference.summary is not None
+            and summary is not None
+            and spec is not None
+        ):
+            found = regression.with_changes(
+                regression.compare(reference.summary, summary, spec.regression.tolerances, reference.id),
+                reference.provenance,
+                provenance,
+            )
+        record = record.model_copy(
+            update={"regressions": found, "reference_run": reference.id if reference is not None else None}
+        )
+        limit = spec.history_limit if spec is not None else 10
+        history = with_history(status.history, record, limit, pinned)
         new = status.model_copy(
             update={
                 "phase": phase,
@@ -440,18 +608,71 @@ class Driver:
                 "history": history,
                 "summary": summary,
                 "best": summary.best if summary else None,
-                "next_run_time": next_run_time(schedule, record.started_at, now) if schedule else None,
+                "regressions": found,
             }
         )
         generation = int(body["metadata"].get("generation") or 1)
         new = new.model_copy(update={"conditions": conditions(new, now, generation)})
         self._cleanup_run(owner, record.id, keep={h.id for h in history})
         self._patch_status(body, new)
-        self._snapshots.pop((owner.namespace, owner.name, record.id), None)
-        self._run_objects_made.discard((owner.namespace, owner.name, record.id))
+        self._forget_run(owner, record.id)
         type_ = "Normal" if phase == Phase.SUCCEEDED else "Warning"
         best = f"; best: {new.best}" if new.best else ""
         self._note(body, type_, f"Run{phase}", f"run {record.id} {phase}{best}")
+        if found:
+            self._note(body, "Warning", "Regressed", regression.condition_message(found, record.id, 1000))
+        elif status.regressions and reference is not None:
+            self._note(
+                body,
+                "Normal",
+                "RegressionCleared",
+                f"run {record.id}: no figure regressed against {reference.id}",
+            )
+
+    def _provenance(
+        self, snapshot: RunSnapshot, variants: list[VariantStatus], results: RunResults
+    ) -> RunProvenance:
+        """What each variant ran on: image (spec) and digest (pod status), vLLM version (reported by the
+        server to the load generator), model and revision (spec), GPU and driver (node labels)."""
+        spec = snapshot.spec
+        by_name = {v.name: v for v in variants}
+        out = []
+        for vp in snapshot.plan.variants:
+            variant = spec.variant(vp.variant)
+            v = by_name.get(vp.variant)
+            vllm = None
+            if vp.variant in results.variants:
+                versions = [
+                    r.server_version
+                    for r in results.variants[vp.variant].loadgen.values()
+                    if r.server_version
+                ]
+                vllm = versions[0] if versions else None
+            out.append(
+                VariantProvenance(
+                    variant=vp.variant,
+                    image=spec.server.image,
+                    image_digest=v.image_digest if v else None,
+                    vllm_version=vllm,
+                    model=model_of(spec, variant),
+                    revision=revision_of(spec, variant),
+                    gpu=v.gpu if v else None,
+                    gpu_driver=(v.gpu_driver or self._driver_of(v.node)) if v else None,
+                    node=v.node if v else None,
+                )
+            )
+        return RunProvenance(
+            generation=snapshot.generation, quantbench_version=QUANTBENCH_VERSION, variants=out
+        )
+
+    def _driver_of(self, node: str | None) -> str | None:
+        if not node:
+            return None
+        if node not in self._node_drivers:
+            obj = self.kube.get("Node", None, node)
+            node_labels = labels_of(as_nodes([obj])[0]) if obj is not None else {}
+            self._node_drivers[node] = gpu_driver(node_labels) or ""
+        return self._node_drivers[node] or None
 
     def _results(
         self, owner: Owner, snapshot: RunSnapshot, variants: list[VariantStatus], now: datetime
@@ -486,6 +707,11 @@ class Driver:
             run = (cm["metadata"].get("labels") or {}).get(LABEL_RUN)
             if run is not None and run not in keep:
                 self.kube.delete("ConfigMap", ns, cm["metadata"]["name"])
+        if self.settings.results_dir:
+            stored = Path(self.settings.results_dir) / ns / owner.name
+            for folder in stored.iterdir() if stored.is_dir() else []:
+                if folder.is_dir() and folder.name not in keep and folder.name != rid:
+                    shutil.rmtree(folder, ignore_errors=True)
 
     def delete_all(self, namespace: str, name: str) -> int:
         """Delete every child of the benchmark (finalizer): servers first so GPUs are freed at once."""

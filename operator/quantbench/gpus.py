@@ -11,6 +11,23 @@ from quantbench.api.v1alpha1 import Precision
 from quantbench.probe.specs import compute_capability
 
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+# NVIDIA GPU feature discovery: the driver version as one label (newer) or as major/minor/rev (older).
+GPU_DRIVER_LABEL = "nvidia.com/cuda.driver-version.full"
+GPU_DRIVER_PART_LABELS = (
+    "nvidia.com/cuda.driver.major",
+    "nvidia.com/cuda.driver.minor",
+    "nvidia.com/cuda.driver.rev",
+)
+
+
+def gpu_driver(node_labels: dict[str, str]) -> str | None:
+    """The NVIDIA driver version a node's labels give, e.g. 570.124.06; None when unlabelled."""
+    if node_labels.get(GPU_DRIVER_LABEL):
+        return node_labels[GPU_DRIVER_LABEL]
+    parts = [node_labels.get(k) for k in GPU_DRIVER_PART_LABELS]
+    if parts[0] and parts[1]:
+        return ".".join(p for p in parts if p)
+    return None
 
 
 # Minimum compute capability per precision (vLLM's kernels).

@@ -19,7 +19,7 @@ import kopf
 
 from quantbench import metrics
 from quantbench.api.v1alpha1 import GROUP, PLURAL, VERSION
-from quantbench.driver import Driver
+from quantbench.driver import RUN_NOW_ANNOTATION, Driver
 from quantbench.kube import Kube, load_api_client
 from quantbench.naming import GROUP as LABEL_GROUP
 from quantbench.naming import LABEL_BENCHMARK, LABEL_MANAGED_BY, MANAGED_BY
@@ -100,6 +100,12 @@ def spec_changed(body: kopf.Body, name: str, namespace: str | None, **_: Any) ->
     else:
         message = f"spec changed to generation {generation}: a new run starts"
     _driver().kube.event(dict(body), "Normal", "SpecChanged", message)
+    RUNTIME.wake(namespace, name)
+
+
+@kopf.on.update(GROUP, VERSION, PLURAL, field=("metadata", "annotations", RUN_NOW_ANNOTATION))
+def run_now_changed(name: str, namespace: str | None, **_: Any) -> None:
+    """The run-now annotation was set (or removed): the daemon takes it at once, not at the next resync."""
     RUNTIME.wake(namespace, name)
 
 

@@ -63,6 +63,11 @@ METRICS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
         ("batch_size",),
     ),
     "quantbench_crossover_batch_size": ("Batch size where throughput falls below the baseline's.", _V, ()),
+    "quantbench_wins_from_batch_size": (
+        "Batch size from which throughput, below the baseline's before, rises above it.",
+        _V,
+        (),
+    ),
     "quantbench_ttft_seconds": ("Median time to first token per request rate.", _V, ("request_rate",)),
     "quantbench_ttft_p99_seconds": (
         "99th percentile time to first token per request rate.",
@@ -277,6 +282,7 @@ def _variant_samples(base: dict[str, str], v: VariantSummary) -> list[Sample]:
         add("quantbench_throughput_ratio", t.ratio_to_baseline, batch_size=str(t.batch_size))
         _server_samples(add, t.server, batch_size=str(t.batch_size))
     add("quantbench_crossover_batch_size", v.crossover_batch_size)
+    add("quantbench_wins_from_batch_size", v.wins_from_batch_size)
     for s in v.serving:
         at = {"request_rate": s.request_rate, "workload": s.workload or ""}
         add("quantbench_ttft_seconds", _ms(s.ttft_median_ms), **at)

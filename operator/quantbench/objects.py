@@ -51,6 +51,7 @@ class ContainerState(TypedDict, total=False):
 class ContainerStatus(TypedDict, total=False):
     name: str
     image: str
+    imageID: str
     restartCount: int
     state: ContainerState
     lastState: ContainerState

@@ -70,6 +70,7 @@ from quantbench.objects import (
     Job,
     Obj,
     Pod,
+    container_statuses,
     created_at,
     labels_of,
     meta,
@@ -100,6 +101,14 @@ def parse_time(value: str | None) -> datetime | None:
     if not value:
         return None
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def image_digest(pod: Pod) -> str | None:
+    """The image the server container runs, by digest (``imageID`` of its container status), if reported."""
+    for cs in container_statuses(pod):
+        if cs.get("name") == server_manifests.CONTAINER:
+            return (cs.get("imageID") or "").removeprefix("docker-pullable://") or None
+    return None
 
 
 @dataclass(frozen=True)
@@ -148,6 +157,7 @@ class Observed:
     configmaps: dict[str, ConfigMap] = field(default_factory=dict)
     pools: Mapping[str, PoolInfo] | None = None
     node_products: Mapping[str, str] = field(default_factory=dict)
+    node_drivers: Mapping[str, str] = field(default_factory=dict)
 
     def pods_of(self, variant: str | None, step: str) -> list[Pod]:
         """Live pods of a variant's step (variant None: a run-wide step such as a probe)."""
@@ -515,7 +525,11 @@ class _VariantPass(_Pass):
         ready_at = parse_time(pod_ready_time(pod)) or self.obs.now
         startup = max(0.0, (ready_at - created).total_seconds()) if created else None
         self.update(
-            node=node, startup_seconds=startup, gpu=self.obs.node_products.get(node or "") or self.s.gpu
+            node=node,
+            startup_seconds=startup,
+            gpu=self.obs.node_products.get(node or "") or self.s.gpu,
+            gpu_driver=self.obs.node_drivers.get(node or "") or self.s.gpu_driver,
+            image_digest=image_digest(pod) or self.s.image_digest,
         )
         self.d.weights_from[self.vp.variant] = name_of(pod, "")
         took = f" in {startup:.0f} s" if startup is not None else ""

@@ -53,7 +53,7 @@ class OperatorSettings(BaseModel):
     )
     probe_image: str | None = Field(
         default=None,
-        description="Image of the roofline probe Jobs: PyTorch with CUDA, and vLLM for its Marlin kernels "
+        description="Image of the roofline probe Jobs: PyTorch with CUDA, and vLLM for its FP8 kernels "
         "(default: the benchmark's own server.image).",
     )
     probe_source_image: str = Field(

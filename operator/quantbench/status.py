@@ -6,8 +6,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from croniter import croniter
-
 from quantbench.api.v1alpha1 import (
     Condition,
     Phase,
@@ -16,10 +14,12 @@ from quantbench.api.v1alpha1 import (
     VariantPhase,
     VariantStatus,
 )
+from quantbench.regression import condition_message
 
 READY = "Ready"
 PROGRESSING = "Progressing"
 DEGRADED = "Degraded"
+REGRESSED = "Regressed"
 
 
 def run_phase(variants: Sequence[VariantStatus]) -> Phase:
@@ -104,20 +104,26 @@ def conditions(
         out.append(_set(old, DEGRADED, "True", reason, message[:2000], now, generation))
     else:
         out.append(_set(old, DEGRADED, "False", "AsExpected", "no variant failed", now, generation))
+    if status.regressions and last is not None:
+        message = condition_message(status.regressions, last.id)
+        out.append(_set(old, REGRESSED, "True", "FigureRegressed", message, now, generation))
+    elif last is not None and last.reference_run is not None:
+        message = f"run {last.id}: no figure regressed against run {last.reference_run}"
+        out.append(_set(old, REGRESSED, "False", "NoRegression", message, now, generation))
+    else:
+        message = "no earlier successful run to compare with yet"
+        out.append(_set(old, REGRESSED, "False", "NoReference", message, now, generation))
     return out
 
 
-def next_run_time(schedule: str | None, last_start: datetime | None, now: datetime) -> datetime | None:
-    """Next cron time after the last run's start (or after now when there was none)."""
-    if schedule is None:
-        return None
-    base = last_start or now
-    nxt: datetime = croniter(schedule, base).get_next(datetime)
-    return nxt
-
-
-def with_history(history: Sequence[RunRecord], record: RunRecord, limit: int) -> list[RunRecord]:
-    return [record, *[h for h in history if h.id != record.id]][:limit]
+def with_history(
+    history: Sequence[RunRecord], record: RunRecord, limit: int, pinned: str | None = None
+) -> list[RunRecord]:
+    """The newest ``limit`` runs, newest first; a pinned reference run is kept beyond the limit."""
+    runs = [record, *[h for h in history if h.id != record.id]]
+    kept = runs[:limit]
+    kept += [h for h in runs[limit:] if h.id == pinned]
+    return kept
 
 
 def status_patch(status: QuantBenchmarkStatus) -> dict[str, Any]:
@@ -127,26 +133,3 @@ def status_patch(status: QuantBenchmarkStatus) -> dict[str, Any]:
         alias = info.alias or name
         wire.setdefault(alias, None)
     return {"status": wire}
-
-
-def regressions(previous: RunRecord | None, record: RunRecord, threshold: float = 0.10) -> list[str]:
-    """Variants whose batch-1 decode latency or throughput got worse than the previous run by > threshold."""
-    if previous is None or previous.summary is None or record.summary is None:
-        return []
-    before = {v.variant: v for v in previous.summary.variants}
-    out: list[str] = []
-    for v in record.summary.variants:
-        old = before.get(v.variant)
-        if old is None:
-            continue
-        if (
-            old.ms_per_token_bs1
-            and v.ms_per_token_bs1
-            and v.ms_per_token_bs1 > old.ms_per_token_bs1 * (1 + threshold)
-        ):
-            out.append(
-                f"{v.variant}: ms/token at batch 1 {old.ms_per_token_bs1:.2f} -> {v.ms_per_token_bs1:.2f}"
-            )
-        if old.phase == VariantPhase.SUCCEEDED and v.phase != VariantPhase.SUCCEEDED:
-            out.append(f"{v.variant}: {old.phase} -> {v.phase}")
-    return out

@@ -133,23 +133,31 @@ def test_minimum_detectable_difference_of_a_tiny_sample_is_none() -> None:
 
 def test_crossover_interpolates_in_log_batch_size() -> None:
     c = crossover_batch_size({1: 10.0, 16: 100.0, 64: 200.0}, {1: 15.0, 16: 120.0, 64: 160.0})
-    assert c is not None and c.kind == "crossed" and c.bracket == (16, 64)
-    assert c.batch_size == pytest.approx(32.0)  # ratios 1.2 at 16 and 0.8 at 64: halfway in log2
+    assert c is not None and c.kind == "stops_winning" and c.crossings[0].bracket == (16, 64)
+    assert c.stops_winning_at == pytest.approx(32.0)  # ratios 1.2 at 16 and 0.8 at 64: halfway in log2
     c = crossover_batch_size({1: 100.0, 16: 1000.0, 64: 3000.0}, {1: 200.0, 16: 1200.0, 64: 2000.0})
-    assert c is not None and c.batch_size == pytest.approx(2**4.75)
+    assert c is not None and c.stops_winning_at == pytest.approx(2**4.75)
+
+
+def test_crossover_where_the_variant_starts_winning_under_load() -> None:
+    """Slower at batch 1, higher throughput from a few dozen requests on: the crossing says so."""
+    c = crossover_batch_size({1: 100.0, 16: 1000.0, 64: 3000.0}, {1: 90.0, 16: 900.0, 64: 3600.0})
+    assert c is not None and c.kind == "starts_winning" and c.stops_winning_at is None
+    assert c.starts_winning_at == pytest.approx(2 ** (4 + 2 * 0.1 / 0.3))  # 0.9 at 16, 1.2 at 64
 
 
 @pytest.mark.parametrize(
     ("variant", "kind"),
     [
         ({1: 12.0, 16: 110.0}, "always_faster"),
-        ({1: 8.0, 16: 110.0}, "never_faster"),
+        ({1: 8.0, 16: 90.0}, "never_faster"),
+        ({1: 8.0, 16: 110.0}, "starts_winning"),
     ],
 )
 def test_crossover_kinds(variant: dict[int, float], kind: str) -> None:
     c = crossover_batch_size({1: 10.0, 16: 100.0}, variant)
     assert c is not None and c.kind == kind
-    assert c.batch_size is None
+    assert c.stops_winning_at is None
 
 
 def test_no_crossover_without_a_shared_batch_size() -> None:

@@ -15,8 +15,9 @@ from quantbench.analysis.run_results import (
 )
 from quantbench.analysis.summary import build_summary, crossover_source
 from quantbench.api.summary import QualityVerdict, RunSummary, VariantSummary, Verdict
-from quantbench.probe.references import load_reference
+from quantbench.probe.references import H200_LLAMA_31_8B, load_reference
 from quantbench.probe.specs import match_gpu_spec
+from quantbench.report.words import verdict_sentence
 from quantbench_loadgen.accuracy.results import SequentialRecord
 from tests.analysis.builders import (
     DEMO_PRICES,
@@ -231,6 +232,30 @@ def test_crossover_source_from_the_h100_probe_reference() -> None:
     assert "up to batch 4096" in server
     assert crossover_source("bf16", None, 8.0, probe) is None
     assert crossover_source("awq-int4", "awq_marlin", 12.0, None) is None
+
+
+def test_crossover_source_from_the_h200_probe_reference() -> None:
+    """The committed H200 probe: rowwise FP8 is slower than BF16 at batch 1 and faster from ~24 on, so a
+    server whose FP8 throughput falls behind BF16 under load owes that to the server, not the kernel."""
+    server = crossover_source("fp8", "fp8", 512.0, load_reference(H200_LLAMA_31_8B))
+    assert server is not None and server.startswith("the crossover comes from the server")
+    assert "is faster than BF16 from batch ~24 up to batch 4096" in server
+
+
+def test_a_variant_slower_at_batch_1_that_wins_under_load(tmp_path: Path) -> None:
+    """FP8 on an H200 as the probe measured it: the summary says where its throughput rises above BF16's."""
+    base, variant = paired(100, 80, lost=1, gained=1)
+    variants = [
+        VariantData("bf16", "bf16", 10.0, {1: 100.0, 16: 1000.0, 64: 3000.0}, weights_gib=15.0, correct=base),
+        VariantData("fp8", "fp8", 10.7, {1: 93.0, 16: 960.0, 64: 4200.0}, weights_gib=8.5, correct=variant),
+    ]
+    summary = build_summary(RunResults.load(write_run(tmp_path, variants, "bf16")))
+    fp8 = row(summary, "fp8")
+    assert fp8.crossover_batch_size is None
+    assert fp8.wins_from_batch_size == pytest.approx(2 ** (4 + 2 * 0.04 / 0.44))  # 0.96 at 16, 1.4 at 64
+    assert "throughput rises above the baseline's from batch size ~18" in fp8.evidence
+    sentence = verdict_sentence(fp8, summary)
+    assert "faster from about batch size 18 on, 0.93x as fast at batch 1" in sentence
 
 
 def test_summary_attributes_the_crossover_with_a_probe(tmp_path: Path) -> None:

@@ -254,8 +254,21 @@ BAD_SPECS: list[BadSpec] = [
         "spec.accuracy.dataset",
         ("set configMap.key to test.jsonl", "1 MiB"),
     ),
-    BadSpec("schedule-words", _spec(schedule="every monday"), "spec.schedule", ("should match",)),
-    BadSpec("schedule-minute-99", _spec(schedule="99 3 * * 1"), "spec.schedule", ("should match",)),
+    BadSpec("schedule-words", _spec(schedule="every monday"), "spec.schedule", ("5 fields", "'0 3 * * 1'")),
+    BadSpec("schedule-minute-99", _spec(schedule="99 3 * * 1"), "spec.schedule", ("5 fields", "e.g.")),
+    BadSpec("time-zone", _spec(timeZone="Mars Base"), "spec.timeZone", ("IANA", "Europe/Berlin")),
+    BadSpec(
+        "concurrency-policy",
+        _spec(concurrencyPolicy="Allow"),
+        "spec.concurrencyPolicy",
+        ("Forbid", "Replace"),
+    ),
+    BadSpec(
+        "regression-reference",
+        _spec(regression={"reference": "last-week"}),
+        "spec.regression.reference",
+        ("match",),
+    ),
     BadSpec(
         "history-limit-zero", _spec(historyLimit=0), "spec.historyLimit", ("greater than or equal to 1",)
     ),

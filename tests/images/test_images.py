@@ -143,6 +143,12 @@ def test_vllm_cpu_image_serves_the_tiny_model(built_image: Callable[[str], str],
     models = Path(os.environ.get("QUANTBENCH_MODELS_DIR", ROOT / ".cache" / "models" / "tiny-llama"))
     if not (models / "bf16" / "config.json").is_file():
         pytest.fail(f"no tiny bf16 model in {models}: run make test-models")
+    # The image runs as user 10001: it reads the model like a pod reads a model-cache volume, so the copy it
+    # gets is readable by others (the model factory writes its weights 0600).
+    shutil.copytree(models / "bf16", tmp_path / "models" / "bf16")
+    for path in [tmp_path / "models", *(tmp_path / "models").rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    models = tmp_path / "models"
     port = free_port()
     name = f"qb-images-vllm-{port}"
     args = [

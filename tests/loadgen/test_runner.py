@@ -20,6 +20,7 @@ from quantbench_loadgen.tokenization import LocalTokenizer, ServerTokenizer
 from tests.loadgen.conftest import ScriptedFactory, closed_port
 
 WORKLOAD: TypeAdapter[Any] = TypeAdapter(Workload)
+SCRIPTED_VERSION = "0.0.0+scripted"
 
 
 def _run(
@@ -59,6 +60,7 @@ def test_serving_counts_rates_and_excludes_warmup(
     assert 20 < rate50.request_throughput_per_s < 80  # Poisson at 50/s over 30 requests
     assert result.serving[1].request_rate_per_s is None and result.serving[1].schedule_lag_ms is None
     assert result.complete and result.total_failed == 0
+    assert result.server_version == SCRIPTED_VERSION  # what the server reported at GET /version
     assert LoadgenResult.model_validate(result.to_wire()) == result  # the wire shape round-trips
 
 

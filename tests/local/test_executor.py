@@ -20,6 +20,7 @@ from quantbench.local.executor import (
     fidelity_argv,
     local_server_argv,
     probe_argv,
+    run_cpu_probe,
     run_probe,
     unsupported_here,
 )
@@ -113,12 +114,15 @@ def test_quantbench_run_end_to_end(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The embedded default, trimmed: bf16 and AWQ on vLLM CPU, fp8 reported unsupported, report written."""
+    """The embedded default, trimmed and on the tiny model: bf16 and AWQ on vLLM CPU, fp8 reported unsupported,
+    the CPU's bandwidth floor measured, the table printed, the report written."""
     manifest = vllm_pool.manifest()
     doc = yaml.safe_load((ROOT / "examples" / "local.yaml").read_text())
     spec = doc["spec"]
     spec["model"] = str(manifest.model_dir(vllm_pool.models_dir, "bf16"))
-    spec["variants"][1]["model"] = str(manifest.model_dir(vllm_pool.models_dir, "awq-int4"))
+    variants = {v["name"]: v for v in spec["variants"]}
+    variants["awq-int4"]["model"] = str(manifest.model_dir(vllm_pool.models_dir, "awq-int4"))
+    spec["variants"] = [variants["bf16"], variants["awq-int4"], variants["fp8"]]
     spec["workloads"] = [
         {"name": "latency", "type": "latency", "inputLen": 64, "outputLen": 16, "iterations": 3},
         {"name": "sweep", "type": "throughput", "batchSizes": [1, 4], "inputLen": 64, "outputLen": 16},
@@ -151,7 +155,7 @@ def test_quantbench_run_end_to_end(
     )
     out = capsys.readouterr().out
     assert code == 0, out  # fp8 is unsupported on CPU: reported as such, not a failure of the run
-    [root] = list((tmp_path / "results" / "tiny-local").iterdir())
+    [root] = list((tmp_path / "results" / doc["metadata"]["name"]).iterdir())
     results = RunResults.load(root)
     servers = {name: v.server for name, v in results.variants.items()}
     assert servers["bf16"] is not None and servers["bf16"].phase == "Succeeded", servers["bf16"]
@@ -169,16 +173,18 @@ def test_quantbench_run_end_to_end(
     verdicts = {v["variant"]: v["verdict"] for v in summary["variants"]}
     assert verdicts["bf16"] == "Baseline" and verdicts["fp8"] == "Unsupported"
     assert (root / "report" / "report.html").is_file()
-    # The table and the verdicts are printed, as the report has them.
-    assert "| bf16 | bf16 | - |" in out and "| awq-int4 | awq-int4 | awq |" in out
-    assert "**fp8: unsupported.** fp8 is unsupported here:" in out
+    assert summary["bandwidthSource"].startswith("CPU, measured: cpu-torch-sum-read")
+    assert all(v.get("bandwidthEfficiency", 0) > 0 for v in summary["variants"] if v["variant"] != "fp8")
+    # The table is printed as a table, then the verdicts in words; progress went line by line (no terminal).
+    rows = [line for line in out.splitlines() if line.startswith("│")]
+    assert any(line.split("│")[1].strip() == "awq-int4" and " awq " in line for line in rows), out
+    assert "- fp8 is unsupported here:" in out
+    assert "bf16: workload latency" in out and "awq-int4: Succeeded" in out
 
 
-def test_probe_needs_a_gpu_and_a_local_config(tmp_path: Path) -> None:
+def test_gpu_probe_needs_a_local_config(tmp_path: Path) -> None:
     logged: list[str] = []
     spec = _spec(probe=True)
-    cpu = LocalSettings(out_dir=tmp_path, log=logged.append)
-    assert run_probe(spec, tmp_path, cpu) is None and "this machine has none" in logged[-1]
     gpu = LocalSettings(out_dir=tmp_path, log=logged.append, device=H100, vllm_python="/venv/bin/python")
     assert run_probe(spec, tmp_path, gpu) is None and "not a local model folder" in logged[-1]
     assert not (tmp_path / "probe.json").exists()
@@ -201,6 +207,26 @@ def test_a_failing_probe_does_not_fail_the_run(tmp_path: Path) -> None:
 def test_gpu_hour_prices_option() -> None:
     assert gpu_hour_prices(["2.5", "h100=4.1"]) == {"*": 2.5, "h100": 4.1}
     assert gpu_hour_prices([]) == {}
+
+
+def test_a_failing_cpu_probe_does_not_fail_the_run(tmp_path: Path) -> None:
+    logged: list[str] = []
+    settings = LocalSettings(out_dir=tmp_path, log=logged.append, vllm_python="/bin/false")
+    assert run_cpu_probe(tmp_path, settings) is None
+    assert "probe: failed (exit 1), the run goes on without it" in logged[-1]
+
+
+@pytest.mark.vllm
+def test_cpu_probe_measures_the_read_bandwidth(tmp_path: Path) -> None:
+    """The CPU probe runs under the vLLM environment's Python (torch) with our source lent to it."""
+    logged: list[str] = []
+    settings = LocalSettings(out_dir=tmp_path, log=logged.append, vllm_python=str(DEFAULT_PYTHON))
+    bandwidth = run_cpu_probe(tmp_path, settings)
+    assert bandwidth is not None, logged
+    assert bandwidth.method.startswith("cpu-torch-sum-read") and len(bandwidth.passes_bytes_per_s) == 2
+    # Any machine of this century streams between 1 GB/s and 10 TB/s from memory.
+    assert 1e9 < bandwidth.bytes_per_s < 1e13
+    assert logged[-1].startswith("probe: CPU streaming read")
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,14 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from quantbench.analysis.run_results import RunResults, write_probe_result
 from quantbench.analysis.summary import build_summary
-from quantbench.api.v1alpha1 import Phase, QuantBenchmarkStatus, RunRecord, VariantPhase, VariantStatus
+from quantbench.api.v1alpha1 import (
+    Phase,
+    QuantBenchmarkStatus,
+    Regression,
+    RunRecord,
+    VariantPhase,
+    VariantStatus,
+)
 from quantbench.local.server import free_port
 from quantbench.metrics import BenchmarkCollector, OperatorMetrics, samples_of_body
 from quantbench_loadgen.telemetry import ServerTelemetry, TelemetrySample, summarize
@@ -63,7 +70,19 @@ def benchmark_body(tmp: Path) -> dict[str, Any]:
             "started_at": t0,
             "finished_at": t0 + timedelta(minutes=42),
             "phase": Phase.PARTIALLY_SUCCEEDED,
-            "regressions": ["awq-int4: ms/token at batch 1 5.00 -> 5.90"],
+            "regressions": [
+                Regression(
+                    variant="awq-int4",
+                    family="latency",
+                    metric="msPerTokenBs1",
+                    at="batch 1",
+                    before=5.0,
+                    after=5.9,
+                    change=0.18,
+                    reference_run="r20261116-0300",
+                    message="awq-int4: msPerTokenBs1 at batch 1 rose 18%: 5 -> 5.9 ms/token",
+                )
+            ],
         }
     )
     now = t0 + timedelta(days=7)

@@ -14,6 +14,7 @@ from quantbench.api.v1alpha1 import (
     Condition,
     Phase,
     QuantBenchmarkStatus,
+    Regression,
     RunRecord,
     VariantPhase,
     VariantStatus,
@@ -36,6 +37,21 @@ REPO = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
 
 
+def _finding(text: str) -> Regression:
+    """A regression finding from its message ("variant: what got worse"; no prefix: the whole run)."""
+    variant = text.split(":", 1)[0] if ":" in text else ""
+    return Regression(
+        variant=variant,
+        family="latency",
+        metric="msPerTokenBs1",
+        before=1.0,
+        after=2.0,
+        change=1.0,
+        reference_run="r0",
+        message=text,
+    )
+
+
 def _finished(regressions: list[str], phase: Phase = Phase.SUCCEEDED, days: int = 0) -> RunRecord:
     start = T0 + timedelta(days=days)
     return RunRecord(
@@ -45,7 +61,7 @@ def _finished(regressions: list[str], phase: Phase = Phase.SUCCEEDED, days: int 
         started_at=start,
         finished_at=start + timedelta(minutes=42),
         summary=_summary(),
-        regressions=regressions,
+        regressions=[_finding(r) for r in regressions],
     )
 
 

@@ -49,6 +49,7 @@ def _summary() -> RunSummary:
                     ThroughputPoint(batch_size=64, output_tokens_per_second=7643.0, ratio_to_baseline=0.676)
                 ],
                 crossover_batch_size=9.5,
+                wins_from_batch_size=700.0,
                 serving=[ServingPoint(workload="serving", request_rate="inf", ttft_median_ms=4617.0)],
                 accuracy=AccuracySummary(
                     task="gsm8k",
@@ -99,6 +100,7 @@ def test_collector_replaces_and_forgets() -> None:
     collector.update("bench", "llama31-8b", summary_samples("llama31-8b", "bench", "m", _summary()))
     text = generate_latest(registry).decode()
     assert 'quantbench_crossover_batch_size{benchmark="llama31-8b"' in text
+    assert 'quantbench_wins_from_batch_size{benchmark="llama31-8b"' in text
     assert "# HELP quantbench_ttft_seconds Median time to first token per request rate." in text
     collector.forget("bench", "llama31-8b")
     assert "quantbench_crossover_batch_size{" not in generate_latest(registry).decode()

@@ -1,6 +1,6 @@
-"""Build (or reuse) the tiny models under one folder, with manifest.json saying what is there.
+"""Build (or reuse) a model's precisions under one folder, with manifest.json saying what is there.
 
-A build is reused while its fingerprint (factory version, model shape, tokenizer training text) matches;
+A build is reused while its fingerprint (factory version, model spec, tokenizer or calibration text) matches;
 otherwise the folder's models are rebuilt. Precisions missing from a matching build are added. A file
 lock makes concurrent test sessions wait for one builder instead of racing."""
 
@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tests.models.corpus import corpus_fingerprint, gsm8k_train_path
-from tests.models.manifest import FACTORY_VERSION, Manifest, Precision, TinyLlamaSpec
+from tests.models.manifest import FACTORY_VERSION, Manifest, ModelSpec, Precision, TinyLlamaSpec
 
 
 @contextmanager
@@ -32,7 +32,7 @@ def build_models(
     out_dir: Path,
     precisions: Iterable[Precision],
     gsm8k_dir: str | Path | None = None,
-    spec: TinyLlamaSpec | None = None,
+    spec: ModelSpec | None = None,
     force: bool = False,
 ) -> Manifest:
     spec = spec or TinyLlamaSpec()
@@ -58,9 +58,9 @@ def build_models(
         ]
         if not missing:
             return manifest
-        from tests.models.factory import TinyModelFactory  # torch is imported only when building
+        from tests.models.factory import ModelFactory  # torch is imported only when building
 
-        factory = TinyModelFactory(spec, train)
+        factory = ModelFactory.for_spec(spec, train, out_dir / "source")
         for precision in missing:
             built = factory.write(precision, out_dir / precision.value)
             manifest.models[precision] = built

@@ -1,5 +1,6 @@
-"""Writes the tiny model's folders: one tokenizer, one seeded random Llama, and the checkpoint of each
-requested precision (BF16, AWQ INT4, INT8 W8A8), each a complete Hugging Face folder vLLM can serve."""
+"""Writes a model's folders: the checkpoint of each requested precision (BF16, AWQ INT4, INT8 W8A8) of one
+float Llama and its tokenizer, each a complete Hugging Face folder vLLM can serve. The float model is the
+seeded random tiny Llama (the fast tests) or SmolLM2-135M-Instruct dequantized from its GGUF (the demo)."""
 
 from __future__ import annotations
 
@@ -12,27 +13,45 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 from torch import Tensor, nn
-from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import LlamaForCausalLM, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from tests.models import awq, w8a8
 from tests.models.corpus import corpus_lines
 from tests.models.llama import random_llama
-from tests.models.manifest import BuiltModel, Precision, TinyLlamaSpec
-from tests.models.tokenizer import save_tokenizer, train_tokenizer
+from tests.models.manifest import BuiltModel, ModelSpec, Precision, SmolLM2Spec
+from tests.models.tokenizer import train_tokenizer
 
 DTYPE_NAMES = {torch.bfloat16: "bfloat16", torch.float16: "float16"}
 
 
-class TinyModelFactory:
-    """Trains the tokenizer and initialises the model once, then writes any precision from them."""
+class ModelFactory:
+    """Holds one float model and its tokenizer, and writes any precision from them."""
 
-    def __init__(self, spec: TinyLlamaSpec, gsm8k_train: Path | None) -> None:
+    def __init__(
+        self,
+        spec: ModelSpec,
+        model: LlamaForCausalLM,
+        tokenizer: PreTrainedTokenizerBase,
+        gsm8k_train: Path | None,
+    ) -> None:
         self.spec = spec
+        self.model = model
+        self.tokenizer = tokenizer
         self.gsm8k_train = gsm8k_train
-        self.tokenizer: PreTrainedTokenizerFast = train_tokenizer(
+
+    @classmethod
+    def for_spec(cls, spec: ModelSpec, gsm8k_train: Path | None, cache_dir: Path) -> ModelFactory:
+        """The tiny random Llama (tokenizer trained on the corpus), or SmolLM2 loaded from its GGUF file,
+        which is fetched into `cache_dir` when not there yet."""
+        if isinstance(spec, SmolLM2Spec):
+            from tests.models.smollm2 import load_smollm2
+
+            model, tokenizer = load_smollm2(spec, cache_dir)
+            return cls(spec, model, tokenizer, gsm8k_train)
+        tiny_tokenizer: PreTrainedTokenizerFast = train_tokenizer(
             corpus_lines(gsm8k_train), spec.vocab_size, spec.max_position_embeddings
         )
-        self.model: LlamaForCausalLM = random_llama(spec, self.tokenizer)
+        return cls(spec, random_llama(spec, tiny_tokenizer), tiny_tokenizer, gsm8k_train)
 
     def write(self, precision: Precision, out_dir: Path) -> BuiltModel:
         start = time.perf_counter()
@@ -47,7 +66,7 @@ class TinyModelFactory:
             vllm_args = self._write_w8a8(tmp)
         else:  # pragma: no cover - Precision is closed
             raise ValueError(f"no writer for {precision}")
-        save_tokenizer(self.tokenizer, tmp)
+        self.tokenizer.save_pretrained(str(tmp))
         self.model.generation_config.save_pretrained(str(tmp))
         shutil.rmtree(out_dir, ignore_errors=True)
         tmp.rename(out_dir)
@@ -63,7 +82,7 @@ class TinyModelFactory:
     # -- precisions -------------------------------------------------------------------------------------
 
     def _write_bf16(self, out: Path) -> list[str]:
-        tensors = {name: t.to(torch.bfloat16) for name, t in self.model.state_dict().items()}
+        tensors = {name: t.to(torch.bfloat16) for name, t in self._float_tensors(self.model).items()}
         self._save(out, tensors, torch.bfloat16, quantization_config=None)
         return ["--dtype", "bfloat16"]
 
@@ -96,12 +115,20 @@ class TinyModelFactory:
         return torch.tensor(ids[:need]).reshape(self.spec.calibration_samples, self.spec.calibration_tokens)
 
     @staticmethod
+    def _float_tensors(model: nn.Module) -> dict[str, Tensor]:
+        """The state dict as a checkpoint stores it: a tied LM head is the embedding, not a second copy."""
+        tensors = dict(model.state_dict())
+        if getattr(model.config, "tie_word_embeddings", False):
+            tensors.pop("lm_head.weight", None)
+        return tensors
+
+    @staticmethod
     def _merge(
         model: nn.Module, quantized: dict[str, dict[str, Tensor]], dtype: torch.dtype
     ) -> dict[str, Tensor]:
         """The quantized linears' tensors plus every other parameter in `dtype`."""
         tensors: dict[str, Tensor] = {}
-        for name, t in model.state_dict().items():
+        for name, t in ModelFactory._float_tensors(model).items():
             module = name.rsplit(".", 1)[0]
             if module not in quantized:
                 tensors[name] = t.to(dtype)

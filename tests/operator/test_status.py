@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from quantbench.api.v1alpha1 import Phase, QuantBenchmarkStatus, RunRecord, VariantPhase, VariantStatus
-from quantbench.status import conditions, next_run_time, run_phase, status_patch, with_history
+from quantbench.status import conditions, run_phase, status_patch, with_history
 
 T = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
 
@@ -47,15 +47,15 @@ def test_conditions_follow_the_run() -> None:
 def test_unchanged_condition_keeps_its_transition_time() -> None:
     first = conditions(QuantBenchmarkStatus(), T, 1)
     again = conditions(QuantBenchmarkStatus(conditions=first), datetime(2027, 1, 1, tzinfo=UTC), 1)
-    assert [c.last_transition_time for c in again] == [T, T, T]
+    assert [c.last_transition_time for c in again] == [T, T, T, T]
 
 
 def test_history_and_schedule() -> None:
     runs = [RunRecord(id=f"r{i}", generation=1, phase=Phase.SUCCEEDED, started_at=T) for i in range(3)]
     new = RunRecord(id="r9", generation=2, phase=Phase.FAILED, started_at=T)
     assert [r.id for r in with_history(runs, new, 3)] == ["r9", "r0", "r1"]
-    assert next_run_time("0 3 * * 1", T, T) == datetime(2026, 11, 30, 3, 0, tzinfo=UTC)  # T is a Monday
-    assert next_run_time(None, T, T) is None
+    # A pinned reference run stays beyond the limit.
+    assert [r.id for r in with_history(runs, new, 3, pinned="r2")] == ["r9", "r0", "r1", "r2"]
 
 
 def test_status_patch_removes_cleared_fields() -> None:

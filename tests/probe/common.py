@@ -13,6 +13,8 @@ REFERENCE_DIR = Path(quantbench.probe.__file__).parent / "reference"
 LLAMA_CONFIG = REFERENCE_DIR / "llama-3.1-8b-instruct.config.json"
 H100_RESULT = REFERENCE_DIR / "h100-sxm.llama-3.1-8b-instruct.json"
 H100_MARKDOWN = REFERENCE_DIR / "h100-sxm.llama-3.1-8b-instruct.md"
+H200_RESULT = REFERENCE_DIR / "h200.llama-3.1-8b-instruct.json"
+H200_MARKDOWN = REFERENCE_DIR / "h200.llama-3.1-8b-instruct.md"
 
 # Multi-head attention (no GQA: num_key_value_heads absent), dense MLP, sizes that every kernel accepts
 # (in_features multiples of 128 for the 4-bit kernel's groups).

@@ -19,6 +19,13 @@ def test_registers_probe_subcommand() -> None:
     probe_command.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["probe", "--model-config", "c.json", "--batch-sizes", "1,8", "--out", "r.json"])
     assert args.func is probe_command.run and args.out == Path("r.json")
+    assert args.fp8_kernel == "auto"  # vLLM's FP8 kernels when importable, else torch._scaled_mm
+    assert (
+        parser.parse_args(["probe", "--model-config", "c.json", "--fp8-kernel", "torch"]).fp8_kernel
+        == "torch"
+    )
+    with pytest.raises(SystemExit):
+        parser.parse_args(["probe", "--model-config", "c.json", "--fp8-kernel", "cublas"])
 
 
 def test_floors_only_needs_no_gpu(capsys: pytest.CaptureFixture[str]) -> None:

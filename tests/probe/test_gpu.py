@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from quantbench.probe.measure import vllm_ops
 from quantbench.probe.result import ProbeResult
 
 from .common import TINY_CONFIG, cuda_available
@@ -52,6 +53,63 @@ def test_probe_end_to_end_on_tiny_shapes(tmp_path: Path) -> None:
         assert [s.batch_size for s in p.steps] == [1, 16, 256]
         assert all(s.median_ms > 0 and len(s.passes) == 2 for s in p.steps)
     assert "| 256 |" in proc.stdout
+    fp8 = result.precision("fp8")
+    if vllm_ops() is None:
+        assert fp8.kernel.startswith("torch._scaled_mm")
+        assert any("FP8 timed with PyTorch's torch._scaled_mm" in note for note in result.notes)
+    else:
+        assert fp8.kernel.startswith("vllm cutlass_scaled_mm")
+    assert result.settings["fp8_kernel"] == "auto"
+
+
+def test_probe_asked_for_vllm_fp8_kernels_without_vllm_reports_it(tmp_path: Path) -> None:
+    if vllm_ops() is not None:
+        pytest.skip("vLLM is importable here")
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(TINY_CONFIG))
+    out = tmp_path / "result.json"
+    args = ["--batch-sizes", "1", "--min-repeats", "2", "--target-seconds", "0.01", "--fp8-kernel", "vllm"]
+    proc = run_probe(config, [*args, "--precisions", "fp8", "--out", str(out)], timeout_s=300)
+    assert proc.returncode == 1, proc.stderr[-3000:]  # a result, with a precision that could not run
+    result = ProbeResult.load(out)
+    assert [p.precision for p in result.precisions] == ["bf16"]
+    assert [f.precision for f in result.failures] == ["fp8"]
+    assert "--fp8-kernel vllm: vLLM" in result.failures[0].error
+
+
+class _VllmOpsInTorch:
+    """vLLM's two FP8 entry points as its documentation defines them, in float arithmetic: the probe's vLLM
+    FP8 linear must hand them the operands, layouts and scales vLLM's Fp8LinearOp hands them."""
+
+    def __init__(self, torch: Any) -> None:
+        self.torch = torch
+
+    def scaled_fp8_quant(self, x: Any, use_per_token_if_dynamic: bool = False) -> tuple[Any, Any]:
+        from quantbench.probe.measure import _per_token_quant_eager
+
+        if use_per_token_if_dynamic:
+            return _per_token_quant_eager(self.torch, x)
+        scale = (x.abs().amax().float() / 448.0).reshape(1)
+        return (x.float() / scale).clamp(-448.0, 448.0).to(self.torch.float8_e4m3fn), scale
+
+    def cutlass_scaled_mm(self, a: Any, b: Any, scale_a: Any, scale_b: Any, out_dtype: Any) -> Any:
+        assert b.stride(0) == 1, "vLLM's CUTLASS kernel takes the weight column-major ([K, N], K contiguous)"
+        assert scale_b.is_contiguous() and scale_b.numel() in (1, b.shape[1])
+        assert scale_a.numel() in (1, a.shape[0])
+        scaled_a = a.float() * scale_a.reshape(-1, 1)
+        scaled_b = b.float() * scale_b.reshape(1, -1)
+        return (scaled_a @ scaled_b).to(out_dtype)
+
+
+@pytest.mark.parametrize("per_token", [True, False])
+def test_vllm_fp8_linear_hands_vllm_its_layouts(torch_module: Any, per_token: bool) -> None:
+    torch = torch_module
+    from quantbench.probe.measure import _check, _fp8_vllm_linear
+
+    lin = _fp8_vllm_linear(torch, _VllmOpsInTorch(torch), 384, 512, per_token)
+    assert _check(torch, lin.op, lin.reference, 512) < 2e-2
+    x = torch.randn(7, 512, dtype=torch.bfloat16, device="cuda")
+    assert lin.op(x).shape == (7, 384)
 
 
 def test_per_token_fp8_kernel_matches_eager(torch_module: Any) -> None:

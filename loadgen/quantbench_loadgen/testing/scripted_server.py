@@ -84,6 +84,9 @@ class Script:
         return self.slots / hold_s
 
 
+SCRIPTED_VERSION = "0.0.0+scripted"  # what GET /version answers, as vLLM's server does with its version
+
+
 def _chunked(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
@@ -171,6 +174,8 @@ class StreamProtocol(asyncio.Protocol):
             )
         elif method == "GET" and path == "/metrics":
             self.write(_text_response(self.script.metrics()))
+        elif method == "GET" and path == "/version":
+            self.write(_json_response(200, {"version": SCRIPTED_VERSION}))
         elif method == "GET" and path == "/health":
             self.write(_json_response(200, {}))
         elif method == "GET" and path == "/scripted/log":

@@ -57,7 +57,11 @@ class RunInfo(ApiModel):
     memory_bandwidth_bytes_per_s: float | None = Field(
         default=None,
         gt=0,
-        description="Measured GPU memory bandwidth; else the probe's, else the GPU table's.",
+        description="Measured memory bandwidth (the CPU's, for a run served on the CPU); else the probe's, "
+        "else the GPU table's.",
+    )
+    memory_bandwidth_source: str | None = Field(
+        default=None, description="How memory_bandwidth_bytes_per_s was measured, e.g. 'CPU, measured: ...'."
     )
     spec: QuantBenchmarkSpec = Field(description="The QuantBenchmark spec the run executed.")
 

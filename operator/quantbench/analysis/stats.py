@@ -1,5 +1,5 @@
-"""Statistics behind the comparison: pure functions, no I/O (standard library, and the probe's log2
-interpolation so that both crossovers are computed one way).
+"""Statistics behind the comparison: pure functions, no I/O (standard library, and the probe's crossover
+finder so that both crossovers are computed one way).
 
 - `wilson_interval`: a binomial proportion's confidence interval that stays inside [0, 1] and behaves at
   small n and at accuracies near 0 or 1 (where the normal "p ± 1.96·se" interval does not).
@@ -8,20 +8,22 @@ interpolation so that both crossovers are computed one way).
   carry information about a difference.
 - `mcnemar_power` / `minimum_detectable_difference`: how likely that test is to detect a given accuracy
   drop, and the smallest drop it detects with the wanted power, for a sample size and a discordance rate.
-- `crossover_batch_size`: where a variant's throughput falls below the baseline's on a batch-size sweep.
+- `crossover_batch_size`: where a variant's throughput falls below or rises above the baseline's on a
+  batch-size sweep.
 - `bandwidth_floor_ms_per_token`: the time to read the weights once from GPU memory, the lower bound of a
   decode step at batch 1.
 """
 
 from __future__ import annotations
 
-import itertools
+import base64
+import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from quantbench.probe.crossover import Crossover, log2_crossing
+from quantbench.probe.crossover import Crossover, crossover_of_ratios
 
 Z_95 = 1.959963984540054  # two-sided 95% normal quantile
 
@@ -72,6 +74,29 @@ def paired_counts(a: Mapping[str, bool], b: Mapping[str, bool]) -> PairedCounts:
     return PairedCounts(
         n=len(shared), both=both, only_a=only_a, only_b=only_b, neither=len(shared) - both - only_a - only_b
     )
+
+
+def answer_digest(keys: Sequence[str]) -> str:
+    """Identity of a question set: the first 16 hex digits of the SHA-256 of its sorted keys."""
+    return hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:16]
+
+
+def pack_answers(correct: Mapping[str, bool]) -> tuple[str, str]:
+    """(question-set digest, base64 bitmap of correctness in sorted-key order)."""
+    keys = sorted(correct)
+    bits = bytearray((len(keys) + 7) // 8)
+    for i, key in enumerate(keys):
+        if correct[key]:
+            bits[i // 8] |= 1 << (i % 8)
+    return answer_digest(keys), base64.b64encode(bytes(bits)).decode()
+
+
+def unpack_answers(correct_bits: str, n: int) -> list[bool]:
+    """The n correctness flags packed by `pack_answers`, in sorted-key order."""
+    raw = base64.b64decode(correct_bits)
+    if len(raw) * 8 < n:
+        raise ValueError(f"answer bitmap holds {len(raw) * 8} bits, expected {n}")
+    return [bool(raw[i // 8] >> (i % 8) & 1) for i in range(n)]
 
 
 @lru_cache(maxsize=8)
@@ -187,24 +212,16 @@ def minimum_detectable_difference(
 
 
 def crossover_batch_size(baseline: Mapping[int, float], variant: Mapping[int, float]) -> Crossover | None:
-    """Where the variant's throughput first falls below the baseline's on a batch-size sweep (None: no batch
-    size measured on both sides). The kinds are the probe's: ``crossed`` (faster at small batches, slower from
-    ``batch_size`` on), ``always_faster`` (at least as fast at every measured size), ``never_faster``.
-
-    Uses the batch sizes measured on both sides. The ratio variant/baseline is interpolated linearly in
-    log2(batch size) (sweeps are usually geometric) between the last batch size where the variant is at
-    least as fast and the first where it is slower.
+    """Where the variant's throughput falls below or rises above the baseline's on a batch-size sweep (None:
+    no batch size measured with positive throughput on both sides). The probe's model and arithmetic
+    (``quantbench.probe.crossover``): a crossing ``stops_winning`` where the variant's throughput falls below
+    the baseline's, ``starts_winning`` where it rises above it; the ratio variant / baseline is interpolated
+    linearly in log2(batch size) (sweeps are usually geometric) between the measured sizes around it.
     """
-    shared = sorted(b for b in set(baseline) & set(variant) if baseline[b] > 0)
+    shared = sorted(b for b in set(baseline) & set(variant) if baseline[b] > 0 and variant[b] > 0)
     if not shared:
         return None
-    ratios = [(b, variant[b] / baseline[b]) for b in shared]
-    if ratios[0][1] < 1.0:
-        return Crossover(kind="never_faster")
-    for (b0, r0), (b1, r1) in itertools.pairwise(ratios):
-        if r0 >= 1.0 > r1:
-            return Crossover(kind="crossed", batch_size=log2_crossing(b0, r0, b1, r1), bracket=(b0, b1))
-    return Crossover(kind="always_faster")
+    return crossover_of_ratios(shared, [variant[b] / baseline[b] for b in shared], faster_below_one=False)
 
 
 def bandwidth_floor_ms_per_token(weight_bytes: float, bandwidth_bytes_per_second: float) -> float:

@@ -38,12 +38,14 @@ from quantbench.analysis.stats import (
     crossover_batch_size,
     mcnemar_exact,
     minimum_detectable_difference,
+    pack_answers,
     paired_counts,
     ratio,
     wilson_interval,
 )
 from quantbench.api.summary import (
     AccuracySummary,
+    AnswerSheet,
     CapacitySummary,
     CapacityTrial,
     CostSummary,
@@ -149,6 +151,7 @@ def _serving(loadgen: Mapping[str, LoadgenResult]) -> list[ServingPoint]:
                     ttft_median_ms=step.ttft.median_ms if done else None,
                     ttft_p99_ms=step.ttft.p99_ms if done else None,
                     itl_median_ms=step.itl.median_ms if done and step.itl.count else None,
+                    itl_p99_ms=step.itl.p99_ms if done and step.itl.count else None,
                     e2e_median_ms=step.e2e.median_ms if done else None,
                     output_tokens_per_second=step.output_tokens_per_s,
                     goodput_requests_per_second=step.goodput_per_s,
@@ -248,6 +251,11 @@ def _phase(vr: VariantResults) -> tuple[VariantPhase, ServerInfo | None]:
 # ------------------------------------------------------------------------------------------------ accuracy
 
 
+def answer_sheet(correct: Mapping[str, bool]) -> AnswerSheet:
+    digest, bits = pack_answers(correct)
+    return AnswerSheet(questions_digest=digest, correct_bits=bits)
+
+
 def _accuracy_alone(acc: AccuracyResult) -> AccuracySummary:
     low, high = wilson_interval(acc.strict.correct, acc.strict.questions)
     return AccuracySummary(
@@ -258,6 +266,7 @@ def _accuracy_alone(acc: AccuracyResult) -> AccuracySummary:
         flexible_accuracy=acc.flexible.accuracy,
         interval95=Interval(low=low, high=high),
         server=_load_of(acc.server_telemetry, "accuracy"),
+        answers=answer_sheet(acc.correct_by_question()) if acc.outcomes else None,
     )
 
 
@@ -326,7 +335,7 @@ def memory_bandwidth(results: RunResults, variant: str) -> tuple[float | None, s
     """Bytes/s for the variant's floors: measured in run.json, else the read bandwidth the roofline probe
     measured on the variant's GPU, else the datasheet figure of that GPU (quantbench.probe.specs)."""
     if results.info.memory_bandwidth_bytes_per_s:
-        return results.info.memory_bandwidth_bytes_per_s, "measured"
+        return results.info.memory_bandwidth_bytes_per_s, results.info.memory_bandwidth_source or "measured"
     probe = results.probe_for(variant)
     if probe is not None:
         return probe.bandwidth.bytes_per_s, f"probe: {probe.bandwidth.method}"
@@ -382,22 +391,20 @@ def crossover_source(
         return None
     ran = f"; the server ran {kernel}" if kernel else ""
     timed = f"the probe's {predicted.kernel}"
-    if crossover.kind == "crossed" and crossover.batch_size is not None:
-        b = crossover.batch_size
-        if b / CROSSOVER_MATCH_FACTOR <= measured <= b * CROSSOVER_MATCH_FACTOR:
-            return (
-                f"the crossover comes from the kernel: {timed} falls behind BF16 at batch ~{b:.0f} too{ran}"
-            )
+    stops = crossover.stops_winning_at
+    if stops is not None:
+        if stops / CROSSOVER_MATCH_FACTOR <= measured <= stops * CROSSOVER_MATCH_FACTOR:
+            return f"the crossover comes from the kernel: {timed} falls behind BF16 at batch ~{stops:.0f} too{ran}"
         return (
-            f"{timed} falls behind BF16 at batch ~{b:.0f}, not ~{measured:.0f}: the server changes where "
+            f"{timed} falls behind BF16 at batch ~{stops:.0f}, not ~{measured:.0f}: the server changes where "
             f"the variant loses{ran}"
         )
-    if crossover.kind == "always_faster":
-        return (
-            f"the crossover comes from the server: {timed} stays faster than BF16 up to batch "
-            f"{max(probe.batch_sizes)}{ran}"
-        )
-    return f"{timed} is not faster than BF16 even at batch 1 on this GPU{ran}"
+    largest = max(probe.batch_sizes)
+    if crossover.faster_at_largest:
+        since = crossover.crossings[-1].batch_size if crossover.crossings else None
+        where = "stays faster than BF16" if since is None else f"is faster than BF16 from batch ~{since:.0f}"
+        return f"the crossover comes from the server: {timed} {where} up to batch {largest}{ran}"
+    return f"{timed} is not faster than BF16 at any batch up to {largest} on this GPU{ran}"
 
 
 def noninferiority_sentence(acc: AccuracySummary, settings: SummarySettings) -> str:
@@ -483,25 +490,21 @@ def verdict_of(
     base_tp = {p.batch_size: p.output_tokens_per_second for p in baseline.throughput}
     var_tp = {p.batch_size: p.output_tokens_per_second for p in row.throughput}
     crossover = crossover_batch_size(base_tp, var_tp)
-    # The crossover counts only when the variant is clearly slower (beyond the margin) somewhere after it.
-    loses_under_load = (
-        crossover is not None
-        and crossover.kind == "crossed"
-        and any(
-            below(b, r)
-            for b, r in ratios.items()
-            if crossover is not None and crossover.batch_size is not None and b > crossover.batch_size
-        )
-    )
-    if loses_under_load and crossover is not None and crossover.batch_size is not None:
-        evidence.append(f"throughput falls below the baseline's at batch size ~{crossover.batch_size:.0f}")
-        source = crossover_source(row.precision, row.kernel, crossover.batch_size, probe)
+    stops = crossover.stops_winning_at if crossover is not None else None
+    starts = crossover.starts_winning_at if crossover is not None else None
+    # A crossing counts only when the variant is clearly slower (or faster) somewhere after it.
+    loses_under_load = stops is not None and any(below(b, r) for b, r in ratios.items() if b > stops)
+    if loses_under_load and stops is not None:
+        evidence.append(f"throughput falls below the baseline's at batch size ~{stops:.0f}")
+        source = crossover_source(row.precision, row.kernel, stops, probe)
         if source is not None:
             evidence.append(source)
-        behind = min(b for b, r in ratios.items() if b > crossover.batch_size and r <= 1 - margin)
+        behind = min(b for b, r in ratios.items() if b > stops and below(b, r))
         server = server_evidence(row, baseline, behind)
         if server is not None:
             evidence.append(server)
+    if starts is not None and any(above(b, r) for b, r in ratios.items() if b > starts):
+        evidence.append(f"throughput rises above the baseline's from batch size ~{starts:.0f}")
     faster = latency_win or throughput_win
     slower = latency_loss or throughput_all_below
 
@@ -864,7 +867,8 @@ def build_summary(results: RunResults, settings: SummarySettings | None = None) 
                     ratio_interval(base_reps.ms_per_token, reps.ms_per_token)
                 ),
                 "weights_ratio_to_baseline": ratio(row.weights_gib, base.weights_gib),
-                "crossover_batch_size": crossover.batch_size if crossover is not None else None,
+                "crossover_batch_size": crossover.stops_winning_at if crossover is not None else None,
+                "wins_from_batch_size": crossover.starts_winning_at if crossover is not None else None,
                 "accuracy": accuracy,
             }
         )

@@ -74,6 +74,7 @@ class ServingPoint(ApiModel):
     ttft_median_ms: float | None = Field(default=None, ge=0, description="Median time to first token, ms.")
     ttft_p99_ms: float | None = Field(default=None, ge=0, description="99th percentile TTFT, ms.")
     itl_median_ms: float | None = Field(default=None, ge=0, description="Median inter-token latency, ms.")
+    itl_p99_ms: float | None = Field(default=None, ge=0, description="99th percentile ITL, ms.")
     e2e_median_ms: float | None = Field(default=None, ge=0, description="Median end-to-end latency, ms.")
     output_tokens_per_second: float | None = Field(default=None, ge=0, description="Output tokens/s.")
     goodput_requests_per_second: float | None = Field(
@@ -146,6 +147,16 @@ class FidelitySummary(ApiModel):
     )
 
 
+class AnswerSheet(ApiModel):
+    """Which questions a variant answered correctly, compactly: enough to pair two runs on the same questions
+    (a later run of the same variant) without the per-question results."""
+
+    questions_digest: str = Field(description="SHA-256 (16 hex digits) of the sorted question keys.")
+    correct_bits: str = Field(
+        description="Base64 bitmap of strict correctness, one bit per question in sorted-key order."
+    )
+
+
 class AccuracySummary(ApiModel):
     task: str = Field(description="Accuracy task, e.g. gsm8k.")
     questions: int = Field(ge=0, description="Questions scored.")
@@ -208,6 +219,9 @@ class AccuracySummary(ApiModel):
         description="Expected questions of the group-sequential design (5 looks, early stopping) for the "
         "same power and error rate.",
     )
+    answers: AnswerSheet | None = Field(
+        default=None, description="Per-question correctness, for paired comparisons across runs."
+    )
 
 
 class VariantSummary(ApiModel):
@@ -230,6 +244,10 @@ class VariantSummary(ApiModel):
     throughput: list[ThroughputPoint] = Field(default_factory=list, description="Throughput sweep.")
     crossover_batch_size: float | None = Field(
         default=None, description="Batch size where throughput falls below the baseline's (interpolated)."
+    )
+    wins_from_batch_size: float | None = Field(
+        default=None,
+        description="Batch size from which throughput, below the baseline's before, rises above it (interpolated).",
     )
     serving: list[ServingPoint] = Field(default_factory=list, description="Serving results per rate.")
     weights_gib: float | None = Field(default=None, ge=0, description="Model weight memory, GiB.")

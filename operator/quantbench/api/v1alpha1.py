@@ -12,6 +12,7 @@ import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 from pydantic import ConfigDict, Field, field_validator, model_validator
@@ -71,6 +72,12 @@ CRON_PATTERN = (
     + r")$"
 )
 MODEL_CACHE_ONE_VOLUME = "set claimName or hostPath, not both"
+SCHEDULE_HINT = (
+    "schedule must be a cron expression of 5 fields (minute hour day-of-month month day-of-week), "
+    "e.g. '0 3 * * 1' for 03:00 every Monday, '30 2 * * *' for 02:30 daily, or '@daily'"
+)
+TIME_ZONE_PATTERN = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"
+TIME_ZONE_HINT = "timeZone must name an IANA time zone, e.g. 'Europe/Berlin', 'America/New_York' or 'UTC'"
 # A CPU server's requests when placement.gpus is 0 and placement.cpu / memory are not set.
 DEFAULT_CPU_CPU = "4"
 DEFAULT_CPU_MEMORY = "16Gi"
@@ -248,6 +255,13 @@ class Variant(ApiModel):
         description="Model for this variant (e.g. a pre-quantized AWQ checkpoint); default: spec.model.",
         min_length=1,
     )
+    revision: str | None = Field(
+        default=None,
+        description="Checkpoint revision of this variant's model (commit, branch or tag; vLLM --revision); "
+        "default: spec.revision.",
+        min_length=1,
+        max_length=100,
+    )
     quantization_kernel: QuantizationKernel | None = Field(
         default=None,
         description="Force a vLLM --quantization kernel (e.g. awq for the legacy AWQ kernel); default per precision.",
@@ -336,6 +350,51 @@ class Parallelism(StrEnum):
     SEQUENTIAL = "Sequential"
 
 
+class ConcurrencyPolicy(StrEnum):
+    FORBID = "Forbid"
+    REPLACE = "Replace"
+
+
+class Tolerances(ApiModel):
+    """How much worse a figure may get before it counts as a regression, per metric family.
+
+    Performance families are relative (0.10 = 10% worse); accuracy is in points of fraction correct and must
+    also be significant (paired test on the same questions where both runs answered them). Where a figure
+    has an interval (repeated measurements), a change that stays inside it is noise, never a regression."""
+
+    latency: float = Field(default=0.10, ge=0, le=10, description="Decode ms/token at batch 1 (relative).")
+    throughput: float = Field(
+        default=0.10, ge=0, le=1, description="Output tokens/s per batch size (relative)."
+    )
+    ttft: float = Field(default=0.15, ge=0, le=10, description="TTFT median and p99 per rate (relative).")
+    itl: float = Field(default=0.15, ge=0, le=10, description="ITL median and p99 per rate (relative).")
+    capacity: float = Field(
+        default=0.10,
+        ge=0,
+        le=1,
+        description="Serving output tokens/s and goodput per rate (relative).",
+    )
+    accuracy: float = Field(
+        default=0.02, ge=0, le=1, description="Accuracy drop, fraction correct (0.02 = 2 points)."
+    )
+    alpha: float = Field(
+        default=0.05, gt=0, lt=1, description="Significance level of the accuracy test between the runs."
+    )
+
+
+class RegressionSpec(ApiModel):
+    """What a run is compared with, and how much worse counts as a regression."""
+
+    reference: str | None = Field(
+        default=None,
+        description="Run id to compare every run with (a pinned reference, kept out of pruning); default: "
+        "the previous successful run.",
+        pattern=r"^r[0-9]{8}-[0-9]{4,6}(-[0-9]+)?$",
+        max_length=40,
+    )
+    tolerances: Tolerances = Field(default_factory=Tolerances, description="Tolerance per metric family.")
+
+
 class CrossFieldRule(ApiModel):
     """A rule that spans fields: CEL for the apiserver; the same message from the Python validators."""
 
@@ -405,19 +464,64 @@ class QuantBenchmarkSpec(ApiModel):
         description="USD per GPU-hour by node pool name ('*': any pool), for the cost per million output "
         "tokens at capacity and the recommendation.",
     )
+    revision: str | None = Field(
+        default=None,
+        description="Checkpoint revision of spec.model (commit, branch or tag; vLLM --revision), recorded "
+        "with each run.",
+        min_length=1,
+        max_length=100,
+    )
     schedule: str | None = Field(
         default=None,
-        description="Cron schedule (5 fields, UTC) for recurring runs, e.g. '0 3 * * 1'.",
-        pattern=CRON_PATTERN,
+        description="Cron schedule (5 fields, in timeZone) for recurring runs, e.g. '0 3 * * 1'.",
+        max_length=100,
+        json_schema_extra=cel_rules(cel(f"self.matches(r'{CRON_PATTERN}')", SCHEDULE_HINT)),
     )
-    history_limit: int = Field(default=10, ge=1, le=100, description="Runs kept in status.history.")
+    time_zone: str | None = Field(
+        default=None,
+        description="IANA time zone of the schedule, e.g. Europe/Berlin (default UTC); runs follow its "
+        "daylight-saving changes.",
+        max_length=64,
+        json_schema_extra=cel_rules(cel(f"self.matches(r'{TIME_ZONE_PATTERN}')", TIME_ZONE_HINT)),
+    )
+    concurrency_policy: ConcurrencyPolicy = Field(
+        default=ConcurrencyPolicy.FORBID,
+        description="When a run is due while one is in progress: Forbid waits for it to end (the due run "
+        "then starts if still within startingDeadlineSeconds); Replace ends it and starts the new one.",
+    )
+    starting_deadline_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        description="A scheduled run that could not start within this many seconds of its time is "
+        "skipped (missed runs start once, never once per missed time).",
+    )
+    history_limit: int = Field(
+        default=10,
+        ge=1,
+        le=100,
+        description="Runs kept in status.history; older runs' ConfigMaps and stored results are deleted.",
+    )
     suspend: bool = Field(default=False, description="Start no new runs while true.")
+    regression: RegressionSpec = Field(
+        default_factory=RegressionSpec, description="Regression detection between runs."
+    )
 
     @field_validator("schedule")
     @classmethod
     def _cron(cls, value: str | None) -> str | None:
-        if value is not None and not croniter.is_valid(value):
-            raise ValueError(f"{value!r} is not a valid cron schedule: write 5 fields, e.g. '0 3 * * 1'")
+        if value is not None and not (re.match(CRON_PATTERN, value) and croniter.is_valid(value)):
+            raise ValueError(f"{SCHEDULE_HINT} (got {value!r})")
+        return value
+
+    @field_validator("time_zone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{TIME_ZONE_HINT} (got {value!r})") from None
         return value
 
     @model_validator(mode="after")
@@ -506,7 +610,7 @@ class ProbeStatus(ApiModel):
 class Condition(ApiModel):
     """A metav1.Condition."""
 
-    type: str = Field(description="Condition type: Ready, Progressing or Degraded.")
+    type: str = Field(description="Condition type: Ready, Progressing, Degraded or Regressed.")
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
     reason: str = Field(description="CamelCase reason.", pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
     message: str = Field(default="", description="What happened and what to do about it.")
@@ -522,6 +626,10 @@ class VariantStatus(ApiModel):
     node: str | None = Field(default=None, description="Node the server ran on.")
     gpu: str | None = Field(default=None, description="GPU product of that node.")
     kernel: str | None = Field(default=None, description="Quantization kernel the server used.")
+    image_digest: str | None = Field(
+        default=None, description="Digest of the image the server ran (its pod's container status)."
+    )
+    gpu_driver: str | None = Field(default=None, description="NVIDIA driver version of the node.")
     startup_seconds: float | None = Field(default=None, ge=0, description="Server start to Ready, seconds.")
     weights_gib: float | None = Field(default=None, ge=0, description="Model weight memory, GiB.")
     step: str | None = Field(default=None, description="Step in progress.")
@@ -529,20 +637,85 @@ class VariantStatus(ApiModel):
     message: str | None = Field(default=None, description="Failure detail and what to do.")
 
 
+class Trigger(StrEnum):
+    CREATED = "Created"
+    SPEC_CHANGED = "SpecChanged"
+    SCHEDULE = "Schedule"
+    RUN_NOW = "RunNow"
+
+
+class VariantProvenance(ApiModel):
+    """What one variant of a run ran on: what could explain a change between two runs."""
+
+    variant: str = Field(description="Variant name.")
+    image: str | None = Field(default=None, description="Server image as the spec named it.")
+    image_digest: str | None = Field(
+        default=None, description="Digest of the image the server pod ran (from its container status)."
+    )
+    vllm_version: str | None = Field(default=None, description="vLLM version the server reported.")
+    model: str = Field(description="Model (checkpoint) the server loaded.")
+    revision: str | None = Field(default=None, description="Checkpoint revision, when the spec pins one.")
+    gpu: str | None = Field(default=None, description="GPU product of the server's node.")
+    gpu_driver: str | None = Field(default=None, description="NVIDIA driver version of that node.")
+    node: str | None = Field(default=None, description="Node the server ran on.")
+
+
+class RunProvenance(ApiModel):
+    """What a run ran on, for every variant, and which QuantBench and spec generation drove it."""
+
+    generation: int = Field(description="Spec generation the run executed.")
+    quantbench_version: str = Field(description="Version of the operator that ran it.")
+    variants: list[VariantProvenance] = Field(default_factory=list, description="One entry per variant.")
+
+
+class Regression(ApiModel):
+    """One figure of a variant that got worse than in the reference run by more than its tolerance."""
+
+    variant: str = Field(description="Variant name.")
+    family: str = Field(description="Metric family: latency, throughput, ttft, itl, capacity or accuracy.")
+    metric: str = Field(description="The figure, e.g. msPerTokenBs1, outputTokensPerSecond, ttftP99Ms.")
+    at: str | None = Field(default=None, description="Batch size, request rate or task of the figure.")
+    before: float = Field(description="The figure in the reference run.")
+    after: float = Field(description="The figure in this run.")
+    change: float = Field(description="Relative change (performance) or points (accuracy), signed.")
+    p_value: float | None = Field(default=None, description="Accuracy: the test's p-value between the runs.")
+    reference_run: str = Field(description="Run compared with.")
+    changed: list[str] = Field(
+        default_factory=list, description="What differs between the two runs for this variant."
+    )
+    message: str = Field(description="The regression in one sentence.")
+
+
 class RunRecord(ApiModel):
     id: str = Field(description="Run id, e.g. r20261123-0300 (used in child names).")
     generation: int = Field(description="Spec generation the run executed.")
     phase: Phase = Field(description="How the run ended (or Running).")
+    trigger: Trigger | None = Field(default=None, description="What started the run.")
+    scheduled_at: datetime | None = Field(
+        default=None, description="The schedule time the run was started for (trigger Schedule)."
+    )
     started_at: datetime = Field(description="Run start.")
     finished_at: datetime | None = Field(default=None, description="Run end.")
+    provenance: RunProvenance | None = Field(default=None, description="What the run ran on.")
     summary: RunSummary | None = Field(default=None, description="The run's comparison summary.")
-    regressions: list[str] = Field(default_factory=list, description="What got worse than the previous run.")
+    reference_run: str | None = Field(default=None, description="Run the regressions were measured against.")
+    regressions: list[Regression] = Field(
+        default_factory=list, description="Figures that got worse than in the reference run."
+    )
+
+    @field_validator("regressions", mode="before")
+    @classmethod
+    def _structured(cls, value: Any) -> Any:
+        # Entries written by older operators were plain strings: not comparable, dropped.
+        return [r for r in value if not isinstance(r, str)] if isinstance(value, list) else value
 
 
 class QuantBenchmarkStatus(ApiModel):
     phase: Phase | None = Field(default=None, description="Phase of the current or last run.")
     observed_generation: int | None = Field(default=None, description="Last spec generation acted on.")
-    conditions: list[Condition] = Field(default_factory=list, description="Ready, Progressing, Degraded.")
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Ready, Progressing, Degraded, Regressed."
+    )
     current_run: RunRecord | None = Field(default=None, description="The run in progress.")
     variants: list[VariantStatus] = Field(default_factory=list, description="Per-variant state of that run.")
     probes: list[ProbeStatus] = Field(
@@ -556,6 +729,12 @@ class QuantBenchmarkStatus(ApiModel):
     )
     last_run_time: datetime | None = Field(default=None, description="Start of the last run.")
     next_run_time: datetime | None = Field(default=None, description="Next scheduled run.")
+    last_schedule_time: datetime | None = Field(
+        default=None, description="Latest schedule time taken (run) or given up (missed its deadline)."
+    )
+    regressions: list[Regression] = Field(
+        default_factory=list, description="Regressions of the last finished run (empty: none)."
+    )
 
 
 class ObjectMeta(ApiModel):

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from quantbench.probe.measure import FP8_KERNEL_CHOICES
 from quantbench.probe.precisions import PRECISIONS, parse_precisions
 from quantbench.probe.render import render_floors, render_markdown
 from quantbench.probe.shapes import ModelConfigError, derive_shape, load_model_config, resolve_model_config
@@ -79,6 +80,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="FP8 scales: per-token activations and per-channel weights (rowwise, default), or per-tensor",
     )
     parser.add_argument(
+        "--fp8-kernel",
+        choices=FP8_KERNEL_CHOICES,
+        default="auto",
+        help="FP8 kernels to time: vLLM's (CUTLASS) when vLLM is importable (auto, default), vllm, or torch "
+        "(torch._scaled_mm)",
+    )
+    parser.add_argument(
         "--floors-only",
         action="store_true",
         help="print datasheet floors for --gpu; measure nothing (no GPU needed)",
@@ -131,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
         target_seconds_per_pass=args.target_seconds,
         bandwidth_buffer_bytes=int(args.bandwidth_buffer_gib * GIB),
         fp8_scaling=args.fp8_scaling,
+        fp8_kernel=args.fp8_kernel,
     )
     try:
         raw = measure(settings)

@@ -15,10 +15,13 @@ import sys
 from pathlib import Path
 
 from quantbench.analysis.cost import ANY_POOL
+from quantbench.api.summary import RunSummary
 from quantbench.api.v1alpha1 import VariantPhase
 from quantbench.api.validation import SpecError, load_benchmarks
 from quantbench.local.executor import LocalSettings, detect_device, run_local
+from quantbench.local.progress import RunProgress, make_display
 from quantbench.report import write_report
+from quantbench.report.console import print_summary
 
 
 def _pairs(option: str, pairs: list[str], form: str, empty_value: bool = False) -> dict[str, str]:
@@ -68,19 +71,24 @@ def run(args: argparse.Namespace) -> int:
         if prices:  # the spec's own prices win over the flag's
             spec = bench.spec.model_copy(update={"gpu_hour_prices": prices | bench.spec.gpu_hour_prices})
             bench = bench.model_copy(update={"spec": spec})
-        settings = LocalSettings(
-            out_dir=Path(args.out),
-            vllm_python=args.vllm_python,
-            jobs_python=args.jobs_python,
-            accuracy_python=args.accuracy_python,
-            gsm8k_dir=args.gsm8k,
-            dataset_paths=datasets,
-            server_env=server_env,
-            device=device,
-        )
-        root, servers = run_local(bench, settings)
+        progress = RunProgress.of([v.name for v in bench.spec.variants])
+        with make_display(progress, sys.stdout) as display:
+            settings = LocalSettings(
+                out_dir=Path(args.out),
+                vllm_python=args.vllm_python,
+                jobs_python=args.jobs_python,
+                accuracy_python=args.accuracy_python,
+                gsm8k_dir=args.gsm8k,
+                dataset_paths=datasets,
+                server_env=server_env,
+                device=device,
+                log=display.note,
+                display=display,
+            )
+            root, servers = run_local(bench, settings)
         written = write_report(root, root / "report")
-        print((root / "report" / "report.md").read_text())
+        summary = RunSummary.model_validate_json((root / "report" / "summary.json").read_text())
+        print_summary(summary, sys.stdout)
         print("report: " + ", ".join(str(p) for p in written))
         if any(s.phase == VariantPhase.FAILED for s in servers.values()):
             status = 1  # a variant failed; one unsupported on this machine is a result, not a failure

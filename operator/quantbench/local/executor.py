@@ -30,6 +30,7 @@ from quantbench.analysis.run_results import (
 from quantbench.api.v1alpha1 import QuantBenchmark, QuantBenchmarkSpec, Variant, VariantPhase
 from quantbench.failures import Reason
 from quantbench.gpus import unsupported_precision
+from quantbench.local.progress import Display, loadgen_count, tqdm_count
 from quantbench.local.server import ServerProcess, ServerStartError, free_port, log_tail, start_server
 from quantbench.manifests.jobs import accuracy_args, loadgen_args
 from quantbench.manifests.probe import probe_args
@@ -37,6 +38,7 @@ from quantbench.manifests.server import model_of, server_args
 from quantbench.naming import run_id as new_run_id
 from quantbench.plan import kernel_label
 from quantbench.probe.lend import package_dirs
+from quantbench.probe.result import Bandwidth
 from quantbench.vllm_log import weights_gib_from_log
 from quantbench_loadgen.schema import duration_seconds
 
@@ -90,6 +92,21 @@ class LocalSettings:
     server_env: dict[str, str] = field(default_factory=dict)
     device: Device = field(default_factory=Device)
     log: Callable[[str], None] = print
+    display: Display | None = None  # the live progress of `quantbench run`; None: stage changes are logged
+
+    def stage(self, variant: str, stage: str, detail: str = "") -> None:
+        """A variant entered a stage (starting server, a workload, accuracy, or its final phase)."""
+        if self.display is None:
+            self.log(f"{variant}: {stage}" + (f" ({detail})" if detail else ""))
+            return
+        self.display.progress.set_stage(variant, stage, detail)
+        self.display.refresh(variant)
+
+    def count(self, variant: str, detail: str, done: int | None, total: int | None) -> None:
+        """Progress inside the current stage: requests or questions done out of the planned number."""
+        if self.display is not None:
+            self.display.progress.set_count(variant, detail, done, total)
+            self.display.refresh()
 
 
 def local_server_argv(spec: QuantBenchmarkSpec, variant: Variant, python: str, port: int) -> list[str]:
@@ -101,13 +118,17 @@ def local_server_argv(spec: QuantBenchmarkSpec, variant: Variant, python: str, p
     return [python, "-m", "vllm.entrypoints.openai.api_server", *args]
 
 
-def loadgen_argv(settings: LocalSettings, url: str, model: str, workload: Path, output: Path) -> list[str]:
-    """The workload Job's command, run here."""
+def loadgen_argv(
+    settings: LocalSettings, url: str, model: str, workload: Path, output: Path, progress_file: Path
+) -> list[str]:
+    """The workload Job's command, run here, keeping its live counters in `progress_file` for the display."""
     return [
         settings.jobs_python,
         "-m",
         "quantbench_loadgen.cli",
         *loadgen_args(url, model, str(workload), str(output)),
+        "--progress-file",
+        str(progress_file),
     ]
 
 
@@ -181,15 +202,49 @@ class StepFailed(RuntimeError):
         self.message = message
 
 
-def _run_step(name: str, argv: list[str], log_path: Path, settings: LocalSettings) -> None:
-    settings.log(f"  {name}: {' '.join(argv[1:4])} ... (log {log_path})")
+def _run_step(
+    variant: str,
+    name: str,
+    argv: list[str],
+    log_path: Path,
+    settings: LocalSettings,
+    poll: Callable[[], None] | None = None,
+) -> None:
+    """Run one step's command with its output in `log_path`; `poll` reads its progress twice a second."""
+    settings.stage(variant, name)
     with log_path.open("ab") as log:
-        code = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL).returncode
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        while True:
+            try:
+                code = proc.wait(timeout=0.5)
+                break
+            except subprocess.TimeoutExpired:
+                if poll is not None:
+                    poll()
     if code != 0:
         raise StepFailed(
             str(Reason.JOB_FAILED),
             f"{name} exited with code {code}; log {log_path}:\n{log_tail(log_path, 15)}",
         )
+
+
+def _workload_poll(variant: str, progress_file: Path, settings: LocalSettings) -> Callable[[], None]:
+    def poll() -> None:
+        counts = loadgen_count(progress_file)
+        if counts is not None:
+            step, done, planned = counts
+            settings.count(variant, step, done, planned)
+
+    return poll
+
+
+def _accuracy_poll(variant: str, log_path: Path, settings: LocalSettings) -> Callable[[], None]:
+    def poll() -> None:
+        counts = tqdm_count(log_path)
+        if counts is not None:
+            settings.count(variant, "questions", *counts)
+
+    return poll
 
 
 def run_variant(
@@ -203,13 +258,14 @@ def run_variant(
     why = unsupported_here(variant, settings.device)
     if why is not None:
         settings.log(f"{variant.name}: unsupported here: {why}")
+        settings.stage(variant.name, VariantPhase.UNSUPPORTED.value)
         return ServerInfo(
             phase=VariantPhase.UNSUPPORTED, reason=str(Reason.UNSUPPORTED_PRECISION), message=why, **base
         )
     port = free_port()
     model = model_of(spec, variant)
-    settings.log(
-        f"{variant.name}: starting vLLM ({variant.precision}, kernel {kernel or 'none'}) on port {port}"
+    settings.stage(
+        variant.name, "starting server", f"{variant.precision}, kernel {kernel or 'none'}, port {port}"
     )
     server: ServerProcess = start_server(
         variant.name,
@@ -225,6 +281,7 @@ def run_variant(
             timed_out = server.process.returncode in (None, -15, -9) and "not healthy after" in str(exc)
             reason = Reason.STARTUP_TIMEOUT if timed_out else Reason.CRASH_LOOP
             settings.log(f"{variant.name}: server failed: {exc}")
+            settings.stage(variant.name, VariantPhase.FAILED.value, str(reason))
             return ServerInfo(phase=VariantPhase.FAILED, reason=str(reason), message=str(exc), **base)
         weights = weights_gib_from_log(server.log_path.read_text(errors="replace")) or checkpoint_gib(model)
         settings.log(f"{variant.name}: ready in {startup:.1f} s (weights {weights} GiB)")
@@ -238,10 +295,17 @@ def run_variant(
                     data["dataset"].pop("huggingFace", None)
                 wfile.write_text(yaml.safe_dump(data))
                 out = folder / f"loadgen-{workload.name}.json"
-                argv = loadgen_argv(settings, server.url, model, wfile, out)
+                progress_file = folder / f"loadgen-{workload.name}.progress.json"
+                argv = loadgen_argv(settings, server.url, model, wfile, out, progress_file)
                 _run_step(
-                    f"workload {workload.name}", argv, folder / f"loadgen-{workload.name}.log", settings
+                    variant.name,
+                    f"workload {workload.name}",
+                    argv,
+                    folder / f"loadgen-{workload.name}.log",
+                    settings,
+                    _workload_poll(variant.name, progress_file, settings),
                 )
+                progress_file.unlink(missing_ok=True)
             if spec.accuracy is not None:
                 afile = folder / "accuracy-spec.yaml"
                 afile.write_text(yaml.safe_dump(spec.accuracy.to_wire()))
@@ -252,21 +316,30 @@ def run_variant(
                         argv += ["--baseline-result", str(baseline_result)]
                     else:
                         settings.log(f"{variant.name}: no baseline accuracy result: every planned question")
-                _run_step("accuracy", argv, folder / "accuracy.log", settings)
+                log_path = folder / "accuracy.log"
+                _run_step(
+                    variant.name,
+                    "accuracy",
+                    argv,
+                    log_path,
+                    settings,
+                    _accuracy_poll(variant.name, log_path, settings),
+                )
                 fidelity = fidelity_argv(settings, spec, variant.name, server.url, model, root)
                 if fidelity is not None:
-                    _run_step("fidelity", fidelity, folder / "fidelity.log", settings)
+                    _run_step(variant.name, "fidelity", fidelity, folder / "fidelity.log", settings)
         except StepFailed as exc:
             if server.process.poll() is not None:
                 reason, message = Reason.SERVER_LOST, f"the server exited during the run: {exc.message}"
             else:
                 reason, message = Reason(exc.reason), exc.message
             settings.log(f"{variant.name}: {reason}: {message}")
+            settings.stage(variant.name, VariantPhase.FAILED.value, str(reason))
             return ServerInfo(phase=VariantPhase.FAILED, reason=str(reason), message=message, **info)
+        settings.stage(variant.name, VariantPhase.SUCCEEDED.value)
         return ServerInfo(phase=VariantPhase.SUCCEEDED, **info)
     finally:
         server.stop()
-        settings.log(f"{variant.name}: server stopped")
 
 
 def probe_argv(settings: LocalSettings, model_dir: Path, output: Path) -> list[str]:
@@ -279,30 +352,54 @@ def probe_argv(settings: LocalSettings, model_dir: Path, output: Path) -> list[s
     ]
 
 
+def _lent_env() -> dict[str, str]:
+    """The environment for a quantbench module run by the vLLM environment's Python, which has torch but not
+    quantbench: our source is lent on its PYTHONPATH."""
+    sources = {str(folder.parent) for folder in package_dirs()}
+    paths = [*sorted(sources), *filter(None, [os.environ.get("PYTHONPATH")])]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+
+
+def _run_logged(argv: list[str], log_path: Path) -> int:
+    with log_path.open("ab") as log:
+        return subprocess.run(
+            argv, stdout=log, stderr=subprocess.STDOUT, env=_lent_env(), check=False
+        ).returncode
+
+
 def run_probe(spec: QuantBenchmarkSpec, root: Path, settings: LocalSettings) -> Path | None:
-    """spec.probe: measure the roofline of this machine's GPU for the model into <root>/probe.json, which the
-    analysis reads. Skipped, with the reason logged, where it cannot run; a probe failure never fails the run."""
-    if settings.device.gpu is None:
-        settings.log("probe: skipped, it measures an NVIDIA GPU and this machine has none")
-        return None
+    """spec.probe on a GPU: measure the roofline of this machine's GPU for the model into <root>/probe.json,
+    which the analysis reads. Skipped, with the reason logged, where it cannot run; a probe failure never fails
+    the run."""
     model_dir = Path(spec.model)
     if not (model_dir / "config.json").is_file():
         settings.log(f"probe: skipped, {spec.model} is not a local model folder with a config.json")
         return None
     out = root / "probe.json"
-    # The probe is part of this package; the vLLM environment has torch but not quantbench: lend it our source.
-    sources = {str(folder.parent) for folder in package_dirs()}
-    paths = [*sorted(sources), *filter(None, [os.environ.get("PYTHONPATH")])]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
     argv = probe_argv(settings, model_dir, out)
     settings.log(f"probe: {' '.join(argv[1:])}")
-    with (root / "probe.log").open("ab") as log:
-        code = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, env=env, check=False).returncode
+    code = _run_logged(argv, root / "probe.log")
     if code != 0 or not out.is_file():
         settings.log(f"probe: failed (exit {code}), the run goes on without it; log {root / 'probe.log'}")
         out.unlink(missing_ok=True)
         return None
     return out
+
+
+def run_cpu_probe(root: Path, settings: LocalSettings) -> Bandwidth | None:
+    """spec.probe on the CPU: this machine's streaming read bandwidth, the floor of a CPU-served variant.
+    None, with the reason logged, when it cannot be measured; that never fails the run."""
+    out = root / "cpu-bandwidth.json"
+    argv = [settings.vllm_python, "-m", "quantbench.probe.cpu", "--out", str(out)]
+    settings.log("probe: measuring the CPU's streaming read bandwidth")
+    code = _run_logged(argv, root / "probe.log")
+    try:
+        bandwidth = Bandwidth.model_validate_json(out.read_text())
+    except (OSError, ValueError):
+        settings.log(f"probe: failed (exit {code}), the run goes on without it; log {root / 'probe.log'}")
+        return None
+    settings.log(f"probe: CPU streaming read {bandwidth.bytes_per_s / 1e9:.1f} GB/s")
+    return bandwidth
 
 
 def run_local(bench: QuantBenchmark, settings: LocalSettings) -> tuple[Path, dict[str, ServerInfo]]:
@@ -317,8 +414,18 @@ def run_local(bench: QuantBenchmark, settings: LocalSettings) -> tuple[Path, dic
     )
     write_run_info(root, info)
     settings.log(f"run {run} of {bench.metadata.name} on {settings.device.label}: results in {root}")
-    if spec.probe:
+    if spec.probe and settings.device.gpu is not None:
         run_probe(spec, root, settings)
+    elif spec.probe:
+        bandwidth = run_cpu_probe(root, settings)
+        if bandwidth is not None:
+            info = info.model_copy(
+                update={
+                    "memory_bandwidth_bytes_per_s": bandwidth.bytes_per_s,
+                    "memory_bandwidth_source": f"CPU, measured: {bandwidth.method}",
+                }
+            )
+            write_run_info(root, info)
     servers: dict[str, ServerInfo] = {}
     # The baseline first: a sequential accuracy evaluation stops each variant against its outcomes.
     for variant in sorted(spec.variants, key=lambda v: v.name != spec.baseline):

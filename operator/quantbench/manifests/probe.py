@@ -1,7 +1,7 @@
 """The roofline probe Job of one node pool (spec.probe) and its results ConfigMap.
 
-The probe runs in the vLLM image the servers use (PyTorch with CUDA, and vLLM's Marlin kernels for the 4-bit
-step), on one GPU of the pool, before the pool's servers start. That image has no QuantBench: an init
+The probe runs in the vLLM image the servers use (PyTorch with CUDA, and vLLM's kernels for the FP8 step),
+on one GPU of the pool, before the pool's servers start. That image has no QuantBench: an init
 container from the operator's own image copies the quantbench and quantbench_loadgen sources into an
 emptyDir (``python -m quantbench.probe.lend``), which the probe container puts on its PYTHONPATH. The probe
 container then measures (``python3 -m quantbench.probe``) and publishes the ProbeResult JSON into the

@@ -46,6 +46,10 @@ def model_of(spec: QuantBenchmarkSpec, variant: Variant) -> str:
     return variant.model or spec.model
 
 
+def revision_of(spec: QuantBenchmarkSpec, variant: Variant) -> str | None:
+    return variant.revision or (spec.revision if variant.model is None else None)
+
+
 def cpu_requests(placement: Placement) -> tuple[str, str]:
     """(cpu, memory) of a CPU server: the placement's, else the defaults."""
     return placement.cpu or DEFAULT_CPU_CPU, placement.memory or DEFAULT_CPU_MEMORY
@@ -113,6 +117,9 @@ def server_args(spec: QuantBenchmarkSpec, variant: Variant) -> list[str]:
         args += ["--quantization", kernel]
     if variant.kv_cache_dtype is not None:
         args += ["--kv-cache-dtype", str(variant.kv_cache_dtype)]
+    revision = revision_of(spec, variant)
+    if revision is not None:
+        args += ["--revision", revision]
     extra = list(spec.server.extra_args) + list(variant.extra_args)
     sized = any(a.split("=")[0] == KV_CACHE_FLAG for a in extra) or any(
         e.name == CPU_KVCACHE_ENV for e in spec.server.env

@@ -1,4 +1,4 @@
-"""Raw GPU measurements + model shape + datasheet -> ``ProbeResult`` (pure).
+"""GPU measurements + model shape + datasheet -> ``ProbeResult`` (pure).
 
 Floors, efficiencies, ratios to the baseline and crossovers are derived here, not on the GPU, so the
 arithmetic is unit-tested on a CPU and the same for every producer of measurements.
@@ -7,23 +7,20 @@ arithmetic is unit-tested on a CPU and the same for every producer of measuremen
 from __future__ import annotations
 
 import statistics
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, cast
 
 from .crossover import find_crossover
 from .floors import memory_floor_seconds, step_floor_seconds, weight_bytes
-from .measure import LinearSpec, RawMeasurements
+from .measure import LinearSpec
 from .precisions import BASELINE, WEIGHT_FORMATS, WeightFormatName
 from .result import (
     Bandwidth,
-    GpuInfo,
-    MatmulPeak,
-    PrecisionFailure,
+    MeasuredStep,
+    Measurements,
     PrecisionResult,
     ProbeResult,
     StepTiming,
-    TimingPass,
     _spread_pct,
 )
 from .shapes import ModelShape
@@ -46,7 +43,7 @@ def linear_specs(shape: ModelShape) -> tuple[LinearSpec, ...]:
     )
 
 
-def _floor_bandwidth(bandwidths: list[Bandwidth]) -> Bandwidth:
+def _floor_bandwidth(bandwidths: Sequence[Bandwidth]) -> Bandwidth:
     for method in FLOOR_BANDWIDTH_PREFERENCE:
         for bw in bandwidths:
             if bw.method == method:
@@ -57,7 +54,7 @@ def _floor_bandwidth(bandwidths: list[Bandwidth]) -> Bandwidth:
 def _step_timings(
     shape: ModelShape,
     precision: WeightFormatName,
-    raw_steps: list[Mapping[str, Any]],
+    measured: Sequence[MeasuredStep],
     *,
     bandwidth: float,
     bf16_flops: float,
@@ -65,11 +62,11 @@ def _step_timings(
     baseline_ms: Mapping[int, float] | None,
 ) -> tuple[StepTiming, ...]:
     steps: list[StepTiming] = []
-    for raw in raw_steps:
-        passes = tuple(TimingPass.model_validate(p) for p in raw["passes"])
+    for raw in measured:
+        passes = raw.passes
         medians = [p.median_ms for p in passes]
         median = statistics.median(medians)
-        batch = int(raw["batch_size"])
+        batch = raw.batch_size
         floor = 1000.0 * step_floor_seconds(
             shape,
             precision,
@@ -96,15 +93,13 @@ def _step_timings(
 
 
 def build_result(
-    shape: ModelShape, model_name: str, raw: RawMeasurements, created_at: datetime
+    shape: ModelShape, model_name: str, measured: Measurements, created_at: datetime
 ) -> ProbeResult:
-    """Derive every figure of the ProbeResult from the raw measurements (pure)."""
-    gpu_raw = dict(raw["gpu"])
-    spec = match_gpu_spec(str(gpu_raw["name"]))
-    gpu = GpuInfo.model_validate({**gpu_raw, "spec": spec})
-    bandwidths = [Bandwidth.model_validate(b) for b in raw["bandwidth"]]
-    floor_bw = _floor_bandwidth(bandwidths)
-    peaks = tuple(MatmulPeak.model_validate(p) for p in raw["matmul_peaks"])
+    """Derive every figure of the ProbeResult from the measurements (pure)."""
+    spec = match_gpu_spec(measured.gpu.name)
+    gpu = measured.gpu.model_copy(update={"spec": spec})
+    floor_bw = _floor_bandwidth(measured.bandwidths)
+    peaks = measured.matmul_peaks
     bf16_peak = next((p.flops_per_s for p in peaks if p.dtype == "bf16"), None)
     fp8_peak = next((p.flops_per_s for p in peaks if p.dtype == "fp8"), None)
     if bf16_peak is None:
@@ -114,14 +109,10 @@ def build_result(
     if fp8_peak is None and spec is not None:
         fp8_peak = spec.fp8_dense_flops
 
-    by_name = {cast(WeightFormatName, p["precision"]): p for p in raw["precisions"]}
-    failures = tuple(
-        PrecisionFailure(precision=name, error=str(p["error"])) for name, p in by_name.items() if p["error"]
-    )
-    ok = {name: p for name, p in by_name.items() if not p["error"]}
+    ok = {p.precision: p for p in measured.precisions}
     if BASELINE not in ok:
-        reason = by_name[BASELINE]["error"] if BASELINE in by_name else "not measured"
-        raise ValueError(f"the {BASELINE} baseline has no measurements ({reason})")
+        failure = next((f.error for f in measured.failures if f.precision == BASELINE), "not measured")
+        raise ValueError(f"the {BASELINE} baseline has no measurements ({failure})")
 
     results: list[PrecisionResult] = []
     baseline_ms: dict[int, float] | None = None
@@ -130,7 +121,7 @@ def build_result(
         steps = _step_timings(
             shape,
             name,
-            list(entry["steps"]),
+            entry.steps,
             bandwidth=floor_bw.bytes_per_s,
             bf16_flops=bf16_peak,
             fp8_flops=fp8_peak,
@@ -151,15 +142,15 @@ def build_result(
         results.append(
             PrecisionResult(
                 precision=name,
-                kernel=str(entry["kernel"]),
-                activation_quant=entry["activation_quant"],
+                kernel=entry.kernel,
+                activation_quant=entry.activation_quant,
                 weight_format=WEIGHT_FORMATS[name].description,
                 weight_bytes=wbytes,
                 floor_ms=1000.0 * memory_floor_seconds(shape, name, floor_bw.bytes_per_s),
                 floor_ms_spec=(
                     1000.0 * memory_floor_seconds(shape, name, spec.figures()[0]) if spec else None
                 ),
-                check_relative_error=float(entry["check_relative_error"] or 0.0),
+                check_relative_error=entry.check_relative_error,
                 steps=steps,
                 crossover_vs_baseline=crossover,
             )
@@ -170,13 +161,13 @@ def build_result(
         model_name=model_name,
         model=shape,
         gpu=gpu,
-        settings=raw["settings"],
+        settings=measured.settings,
         batch_sizes=batch_sizes,
         bandwidth=floor_bw,
-        other_bandwidths=tuple(b for b in bandwidths if b is not floor_bw),
+        other_bandwidths=tuple(b for b in measured.bandwidths if b is not floor_bw),
         matmul_peaks=peaks,
         precisions=tuple(results),
-        failures=failures,
-        notes=tuple(raw["notes"]),
-        wall_seconds=raw.get("wall_seconds"),
+        failures=measured.failures,
+        notes=measured.notes,
+        wall_seconds=measured.wall_seconds,
     )

@@ -1,9 +1,9 @@
 """GPU measurement: streaming bandwidth, matmul peaks, and one decode step's linears per precision.
 
-This is the only probe module that touches the GPU. It imports torch (and Triton when present) lazily,
-inside functions, so the package imports on machines without them; it depends on nothing else of
-QuantBench and returns plain dicts (``RawMeasurements``) that ``quantbench.probe.assemble`` turns
-into the typed ``ProbeResult``.
+This is the only probe module that touches the GPU. It imports torch (and Triton and vLLM when present)
+lazily, inside functions, so the package imports on machines without them; it returns the measured part of
+the probe's result as its models (``Measurements``), from which ``quantbench.probe.assemble`` derives the
+typed ``ProbeResult``.
 
 Method (each choice guards against a known way a GPU timing lies):
 - weights are random normal, never zero, and distinct per layer, so the L2 cache (50 MB on an H100)
@@ -13,6 +13,10 @@ Method (each choice guards against a known way a GPU timing lies):
 - activation inputs are refilled with fresh random values before every replay;
 - each replay is timed with CUDA events; warm-up replays run first; a pass is the median of many
   replays, and every figure is taken in two passes so their difference shows the noise.
+
+FP8 runs vLLM's own kernels (its CUTLASS scaled matrix product and its activation quantization) when vLLM is
+importable here, as in the vLLM image the probe Jobs use, and PyTorch's ``torch._scaled_mm`` otherwise
+(``--fp8-kernel`` chooses); the result names the kernel timed.
 """
 
 from __future__ import annotations
@@ -23,9 +27,22 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Any, Literal
 
-GIB = 1024**3
+from quantbench.units import GIB
+
+from .precisions import WeightFormatName
+from .result import (
+    Bandwidth,
+    GpuInfo,
+    MatmulPeak,
+    MeasuredPrecision,
+    MeasuredStep,
+    Measurements,
+    PrecisionFailure,
+    TimingPass,
+)
+
 FP8_E4M3_MAX = 448.0
 INT4_GROUP_SIZE = 128
 INT4_INNER_K_TILES = 8
@@ -35,72 +52,17 @@ CHECK_TOLERANCE = 2e-2
 FP8_MIN_CAPABILITY = (8, 9)  # FP8 tensor cores: Ada, Hopper, Blackwell
 INT4_MIN_CAPABILITY = (8, 0)  # PyTorch's tinygemm kernel
 
+Fp8KernelChoice = Literal["auto", "vllm", "torch"]
+FP8_KERNEL_CHOICES: tuple[Fp8KernelChoice, ...] = ("auto", "vllm", "torch")
+
 
 class ProbeUnavailable(RuntimeError):
     """No usable GPU here: the message says what is missing and what to do instead."""
 
 
-class TimingPassDict(TypedDict):
-    median_ms: float
-    p10_ms: float
-    p90_ms: float
-    min_ms: float
-    repeats: int
-
-
-class StepDict(TypedDict):
-    batch_size: int
-    passes: list[TimingPassDict]
-
-
-class PrecisionDict(TypedDict):
-    precision: str
-    kernel: str
-    activation_quant: str | None
-    check_relative_error: float | None
-    steps: list[StepDict]
-    error: str | None
-
-
-class BandwidthDict(TypedDict):
-    method: str
-    buffer_bytes: int
-    bytes_per_run: int
-    passes_bytes_per_s: list[float]
-
-
-class MatmulPeakDict(TypedDict):
-    dtype: str
-    m: int
-    n: int
-    k: int
-    passes_flops_per_s: list[float]
-
-
-class GpuDict(TypedDict):
-    name: str
-    compute_capability: str
-    sm_count: int
-    memory_bytes: int
-    l2_bytes: int
-    torch_version: str
-    cuda_version: str
-    triton_version: str | None
-
-
-class RawMeasurements(TypedDict):
-    gpu: GpuDict
-    settings: dict[str, Any]
-    bandwidth: list[BandwidthDict]
-    matmul_peaks: list[MatmulPeakDict]
-    precisions: list[PrecisionDict]
-    notes: list[str]
-    wall_seconds: float
-
-
 @dataclass(frozen=True)
 class LinearSpec:
-    """One weight matrix of the step (plain data, so this module needs no pydantic)."""
+    """One weight matrix of the step, as the measurement reads it (``assemble.linear_specs`` builds them)."""
 
     name: str
     in_features: int
@@ -112,7 +74,7 @@ class LinearSpec:
 @dataclass(frozen=True)
 class MeasureSettings:
     batch_sizes: tuple[int, ...]
-    precisions: tuple[str, ...]
+    precisions: tuple[WeightFormatName, ...]
     num_layers: int
     linears: tuple[LinearSpec, ...]
     warmup: int = 3
@@ -123,9 +85,10 @@ class MeasureSettings:
     bandwidth_buffer_bytes: int = 4 * GIB
     seed: int = 0
     fp8_scaling: str = "rowwise"
+    fp8_kernel: Fp8KernelChoice = "auto"
     log: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr, flush=True))
 
-    def public(self) -> dict[str, Any]:
+    def public(self) -> dict[str, str | int | float]:
         return {
             "warmup_replays": self.warmup,
             "min_repeats": self.min_repeats,
@@ -135,6 +98,7 @@ class MeasureSettings:
             "bandwidth_buffer_bytes": self.bandwidth_buffer_bytes,
             "seed": self.seed,
             "fp8_scaling": self.fp8_scaling,
+            "fp8_kernel": self.fp8_kernel,
             "timer": "CUDA events around each CUDA-graph replay",
             "inputs": "fresh torch.randn activations before every replay",
             "weights": "torch.randn, distinct per layer and matrix",
@@ -168,7 +132,7 @@ def _triton() -> Any | None:
     return triton_kernels
 
 
-def gpu_info(torch: Any) -> GpuDict:
+def gpu_info(torch: Any) -> GpuInfo:
     props = torch.cuda.get_device_properties(0)
     kernels = _triton()
     triton_version: str | None = None
@@ -176,32 +140,60 @@ def gpu_info(torch: Any) -> GpuDict:
         import triton
 
         triton_version = str(triton.__version__)
-    return {
-        "name": str(props.name),
-        "compute_capability": f"{props.major}.{props.minor}",
-        "sm_count": int(props.multi_processor_count),
-        "memory_bytes": int(props.total_memory),
-        "l2_bytes": int(getattr(props, "L2_cache_size", 0)),
-        "torch_version": str(torch.__version__),
-        "cuda_version": str(torch.version.cuda),
-        "triton_version": triton_version,
-    }
+    return GpuInfo(
+        name=str(props.name),
+        compute_capability=f"{props.major}.{props.minor}",
+        sm_count=int(props.multi_processor_count),
+        memory_bytes=int(props.total_memory),
+        l2_bytes=int(getattr(props, "L2_cache_size", 0)),
+        torch_version=str(torch.__version__),
+        cuda_version=str(torch.version.cuda),
+        triton_version=triton_version,
+    )
 
 
-def _pass_stats(samples_ms: Sequence[float]) -> TimingPassDict:
+def vllm_ops() -> Any | None:
+    """vLLM's custom-op module (its CUDA kernels' Python bindings) when vLLM is importable, else None."""
+    try:
+        from vllm import _custom_ops as ops
+    except Exception:  # not installed, or installed without kernels this machine can load
+        return None
+    if not all(hasattr(ops, name) for name in ("cutlass_scaled_mm", "scaled_fp8_quant")):
+        return None
+    return ops
+
+
+def vllm_version() -> str:
+    try:
+        import vllm
+
+        return str(getattr(vllm, "__version__", "unknown version"))
+    except Exception:
+        return "unknown version"
+
+
+def choose_fp8_kernel(requested: Fp8KernelChoice, vllm_available: bool) -> Literal["vllm", "torch"]:
+    """Which library's FP8 kernels to time: vLLM's when it is importable (``auto``) or asked for, else torch."""
+    if requested == "torch":
+        return "torch"
+    if requested == "vllm" and not vllm_available:
+        raise RuntimeError(
+            "--fp8-kernel vllm: vLLM (with its CUDA kernels) is not importable here; run the probe in the "
+            "vLLM image, or use --fp8-kernel torch"
+        )
+    return "vllm" if vllm_available else "torch"
+
+
+def _pass_stats(samples_ms: Sequence[float]) -> TimingPass:
     ordered = sorted(samples_ms)
     n = len(ordered)
 
     def pct(q: float) -> float:
         return ordered[min(n - 1, max(0, round(q * (n - 1))))]
 
-    return {
-        "median_ms": statistics.median(ordered),
-        "p10_ms": pct(0.1),
-        "p90_ms": pct(0.9),
-        "min_ms": ordered[0],
-        "repeats": n,
-    }
+    return TimingPass(
+        median_ms=statistics.median(ordered), p10_ms=pct(0.1), p90_ms=pct(0.9), min_ms=ordered[0], repeats=n
+    )
 
 
 def _time_each(torch: Any, run: Callable[[], None], before: Callable[[], None], repeats: int) -> list[float]:
@@ -264,7 +256,7 @@ def _noop() -> None:
 # Bandwidth and matmul peaks
 
 
-def measure_bandwidth(torch: Any, settings: MeasureSettings) -> list[BandwidthDict]:
+def measure_bandwidth(torch: Any, settings: MeasureSettings) -> list[Bandwidth]:
     """One pass of each streaming method over a buffer far larger than L2 (bytes/s per method)."""
     kernels = _triton()
     block = kernels.READ_BLOCK if kernels is not None else 4096
@@ -279,7 +271,7 @@ def measure_bandwidth(torch: Any, settings: MeasureSettings) -> list[BandwidthDi
     methods.append(("torch-sum-read", buffer_bytes, lambda: torch.sum(x, dim=0, out=total)))
     y = torch.empty_like(x)
     methods.append(("torch-copy-read+write", 2 * buffer_bytes, lambda: y.copy_(x)))
-    results: list[BandwidthDict] = []
+    results: list[Bandwidth] = []
     for name, moved, fn in methods:
         for _ in range(settings.warmup):
             fn()
@@ -287,12 +279,12 @@ def measure_bandwidth(torch: Any, settings: MeasureSettings) -> list[BandwidthDi
         samples = _time_each(torch, fn, _noop, 30)
         median_s = statistics.median(samples) / 1000.0
         results.append(
-            {
-                "method": name,
-                "buffer_bytes": buffer_bytes,
-                "bytes_per_run": moved,
-                "passes_bytes_per_s": [moved / median_s],
-            }
+            Bandwidth(
+                method=name,
+                buffer_bytes=buffer_bytes,
+                bytes_per_run=moved,
+                passes_bytes_per_s=(moved / median_s,),
+            )
         )
     return results
 
@@ -301,17 +293,17 @@ def _rowwise_scaled_mm(torch: Any, a_q: Any, a_s: Any, w_q: Any, w_s_row: Any) -
     return torch._scaled_mm(a_q, w_q.t(), scale_a=a_s, scale_b=w_s_row, out_dtype=torch.bfloat16)
 
 
-def measure_matmul_peaks(torch: Any, settings: MeasureSettings, size: int = 8192) -> list[MatmulPeakDict]:
+def measure_matmul_peaks(torch: Any, settings: MeasureSettings, size: int = 8192) -> list[MatmulPeak]:
     """Dense BF16 and FP8 (rowwise-scaled) matrix-product rates, one pass each (FLOP/s)."""
     flops = 2.0 * size**3
     a = torch.randn(size, size, dtype=torch.bfloat16, device="cuda")
     b = torch.randn(size, size, dtype=torch.bfloat16, device="cuda")
-    out: list[MatmulPeakDict] = []
+    out: list[MatmulPeak] = []
 
     def bf16() -> None:
         torch.matmul(a, b)
 
-    runs: list[tuple[str, Callable[[], None]]] = [("bf16", bf16)]
+    runs: list[tuple[Literal["bf16", "fp8"], Callable[[], None]]] = [("bf16", bf16)]
     if "fp8" in settings.precisions and _capability(torch) >= FP8_MIN_CAPABILITY:
         a_q = a.to(torch.float8_e4m3fn)
         b_q = b.to(torch.float8_e4m3fn)
@@ -328,13 +320,13 @@ def measure_matmul_peaks(torch: Any, settings: MeasureSettings, size: int = 8192
         torch.cuda.synchronize()
         samples = _time_each(torch, fn, _noop, 20)
         out.append(
-            {
-                "dtype": name,
-                "m": size,
-                "n": size,
-                "k": size,
-                "passes_flops_per_s": [flops / (statistics.median(samples) / 1000.0)],
-            }
+            MatmulPeak(
+                dtype=name,
+                m=size,
+                n=size,
+                k=size,
+                passes_flops_per_s=(flops / (statistics.median(samples) / 1000.0),),
+            )
         )
     torch.cuda.empty_cache()
     return out
@@ -409,6 +401,34 @@ def _fp8_tensorwise_linear(
     return Linear(op, reference)
 
 
+def _fp8_vllm_linear(torch: Any, ops: Any, out_f: int, in_f: int, per_token: bool) -> Linear:
+    """FP8 through vLLM's kernels as its Fp8LinearOp runs them on CUDA: ``scaled_fp8_quant`` (dynamic,
+    per-token or per-tensor) and ``cutlass_scaled_mm`` on the weight stored transposed (column-major)."""
+    w = torch.randn(out_f, in_f, dtype=torch.bfloat16, device="cuda")
+    if per_token:
+        w_scale = w.abs().amax(dim=1, keepdim=True).float().clamp_min(1e-12) / FP8_E4M3_MAX  # [out, 1]
+    else:
+        w_scale = w.abs().amax().float().clamp_min(1e-12).reshape(1) / FP8_E4M3_MAX  # [1]
+    w_q = (w.float() / w_scale).clamp(-FP8_E4M3_MAX, FP8_E4M3_MAX).to(torch.float8_e4m3fn)
+    del w
+    w_t = w_q.t()  # [in, out], column-major: vLLM's layout after process_weights_after_loading
+    w_s = w_scale.contiguous()
+
+    def quant(x: Any) -> tuple[Any, Any]:
+        q, scale = ops.scaled_fp8_quant(x, use_per_token_if_dynamic=per_token)
+        return q, scale
+
+    def op(x: Any) -> Any:
+        x_q, x_s = quant(x)
+        return ops.cutlass_scaled_mm(x_q, w_t, scale_a=x_s, scale_b=w_s, out_dtype=torch.bfloat16)
+
+    def reference(x: Any) -> Any:
+        x_q, x_s = quant(x)
+        return (x_q.float() * x_s) @ (w_q.float() * w_scale.reshape(-1, 1)).t()
+
+    return Linear(op, reference)
+
+
 def _int4_tinygemm_linear(torch: Any, out_f: int, in_f: int) -> Linear:
     """4-bit weight-only via PyTorch's tinygemm kernel, asymmetric, group size 128 (BF16 scales/zeros)."""
     g = INT4_GROUP_SIZE
@@ -454,7 +474,21 @@ def _build_linears(
             return _bf16_linear(torch, spec.out_features, spec.in_features)
 
     elif precision == "fp8":
-        if settings.fp8_scaling == "tensorwise":
+        vllm = vllm_ops()
+        if choose_fp8_kernel(settings.fp8_kernel, vllm is not None) == "vllm":
+            per_token = settings.fp8_scaling != "tensorwise"
+            scales = (
+                "rowwise scales: per-token activations, per-channel weights"
+                if per_token
+                else "per-tensor scales: dynamic activation, static weight"
+            )
+            kernel = f"vllm cutlass_scaled_mm (vLLM {vllm_version()}, CUTLASS FP8 e4m3, {scales})"
+            act = f"dynamic per-{'token' if per_token else 'tensor'}, vLLM scaled_fp8_quant"
+
+            def make(spec: LinearSpec) -> Linear:
+                return _fp8_vllm_linear(torch, vllm, spec.out_features, spec.in_features, per_token)
+
+        elif settings.fp8_scaling == "tensorwise":
             kernel = "torch._scaled_mm (FP8 e4m3, per-tensor scales: dynamic activation, static weight)"
             if kernels is None:
                 raise RuntimeError("fp8 tensorwise scaling needs Triton for its activation quantization")
@@ -525,7 +559,9 @@ def _check(torch: Any, op: Op, reference: Callable[[Any], Any], in_features: int
     return float((got - want).norm() / want.norm())
 
 
-def _measure_precision(torch: Any, precision: str, settings: MeasureSettings) -> PrecisionDict:
+def _measure_precision(
+    torch: Any, precision: WeightFormatName, settings: MeasureSettings
+) -> MeasuredPrecision:
     if precision == "fp8":
         _require_capability(torch, precision, FP8_MIN_CAPABILITY, "FP8 tensor cores")
     if precision == "int4":
@@ -543,7 +579,7 @@ def _measure_precision(torch: Any, precision: str, settings: MeasureSettings) ->
         )
     in_sizes = [s.in_features for s in settings.linears if s.per_layer] * settings.num_layers
     in_sizes += [s.in_features for s in settings.linears if not s.per_layer]
-    steps: list[StepDict] = []
+    steps: list[MeasuredStep] = []
     for batch in settings.batch_sizes:
         inputs = {
             k: torch.randn(batch, k, dtype=torch.bfloat16, device="cuda") for k in sorted(set(in_sizes))
@@ -572,25 +608,24 @@ def _measure_precision(torch: Any, precision: str, settings: MeasureSettings) ->
         passes = [
             _pass_stats(_time_each(torch, graph.replay, refill, repeats)) for _ in range(settings.passes)
         ]
-        steps.append({"batch_size": batch, "passes": passes})
+        steps.append(MeasuredStep(batch_size=batch, passes=tuple(passes)))
         settings.log(
             f"{precision}: batch {batch:5d}: "
-            + " / ".join(f"{p['median_ms']:.4f}" for p in passes)
+            + " / ".join(f"{p.median_ms:.4f}" for p in passes)
             + f" ms (n={repeats})"
         )
         del graph, inputs, feeds
         torch.cuda.empty_cache()
-    return {
-        "precision": precision,
-        "kernel": kernel,
-        "activation_quant": act,
-        "check_relative_error": rel_err,
-        "steps": steps,
-        "error": None,
-    }
+    return MeasuredPrecision(
+        precision=precision,
+        kernel=kernel,
+        activation_quant=act,
+        check_relative_error=rel_err,
+        steps=tuple(steps),
+    )
 
 
-def measure(settings: MeasureSettings) -> RawMeasurements:
+def measure(settings: MeasureSettings) -> Measurements:
     """Run the whole probe on GPU 0. Raises ProbeUnavailable when there is no CUDA GPU."""
     torch = require_cuda()
     t0 = time.monotonic()
@@ -598,43 +633,43 @@ def measure(settings: MeasureSettings) -> RawMeasurements:
     torch.backends.cuda.matmul.allow_tf32 = False
     info = gpu_info(torch)
     notes: list[str] = []
-    settings.log(f"GPU: {info['name']} (cc {info['compute_capability']}, {info['sm_count']} SMs)")
+    settings.log(f"GPU: {info.name} (cc {info.compute_capability}, {info.sm_count} SMs)")
     if _triton() is None:
         notes.append("Triton unavailable: bandwidth from torch.sum, FP8 activation quant in eager ops")
+    if "fp8" in settings.precisions and settings.fp8_kernel == "auto" and vllm_ops() is None:
+        notes.append(
+            "vLLM is not importable here: FP8 timed with PyTorch's torch._scaled_mm, not vLLM's kernels"
+        )
     bandwidth = measure_bandwidth(torch, settings)
     settings.log(
-        "bandwidth: "
-        + ", ".join(f"{b['method']} {b['passes_bytes_per_s'][0] / 1e12:.3f} TB/s" for b in bandwidth)
+        "bandwidth: " + ", ".join(f"{b.method} {b.passes_bytes_per_s[0] / 1e12:.3f} TB/s" for b in bandwidth)
     )
     peaks = measure_matmul_peaks(torch, settings)
-    precisions: list[PrecisionDict] = []
+    precisions: list[MeasuredPrecision] = []
+    failures: list[PrecisionFailure] = []
     for precision in settings.precisions:
         try:
             precisions.append(_measure_precision(torch, precision, settings))
         except Exception as exc:  # one precision failing must not lose the others' figures
             settings.log(f"{precision}: FAILED: {type(exc).__name__}: {exc}")
-            precisions.append(
-                {
-                    "precision": precision,
-                    "kernel": "",
-                    "activation_quant": None,
-                    "check_relative_error": None,
-                    "steps": [],
-                    "error": f"{type(exc).__name__}: {exc}",
-                }
-            )
+            failures.append(PrecisionFailure(precision=precision, error=f"{type(exc).__name__}: {exc}"))
             torch.cuda.empty_cache()
     # Second pass of the bandwidth and peak figures, at the end: their spread shows the noise and drift.
-    for first, again in zip(bandwidth, measure_bandwidth(torch, settings), strict=True):
-        first["passes_bytes_per_s"].extend(again["passes_bytes_per_s"])
-    for first_peak, again_peak in zip(peaks, measure_matmul_peaks(torch, settings), strict=True):
-        first_peak["passes_flops_per_s"].extend(again_peak["passes_flops_per_s"])
-    return {
-        "gpu": info,
-        "settings": settings.public(),
-        "bandwidth": bandwidth,
-        "matmul_peaks": peaks,
-        "precisions": precisions,
-        "notes": notes,
-        "wall_seconds": time.monotonic() - t0,
-    }
+    bandwidth = [
+        first.model_copy(update={"passes_bytes_per_s": first.passes_bytes_per_s + again.passes_bytes_per_s})
+        for first, again in zip(bandwidth, measure_bandwidth(torch, settings), strict=True)
+    ]
+    peaks = [
+        first.model_copy(update={"passes_flops_per_s": first.passes_flops_per_s + again.passes_flops_per_s})
+        for first, again in zip(peaks, measure_matmul_peaks(torch, settings), strict=True)
+    ]
+    return Measurements(
+        gpu=info,
+        settings=settings.public(),
+        bandwidths=tuple(bandwidth),
+        matmul_peaks=tuple(peaks),
+        precisions=tuple(precisions),
+        failures=tuple(failures),
+        notes=tuple(notes),
+        wall_seconds=time.monotonic() - t0,
+    )

@@ -11,6 +11,9 @@ REFERENCE_DIR = Path(__file__).parent / "reference"
 H100_LLAMA_31_8B = "h100-sxm.llama-3.1-8b-instruct"
 # The same, FP8 with per-tensor scales (cuBLASLt path) instead of rowwise.
 H100_LLAMA_31_8B_FP8_TENSORWISE = "h100-sxm.llama-3.1-8b-instruct.fp8-tensorwise"
+# The same two on one H200 SXM 141GB.
+H200_LLAMA_31_8B = "h200.llama-3.1-8b-instruct"
+H200_LLAMA_31_8B_FP8_TENSORWISE = "h200.llama-3.1-8b-instruct.fp8-tensorwise"
 
 
 def reference_names() -> list[str]:

@@ -55,13 +55,19 @@ def render_markdown(result: ProbeResult) -> str:
             f"{peak.flops_per_s / TFLOP:.0f} TFLOP/s "
             f"(passes {_passes(peak.passes_flops_per_s, TFLOP, 0)})"
         )
-    lines += ["", "Floors (one decode step's linear layers, LM head in BF16) and crossovers vs BF16:", ""]
-    largest = max(result.batch_sizes)
+    lines += [
+        "",
+        "Floors (one decode step's linear layers, LM head in BF16) and where each precision is faster than BF16 (crossings interpolated in log2(batch)):",
+        "",
+    ]
+    smallest, largest = min(result.batch_sizes), max(result.batch_sizes)
     floor_rows = []
     for p in result.precisions:
         first = p.steps[0]
         crossover = (
-            "baseline" if p.crossover_vs_baseline is None else p.crossover_vs_baseline.describe(largest)
+            "baseline"
+            if p.crossover_vs_baseline is None
+            else p.crossover_vs_baseline.describe(smallest, largest)
         )
         floor_rows.append(
             [
@@ -83,7 +89,7 @@ def render_markdown(result: ProbeResult) -> str:
             "floor ms (datasheet BW)",
             f"step ms @ batch {result.precisions[0].steps[0].batch_size}",
             "floor / step",
-            "crossover batch vs bf16",
+            "batches where faster than bf16",
             "kernel",
         ],
         floor_rows,

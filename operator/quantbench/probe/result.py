@@ -21,7 +21,7 @@ Shape (all times in milliseconds, bandwidth in bytes/s, rates in FLOP/s, sizes i
           batch_size, median_ms (both passes pooled), passes [TimingPass x2], spread_pct,
           floor_ms (roofline at this batch: max(bytes/bw, FLOPs/peak), measured bw and peaks),
           efficiency (floor_ms / median_ms), ratio_to_baseline (median_ms / bf16 median_ms)
-        crossover_vs_baseline: Crossover | None   (None for bf16 itself)
+        crossover_vs_baseline: Crossover | None   where it starts and stops beating bf16 (None for bf16)
       failures: [PrecisionFailure]            precisions that could not run, with the error
       notes: [str]
 """
@@ -31,16 +31,18 @@ from __future__ import annotations
 import statistics
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .crossover import Crossover
 from .precisions import BASELINE, WeightFormatName
 from .shapes import ModelShape
 from .specs import GpuSpec
 
-SCHEMA_VERSION: Literal[1] = 1
+# Version 2: a crossover lists every crossing in both directions (version 1 knew only where a precision stops
+# winning; version-1 files still load, read as that).
+SCHEMA_VERSION: Literal[2] = 2
 
 
 class _Model(BaseModel):
@@ -116,6 +118,41 @@ class GpuInfo(_Model):
     spec: GpuSpec | None = Field(default=None, description="datasheet figures, when the device is known")
 
 
+class PrecisionFailure(_Model):
+    precision: WeightFormatName
+    error: str
+
+
+class MeasuredStep(_Model):
+    """What the GPU measured for the step at one batch size (``StepTiming`` adds the derived figures)."""
+
+    batch_size: int = Field(gt=0)
+    passes: tuple[TimingPass, ...] = Field(min_length=1)
+
+
+class MeasuredPrecision(_Model):
+    """What the GPU measured for one precision (``PrecisionResult`` adds the derived figures)."""
+
+    precision: WeightFormatName
+    kernel: str = Field(min_length=1, description="the kernel timed, named with its library")
+    activation_quant: str | None = None
+    check_relative_error: float = Field(ge=0)
+    steps: tuple[MeasuredStep, ...] = Field(min_length=1)
+
+
+class Measurements(_Model):
+    """Everything ``quantbench.probe.measure`` measured; ``quantbench.probe.assemble`` derives the rest."""
+
+    gpu: GpuInfo
+    settings: dict[str, str | int | float]
+    bandwidths: tuple[Bandwidth, ...] = Field(min_length=1)
+    matmul_peaks: tuple[MatmulPeak, ...] = ()
+    precisions: tuple[MeasuredPrecision, ...]
+    failures: tuple[PrecisionFailure, ...] = ()
+    notes: tuple[str, ...] = ()
+    wall_seconds: float = Field(ge=0)
+
+
 class PrecisionResult(_Model):
     precision: WeightFormatName
     kernel: str
@@ -135,15 +172,10 @@ class PrecisionResult(_Model):
         raise KeyError(f"{self.precision}: batch size {batch_size} was not measured")
 
 
-class PrecisionFailure(_Model):
-    precision: WeightFormatName
-    error: str
-
-
 class ProbeResult(_Model):
     """Everything one probe run measured on one GPU for one model's shapes (see the module docstring)."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[2] = SCHEMA_VERSION
     created_at: datetime
     model_name: str
     model: ModelShape
@@ -157,6 +189,14 @@ class ProbeResult(_Model):
     failures: tuple[PrecisionFailure, ...] = ()
     notes: tuple[str, ...] = ()
     wall_seconds: float | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _upgrade_schema_1(cls, data: Any) -> Any:
+        """Version 1 differs only in its crossovers, which ``Crossover`` reads as they were."""
+        if isinstance(data, dict) and data.get("schema_version") == 1:
+            return {**data, "schema_version": SCHEMA_VERSION}
+        return data
 
     def precision(self, name: str) -> PrecisionResult:
         for result in self.precisions:

@@ -18,19 +18,25 @@ class Report:
     plots: dict[str, str]  # file stem -> SVG (the Markdown links them as plots/<stem>.svg)
 
 
+def format_bandwidth(bytes_per_s: float) -> str:
+    """TB/s for GPU memory, GB/s below 1 TB/s (a CPU's)."""
+    return f"{bytes_per_s / 1e12:.2f} TB/s" if bytes_per_s >= 1e12 else f"{bytes_per_s / 1e9:.1f} GB/s"
+
+
 def _header_facts(info: RunInfo, summary: RunSummary) -> list[tuple[str, str]]:
     bandwidth = (
-        f"{summary.memory_bandwidth_bytes_per_s / 1e12:.2f} TB/s ({summary.bandwidth_source})"
+        f"{format_bandwidth(summary.memory_bandwidth_bytes_per_s)} ({summary.bandwidth_source})"
         if summary.memory_bandwidth_bytes_per_s
-        else "unknown (no GPU figure: efficiency not computed)"
+        else "unknown (no GPU figure and no CPU probe: efficiency not computed)"
     )
     finished = info.finished_at.isoformat(timespec="minutes") if info.finished_at else "-"
+    on_cpu = (summary.bandwidth_source or "").startswith("CPU")
     return [
         ("Benchmark", info.benchmark),
         ("Run", info.run_id),
         ("Model", info.spec.model),
         ("Baseline", summary.baseline),
-        ("GPU", summary.gpu or "unknown"),
+        ("GPU", summary.gpu or ("none: served on the CPU" if on_cpu else "unknown")),
         ("Memory bandwidth", bandwidth),
         ("Started / finished", f"{info.started_at.isoformat(timespec='minutes')} / {finished}"),
         ("Recommended", summary.recommendation or summary.best or "none"),
@@ -50,10 +56,12 @@ def _method_notes(summary: RunSummary) -> list[str]:
         + f". Non-inferior: the {1 - summary.alpha:.0%} lower bound of the difference is above minus the "
         "margin; inferior: the upper bound is below it; undecided: more questions are needed, and the table "
         f"says how many give {summary.power:.0%} power.",
-        f"Speeds within {summary.speed_margin:.0%} of the baseline's count as equal. The crossover is where a "
-        "variant's throughput falls below the baseline's, interpolated in log2(batch size).",
-        "Bandwidth efficiency: the time to read the weights once at the GPU's memory bandwidth, divided by "
-        "the measured batch-1 time per token (100% = at the floor).",
+        f"Speeds within {summary.speed_margin:.0%} of the baseline's count as equal. The crossover column says "
+        "where a variant's throughput falls below the baseline's (slower from) or rises above it (faster from), "
+        "interpolated in log2(batch size).",
+        "Bandwidth efficiency: the time to read the weights once at the memory bandwidth (the GPU's, or the "
+        "CPU's for a run served on the CPU), divided by the measured batch-1 time per token (100% = at the "
+        "floor).",
     ]
 
 

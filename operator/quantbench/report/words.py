@@ -92,11 +92,17 @@ def largest_batch(row: VariantSummary) -> tuple[int | None, float | None, float 
 
 
 def crossover_cell(row: VariantSummary, margin: float) -> str:
-    """The interpolated crossover, or 'none' (never clearly slower) / 'always slower' on the sweep."""
+    """Where the variant's throughput crosses the baseline's on the sweep: "slower from ~N", "faster from
+    ~N" (interpolated), both in batch order, or 'none' (never clearly slower) / 'always slower'."""
     if row.verdict == Verdict.BASELINE:
         return DASH
+    crossings = []
     if row.crossover_batch_size is not None:
-        return f"~{row.crossover_batch_size:.0f}"
+        crossings.append((row.crossover_batch_size, f"slower from ~{row.crossover_batch_size:.0f}"))
+    if row.wins_from_batch_size is not None:
+        crossings.append((row.wins_from_batch_size, f"faster from ~{row.wins_from_batch_size:.0f}"))
+    if crossings:
+        return ", ".join(text for _, text in sorted(crossings))
     ratios = [p.ratio_to_baseline for p in row.throughput if p.ratio_to_baseline is not None]
     if not ratios:
         return DASH
@@ -209,6 +215,10 @@ def verdict_sentence(row: VariantSummary, summary: RunSummary) -> str:
         return f"{name} is the baseline every other variant is compared with."
     if verdict == Verdict.FREE_SPEEDUP:
         faster = f"{speed:.2f}x as fast at batch 1" if speed else "faster"
+        if row.wins_from_batch_size is not None:
+            faster = f"faster from about batch size {row.wins_from_batch_size:.0f} on" + (
+                f", {speed:.2f}x as fast at batch 1" if speed else ""
+            )
         return f"{name} is a free speedup: {faster}, never slower under load, with accuracy non-inferior ({quality})."
     if verdict == Verdict.SPEEDUP_BUT_INFERIOR:
         faster = f"{speed:.2f}x as fast at batch 1" if speed else "faster"
