@@ -64,7 +64,7 @@ node-setup: ## Debian's containerd, runc, CNI plugins and iptables for the real 
 cluster-up: venv cluster-bin $(if $(NODE),node-setup) ## start the test control plane in the background (NODE=1: with a real node); prints export KUBECONFIG=...
 	@$(BIN)/python -m tests.cluster up $(if $(NODE),--node)
 
-test-node: venv cluster-bin node-setup ## the real node's tests (pods, probes, Service DNS, API access, logs)
+test-node: venv cluster-bin node-setup vllm-env accuracy-env test-models images ## the real node's tests (pods, probes, Service DNS, API access, logs) and the end-to-end run (tests/e2e)
 	$(BIN)/pytest -m node tests/cluster tests/e2e
 
 bench-node: venv cluster-bin node-setup ## real node: start -> Ready, stop, memory (root)

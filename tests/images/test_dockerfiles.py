@@ -101,6 +101,44 @@ def test_jobs_image_has_the_lm_eval_of_the_accuracy_extra() -> None:
     assert "kubernetes" not in pins, "lm-eval's python-dateutil pin cannot share an env with the client"
 
 
+def _requirements(package: str, extras: frozenset[str] = frozenset()) -> list[Requirement]:
+    """A package's declared requirements (its pyproject.toml), for the given extras, other packages of this
+    repository left out."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / package / "pyproject.toml").read_text())["project"]
+    lines = list(project.get("dependencies", []))
+    for extra in extras:
+        lines += project.get("optional-dependencies", {}).get(extra, [])
+    reqs = [Requirement(line) for line in lines]
+    return [r for r in reqs if not r.name.startswith("quantbench")]
+
+
+@pytest.mark.parametrize(
+    ("name", "packages"),
+    [
+        ("operator", [("loadgen", frozenset()), ("operator", frozenset())]),
+        ("jobs", [("loadgen", frozenset({"accuracy"}))]),
+    ],
+)
+def test_locks_satisfy_what_the_packages_declare(
+    name: str, packages: list[tuple[str, frozenset[str]]]
+) -> None:
+    """A dependency added to a pyproject.toml without re-running images/lock.sh fails here, not in the image
+    build's `pip check`."""
+    pins = lock(name)
+    for package, extras in packages:
+        for req in _requirements(package, extras):
+            if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+                continue
+            key = req.name.lower().replace("_", "-")
+            assert key in pins, f"{package} requires {req}; run images/lock.sh {name}"
+            assert req.specifier.contains(pins[key], prereleases=True), (
+                f"{package} requires {req} but images/{name}/requirements.txt pins {pins[key]}; "
+                f"run images/lock.sh {name}"
+            )
+
+
 def test_operator_image_has_no_torch_or_lm_eval() -> None:
     pins = lock("operator")
     assert "torch" not in pins and "lm-eval" not in pins

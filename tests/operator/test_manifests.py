@@ -185,6 +185,12 @@ def test_cpu_server_defaults_and_the_specs_own_cpu_image() -> None:
     s2 = s.model_copy(update={"server": s.server.model_copy(update={"cpu_image": "mine/vllm-cpu:1"})})
     assert server.server_image(s2, s2.variant("bf16-cpu"), "ignored") == "mine/vllm-cpu:1"
     assert server.server_image(s2, s2.variant("bf16"), "ignored") == s2.server.image
+    # A variant's own image wins on either kind of placement.
+    for name in ("bf16-cpu", "bf16"):
+        own = s2.model_copy(
+            update={"variants": [v.model_copy(update={"image": "other/vllm:2"}) for v in s2.variants]}
+        )
+        assert server.server_image(own, own.variant(name), "ignored") == "other/vllm:2"
 
 
 @pytest.mark.parametrize(

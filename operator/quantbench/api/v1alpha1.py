@@ -286,6 +286,12 @@ class Variant(ApiModel):
     )
     kv_cache_dtype: KvCacheDtype | None = Field(default=None, description="vLLM --kv-cache-dtype.")
     extra_args: list[str] = Field(default_factory=list, description="Extra vLLM server arguments.")
+    image: str | None = Field(
+        default=None,
+        description="Server image of this variant only (e.g. another vLLM build); default: server.image, or "
+        "server.cpuImage / the operator's CPU image when placed with gpus: 0.",
+        min_length=1,
+    )
     placement: PlacementOverride | None = Field(default=None, description="Overrides of spec.placement.")
 
     @model_validator(mode="after")

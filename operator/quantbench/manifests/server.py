@@ -78,7 +78,10 @@ def cpu_server_env(spec: QuantBenchmarkSpec, placement: Placement) -> list[Obj]:
 def server_image(
     spec: QuantBenchmarkSpec, variant: Variant, cpu_image: str = DEFAULT_CPU_SERVER_IMAGE
 ) -> str:
-    """The variant's server image: server.image on GPUs; server.cpuImage, else ``cpu_image``, on CPUs."""
+    """The variant's server image: its own ``image``; else server.image on GPUs, and server.cpuImage, else
+    ``cpu_image``, on CPUs."""
+    if variant.image is not None:
+        return variant.image
     if spec.placement_for(variant).on_cpu:
         return spec.server.cpu_image or cpu_image
     return spec.server.image
