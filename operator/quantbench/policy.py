@@ -37,11 +37,24 @@ def policy_problems(spec: QuantBenchmarkSpec, settings: OperatorSettings) -> lis
                 f"spec.server.modelCache.hostPath: {host_path} is outside the host paths this operator "
                 f"allows ({allowed}; chart value policy.hostPathPrefixes)"
             )
-    image = spec.server.image
-    if settings.allowed_images and not any(image.startswith(p) for p in settings.allowed_images):
+    if settings.allowed_images:
         allowed = ", ".join(settings.allowed_images)
-        problems.append(
-            f"spec.server.image: {image} is not from a registry or prefix this operator allows ({allowed}; "
-            "chart value policy.allowedImages)"
-        )
+        for field, image in _server_images(spec):
+            if not any(image.startswith(p) for p in settings.allowed_images):
+                problems.append(
+                    f"{field}: {image} is not from a registry or prefix this operator allows ({allowed}; "
+                    "chart value policy.allowedImages)"
+                )
     return problems
+
+
+def _server_images(spec: QuantBenchmarkSpec) -> list[tuple[str, str]]:
+    """(field, image) for every server image the spec names: server.image, server.cpuImage and each
+    variant's own image (the operator's default CPU image is its configuration's, not the spec's)."""
+    images = [("spec.server.image", spec.server.image)]
+    if spec.server.cpu_image is not None:
+        images.append(("spec.server.cpuImage", spec.server.cpu_image))
+    images += [
+        (f"spec.variants[{i}].image", v.image) for i, v in enumerate(spec.variants) if v.image is not None
+    ]
+    return images

@@ -30,3 +30,17 @@ def test_server_images_can_be_held_to_allowed_registries() -> None:
     ok = factories.spec(server={"image": "registry.internal/vllm/vllm-openai:v0.11.0"})
     assert policy_problems(ok, settings) == []
     assert policy_problems(factories.spec(), OperatorSettings()) == []
+
+
+def test_a_cpu_image_or_a_variants_own_image_is_held_to_the_same_registries() -> None:
+    settings = OperatorSettings.from_env({"QUANTBENCH_ALLOWED_IMAGES": '["registry.internal/"]'})
+    inside = "registry.internal/vllm/vllm-openai:v0.11.0"
+    spec = factories.spec(
+        server={"image": inside, "cpuImage": "elsewhere/vllm-cpu:1"},
+        variants=[
+            {"name": "bf16", "precision": "bf16"},
+            {"name": "fp8", "precision": "fp8", "image": "x/y:1"},
+        ],
+    )
+    problems = policy_problems(spec, settings)
+    assert [p.split(":")[0] for p in problems] == ["spec.server.cpuImage", "spec.variants[1].image"]
