@@ -61,7 +61,7 @@ from quantbench.gpus import GPU_PRODUCT_LABEL, gpu_driver
 from quantbench.kube import CHILD_KINDS, ApiError, Kube
 from quantbench.manifests.common import Owner
 from quantbench.manifests.run import RunSnapshot, run_configmap, snapshot_from_configmap
-from quantbench.manifests.server import model_of, revision_of
+from quantbench.manifests.server import model_of, revision_of, server_image
 from quantbench.measured import measured_spec_hash
 from quantbench.naming import GROUP as LABEL_GROUP
 from quantbench.naming import (
@@ -869,7 +869,7 @@ class Driver:
             out.append(
                 VariantProvenance(
                     variant=vp.variant,
-                    image=spec.server.image,
+                    image=server_image(spec, variant, self.settings.cpu_server_image),
                     image_digest=v.image_digest if v else None,
                     vllm_version=vllm,
                     model=model_of(spec, variant),
