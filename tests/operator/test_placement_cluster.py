@@ -70,8 +70,9 @@ def test_a_missing_dataset_configmap_fails_the_run_before_any_server(
     spec["accuracy"] = {"limit": 20, "dataset": GSM8K_CM}
     start_operator([bench.ns])
     bench.create(spec)
-    run = bench.run_id()
+    # The run fails in the reconcile that starts it: its id is read from the history, not while it runs.
     status = bench.wait_phase(("Failed",), timeout=60)
+    run = status["history"][0]["id"]
     rows = status["summary"]["variants"]
     assert len(rows) == 3 and {r["phase"] for r in rows} == {"Failed"}, rows
     event = bench.wait_event("SourceUnavailable")
