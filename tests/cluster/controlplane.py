@@ -154,11 +154,45 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
     libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
-def _log_tail(path: Path, lines: int = 25) -> str:
+def log_tail(path: Path, lines: int = 25) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+def wait_until_ready(
+    name: str,
+    ready: Callable[[], bool],
+    processes: dict[str, subprocess.Popen[bytes]],
+    log_dir: Path,
+    timeout: float,
+    error: type[Exception],
+    transient: tuple[type[Exception], ...],
+    poll_s: float,
+) -> None:
+    """Poll ``ready`` until it holds; fail with ``error`` (naming the log) when any of ``processes`` exits
+    or ``timeout`` passes. Errors of the ``transient`` kinds count as not ready yet."""
+    deadline = time.monotonic() + timeout
+    last_error = ""
+    while time.monotonic() < deadline:
+        for proc_name, proc in processes.items():
+            if proc.poll() is not None:
+                raise error(
+                    f"{proc_name} exited with code {proc.returncode} while waiting for {name}; "
+                    f"last lines of {log_dir / (proc_name + '.log')}:\n"
+                    f"{log_tail(log_dir / (proc_name + '.log'))}"
+                )
+        try:
+            if ready():
+                return
+        except transient as e:
+            last_error = str(e)
+        time.sleep(poll_s)
+    raise error(
+        f"{name} not ready after {timeout:.0f} s (last error: {last_error or 'none'}); "
+        f"last lines of its log:\n{log_tail(log_dir / (name + '.log'))}"
+    )
 
 
 @dataclass
@@ -378,27 +412,17 @@ class ControlPlane:
         )
 
     def _wait(self, name: str, ready: Callable[[], bool]) -> None:
-        deadline = time.monotonic() + self.start_timeout
-        last_error = ""
-        while time.monotonic() < deadline:
-            for proc_name, proc in self.processes.items():
-                if proc.poll() is not None:
-                    raise ControlPlaneError(
-                        f"{proc_name} exited with code {proc.returncode} while waiting for {name}; "
-                        f"last lines of {self.log_dir / (proc_name + '.log')}:\n"
-                        f"{_log_tail(self.log_dir / (proc_name + '.log'))}"
-                    )
-            try:
-                if ready():
-                    self.ready_after[name] = time.monotonic() - self._t0
-                    return
-            except (OSError, ApiException, urllib.error.URLError) as e:
-                last_error = str(e)
-            time.sleep(0.1)
-        raise ControlPlaneError(
-            f"{name} not ready after {self.start_timeout:.0f} s (last error: {last_error or 'none'}); "
-            f"last lines of its log:\n{_log_tail(self.log_dir / (name + '.log'))}"
+        wait_until_ready(
+            name,
+            ready,
+            self.processes,
+            self.log_dir,
+            self.start_timeout,
+            ControlPlaneError,
+            (OSError, ApiException, urllib.error.URLError),
+            poll_s=0.1,
         )
+        self.ready_after[name] = time.monotonic() - self._t0
 
     # ------------------------------------------------------------------------------------------ stop
     def stop(self) -> None:

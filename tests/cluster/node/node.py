@@ -43,7 +43,7 @@ from kubernetes.client.rest import ApiException
 from pydantic import BaseModel
 
 from tests.cluster.certs import COREDNS_USER, load_pki, make_node_pki
-from tests.cluster.controlplane import EGRESS_SOCKET, kubeconfig_dict
+from tests.cluster.controlplane import EGRESS_SOCKET, kubeconfig_dict, wait_until_ready
 from tests.cluster.node.netbridge import NetNamespaces
 from tests.cluster.node.oci import image_archive
 
@@ -511,11 +511,6 @@ def read_node_state(workdir: Path) -> NodeState | None:
 
 
 # ------------------------------------------------------------------------------------------ node
-def _log_tail(path: Path, lines: int = 25) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 def _set_pdeathsig() -> None:
@@ -789,27 +784,17 @@ class RealNode:
         self._save_state()
 
     def _wait(self, name: str, ready: Callable[[], bool]) -> None:
-        deadline = time.monotonic() + self.start_timeout
-        last_error = ""
-        while time.monotonic() < deadline:
-            for proc_name, proc in self.processes.items():
-                if proc.poll() is not None:
-                    raise NodeError(
-                        f"{proc_name} exited with code {proc.returncode} while waiting for {name}; "
-                        f"last lines of {self.log_dir / (proc_name + '.log')}:\n"
-                        f"{_log_tail(self.log_dir / (proc_name + '.log'))}"
-                    )
-            try:
-                if ready():
-                    self._mark(name)
-                    return
-            except (OSError, ApiException) as e:
-                last_error = str(e)
-            time.sleep(0.2)
-        raise NodeError(
-            f"{name} not ready after {self.start_timeout:.0f} s (last error: {last_error or 'none'}); "
-            f"last lines of its log:\n{_log_tail(self.log_dir / (name + '.log'))}"
+        wait_until_ready(
+            name,
+            ready,
+            self.processes,
+            self.log_dir,
+            self.start_timeout,
+            NodeError,
+            (OSError, ApiException),
+            poll_s=0.2,
         )
+        self._mark(name)
 
     # ---------------------------------------------------------------------------------- stop
     def stop(self) -> None:
