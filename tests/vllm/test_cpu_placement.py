@@ -14,6 +14,7 @@ import pytest
 from quantbench.api.v1alpha1 import QuantBenchmarkSpec
 from quantbench.local.server import free_port, start_server
 from quantbench.manifests.common import Owner
+from quantbench.manifests.security import HOME
 from quantbench.manifests.server import deployment
 from tests.fixtures.vllm import SERVER_MODULE, VllmServerPool
 from tests.models.manifest import Manifest, Precision
@@ -43,7 +44,8 @@ def test_the_cpu_deployments_command_serves(
     args[args.index("--host") + 1] = "127.0.0.1"
     args[args.index("--port") + 1] = str(port)
     env = {e["name"]: e["value"] for e in container["env"]}
-    assert env == {"VLLM_CPU_OMP_THREADS_BIND": "nobind", "OMP_NUM_THREADS": "1"}
+    assert env == {"VLLM_CPU_OMP_THREADS_BIND": "nobind", "OMP_NUM_THREADS": "1", "HOME": HOME}
+    del env["HOME"]  # the pod's emptyDir home; the local process keeps its own
     env |= {"HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "PYTHONUNBUFFERED": "1"}
     log = tmp_path / "server.log"
     server = start_server("cpu", [str(vllm_pool.python), "-m", SERVER_MODULE, *args], log, env=env, port=port)
