@@ -51,6 +51,11 @@ class OperatorSettings(BaseModel):
     job_pod_annotations: dict[str, str] = Field(
         default_factory=dict, description="Annotations added to every benchmark Job pod (JSON object)."
     )
+    job_node_selector: dict[str, str] = Field(
+        default_factory=dict,
+        description="nodeSelector of every benchmark Job pod (load generator, accuracy), JSON object; empty: "
+        "any node the scheduler picks. The Jobs need no GPU: keep them off the GPU pools' nodes.",
+    )
     probe_image: str | None = Field(
         default=None,
         description="Image of the roofline probe Jobs: PyTorch with CUDA, and vLLM for its FP8 kernels "
@@ -133,7 +138,9 @@ class OperatorSettings(BaseModel):
             raise ValueError(f"GPU-hour prices must be >= 0, got {bad}")
         return value
 
-    @field_validator("server_pod_annotations", "job_pod_annotations", "gpu_hour_prices", mode="before")
+    @field_validator(
+        "server_pod_annotations", "job_pod_annotations", "job_node_selector", "gpu_hour_prices", mode="before"
+    )
     @classmethod
     def _json_object(cls, value: object) -> object:
         if isinstance(value, str):

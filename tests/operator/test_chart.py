@@ -160,3 +160,25 @@ def test_the_metrics_endpoint_can_be_bound_and_fenced(tmp_path: Path) -> None:
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
     ]
     assert not any(d["kind"] == "NetworkPolicy" for d in _template(tmp_path))
+
+
+def test_the_chart_environment_is_read_as_the_values_say(tmp_path: Path) -> None:
+    """Every QUANTBENCH_* variable the chart renders is a setting the operator reads, with the values' meaning."""
+    docs = _template(
+        tmp_path,
+        "settings.jobNodeSelector.quantbench\\.dev/pool=cpu",
+        "settings.jobPodAnnotations.team=ml",
+        "policy.allowHostPath=true",
+    )
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    env = {
+        e["name"]: e["value"]
+        for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        if e["name"].startswith("QUANTBENCH_") and "value" in e
+    }
+    fields = {f"QUANTBENCH_{name.upper()}" for name in OperatorSettings.model_fields}
+    assert set(env) <= fields, set(env) - fields
+    settings = OperatorSettings.from_env(env)
+    assert settings.job_node_selector == {"quantbench.dev/pool": "cpu"}
+    assert settings.job_pod_annotations == {"team": "ml"}
+    assert settings.allow_host_path is True

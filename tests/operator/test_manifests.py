@@ -233,13 +233,18 @@ def test_service_matches_the_server_pods() -> None:
 
 def test_workload_job_and_its_configmap() -> None:
     s = spec()
-    settings = OperatorSettings(job_image="quantbench/jobs:test", job_pod_annotations={"x": "y"})
+    settings = OperatorSettings(
+        job_image="quantbench/jobs:test", job_pod_annotations={"x": "y"}, job_node_selector={"pool": "cpu"}
+    )
     job = jobs.job(s, s.variant("fp8"), OWNER, RUN, LATENCY, 1, settings)
     name = "llama-r20261123-030000-fp8-wl-latency"
     assert job["metadata"]["name"] == name
     pod = job["spec"]["template"]
     assert pod["metadata"]["annotations"] == {"x": "y"}
     ps = pod["spec"]
+    assert ps["nodeSelector"] == {"pool": "cpu"}
+    default = jobs.job(s, s.variant("fp8"), OWNER, RUN, LATENCY, 1, OperatorSettings())
+    assert "nodeSelector" not in default["spec"]["template"]["spec"]  # any node unless the chart says
     assert ps["serviceAccountName"] == name  # its own account: it may publish its own result only
     assert ps["restartPolicy"] == "Never"
     c = ps["containers"][0]

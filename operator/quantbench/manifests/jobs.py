@@ -230,6 +230,8 @@ def job(
     if step.kind != StepKind.ACCURACY:
         container["ports"] = [{"name": METRICS_PORT_NAME, "containerPort": METRICS_PORT, "protocol": "TCP"}]
     pod: Obj = {"containers": [container], "volumes": volumes}
+    if settings.job_node_selector:
+        pod["nodeSelector"] = dict(settings.job_node_selector)
     deadline = step_deadline_s(spec, step.name)
     return run_job(
         name,
