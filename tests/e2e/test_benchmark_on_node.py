@@ -21,6 +21,7 @@ import json
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -33,8 +34,9 @@ from kubernetes import client as k8s
 
 from quantbench.naming import LABEL_BENCHMARK, LABEL_STEP, STEP_SERVER
 from tests.cluster.kube import Cluster, wait_for
-from tests.cluster.node.node import NODE_NAME, POOL, POOL_LABEL, NodeState, memory_peak_mib
-from tests.fixtures.images import archive_path, image_ref, load_images
+from tests.cluster.node.node import NODE_NAME, POOL, POOL_LABEL, NodeState, memory_in_use_mib
+from tests.fixtures.cluster import report_line
+from tests.fixtures.images import archive_path, build_images, image_ref, load_images
 from tests.fixtures.node import NodePrometheus
 from tests.fixtures.vllm import VllmServerPool
 from tests.models.manifest import Manifest, Precision
@@ -46,6 +48,9 @@ HELM_POOL_KEY = POOL_LABEL.replace(".", "\\.")  # a --set path: the label's dots
 MODELS_MOUNT = "/models"
 GROUP, VERSION, PLURAL = "quantbench.dev", "v1alpha1", "quantbenchmarks"
 RUN_TIMEOUT_S = 1500
+# The CPU variants of one pool are served one after another (plan.py): one core for the server, the other
+# for the operator and the Job pods.
+SERVER_CPU = "1"
 TERMINAL = ("Succeeded", "PartiallySucceeded", "Failed")
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node, pytest.mark.slow, pytest.mark.timeout(2400)]
@@ -122,6 +127,7 @@ def installed(
     missing = [str(archive_path(n)) for n in IMAGES if not archive_path(n).is_file()]
     if missing:
         pytest.skip(f"no image archives {', '.join(missing)}: build them with `make images`")
+    build_images(IMAGES)  # rebuilds only an image whose inputs changed since `make images`: never a stale one
     # containerd keeps each imported archive's blobs and their unpacked layers: about twice the archives.
     need = 2 * sum(archive_path(n).stat().st_size for n in IMAGES) + 2 * 2**30
     free = shutil.disk_usage(Path(real_node.containerd_socket).parent).free
@@ -133,7 +139,10 @@ def installed(
     start = time.monotonic()
     load_images(Path(real_node.containerd_socket), IMAGES)
     import_seconds = time.monotonic() - start
-    print(f"[e2e] images {', '.join(IMAGES)} in the node's containerd after {import_seconds:.0f} s")
+    report_line(
+        request.config,
+        f"[e2e] images {', '.join(IMAGES)} in the node's containerd after {import_seconds:.0f} s",
+    )
     models = _world_readable_copy(tiny_models, vllm_pool.models_dir)
     release_ns = cluster.create_namespace("quantbench-e2e")
     try:
@@ -141,7 +150,9 @@ def installed(
             cluster, "helm", "install", "qb", str(CHART), "--namespace", release_ns,
             "--set", "image.pullPolicy=Never", "--set", "jobImage.pullPolicy=Never",
             "--set", "hubAccess=false", "--set", "settings.resyncSeconds=2",
+            "--set", "policy.allowHostPath=true", "--set-json", f'policy.hostPathPrefixes=["{models.parent}"]',
             "--set-string", f"nodeSelector.{HELM_POOL_KEY}={POOL}",
+            "--set-string", f"settings.jobNodeSelector.{HELM_POOL_KEY}={POOL}",
             "--wait", "--timeout", "180s",
         )  # fmt: skip
         yield Installed(cluster, cluster_api, release_ns, models, gsm8k_dir / "test.jsonl", import_seconds)
@@ -171,7 +182,7 @@ def _spec(inst: Installed, variants: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "model": f"{MODELS_MOUNT}/{Precision.BF16}",
         "baseline": variants[0]["name"],
-        "placement": {"nodePool": POOL, "gpus": 0, "cpu": "900m", "memory": "4Gi"},
+        "placement": {"nodePool": POOL, "gpus": 0, "cpu": SERVER_CPU, "memory": "4Gi"},
         "variants": variants,
         "server": server,
         "workloads": [
@@ -234,14 +245,50 @@ def _describe(inst: Installed, ns: str, name: str) -> str:
     return f"status: {json.dumps(status, default=str)[:4000]}\npods: {pods}"
 
 
+class MemoryPeak:
+    """The highest memory in use by the node's processes (containerd, kubelet, pods), sampled every second
+    while it runs: the machine's cost of the run, without the page cache importing the images left."""
+
+    def __init__(self, cgroup: str) -> None:
+        self.cgroup, self.peak_mib = cgroup, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(1.0):
+            self.peak_mib = max(self.peak_mib, memory_in_use_mib(self.cgroup) or 0.0)
+
+    def __enter__(self) -> MemoryPeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def test_benchmark_runs_in_real_pods_and_reports(
     installed: Installed,
     cluster_namespace: str,
     real_node: NodeState,
     node_prometheus: Callable[[list[str]], NodePrometheus],
+    request: pytest.FixtureRequest,
 ) -> None:
     inst, ns, name = installed, cluster_namespace, "tiny-e2e"
     inst.dataset(ns)
+    with MemoryPeak(real_node.cgroup) as memory:
+        run_s, first_ready_s = _run_and_check(inst, ns, name, node_prometheus)
+    report_line(
+        request.config,
+        f"[e2e] apply -> first server Ready {first_ready_s:.0f} s; apply -> summary {run_s:.0f} s; "
+        f"image import {inst.import_seconds:.0f} s; node peak memory in use {memory.peak_mib:.0f} MiB",
+    )
+
+
+def _run_and_check(
+    inst: Installed, ns: str, name: str, node_prometheus: Callable[[list[str]], NodePrometheus]
+) -> tuple[float, float]:
+    """Apply the benchmark, check every part of the run; (apply -> summary, apply -> first server Ready) s."""
     start = time.monotonic()
     inst.apply(ns, _body(name, _spec(inst, [BF16, AWQ, FP8, NO_IMAGE])))
 
@@ -259,7 +306,7 @@ def test_benchmark_runs_in_real_pods_and_reports(
     assert server.spec.node_name == NODE_NAME
     [container] = server.spec.containers
     assert container.image == image_ref("vllm-cpu").removeprefix("docker.io/")  # the chart's short name
-    assert container.resources.requests == {"cpu": "900m", "memory": "4Gi"}
+    assert container.resources.requests == {"cpu": SERVER_CPU, "memory": "4Gi"}
 
     try:
         obj = wait_for(_finished(inst, ns, name), RUN_TIMEOUT_S, "the run's summary")
@@ -309,6 +356,9 @@ def test_benchmark_runs_in_real_pods_and_reports(
     if status["best"]:
         assert status["best"] in line, table
 
+    # Every pod ran on the real node (the Jobs by the chart's jobNodeSelector, not on a kwok node).
+    ran = {(p.metadata.labels or {}).get(LABEL_STEP): p.spec.node_name for p in inst.pods(ns, name)}
+    assert set(ran.values()) == {NODE_NAME}, ran
     # Nothing left running: the servers are torn down, the Jobs' pods have ended.
     left = wait_for(lambda: not _active(inst.pods(ns, name)) or None, 120, "no running pod left")
     assert left
@@ -321,12 +371,7 @@ def test_benchmark_runs_in_real_pods_and_reports(
     assert {s["metric"]["variant"] for s in verdicts} >= {"bf16", "awq-int4"}
     latency = prom.wait_for(f'quantbench_decode_seconds_per_token{{benchmark="{name}"}}', timeout_s=30)
     assert all(float(s["value"][1]) > 0 for s in latency)
-
-    peak = memory_peak_mib(real_node.cgroup)
-    print(
-        f"[e2e] apply -> first server Ready {first_ready_s:.0f} s; apply -> summary {run_s:.0f} s; "
-        f"image import {inst.import_seconds:.0f} s; node peak memory {peak or 0:.0f} MiB"
-    )
+    return run_s, first_ready_s
 
 
 def test_deleting_the_benchmark_mid_run_removes_its_pods(

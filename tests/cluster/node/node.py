@@ -459,6 +459,18 @@ def memory_peak_mib(cgroup: str) -> float | None:
         return None
 
 
+def memory_in_use_mib(cgroup: str) -> float | None:
+    """What the processes in ``cgroup`` hold now, in MiB: anonymous memory and mapped files (v1
+    ``memory.stat`` total_rss + total_mapped_file), without the page cache that reading images leaves;
+    None without that file."""
+    path = CGROUP_ROOT / "memory" / cgroup / "memory.stat"
+    try:
+        stat = dict(line.split() for line in path.read_text().splitlines())
+        return (int(stat["total_rss"]) + int(stat["total_mapped_file"])) / 2**20
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def _remove_cgroup(cgroup: str) -> None:
     for ctrl in _controllers(unified=True):
         top = ctrl / cgroup
