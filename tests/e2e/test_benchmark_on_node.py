@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import tempfile
 import threading
 import time
@@ -34,17 +33,15 @@ from kubernetes import client as k8s
 
 from quantbench.naming import LABEL_BENCHMARK, LABEL_STEP, STEP_SERVER
 from tests.cluster.kube import Cluster, wait_for
-from tests.cluster.node.node import NODE_NAME, POOL, POOL_LABEL, NodeState, memory_in_use_mib
+from tests.cluster.node.node import NODE_NAME, POOL, NodeState, memory_in_use_mib
+from tests.e2e.chart import HELM_POOL_KEY, installed_chart, run
 from tests.fixtures.cluster import report_line
 from tests.fixtures.images import archive_path, build_images, image_ref, load_images
 from tests.fixtures.node import NodePrometheus
 from tests.fixtures.vllm import VllmServerPool
 from tests.models.manifest import Manifest, Precision
 
-REPO = Path(__file__).resolve().parents[2]
-CHART = REPO / "charts" / "quantbench"
 IMAGES = ("operator", "jobs", "vllm-cpu")
-HELM_POOL_KEY = POOL_LABEL.replace(".", "\\.")  # a --set path: the label's dots escaped
 MODELS_MOUNT = "/models"
 GROUP, VERSION, PLURAL = "quantbench.dev", "v1alpha1", "quantbenchmarks"
 RUN_TIMEOUT_S = 1500
@@ -54,15 +51,6 @@ SERVER_CPU = "1"
 TERMINAL = ("Succeeded", "PartiallySucceeded", "Failed")
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node, pytest.mark.slow, pytest.mark.timeout(2400)]
-
-
-def _run(cluster: Cluster, *args: str, stdin: str | None = None, timeout: float = 300) -> str:
-    proc = subprocess.run(
-        list(args), env=cluster.env(), input=stdin, capture_output=True, text=True, timeout=timeout,
-        check=False,
-    )  # fmt: skip
-    assert proc.returncode == 0, f"{' '.join(args)} failed:\n{proc.stderr}"
-    return proc.stdout
 
 
 @dataclass
@@ -94,13 +82,13 @@ class Installed:
 
     def dataset(self, ns: str) -> None:
         """GSM8K's test split as ConfigMap `gsm8k` (the few-shot examples then come from it too)."""
-        _run(
+        run(
             self.cluster, "kubectl", "create", "configmap", "gsm8k", "-n", ns,
             f"--from-file=test.jsonl={self.gsm8k_test}",
         )  # fmt: skip
 
     def apply(self, ns: str, body: dict[str, Any]) -> None:
-        _run(self.cluster, "kubectl", "apply", "-n", ns, "-f", "-", stdin=yaml.safe_dump(body))
+        run(self.cluster, "kubectl", "apply", "-n", ns, "-f", "-", stdin=yaml.safe_dump(body))
 
 
 def _world_readable_copy(tiny_models: Manifest, models_dir: Path) -> Path:
@@ -144,24 +132,18 @@ def installed(
         f"[e2e] images {', '.join(IMAGES)} in the node's containerd after {import_seconds:.0f} s",
     )
     models = _world_readable_copy(tiny_models, vllm_pool.models_dir)
-    release_ns = cluster.create_namespace("quantbench-e2e")
     try:
-        _run(
-            cluster, "helm", "install", "qb", str(CHART), "--namespace", release_ns,
-            "--set", "image.pullPolicy=Never", "--set", "jobImage.pullPolicy=Never",
-            "--set", "hubAccess=false", "--set", "settings.resyncSeconds=2",
+        with installed_chart(
+            cluster, "quantbench-e2e",
+            "--set", "jobImage.pullPolicy=Never", "--set", "hubAccess=false",
+            "--set", "settings.resyncSeconds=2",
             "--set", "policy.allowHostPath=true", "--set-json", f'policy.hostPathPrefixes=["{models.parent}"]',
-            "--set-string", f"nodeSelector.{HELM_POOL_KEY}={POOL}",
             "--set-string", f"settings.jobNodeSelector.{HELM_POOL_KEY}={POOL}",
-            "--wait", "--timeout", "180s",
-        )  # fmt: skip
-        yield Installed(cluster, cluster_api, release_ns, models, gsm8k_dir / "test.jsonl", import_seconds)
+        ) as release_ns:  # fmt: skip
+            yield Installed(
+                cluster, cluster_api, release_ns, models, gsm8k_dir / "test.jsonl", import_seconds
+            )
     finally:
-        subprocess.run(
-            ["helm", "uninstall", "qb", "--namespace", release_ns, "--wait", "--timeout", "60s"],
-            env=cluster.env(), capture_output=True, timeout=90, check=False,
-        )  # fmt: skip
-        cluster.delete_namespace(release_ns)
         shutil.rmtree(models, ignore_errors=True)
 
 
@@ -349,7 +331,7 @@ def _run_and_check(
     assert rows["awq-int4"]["kernel"] == "awq"
     assert status["best"] == summary["best"]
 
-    table = _run(inst.cluster, "kubectl", "get", "qb", name, "-n", ns).splitlines()
+    table = run(inst.cluster, "kubectl", "get", "qb", name, "-n", ns).splitlines()
     header, line = table[0].split(), table[1].split()
     assert header[:2] == ["NAME", "PHASE"] and "BEST" in header, table
     assert line[:2] == [name, "PartiallySucceeded"], table
@@ -381,5 +363,5 @@ def test_deleting_the_benchmark_mid_run_removes_its_pods(
     inst.dataset(ns)
     inst.apply(ns, _body(name, _spec(inst, [BF16])))
     wait_for(lambda: inst.pods(ns, name) or None, 120, "a server pod")
-    _run(inst.cluster, "kubectl", "delete", "qb", name, "-n", ns, "--wait=true")
+    run(inst.cluster, "kubectl", "delete", "qb", name, "-n", ns, "--wait=true")
     wait_for(lambda: not inst.pods(ns, name) or None, 120, "every pod of the deleted benchmark gone")

@@ -1,16 +1,14 @@
-"""The first leg of the end-to-end run on the real node: the operator image `make images` built, installed with
-`helm install` as a user would (the operator in a pod, under exactly the chart's RBAC), reaches the apiserver
-through the `kubernetes` Service, reconciles a QuantBenchmark applied with kubectl, and Debian's Prometheus
-scrapes its metrics port from inside the cluster network.
+"""The operator alone on the real node: the operator image `make images` built, installed with `helm install`
+as a user would (the operator in a pod, under exactly the chart's RBAC), reaches the apiserver through the
+`kubernetes` Service, reconciles the GPU example applied with kubectl (its pools do not exist here, so the run
+waits or fails with the reason), and Debian's Prometheus scrapes its metrics port from the pod's address.
 
 The image comes from build/images/operator.tar (`make images`); without it the test is skipped with that
-reason. Serving and the benchmark Jobs on the real node follow once the CPU placement and the vLLM CPU
-image are in (issue 12, item 4).
+reason. The whole run in real pods is tests/e2e/test_benchmark_on_node.py.
 """
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,24 +17,15 @@ import pytest
 from kubernetes import client as k8s
 
 from tests.cluster.kube import Cluster, wait_for
-from tests.cluster.node.node import NODE_NAME, POOL, POOL_LABEL, NodeState, import_image
+from tests.cluster.node.node import NODE_NAME, NodeState
+from tests.e2e.chart import installed_chart, run
+from tests.fixtures.images import archive_path, build_images, load_images
 from tests.fixtures.node import NodePrometheus
 
 REPO = Path(__file__).resolve().parents[2]
-OPERATOR_ARCHIVE = REPO / "build" / "images" / "operator.tar"
-CHART = REPO / "charts" / "quantbench"
 EXAMPLE = REPO / "examples" / "bench.yaml"
-HELM_POOL_KEY = POOL_LABEL.replace(".", "\\.")  # a --set path: the label's dots escaped
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node, pytest.mark.slow]
-
-
-def _run(cluster: Cluster, *args: str, timeout: float = 180) -> str:
-    proc = subprocess.run(
-        list(args), env=cluster.env(), capture_output=True, text=True, timeout=timeout, check=False
-    )
-    assert proc.returncode == 0, f"{' '.join(args)} failed:\n{proc.stderr}"
-    return proc.stdout
 
 
 def _ready_pod(core: k8s.CoreV1Api, ns: str) -> k8s.V1Pod | None:
@@ -54,22 +43,17 @@ def test_helm_installed_operator_runs_on_the_real_node_and_reconciles(
     cluster_namespace: str,
     node_prometheus: Callable[[list[str]], NodePrometheus],
 ) -> None:
-    if not OPERATOR_ARCHIVE.exists():
-        pytest.skip(f"no operator image at {OPERATOR_ARCHIVE}: build it with `make images`")
-    import_image(Path(real_node.containerd_socket), OPERATOR_ARCHIVE)
-    release_ns = cluster.create_namespace(f"{cluster_namespace[:50]}-op")
-    try:
-        _run(
-            cluster, "helm", "install", "qb", str(CHART), "--namespace", release_ns,
-            "--set", "image.pullPolicy=Never", "--set-string", f"nodeSelector.{HELM_POOL_KEY}={POOL}",
-            "--wait", "--timeout", "180s",
-        )  # fmt: skip
+    if not archive_path("operator").exists():
+        pytest.skip(f"no operator image at {archive_path('operator')}: build it with `make images`")
+    build_images(["operator"])  # rebuilds it only if its inputs changed since `make images`
+    load_images(Path(real_node.containerd_socket), ["operator"])
+    with installed_chart(cluster, f"{cluster_namespace[:50]}-op") as release_ns:
         core = k8s.CoreV1Api(cluster_api)
         pod = wait_for(lambda: _ready_pod(core, release_ns), 180, "operator pod Ready")
         assert pod.spec.node_name == NODE_NAME
         assert pod.spec.service_account_name == "qb-quantbench"
 
-        _run(cluster, "kubectl", "apply", "-n", cluster_namespace, "-f", str(EXAMPLE))
+        run(cluster, "kubectl", "apply", "-n", cluster_namespace, "-f", str(EXAMPLE))
         custom = k8s.CustomObjectsApi(cluster_api)
 
         def phase() -> str | None:
@@ -79,16 +63,10 @@ def test_helm_installed_operator_runs_on_the_real_node_and_reconciles(
             return obj.get("status", {}).get("phase")
 
         assert wait_for(phase, 120, "a phase written by the operator pod") in ("Pending", "Running", "Failed")
-        table = _run(cluster, "kubectl", "get", "qb", "-n", cluster_namespace)
+        table = run(cluster, "kubectl", "get", "qb", "-n", cluster_namespace)
         assert table.splitlines()[0].split()[:2] == ["NAME", "PHASE"]
 
         metrics_port = next(p.container_port for p in pod.spec.containers[0].ports if p.name == "metrics")
         prom = node_prometheus([f"{pod.status.pod_ip}:{metrics_port}"])
         [up] = prom.wait_for('up{job="quantbench"} == 1', timeout_s=60)
         assert up["value"][1] == "1"
-    finally:
-        subprocess.run(
-            ["helm", "uninstall", "qb", "--namespace", release_ns, "--wait", "--timeout", "60s"],
-            env=cluster.env(), capture_output=True, timeout=90, check=False,
-        )  # fmt: skip
-        cluster.delete_namespace(release_ns)
