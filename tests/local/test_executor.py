@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from quantbench.analysis.run_results import RunResults
-from quantbench.api.v1alpha1 import QuantBenchmarkSpec, Variant
+from quantbench.api.v1alpha1 import QuantBenchmark, QuantBenchmarkSpec, Variant
 from quantbench.cli import main
 from quantbench.commands.run import gpu_hour_prices
 from quantbench.local.executor import (
@@ -19,8 +19,10 @@ from quantbench.local.executor import (
     checkpoint_gib,
     fidelity_argv,
     local_server_argv,
+    overlaps_starts,
     probe_argv,
     run_cpu_probe,
+    run_local,
     run_probe,
     unsupported_here,
 )
@@ -267,3 +269,98 @@ def test_fidelity_commands(tmp_path: Path) -> None:
     assert compare is not None and compare[4] == "compare"
     assert compare[-1] == str(tmp_path / other / "fidelity.json")
     assert fidelity_argv(settings, _spec(), spec.baseline, "u", "m", tmp_path) is None
+
+
+STAND_IN_SERVER = '''
+"""A stand-in for vLLM's OpenAI server: answers /health, writes when it stops."""
+import argparse, os, signal, sys, time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+p = argparse.ArgumentParser()
+p.add_argument("--port", type=int)
+p.add_argument("--served-model-name")
+args, _ = p.parse_known_args()
+events = os.environ["STAND_IN_EVENTS"]
+
+
+def note(what):
+    with open(events, "a") as fh:
+        fh.write(f"{what} {args.served_model_name}\\n")
+
+
+class Health(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *a):
+        pass
+
+
+def stop(*_):
+    note("stop")
+    sys.exit(0)
+
+
+signal.signal(signal.SIGTERM, stop)
+HTTPServer(("127.0.0.1", args.port), Health).serve_forever()
+'''
+
+
+@pytest.mark.parametrize("overlap", [True, False])
+def test_the_next_server_starts_during_the_untimed_steps_on_the_cpu(tmp_path: Path, overlap: bool) -> None:
+    """On the CPU the next variant's server starts once the current one's timed workloads are done and before
+    the current one stops; `--no-overlap-starts` keeps them apart. An unsupported variant in between starts
+    nothing. A stand-in takes vLLM's place and `true` the load generator's: what is tested is the order in
+    which the run starts and stops processes."""
+    package = tmp_path / "stand-in" / "vllm" / "entrypoints" / "openai"
+    package.mkdir(parents=True)
+    for folder in (package, package.parent, package.parent.parent):
+        (folder / "__init__.py").write_text("")
+    (package / "api_server.py").write_text(STAND_IN_SERVER)
+    events = tmp_path / "events"
+
+    def log(line: str) -> None:  # the run's stage changes, in the file the stand-in servers write to
+        with events.open("a") as fh:
+            fh.write(line.split(" (")[0] + "\n")
+
+    bench = QuantBenchmark.model_validate(
+        {
+            "apiVersion": "quantbench.dev/v1alpha1",
+            "kind": "QuantBenchmark",
+            "metadata": {"name": "order"},
+            "spec": {
+                "model": "m-bf16",
+                "baseline": "bf16",
+                "variants": [
+                    {"name": "w8a8", "precision": "int8-w8a8", "model": "m-w8a8"},
+                    {"name": "fp8", "precision": "fp8"},
+                    {"name": "bf16", "precision": "bf16"},
+                ],
+                "workloads": [{"name": "latency", "type": "latency"}],
+            },
+        }
+    )
+    settings = LocalSettings(
+        out_dir=tmp_path / "out",
+        jobs_python="true",
+        server_env={"PYTHONPATH": str(tmp_path / "stand-in"), "STAND_IN_EVENTS": str(events)},
+        log=log,
+        overlap_starts=overlap,
+    )
+    _, servers = run_local(bench, settings)
+    assert {n: s.phase for n, s in servers.items()} == {
+        "bf16": "Succeeded",
+        "fp8": "Unsupported",
+        "w8a8": "Succeeded",
+    }
+    seen = [
+        e for e in events.read_text().splitlines() if "starting server" in e or "workload" in e or "stop" in e
+    ]
+    first = ["bf16: starting server", "bf16: workload latency"]
+    second = ["w8a8: workload latency", "stop m-w8a8"]
+    if overlap:
+        assert seen == [*first, "w8a8: starting server", "stop m-bf16", *second]
+    else:
+        assert seen == [*first, "stop m-bf16", "w8a8: starting server", *second]
+    assert not overlaps_starts(LocalSettings(out_dir=tmp_path, device=H100))

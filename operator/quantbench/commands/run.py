@@ -3,8 +3,9 @@
 Exit status: 0 when every variant succeeded or is unsupported here (reported as such), 1 when one failed,
 2 for a bad spec or bad options.
 
-Servers run one after another as local vLLM processes; the load generator and the accuracy runner are the
-commands the Kubernetes Jobs run; the results folder, summary and report are the same as the operator's.
+Servers run one after another as local vLLM processes (on the CPU the next one starts during the current one's
+accuracy and fidelity steps; `--no-overlap-starts` turns that off); the load generator and the accuracy runner are
+the commands the Kubernetes Jobs run; the results folder, summary and report are the same as the operator's.
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
                 device=device,
                 log=display.note,
                 display=display,
+                overlap_starts=not args.no_overlap_starts,
             )
             root, servers = run_local(bench, settings)
         written = write_report(root, root / "report")
@@ -133,5 +135,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="[POOL=]USD",
         help="price of one GPU for an hour, for the cost per million output tokens (repeatable; a bare "
         "price applies to any pool; spec.gpuHourPrices wins)",
+    )
+    p.add_argument(
+        "--no-overlap-starts",
+        action="store_true",
+        help="on the CPU, start each server only after the previous one stopped (default: the next one starts "
+        "during the current one's accuracy and fidelity steps)",
     )
     p.set_defaults(func=run)

@@ -1,6 +1,10 @@
 """Run a QuantBenchmark on this machine: one vLLM server per variant, one after another, the same
 load-generator and accuracy commands the Kubernetes Jobs run, and the same results folder, summary and report.
 
+On the CPU the next variant's server starts while the current one runs its accuracy and fidelity steps (whose
+results do not depend on speed), so that its start-up (mostly Python imports) overlaps them; the timed
+workloads always run with one server alone. On a GPU servers never overlap.
+
 Every failure of a variant (unsupported precision here, a server that exits or never becomes healthy, a
 workload or accuracy step that fails) is written into that variant's server.json with a reason and a message;
 the other variants still run.
@@ -93,6 +97,7 @@ class LocalSettings:
     device: Device = field(default_factory=Device)
     log: Callable[[str], None] = print
     display: Display | None = None  # the live progress of `quantbench run`; None: stage changes are logged
+    overlap_starts: bool = True  # on the CPU, start the next server during this one's untimed steps
 
     def stage(self, variant: str, stage: str, detail: str = "") -> None:
         """A variant entered a stage (starting server, a workload, accuracy, or its final phase)."""
@@ -247,10 +252,38 @@ def _accuracy_poll(variant: str, log_path: Path, settings: LocalSettings) -> Cal
     return poll
 
 
-def run_variant(
+def launch_server(
     spec: QuantBenchmarkSpec, variant: Variant, root: Path, settings: LocalSettings
+) -> ServerProcess:
+    """Start the variant's server process (not waiting for it to be ready)."""
+    folder = root / variant.name
+    folder.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    settings.stage(
+        variant.name,
+        "starting server",
+        f"{variant.precision}, kernel {kernel_label(variant) or 'none'}, port {port}",
+    )
+    return start_server(
+        variant.name,
+        local_server_argv(spec, variant, settings.vllm_python, port),
+        folder / "server.log",
+        env={**{e.name: e.value for e in spec.server.env}, **settings.server_env},
+        port=port,
+    )
+
+
+def run_variant(
+    spec: QuantBenchmarkSpec,
+    variant: Variant,
+    root: Path,
+    settings: LocalSettings,
+    server: ServerProcess | None = None,
+    after_timed: Callable[[], None] | None = None,
 ) -> ServerInfo:
-    """Serve one variant, run its steps, stop its server; return how it went (also on failure)."""
+    """Serve one variant (on `server` when it was started already), run its steps, stop its server; return how
+    it went (also on failure). `after_timed` is called once the timed workloads are done, before the accuracy
+    and fidelity steps, whose results do not depend on how fast the server answers."""
     folder = root / variant.name
     folder.mkdir(parents=True, exist_ok=True)
     kernel = kernel_label(variant)
@@ -262,18 +295,10 @@ def run_variant(
         return ServerInfo(
             phase=VariantPhase.UNSUPPORTED, reason=str(Reason.UNSUPPORTED_PRECISION), message=why, **base
         )
-    port = free_port()
     model = model_of(spec, variant)
-    settings.stage(
-        variant.name, "starting server", f"{variant.precision}, kernel {kernel or 'none'}, port {port}"
-    )
-    server: ServerProcess = start_server(
-        variant.name,
-        local_server_argv(spec, variant, settings.vllm_python, port),
-        folder / "server.log",
-        env={**{e.name: e.value for e in spec.server.env}, **settings.server_env},
-        port=port,
-    )
+    early = server is not None
+    if server is None:
+        server = launch_server(spec, variant, root, settings)
     try:
         try:
             startup = server.wait_ready(duration_seconds(spec.server.startup_timeout))
@@ -284,7 +309,8 @@ def run_variant(
             settings.stage(variant.name, VariantPhase.FAILED.value, str(reason))
             return ServerInfo(phase=VariantPhase.FAILED, reason=str(reason), message=str(exc), **base)
         weights = weights_gib_from_log(server.log_path.read_text(errors="replace")) or checkpoint_gib(model)
-        settings.log(f"{variant.name}: ready in {startup:.1f} s (weights {weights} GiB)")
+        overlap = ", started during the previous variant's untimed steps" if early else ""
+        settings.log(f"{variant.name}: ready in {startup:.1f} s (weights {weights} GiB{overlap})")
         info = {**base, "startup_s": round(startup, 2), "weights_gib": weights}
         try:
             for workload in spec.workloads:
@@ -306,6 +332,8 @@ def run_variant(
                     _workload_poll(variant.name, progress_file, settings),
                 )
                 progress_file.unlink(missing_ok=True)
+            if after_timed is not None:
+                after_timed()
             if spec.accuracy is not None:
                 afile = folder / "accuracy-spec.yaml"
                 afile.write_text(yaml.safe_dump(spec.accuracy.to_wire()))
@@ -428,8 +456,33 @@ def run_local(bench: QuantBenchmark, settings: LocalSettings) -> tuple[Path, dic
             write_run_info(root, info)
     servers: dict[str, ServerInfo] = {}
     # The baseline first: a sequential accuracy evaluation stops each variant against its outcomes.
-    for variant in sorted(spec.variants, key=lambda v: v.name != spec.baseline):
-        servers[variant.name] = run_variant(spec, variant, root, settings)
-        write_server_info(root, variant.name, servers[variant.name])
+    order = sorted(spec.variants, key=lambda v: v.name != spec.baseline)
+    prestarted: dict[str, ServerProcess] = {}
+    try:
+        for i, variant in enumerate(order):
+            following = next_to_start(order[i + 1 :], settings) if overlaps_starts(settings) else None
+
+            def start_following(following: Variant | None = following) -> None:
+                if following is not None and following.name not in prestarted:
+                    prestarted[following.name] = launch_server(spec, following, root, settings)
+
+            server = prestarted.pop(variant.name, None)
+            servers[variant.name] = run_variant(spec, variant, root, settings, server, start_following)
+            write_server_info(root, variant.name, servers[variant.name])
+    finally:
+        for server in prestarted.values():
+            server.stop()
     write_run_info(root, info.model_copy(update={"finished_at": datetime.now(UTC)}))
     return root, servers
+
+
+def overlaps_starts(settings: LocalSettings) -> bool:
+    """Whether the next variant's server starts while this one runs its accuracy and fidelity steps: on the CPU,
+    where two servers fit (each has its own KV cache size), and unless turned off. On a GPU the second server
+    would take the memory the first one holds."""
+    return settings.overlap_starts and settings.device.gpu is None
+
+
+def next_to_start(rest: list[Variant], settings: LocalSettings) -> Variant | None:
+    """The next variant in `rest` that has a server to start here (unsupported ones have none)."""
+    return next((v for v in rest if unsupported_here(v, settings.device) is None), None)

@@ -6,7 +6,8 @@ its current step, accuracy questions done out of N), elapsed time and an estimat
 (and a progress line at most every `interval_s` during a long step) where the output is a file or a CI log.
 
 The estimate of what is left assumes each variant still to run takes as long as the ones finished so far took
-on average (servers are started one after another); before any variant has finished there is none.
+on average (a server started during the previous variant's untimed steps counts from its start, so the estimate
+errs long); before any variant has finished there is none.
 """
 
 from __future__ import annotations
