@@ -30,8 +30,8 @@ print(f"lm-eval {version('lm-eval')} transformers {transformers.__version__}")
 EOF
 }
 
-if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$STAMP_TEXT" ]] && check_env >/dev/null 2>&1; then
-  log "reusing $VENV ($(check_env))"
+if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$STAMP_TEXT" ]] && versions="$(check_env 2>/dev/null)"; then
+  log "reusing $VENV ($versions)"
   exit 0
 fi
 
