@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,7 @@ from quantbench.local.executor import (
     run_probe,
     unsupported_here,
 )
+from quantbench.local.server import free_port, log_tail, start_server
 from tests.fixtures.vllm import DEFAULT_PYTHON, VllmServerPool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -307,17 +310,42 @@ HTTPServer(("127.0.0.1", args.port), Health).serve_forever()
 '''
 
 
+def _stand_in_vllm(tmp_path: Path) -> Path:
+    """A folder to put on PYTHONPATH so that `python -m vllm.entrypoints.openai.api_server` is the stand-in."""
+    package = tmp_path / "stand-in" / "vllm" / "entrypoints" / "openai"
+    package.mkdir(parents=True)
+    for folder in (package, package.parent, package.parent.parent):
+        (folder / "__init__.py").write_text("")
+    (package / "api_server.py").write_text(STAND_IN_SERVER)
+    return tmp_path / "stand-in"
+
+
+def test_a_server_started_early_keeps_its_own_start_up_time(tmp_path: Path) -> None:
+    """watch_ready notes when /health first answers; wait_ready, called later, returns that start-up time and
+    not the time of its own call."""
+    port = free_port()
+    argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--port", str(port)]
+    env = {"PYTHONPATH": str(_stand_in_vllm(tmp_path)), "STAND_IN_EVENTS": str(tmp_path / "events")}
+    server = start_server("early", argv, tmp_path / "server.log", env=env, port=port)
+    try:
+        server.watch_ready(poll_s=0.05)
+        while server.ready_seconds is None and server.process.poll() is None:
+            time.sleep(0.05)
+        noted = server.ready_seconds
+        assert noted is not None, log_tail(server.log_path)
+        time.sleep(0.5)
+        assert server.wait_ready(60) == noted
+    finally:
+        server.stop()
+
+
 @pytest.mark.parametrize("overlap", [True, False])
 def test_the_next_server_starts_during_the_untimed_steps_on_the_cpu(tmp_path: Path, overlap: bool) -> None:
     """On the CPU the next variant's server starts once the current one's timed workloads are done and before
     the current one stops; `--no-overlap-starts` keeps them apart. An unsupported variant in between starts
     nothing. A stand-in takes vLLM's place and `true` the load generator's: what is tested is the order in
     which the run starts and stops processes."""
-    package = tmp_path / "stand-in" / "vllm" / "entrypoints" / "openai"
-    package.mkdir(parents=True)
-    for folder in (package, package.parent, package.parent.parent):
-        (folder / "__init__.py").write_text("")
-    (package / "api_server.py").write_text(STAND_IN_SERVER)
+    stand_in = _stand_in_vllm(tmp_path)
     events = tmp_path / "events"
 
     def log(line: str) -> None:  # the run's stage changes, in the file the stand-in servers write to
@@ -344,7 +372,7 @@ def test_the_next_server_starts_during_the_untimed_steps_on_the_cpu(tmp_path: Pa
     settings = LocalSettings(
         out_dir=tmp_path / "out",
         jobs_python="true",
-        server_env={"PYTHONPATH": str(tmp_path / "stand-in"), "STAND_IN_EVENTS": str(events)},
+        server_env={"PYTHONPATH": str(stand_in), "STAND_IN_EVENTS": str(events)},
         log=log,
         overlap_starts=overlap,
     )

@@ -465,6 +465,7 @@ def run_local(bench: QuantBenchmark, settings: LocalSettings) -> tuple[Path, dic
             def start_following(following: Variant | None = following) -> None:
                 if following is not None and following.name not in prestarted:
                     prestarted[following.name] = launch_server(spec, following, root, settings)
+                    prestarted[following.name].watch_ready()
 
             server = prestarted.pop(variant.name, None)
             servers[variant.name] = run_variant(spec, variant, root, settings, server, start_following)
