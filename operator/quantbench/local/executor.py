@@ -200,6 +200,11 @@ def checkpoint_gib(model: str) -> float | None:
     return round(sum(f.stat().st_size for f in files) / 2**30, 4) if files else None
 
 
+# Seconds a server gets to exit after SIGTERM before it is killed. Its results are written by then; vLLM CPU 0.32's
+# API server now and then hangs for the whole grace after its engine has stopped (seen here: 15 s).
+STOP_GRACE_S = 5.0
+
+
 class StepFailed(RuntimeError):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
@@ -367,7 +372,7 @@ def run_variant(
         settings.stage(variant.name, VariantPhase.SUCCEEDED.value)
         return ServerInfo(phase=VariantPhase.SUCCEEDED, **info)
     finally:
-        server.stop()
+        server.stop(STOP_GRACE_S)
 
 
 def probe_argv(settings: LocalSettings, model_dir: Path, output: Path) -> list[str]:
