@@ -424,3 +424,18 @@ def test_a_baseline_near_zero_accuracy_is_noted(tmp_path: Path) -> None:
     assert "fidelity figures" in note
     write_run(tmp_path, demo_variants()[:2], "bf16")  # the demo's own answers: well above the floor
     assert not any("near zero" in n for n in build_summary(RunResults.load(tmp_path)).notes)
+
+
+def test_the_verdict_says_in_what_a_variant_is_faster(tmp_path: Path) -> None:
+    """A variant as fast as the baseline at batch 1 whose throughput is higher: the sentence names the
+    throughput it wins on, not a 'faster (0.99x as fast)' that contradicts itself."""
+    base, variant = paired(30, 10, lost=2, gained=2)
+    variants = [
+        VariantData("bf16", "bf16", 54.0, {1: 18.0, 8: 47.0}, weights_gib=0.25, correct=base),
+        VariantData("awq-int4", "awq-int4", 54.6, {1: 22.0, 8: 47.5}, weights_gib=0.1, correct=variant),
+    ]
+    summary = build_summary(RunResults.load(write_run(tmp_path, variants, "bf16")))
+    awq = row(summary, "awq-int4")
+    sentence = verdict_sentence(awq, summary)
+    assert "as fast at batch 1" not in sentence
+    assert "1.22x the throughput at batch size 1" in sentence

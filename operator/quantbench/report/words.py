@@ -191,6 +191,18 @@ def table_row(row: VariantSummary, margin: float = 0.05) -> list[str]:
     ]
 
 
+def faster_phrase(row: VariantSummary) -> str:
+    """In what the variant is faster: its speed at batch 1 when it is not slower there, and its best
+    throughput ratio when that is above the baseline's (a variant may win on one and not the other)."""
+    lat = row.latency_ratio_to_baseline
+    parts = [f"{1 / lat:.2f}x as fast at batch 1"] if lat and lat <= 1 else []
+    ratios = [(p.ratio_to_baseline, p.batch_size) for p in row.throughput if p.ratio_to_baseline is not None]
+    if ratios and max(ratios)[0] > 1:
+        ratio, batch = max(ratios)
+        parts.append(f"{ratio:.2f}x the throughput at batch size {batch}")
+    return ", ".join(parts) or "faster"
+
+
 def verdict_sentence(row: VariantSummary, summary: RunSummary) -> str:
     """The verdict in plain words, one or two sentences."""
     base = summary.baseline
@@ -214,17 +226,17 @@ def verdict_sentence(row: VariantSummary, summary: RunSummary) -> str:
     if verdict == Verdict.BASELINE:
         return f"{name} is the baseline every other variant is compared with."
     if verdict == Verdict.FREE_SPEEDUP:
-        faster = f"{speed:.2f}x as fast at batch 1" if speed else "faster"
+        faster = faster_phrase(row)
         if row.wins_from_batch_size is not None:
             faster = f"faster from about batch size {row.wins_from_batch_size:.0f} on" + (
                 f", {speed:.2f}x as fast at batch 1" if speed else ""
             )
         return f"{name} is a free speedup: {faster}, never slower under load, with accuracy non-inferior ({quality})."
     if verdict == Verdict.SPEEDUP_BUT_INFERIOR:
-        faster = f"{speed:.2f}x as fast at batch 1" if speed else "faster"
+        faster = faster_phrase(row)
         return f"{name} is faster ({faster}) but its accuracy is inferior: {quality}."
     if verdict == Verdict.SPEEDUP_QUALITY_UNDECIDED:
-        faster = f"{speed:.2f}x as fast at batch 1" if speed else "faster"
+        faster = faster_phrase(row)
         return f"{name} is faster ({faster}), but the questions asked cannot yet show its accuracy is within the margin: {quality}."
     if verdict == Verdict.LATENCY_WIN_LOSES_UNDER_LOAD:
         where = (
