@@ -354,7 +354,13 @@ MAX_ACCURACY_QUESTIONS = 5000
 class SequentialSpec(ApiModel):
     """Ask the questions in chunks and stop a variant as soon as its accuracy verdict is decided."""
 
-    looks: int = Field(default=5, ge=2, le=20, description="Analyses (equal chunks of questions).")
+    looks: int = Field(
+        default=10,
+        ge=2,
+        le=20,
+        description="Analyses, equally spaced in information (they come sooner, in questions, when fewer "
+        "answers change).",
+    )
     discordance: float = Field(
         default=0.05,
         gt=0,
