@@ -254,7 +254,8 @@ DEFAULT_LOOKS = 10
 
 def _spent(level: float, t: float, rho: float) -> float:
     """Kim-DeMets power spending: the share ``level * t**rho`` of ``level`` spent by information fraction t.
-    (rho 2 spends a little earlier than O'Brien-Fleming: a lower expected sample for a 13-18% larger maximum.)"""
+    With 10 looks, rho 2 (alpha and beta alike) needs 0.73x the fixed design's information on average when
+    the variant is as accurate as the baseline, at most 1.18x; O'Brien-Fleming spending needs 0.79x, 1.22x."""
     if t <= 0:
         return 0.0
     return level * min(1.0, t) ** rho
