@@ -417,7 +417,8 @@ class AccuracySpec(ApiModel):
         default=None,
         description="Group-sequential evaluation: the baseline answers the design's maximum number of "
         "questions (at most limit); each variant answers them in chunks and stops once non-inferiority at "
-        "the margin is shown or ruled out (5% error rate and 80% power kept).",
+        "the margin is shown or ruled out (5% error rate and 80% power kept). The baseline runs first; a "
+        "variant's accuracy step starts once the baseline's result is in.",
     )
 
     @model_validator(mode="after")
