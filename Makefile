@@ -138,16 +138,19 @@ operator-run: venv ## run the operator against $$KUBECONFIG, every namespace (ma
 bench-operator: venv cluster-bin ## apply -> servers latency; operator CPU/RSS with 50 QuantBenchmarks in flight
 	$(BIN)/python -m tests.operator.bench_operator
 
-bench: bench-operator bench-loadgen bench-node
+bench: bench-operator bench-loadgen bench-node bench-sequential
 
 # --- load generator (loadgen/quantbench_loadgen: streaming client, workloads, datasets, live metrics) ---
-.PHONY: test-loadgen bench-loadgen
+.PHONY: test-loadgen bench-loadgen bench-sequential
 
 test-loadgen: venv ## load-generator tests against the scripted server (-m vllm ones need test-models)
 	$(BIN)/pytest tests/loadgen
 
 bench-loadgen: venv vllm-env ## timing error vs a scripted server; max rate vs vllm bench serve (QB_BENCH_QUICK=1)
 	$(BIN)/python -m tests.loadgen.bench_loadgen
+
+bench-sequential: venv ## the sequential accuracy design by simulation: error rate, expected questions vs fixed
+	$(BIN)/python -m tests.loadgen.sequential_figures
 
 # --- container images (images/): operator, jobs, vllm-cpu (OCI archives in build/images) ---
 .PHONY: images images-setup test-images

@@ -14,12 +14,19 @@ questions asked of both), let ``delta = accuracy(variant) - accuracy(baseline)``
   "non-inferior" is the same statement as "the bound is above -margin".
 - `power` / `questions_needed`: the fixed-sample design's power at a true ``delta`` and discordance (share
   of questions answered differently), and the questions that reach a wanted power.
-- `SequentialDesign`: a group-sequential design with ``looks`` equally spaced analyses, O'Brien-Fleming
-  alpha spending for the non-inferiority boundary and beta spending for a non-binding futility boundary
-  (Lan-DeMets spending functions). The efficacy boundary is computed as if the futility boundary did not
-  exist, so stopping for futility never raises the type I error above ``alpha``. Boundaries, the maximum
-  sample and expected sample sizes come from the recursive numerical integration of Armitage, McPherson
-  and Rowe over the canonical joint distribution of the looks' statistics.
+- `SequentialDesign`: a group-sequential design with ``looks`` analyses equally spaced in *information*,
+  Kim-DeMets power spending (``alpha * t**rho``, rho 2) for the non-inferiority boundary and beta spending
+  for a non-binding futility boundary. The efficacy boundary is computed as if the futility boundary did
+  not exist, so stopping for futility never raises the type I error above ``alpha``. Boundaries, the
+  maximum information and expected sample sizes come from the recursive numerical integration of Armitage,
+  McPherson and Rowe over the canonical joint distribution of the looks' statistics.
+- `monitor` (`next_chunk` + `observe`): the design run on observed information (Lan-DeMets, Mehta and
+  Tsiatis). The questions a paired comparison needs scale with the discordance (the share of questions the
+  two answer differently), which nobody knows before asking; a fixed design must assume one. Here each look
+  waits until ``n / restricted variance`` reaches its share of the design's information, so a variant that
+  rarely changes an answer reaches its looks with few questions. An expected discordance (fidelity's greedy
+  answer disagreement) only sizes the chunks. Simulation with fixed seeds (`tests/loadgen/
+  sequential_figures.py`) checks the error rate at the margin for discordances of 2-10%.
 """
 
 from __future__ import annotations
@@ -241,11 +248,17 @@ def questions_needed(
 # ------------------------------------------------------------------------------------- sequential design
 
 
-def _obf_spent(level: float, t: float) -> float:
-    """Lan-DeMets O'Brien-Fleming spending: the share of ``level`` spent by information fraction t."""
+DEFAULT_RHO = 2.0  # the power spending family's exponent: 3 is close to O'Brien-Fleming, 1 to Pocock
+DEFAULT_LOOKS = 10
+
+
+def _spent(level: float, t: float, rho: float) -> float:
+    """Kim-DeMets power spending: the share ``level * t**rho`` of ``level`` spent by information fraction t.
+    With 10 looks, rho 2 (alpha and beta alike) needs 0.73x the fixed design's information on average when
+    the variant is as accurate as the baseline, at most 1.18x; O'Brien-Fleming spending needs 0.79x, 1.22x."""
     if t <= 0:
         return 0.0
-    return min(level, 2 * (1 - _N.cdf(_N.inv_cdf(1 - level / 2) / math.sqrt(t))))
+    return level * min(1.0, t) ** rho
 
 
 _GRID = 81  # points per look in the numerical integration (Simpson's rule)
@@ -320,13 +333,13 @@ _Z_CAP = 8.0  # boundaries beyond this many standard deviations are treated as "
 
 
 @lru_cache(maxsize=32)
-def _efficacy_bounds(looks: int, alpha: float) -> tuple[float, ...]:
-    """Z boundaries that spend alpha by O'Brien-Fleming under delta = -margin, ignoring futility."""
+def _efficacy_bounds(looks: int, alpha: float, rho: float) -> tuple[float, ...]:
+    """Z boundaries that spend alpha (power family) under delta = -margin, ignoring futility."""
     ts = [k / looks for k in range(1, looks + 1)]
     bounds: list[float] = []
     prev: _Look | None = None
     for k, t in enumerate(ts):
-        want = _obf_spent(alpha, t) - _obf_spent(alpha, ts[k - 1] if k else 0.0)
+        want = _spent(alpha, t, rho) - _spent(alpha, ts[k - 1] if k else 0.0, rho)
         if prev is None:
             z = _N.inv_cdf(1 - want) if want > 1e-15 else _Z_CAP
         else:
@@ -351,12 +364,12 @@ def _efficacy_bounds(looks: int, alpha: float) -> tuple[float, ...]:
 
 
 def _futility_run(
-    looks: int, alpha: float, beta: float, drift: float
+    looks: int, alpha: float, beta: float, drift: float, rho: float
 ) -> tuple[tuple[float, ...], float, list[float], list[float]]:
     """For a drift (expected Z at full information under the design alternative): the futility Z
     boundaries spending beta, the probability of ending below the last efficacy bound beyond the beta
     left for the last look, and the per-look probabilities of stopping (efficacy, futility)."""
-    upper = _efficacy_bounds(looks, alpha)
+    upper = _efficacy_bounds(looks, alpha, rho)
     ts = [k / looks for k in range(1, looks + 1)]
     lower: list[float] = []
     stop_hi: list[float] = []
@@ -366,7 +379,7 @@ def _futility_run(
     for k, t in enumerate(ts):
         sd = math.sqrt(t)
         dt = t - (ts[k - 1] if k else 0.0)
-        want = _obf_spent(beta, t) - _obf_spent(beta, ts[k - 1] if k else 0.0)
+        want = _spent(beta, t, rho) - _spent(beta, ts[k - 1] if k else 0.0, rho)
         u = upper[k]
 
         def below(z: float, prev: _Look | None = prev, sd: float = sd, dt: float = dt) -> float:
@@ -410,6 +423,7 @@ class SequentialDesign:
     looks: int
     alpha: float
     power: float
+    rho: float  # the power spending family's exponent
     efficacy: tuple[float, ...]
     futility: tuple[float, ...]
     drift: float
@@ -463,42 +477,82 @@ def _stop_probabilities(
 
 
 @lru_cache(maxsize=32)
-def sequential_design(looks: int = 5, alpha: float = 0.05, power: float = 0.8) -> SequentialDesign:
-    """The design with ``looks`` equally spaced analyses: solve the drift at which the futility boundary
-    meets the efficacy boundary at the last look (so the last look always decides)."""
+def sequential_design(
+    looks: int = DEFAULT_LOOKS, alpha: float = 0.05, power: float = 0.8, rho: float = DEFAULT_RHO
+) -> SequentialDesign:
+    """The design with ``looks`` equally spaced analyses (in information): solve the drift at which the
+    futility boundary meets the efficacy boundary at the last look (so the last look always decides)."""
     if not 1 <= looks <= 20:
         raise ValueError(f"looks must be in 1..20, got {looks}")
     if not 0 < alpha < 0.5 or not 0.5 < power < 1:
         raise ValueError("need 0 < alpha < 0.5 and 0.5 < power < 1")
+    if not 0.5 <= rho <= 5:
+        raise ValueError(f"the spending exponent rho must be in [0.5, 5], got {rho}")
     beta = 1 - power
     fixed = _N.inv_cdf(1 - alpha) + _N.inv_cdf(power)
-    drift = _solve(lambda d: -_futility_run(looks, alpha, beta, d)[1], fixed * 0.9, fixed * 1.6, True)
-    futility, _, _, _ = _futility_run(looks, alpha, beta, drift)
+    drift = _solve(lambda d: -_futility_run(looks, alpha, beta, d, rho)[1], fixed * 0.9, fixed * 1.6, True)
+    futility, _, _, _ = _futility_run(looks, alpha, beta, drift, rho)
     return SequentialDesign(
         looks=looks,
         alpha=alpha,
         power=power,
-        efficacy=_efficacy_bounds(looks, alpha),
+        rho=rho,
+        efficacy=_efficacy_bounds(looks, alpha, rho),
         futility=futility,
         drift=drift,
         inflation=(drift / fixed) ** 2,
     )
 
 
+# ------------------------------------------------------------------------ monitoring on observed information
+
+
+def _variance(n: float, gained: float, lost: float, margin: float) -> float:
+    """Per-question variance of (gained - lost) under H0 at delta = -margin (Tango's restricted fit)."""
+    d0 = -margin
+    return max(2 * _restricted_p01(n, gained, lost, d0) + d0 * (1 - d0), 1e-12)
+
+
+def information(n: int, gained: int, lost: int, margin: float) -> float:
+    """The statistical information about delta that n paired questions carry: n over the restricted
+    per-question variance, so that the score statistic is ``(delta_hat + margin) * sqrt(information)``.
+
+    It grows with n at a rate set by the discordance (questions answered differently): at a 1-point margin
+    a question carries about 1/0.02 when 2% of answers change and 1/0.10 when 10% do. A design that stops on
+    information instead of on a question count therefore asks few questions of a variant that rarely
+    changes an answer, without knowing that beforehand.
+    """
+    _check(n, gained, lost, margin)
+    return n / _variance(n, gained, lost, margin) if n else 0.0
+
+
+PRIOR_QUESTIONS = 100  # weight of the expected discordance in the chunk-size estimate, in questions
+
+
 @dataclass(frozen=True)
 class SequentialPlan:
-    """A design scaled to questions: look k analyses the first ``look_sizes[k]`` paired questions."""
+    """A design scaled to a margin: look k analyses the questions asked once the observed information
+    reaches ``information_targets[k]``. ``look_sizes`` are where the looks fall (and ``max_questions`` the
+    question budget) when the discordance is the planning one; with less discordance they come sooner."""
 
     design: SequentialDesign
     margin: float
+    discordance: float  # the planning discordance: it sets the question budget
     fixed_questions: int  # the fixed-sample design's questions at the same alpha, power and assumptions
+    max_information: float
     look_sizes: tuple[int, ...]
 
     @property
     def max_questions(self) -> int:
         return self.look_sizes[-1]
 
+    @property
+    def information_targets(self) -> tuple[float, ...]:
+        return tuple(t * self.max_information for t in self.design.fractions())
+
     def expected_questions(self, drift_fraction: float = 1.0) -> float:
+        """Expected questions when the discordance is the planning one (``drift_fraction``: the true
+        effect over the design alternative's; 1.0: as accurate as the baseline, 0.0: at the margin)."""
         return self.max_questions * self.design.expected_fraction(drift_fraction)
 
 
@@ -508,56 +562,164 @@ def plan_sequential(
     delta: float = 0.0,
     alpha: float = 0.05,
     power: float = 0.8,
-    looks: int = 5,
+    looks: int = DEFAULT_LOOKS,
+    rho: float = DEFAULT_RHO,
 ) -> SequentialPlan:
-    """The question counts of each look for a margin, an expected discordance and a true difference."""
-    design = sequential_design(looks, alpha, power)
+    """The information each look waits for, for a margin and a design alternative ``delta``; the question
+    counts at a planning discordance."""
+    design = sequential_design(looks, alpha, power, rho)
     fixed = questions_needed(margin, discordance, delta, alpha, power)
-    top = math.ceil(fixed * design.inflation)
-    sizes = tuple(max(1, math.ceil(top * t)) for t in design.fractions())
-    return SequentialPlan(design=design, margin=margin, fixed_questions=fixed, look_sizes=sizes)
+    top = (design.drift / (delta + margin)) ** 2
+    s0, _ = _sigmas(margin, discordance, delta)
+    sizes = tuple(max(1, math.ceil(top * t * s0 * s0)) for t in design.fractions())
+    return SequentialPlan(
+        design=design,
+        margin=margin,
+        discordance=discordance,
+        fixed_questions=fixed,
+        max_information=top,
+        look_sizes=sizes,
+    )
 
 
 @dataclass(frozen=True)
 class SequentialDecision:
     verdict: QualityVerdict
     look: int  # 1-based look at which the decision was taken (the last one reached otherwise)
-    questions: int  # questions used
-    stopped_early: bool
+    questions: int  # paired questions used
+    stopped_early: bool  # before the design's full information
     z: float
+    information_fraction: float  # observed information over the design's maximum
+
+
+@dataclass(frozen=True)
+class SequentialState:
+    """Where a monitored evaluation stands: questions offered (``asked``), paired outcomes counted, looks
+    taken, and the decision once there is one."""
+
+    asked: int = 0
+    questions: int = 0
+    gained: int = 0
+    lost: int = 0
+    looks_done: int = 0
+    decision: SequentialDecision | None = None
+
+
+def next_chunk(
+    plan: SequentialPlan, state: SequentialState, budget: int, expected_discordance: float | None = None
+) -> int:
+    """How many more questions to ask before the next analysis (0: decided or out of questions).
+
+    The estimate aims at the next look's information: the discordance seen so far, pulled towards
+    ``expected_discordance`` (a fidelity measurement's greedy answer disagreement, or else the planning
+    discordance) with a weight of `PRIOR_QUESTIONS` questions. Only when the looks fall depends on it: the
+    boundaries are on information, so a poor estimate costs questions, never error rate.
+    """
+    if state.decision is not None or state.asked >= budget:
+        return 0
+    prior = plan.discordance if expected_discordance is None else min(1.0, max(0.0, expected_discordance))
+    half = prior * PRIOR_QUESTIONS / 2
+    var = _variance(state.questions + PRIOR_QUESTIONS, state.gained + half, state.lost + half, plan.margin)
+    need = math.ceil(plan.information_targets[state.looks_done] * var) - state.questions
+    scale = min(budget, plan.max_questions) / plan.design.looks  # a planned look's questions
+    return min(budget - state.asked, math.ceil(scale), max(need, math.ceil(scale / 10), 1))
+
+
+def _ended(
+    plan: SequentialPlan, n: int, gained: int, lost: int, look: int, z: float, info: float, alpha: float
+) -> SequentialDecision:
+    """No "non-inferior" crossing: Inferior when the fixed-sample upper bound is below -margin."""
+    high = upper_bound(n, gained, lost, alpha)
+    verdict = QualityVerdict.INFERIOR if high < -plan.margin else QualityVerdict.UNDECIDED
+    fraction = info / plan.max_information
+    return SequentialDecision(verdict, look, n, fraction < 1.0, z, fraction)
+
+
+def observe(
+    plan: SequentialPlan,
+    state: SequentialState,
+    asked: int,
+    paired: int,
+    gained: int,
+    lost: int,
+    budget: int,
+    alpha: float | None = None,
+) -> SequentialState:
+    """Add a chunk (``asked`` questions offered, ``paired`` answered by both, of which the variant alone
+    got ``gained`` right and the baseline alone ``lost``) and take the analyses it reaches.
+
+    Look k is taken at the first chunk after which the information reaches its target (looks passed in
+    one chunk are skipped: that only spends less alpha). NonInferior when Z >= the look's efficacy bound;
+    a futility crossing or the last look ends it Inferior or Undecided; so does, after any chunk, a Z at
+    or below minus the next look's efficacy bound. When the questions run out between looks, one last
+    analysis uses the next look's bound.
+    """
+    if state.decision is not None:
+        raise ValueError("the evaluation is already decided")
+    if asked < 0 or paired < 0 or paired > asked:
+        raise ValueError(f"need 0 <= paired <= asked, got paired={paired}, asked={asked}")
+    a = plan.design.alpha if alpha is None else alpha
+    n, g, lo = state.questions + paired, state.gained + gained, state.lost + lost
+    _check(n, g, lo, plan.margin)
+    info = information(n, g, lo, plan.margin)
+    reached = sum(1 for t in plan.information_targets if info >= t)
+    z = score_statistic(n, g, lo, -plan.margin)
+    design = plan.design
+    decision: SequentialDecision | None = None
+    looked = reached > state.looks_done
+    if looked:
+        k = reached - 1
+        if z >= design.efficacy[k]:
+            fraction = info / plan.max_information
+            decision = SequentialDecision(
+                QualityVerdict.NON_INFERIOR, reached, n, fraction < 1.0, z, fraction
+            )
+        elif z <= design.futility[k] or reached == design.looks:
+            decision = _ended(plan, n, g, lo, reached, z, info, a)
+    done = max(reached, state.looks_done)
+    if decision is None and done < design.looks and z <= -design.efficacy[done]:
+        # Clearly below the margin between looks (a variant that changes many answers gathers information
+        # slowly): stopping without a "non-inferior" claim cannot raise the error rate.
+        decision = _ended(plan, n, g, lo, done, z, info, a)
+    if decision is None and state.asked + asked >= budget:
+        if not looked and n > 0 and z >= design.efficacy[done]:
+            fraction = info / plan.max_information
+            decision = SequentialDecision(QualityVerdict.NON_INFERIOR, done + 1, n, True, z, fraction)
+        else:
+            decision = _ended(plan, n, g, lo, done, z, info, a)
+    return SequentialState(state.asked + asked, n, g, lo, done, decision)
+
+
+def monitor(
+    plan: SequentialPlan,
+    budget: int,
+    ask: Callable[[int, int], tuple[int, int, int]],
+    expected_discordance: float | None = None,
+) -> SequentialDecision:
+    """Run the design: ``ask(first, count)`` asks the questions ``first .. first + count - 1`` (in the
+    baseline's order) and returns (paired, gained, lost) among them; chunks follow `next_chunk` until a
+    look decides or the ``budget`` of questions is spent."""
+    state = SequentialState()
+    while (chunk := next_chunk(plan, state, budget, expected_discordance)) > 0:
+        paired, gained, lost = ask(state.asked, chunk)
+        state = observe(plan, state, chunk, paired, gained, lost, budget)
+    if state.decision is None:  # no question to ask at all
+        return SequentialDecision(QualityVerdict.UNDECIDED, 0, 0, False, 0.0, 0.0)
+    return state.decision
 
 
 def sequential_decision(
-    plan: SequentialPlan, outcomes: Sequence[tuple[bool, bool]], alpha: float | None = None
+    plan: SequentialPlan,
+    outcomes: Sequence[tuple[bool, bool]],
+    expected_discordance: float | None = None,
 ) -> SequentialDecision:
-    """Apply the plan to paired (baseline right, variant right) outcomes in the order they were asked.
+    """The design applied to paired (baseline right, variant right) outcomes in the order they are asked,
+    with every outcome available (the budget)."""
 
-    At look k: NonInferior when Z >= the efficacy bound; at a futility stop (or at the last look reached
-    without a decision) the fixed-sample bounds of what was seen name it Inferior or Undecided.
-    """
-    a = plan.design.alpha if alpha is None else alpha
-    gained = lost = 0
-    seen = 0
-    z = 0.0
-    last = 0
-    for k, size in enumerate(plan.look_sizes):
-        if size > len(outcomes):
-            break
-        for base, var in outcomes[seen:size]:
-            gained += int(var and not base)
-            lost += int(base and not var)
-        seen = size
-        last = k + 1
-        z = score_statistic(size, gained, lost, -plan.margin)
-        final = k + 1 == plan.design.looks
-        if z >= plan.design.efficacy[k]:
-            return SequentialDecision(QualityVerdict.NON_INFERIOR, k + 1, size, not final, z)
-        if z <= plan.design.futility[k]:
-            high = upper_bound(size, gained, lost, a)
-            verdict = QualityVerdict.INFERIOR if high < -plan.margin else QualityVerdict.UNDECIDED
-            return SequentialDecision(verdict, k + 1, size, not final, z)
-    if seen == 0:
-        return SequentialDecision(QualityVerdict.UNDECIDED, 0, 0, False, 0.0)
-    high = upper_bound(seen, gained, lost, a)
-    verdict = QualityVerdict.INFERIOR if high < -plan.margin else QualityVerdict.UNDECIDED
-    return SequentialDecision(verdict, last, seen, False, z)
+    def ask(first: int, count: int) -> tuple[int, int, int]:
+        chunk = outcomes[first : first + count]
+        gained = sum(1 for base, var in chunk if var and not base)
+        lost = sum(1 for base, var in chunk if base and not var)
+        return len(chunk), gained, lost
+
+    return monitor(plan, len(outcomes), ask, expected_discordance)

@@ -354,7 +354,13 @@ MAX_ACCURACY_QUESTIONS = 5000
 class SequentialSpec(ApiModel):
     """Ask the questions in chunks and stop a variant as soon as its accuracy verdict is decided."""
 
-    looks: int = Field(default=5, ge=2, le=20, description="Analyses (equal chunks of questions).")
+    looks: int = Field(
+        default=10,
+        ge=2,
+        le=20,
+        description="Analyses, equally spaced in information (they come sooner, in questions, when fewer "
+        "answers change).",
+    )
     discordance: float = Field(
         default=0.05,
         gt=0,
@@ -411,7 +417,8 @@ class AccuracySpec(ApiModel):
         default=None,
         description="Group-sequential evaluation: the baseline answers the design's maximum number of "
         "questions (at most limit); each variant answers them in chunks and stops once non-inferiority at "
-        "the margin is shown or ruled out (5% error rate and 80% power kept).",
+        "the margin is shown or ruled out (5% error rate and 80% power kept). The baseline runs first; a "
+        "variant's accuracy step starts once the baseline's result is in.",
     )
 
     @model_validator(mode="after")

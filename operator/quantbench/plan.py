@@ -188,6 +188,10 @@ def plan_run(
             )
         )
     runnable = [p for p in plans if p.unsupported is None and p.unavailable is None]
+    if pairs_with_baseline(spec):
+        # The baseline first in its lane: the others' accuracy Jobs wait for its outcomes, so nothing
+        # may wait behind them for a GPU it needs (see accuracy_baseline).
+        runnable.sort(key=lambda p: p.variant != spec.baseline)
     order = {p.variant: i for i, p in enumerate(plans)}
     probes = plan_probes(runnable, pools) if spec.probe else []
     if spec.parallelism == Parallelism.SEQUENTIAL:
@@ -212,6 +216,42 @@ def plan_run(
         else:
             lanes.append([m.variant for m in members])
     return RunPlan(variants=plans, lanes=sorted(lanes, key=lambda lane: order[lane[0]]), probes=probes)
+
+
+def pairs_with_baseline(spec: QuantBenchmarkSpec) -> bool:
+    """Whether the other variants' accuracy evaluation uses the baseline's outcomes (accuracy.sequential)."""
+    return spec.accuracy is not None and spec.accuracy.sequential is not None
+
+
+class BaselineUse(StrEnum):
+    """What a variant's accuracy Job does about the baseline's per-question outcomes."""
+
+    NOT_NEEDED = "NotNeeded"  # no sequential evaluation, or this is the baseline: run as planned
+    USE = "Use"  # the baseline's result is in: mount it, stop early against it
+    WAIT = "Wait"  # the baseline is still running: create the Job once its result is in
+    MISSING = "Missing"  # the baseline ended without a usable result: ask every planned question
+
+
+def accuracy_baseline(
+    spec: QuantBenchmarkSpec, variant: str, baseline_phase: str | None, baseline_result_ok: bool
+) -> BaselineUse:
+    """The ordering rule of a sequential accuracy evaluation on Kubernetes (pure).
+
+    Only a non-baseline variant's accuracy step, and only with accuracy.sequential, depends on the
+    baseline: its Job starts once the baseline's accuracy result is in its results ConfigMap (USE). Until
+    then the step waits (its server stays up: the workloads have run first, so the wait is what is left of
+    the baseline's evaluation). The wait cannot deadlock: the plan puts the baseline first in its lane, so a
+    variant it could queue behind for a GPU runs after it. A baseline that ended without a valid result
+    (failed, unsupported) releases the others to ask every planned question (MISSING). Workload steps and
+    specs without accuracy.sequential never wait.
+    """
+    if not pairs_with_baseline(spec) or variant == spec.baseline:
+        return BaselineUse.NOT_NEEDED
+    if baseline_result_ok:
+        return BaselineUse.USE
+    if baseline_phase in TERMINAL_PHASES:
+        return BaselineUse.MISSING
+    return BaselineUse.WAIT
 
 
 def plan_probes(runnable: list[VariantPlan], pools: Mapping[str, PoolInfo]) -> list[ProbePlan]:

@@ -85,12 +85,14 @@ from quantbench.objects import (
 from quantbench.plan import (
     OPEN_PROBE_PHASES,
     TERMINAL_PHASES,
+    BaselineUse,
     PoolInfo,
     ProbePlan,
     RunPlan,
     Step,
     StepKind,
     VariantPlan,
+    accuracy_baseline,
     admitted,
     waiting_for_probe,
 )
@@ -430,12 +432,19 @@ class _VariantPass(_Pass):
     """Decides for one variant."""
 
     def __init__(
-        self, ctx: RunContext, obs: Observed, decision: Decision, vp: VariantPlan, status: VariantStatus
+        self,
+        ctx: RunContext,
+        obs: Observed,
+        decision: Decision,
+        vp: VariantPlan,
+        status: VariantStatus,
+        baseline_phase: str | None = None,
     ):
         super().__init__(ctx, obs, decision)
         self.vp = vp
         self.s = status
         self.server = server_name(ctx.owner.name, ctx.run_id, vp.variant)
+        self.baseline_phase = baseline_phase  # the baseline variant's phase, as this pass knows it
 
     def update(self, **changes: Any) -> None:
         self.s = self.s.model_copy(update=changes)
@@ -637,6 +646,21 @@ class _VariantPass(_Pass):
             return True
         job = self.obs.jobs.get(name)
         phase = VariantPhase.EVALUATING if step.kind == StepKind.ACCURACY else VariantPhase.BENCHMARKING
+        baseline_result, how = None, ""
+        if job is None and step.kind == StepKind.ACCURACY:
+            use, baseline_result = self.baseline_use(step)
+            if use == BaselineUse.WAIT:
+                self.update(
+                    phase=phase,
+                    step=step.name,
+                    message=f"waiting for the baseline {ctx.spec.baseline}'s accuracy result: "
+                    "accuracy.sequential stops this variant early against its outcomes",
+                )
+                return False
+            if use == BaselineUse.USE:
+                how = f" (stops early against the baseline's outcomes in configmap {baseline_result})"
+            elif use == BaselineUse.MISSING:
+                how = " (the baseline has no accuracy result: every planned question)"
         if cm is None:
             job_input = job_manifests.job_input(ctx.spec, step)
             self.d.actions.append(
@@ -653,12 +677,19 @@ class _VariantPass(_Pass):
             self.d.actions.append(
                 Create(
                     job_manifests.job(
-                        ctx.spec, variant, ctx.owner, ctx.run_id, step, ctx.generation, ctx.settings
+                        ctx.spec,
+                        variant,
+                        ctx.owner,
+                        ctx.run_id,
+                        step,
+                        ctx.generation,
+                        ctx.settings,
+                        baseline_result,
                     )
                 )
             )
             self.d.notes.append(
-                Note("Normal", "JobCreated", f"variant {self.vp.variant}: started job {name}")
+                Note("Normal", "JobCreated", f"variant {self.vp.variant}: started job {name}{how}")
             )
             self.update(phase=phase, step=step.name)
             return False
@@ -693,6 +724,16 @@ class _VariantPass(_Pass):
             return False
         self.update(phase=phase, step=step.name, message=None)
         return False
+
+    def baseline_use(self, step: Step) -> tuple[BaselineUse, str | None]:
+        """Whether the accuracy step waits for, uses, or goes without the baseline's outcomes, and the
+        ConfigMap that holds them."""
+        ctx = self.ctx
+        name = job_name(ctx.owner.name, ctx.run_id, ctx.spec.baseline, step.name)
+        text = result_of(self.obs.configmaps.get(name))
+        ok = text is not None and validate_result(StepKind.ACCURACY, text) is None
+        use = accuracy_baseline(ctx.spec, self.vp.variant, self.baseline_phase, ok)
+        return use, name if use == BaselineUse.USE else None
 
     def succeed(self) -> VariantStatus:
         ctx = self.ctx
@@ -731,7 +772,8 @@ def decide(
     probing = waiting_for_probe(ctx.plan, {p.node_pool: p.phase for p in decision.probes})
     allowed = set(admitted(ctx.plan, {s.name: s.phase for s in current}))
     for vp, status in zip(ctx.plan.variants, current, strict=True):
-        run = _VariantPass(ctx, obs, decision, vp, status)
+        phases = {s.name: s.phase for s in current} | {s.name: s.phase for s in decision.variants}
+        run = _VariantPass(ctx, obs, decision, vp, status, phases.get(ctx.spec.baseline))
         decision.variants.append(run.run(vp.variant in allowed, probing=vp.pool in probing))
     return decision
 

@@ -18,6 +18,8 @@ from quantbench_loadgen.accuracy.task import (
     resolve_dataset_dir,
     task_config,
 )
+from quantbench_loadgen.fidelity import FidelityResult
+from tests.operator import factories
 
 
 def test_task_config_reads_the_local_files(gsm8k_dir: Path) -> None:
@@ -121,3 +123,32 @@ def test_model_args_point_at_the_completions_endpoint() -> None:
     assert remote["tokenizer_backend"] is None
     chat = model_args(AccuracyRequest("http://h:8000", "m", None, tokenizer="/models/m", endpoint="chat"))
     assert chat["base_url"] == "http://h:8000/v1/chat/completions" and chat["tokenizer_backend"] is None
+
+
+def test_the_fidelity_result_gives_the_expected_discordance(tmp_path: Path) -> None:
+    spec = tmp_path / "accuracy.yaml"
+    spec.write_text("limit: 20\nsequential: {looks: 5, discordance: 0.05}\n")
+    base = tmp_path / "base.json"
+    base.write_text(factories.accuracy_result("bf16", 20))
+    fidelity = tmp_path / "fidelity.json"
+    fidelity.write_text(
+        FidelityResult(
+            prompts=16,
+            positions=512,
+            top_k=20,
+            mean_kl=0.01,
+            p99_kl=0.2,
+            top1_agreement=0.97,
+            greedy_agreement=0.875,
+        ).model_dump_json(by_alias=True)
+    )
+    head = ["--base-url", "h", "--model", "m", "--spec", str(spec), "--out", "o"]
+    args = build_parser().parse_args(
+        [*head, "--baseline-result", str(base), "--fidelity-result", str(fidelity)]
+    )
+    request = request_from_args(args)
+    assert request.expected_discordance == pytest.approx(0.125)
+    assert request.baseline is not None and request.plan is not None
+    alone = build_parser().parse_args([*head, "--fidelity-result", str(fidelity)])
+    with pytest.raises(ValueError, match="--baseline-result"):
+        request_from_args(alone)

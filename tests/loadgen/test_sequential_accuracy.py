@@ -46,14 +46,39 @@ def test_an_identical_variant_stops_early_as_non_inferior() -> None:
     plan = plan_for(spec)
     assert record.verdict == QualityVerdict.NON_INFERIOR
     assert record.stopped_early and len(asked) < plan.max_questions
-    assert len(asked) in plan.look_sizes
+    # No answer changed: the information per question is the largest there is, so the deciding look came
+    # with fewer questions than planned at 5% discordance.
+    assert record.information_fraction is not None
+    assert len(asked) < plan.look_sizes[record.look - 1]
+
+
+def test_the_fidelity_estimate_sizes_the_first_chunk() -> None:
+    spec = AccuracySpec(margin=2, sequential={"looks": 10, "discordance": 0.10})
+    plan = plan_for(spec)
+    baseline = [_outcome(i, i % 3 != 0) for i in range(plan.max_questions)]
+    chunks: list[int] = []
+
+    def ask(doc_ids: list[int]) -> list[QuestionOutcome]:
+        chunks.append(len(doc_ids))
+        return [_outcome(i, baseline[i].strict_correct) for i in doc_ids]
+
+    _, planned = evaluate_sequentially(plan, baseline, ask)
+    first_planned = chunks[0]
+    chunks.clear()
+    _, guided = evaluate_sequentially(plan, baseline, ask, expected_discordance=0.01)
+    assert chunks[0] < first_planned / 3
+    assert guided.expected_discordance == 0.01 and planned.expected_discordance is None
+    assert guided.verdict == planned.verdict == QualityVerdict.NON_INFERIOR
+    assert guided.questions < planned.questions
 
 
 def test_a_clearly_worse_variant_stops_early_as_inferior() -> None:
     spec = AccuracySpec(margin=2, sequential={"looks": 5, "discordance": 0.05})
     _, record = _run(spec, lose=0.3, seed=2)
     assert record.verdict == QualityVerdict.INFERIOR
-    assert record.stopped_early and record.look == 1
+    # 30% of answers flip, so information comes slowly (the first look is far); the bound below the
+    # margin stops it between looks, well before the questions run out.
+    assert record.stopped_early and record.questions <= 3 * plan_for(spec).look_sizes[0]
 
 
 def test_a_plan_needs_the_sequential_settings() -> None:

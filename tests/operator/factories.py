@@ -33,7 +33,7 @@ def spec_dict(
     variants: list[dict[str, Any]] | None = None,
     pool: str = "h100",
     workloads: list[dict[str, Any]] | None = None,
-    accuracy: bool = True,
+    accuracy: bool | dict[str, Any] = True,
     **extra: Any,
 ) -> dict[str, Any]:
     """A QuantBenchmark spec (wire form) comparing bf16 / fp8 / awq-int4 on ``pool``."""
@@ -65,7 +65,9 @@ def spec_dict(
             },
         ],
     }
-    if accuracy:
+    if isinstance(accuracy, dict):
+        spec["accuracy"] = accuracy
+    elif accuracy:
         spec["accuracy"] = {"numFewshot": 8, "limit": 20}
     spec.update(extra)
     return spec

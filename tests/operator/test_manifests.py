@@ -287,6 +287,30 @@ def test_accuracy_job_and_dataset_mounts() -> None:
     )
 
 
+def test_a_sequential_accuracy_job_mounts_the_baselines_result_read_only() -> None:
+    s = spec()
+    settings = OperatorSettings(pod_user=2000)
+    job = jobs.job(s, s.variant("fp8"), OWNER, RUN, ACCURACY, 1, settings, "llama-r1-bf16-accuracy")
+    pod = job["spec"]["template"]["spec"]
+    assert_restricted(pod)
+    assert {
+        "name": "baseline",
+        "configMap": {
+            "name": "llama-r1-bf16-accuracy",
+            "items": [{"key": "result.json", "path": "accuracy.json"}],
+        },
+    } in pod["volumes"]
+    container = pod["containers"][0]
+    assert {"name": "baseline", "mountPath": jobs.BASELINE_DIR, "readOnly": True} in container["volumeMounts"]
+    script = container["command"][-1]
+    assert f"--baseline-result {jobs.BASELINE_FILE}" in script
+    assert script.index("--baseline-result") < script.index("quantbench_loadgen.publish")
+    # Only the accuracy step reads the baseline's outcomes.
+    workload = Step(kind=StepKind.WORKLOAD, name="wl-latency", workload="latency")
+    with pytest.raises(ValueError, match="accuracy step"):
+        jobs.job(s, s.variant("fp8"), OWNER, RUN, workload, 1, settings, "llama-r1-bf16-accuracy")
+
+
 def test_each_job_may_update_only_its_own_configmap() -> None:
     sa, role, binding = rbac.job_account(OWNER, RUN, "bf16", "accuracy", 1)
     name = sa["metadata"]["name"]

@@ -18,7 +18,11 @@ from quantbench.analysis.run_results import RunResults
 from quantbench.compact import decode_summary
 from quantbench.local.server import free_port
 from quantbench.naming import job_name, probe_name, run_config_name, server_name
+from quantbench_loadgen.accuracy.results import AccuracyResult
+from quantbench_loadgen.accuracy.sequential import evaluate_sequentially, plan_for
 from quantbench_loadgen.publish import PublishError, Target, publish
+from quantbench_loadgen.specs import AccuracySpec
+from tests.analysis.builders import accuracy_from_outcomes
 from tests.cluster.kube import wait_for
 from tests.fixtures.prometheus import Prometheus
 from tests.operator import factories
@@ -220,6 +224,62 @@ FAILURES: dict[str, tuple[dict[str, Any], str, Any, str, str, str]] = {
     ),
     "job-failed": ({"name": "bad", "precision": "bf16"}, "h100", "fail-job", "Failed", "JobFailed", "failed"),
 }
+
+
+def test_a_variants_accuracy_job_gets_the_baselines_outcomes_and_stops_early(
+    bench: Bench, start_operator: OperatorFactory
+) -> None:
+    """accuracy.sequential on Kubernetes: the variant's accuracy Job is created only once the baseline's
+    result is in, mounts the baseline's results ConfigMap, and the runner's stopping rule applied to what
+    that mount holds ends it early; the summary reports where."""
+    accuracy = {"limit": 100, "margin": 10, "sequential": {"looks": 5, "discordance": 0.05}}
+    spec = factories.spec_dict(
+        variants=[{"name": "fp8", "precision": "fp8"}, {"name": "bf16", "precision": "bf16"}],
+        workloads=SMALL_WORKLOADS,
+        accuracy=accuracy,
+    )
+    start_operator([bench.ns])
+    bench.create(spec)
+    run = bench.run_id()
+    for v in ("bf16", "fp8"):
+        bench.play_job(run, v, "wl-latency", spec)
+    baseline_job = bench.wait_job(run, "bf16", "accuracy")
+    # The variant's accuracy waits for the baseline's outcomes: no Job yet, the status says why.
+    waiting = wait_for(
+        lambda: (m := bench.variant("fp8").get("message")) and "baseline bf16" in m and m, 30, "fp8 waiting"
+    )
+    assert "accuracy.sequential" in waiting and bench.variant("fp8")["phase"] == "Evaluating"
+    fp8_job = job_name("llama", run, "fp8", "accuracy")
+    assert bench.kube.get("Job", bench.ns, fp8_job) is None
+    bench.play_job(run, "bf16", "accuracy", spec)
+    bench.wait_job(run, "fp8", "accuracy")
+    pod = bench.kube.get("Job", bench.ns, fp8_job)["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "baseline")
+    assert volume["configMap"]["name"] == baseline_job
+    container = pod["containers"][0]
+    assert "--baseline-result /etc/quantbench-baseline/accuracy.json" in container["command"][-1]
+    # What the mount holds: the baseline's published result with its per-question outcomes.
+    held = bench.kube.get("ConfigMap", bench.ns, volume["configMap"]["name"])
+    key = volume["configMap"]["items"][0]["key"]
+    baseline = AccuracyResult.model_validate_json(held["data"][key])
+    assert len(baseline.outcomes) == 100
+    # Play the Job: the runner's stopping rule against those outcomes, the variant answering alike.
+    by_id = {o.doc_id: o for o in baseline.outcomes}
+    plan = plan_for(AccuracySpec.model_validate(accuracy))
+    outcomes, record = evaluate_sequentially(plan, baseline.outcomes, lambda ids: [by_id[i] for i in ids])
+    assert record.stopped_early and record.verdict == "NonInferior" and record.questions < 100
+    result = accuracy_from_outcomes(outcomes, dataset_sha="0" * 64, server_url="http://fp8-server:8000")
+    bench.publish_result(
+        run, "fp8", "accuracy", result.model_copy(update={"sequential": record}).model_dump_json()
+    )
+    bench.cluster.finish_job(bench.ns, fp8_job, "succeeded")
+    status = bench.wait_phase(("Succeeded",))
+    row = next(r for r in status["summary"]["variants"] if r["variant"] == "fp8")
+    assert row["accuracy"]["quality"] == "NonInferior"
+    assert row["accuracy"]["sequential"].startswith("stopped early")
+    assert f"after {record.questions} questions" in row["accuracy"]["sequential"]
+    created = [e["message"] for e in bench.events() if e["reason"] == "JobCreated"]
+    assert any(fp8_job in m and "stops early against the baseline's outcomes" in m for m in created)
 
 
 @pytest.mark.parametrize("case", list(FAILURES))

@@ -5,10 +5,13 @@ from typing import Any
 from quantbench.api.v1alpha1 import VariantPhase
 from quantbench.plan import (
     ANY_POOL,
+    TERMINAL_PHASES,
+    BaselineUse,
     PoolInfo,
     RunPlan,
     StepKind,
     VariantPlan,
+    accuracy_baseline,
     admitted,
     fits_at_once,
     kernel_for,
@@ -274,3 +277,40 @@ def test_a_variants_pool_label_and_gpu_resource_overrides_are_honoured() -> None
     assert next(v for v in plan.variants if v.variant == "mig").gpu_product == "A100"
     assert ["mig"] in plan.lanes  # before: the pool was counted with nvidia.com/gpu and had no GPU
     assert "gone" not in pools and pools["h100"].nodes == 1
+
+
+SEQUENTIAL = {"limit": 100, "sequential": {"looks": 5, "discordance": 0.05}}
+
+
+def test_with_sequential_accuracy_the_baseline_comes_first_in_its_lane() -> None:
+    listed = [{"name": n, "precision": p} for n, p in (("fp8", "fp8"), ("awq", "awq-int4"), ("bf16", "bf16"))]
+    one_lane = spec(variants=listed, placement={"nodePool": "h100", "gpus": 8}, parallelism="Sequential")
+    assert plan_run(one_lane, POOLS).lanes == [["fp8", "awq", "bf16"]]  # spec order without it
+    paired = spec(
+        variants=listed,
+        placement={"nodePool": "h100", "gpus": 8},
+        parallelism="Sequential",
+        accuracy=SEQUENTIAL,
+    )
+    assert plan_run(paired, POOLS).lanes == [["bf16", "fp8", "awq"]]
+    # A pool too small for all at once: one lane, the baseline first; the plan's variants keep spec order.
+    small = spec(variants=listed, placement={"nodePool": "l40s", "gpus": 2}, accuracy=SEQUENTIAL)
+    plan = plan_run(small, POOLS)
+    assert plan.lanes == [["bf16", "fp8", "awq"]] and [v.variant for v in plan.variants] == [
+        "fp8",
+        "awq",
+        "bf16",
+    ]
+
+
+def test_only_a_non_baseline_accuracy_step_waits_and_only_while_the_baseline_can_still_deliver() -> None:
+    paired, plain = spec(accuracy=SEQUENTIAL), spec()
+    running = VariantPhase.EVALUATING
+    assert accuracy_baseline(plain, "fp8", running, False) == BaselineUse.NOT_NEEDED
+    assert accuracy_baseline(paired, "bf16", running, False) == BaselineUse.NOT_NEEDED
+    assert accuracy_baseline(paired, "fp8", running, False) == BaselineUse.WAIT
+    assert accuracy_baseline(paired, "fp8", VariantPhase.PENDING, False) == BaselineUse.WAIT
+    assert accuracy_baseline(paired, "fp8", running, True) == BaselineUse.USE
+    assert accuracy_baseline(paired, "fp8", VariantPhase.FAILED, True) == BaselineUse.USE
+    for ended in TERMINAL_PHASES:
+        assert accuracy_baseline(paired, "fp8", ended, False) == BaselineUse.MISSING

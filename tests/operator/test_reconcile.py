@@ -556,3 +556,114 @@ def test_a_pool_with_no_node_waits_for_scale_up_until_the_startup_timeout() -> N
     assert w.statuses[0].reason == "Unschedulable"
     assert "waited server.startupTimeout (300 s) for no node in pool h300" in (w.statuses[0].message or "")
     assert "didn't match" in (w.statuses[0].message or "")
+
+
+# ------------------------------------------------------------- sequential accuracy against the baseline
+SEQUENTIAL = {"numFewshot": 8, "limit": 20, "sequential": {"looks": 5, "discordance": 0.05}}
+
+
+def _through_workloads(w: World, variants: tuple[str, ...]) -> None:
+    """Start the servers, make them ready and finish every workload Job of ``variants``."""
+    w.step()
+    for v in variants:
+        w.ready(v)
+    for workload in ("wl-latency", "wl-throughput"):
+        w.step()
+        for v in variants:
+            w.finish_job(v, workload)
+    w.step()
+
+
+def test_a_variants_accuracy_job_waits_for_the_baseline_result_then_mounts_it() -> None:
+    w = World(_sequential_spec())
+    _through_workloads(w, ("bf16", "fp8"))
+    # The baseline's accuracy Job runs; the variant's waits (no Job, no ConfigMap), its server kept.
+    assert ("Job", "b-r1-bf16-accuracy") in w.objects
+    assert ("Job", "b-r1-fp8-accuracy") not in w.objects and (
+        "ConfigMap",
+        "b-r1-fp8-accuracy",
+    ) not in w.objects
+    fp8 = next(s for s in w.statuses if s.name == "fp8")
+    assert fp8.phase == VariantPhase.EVALUATING and fp8.step == "accuracy"
+    assert fp8.message is not None and "baseline bf16's accuracy result" in fp8.message
+    assert ("Deployment", "b-r1-fp8-server") in w.objects
+    w.step()
+    assert ("Job", "b-r1-fp8-accuracy") not in w.objects
+    # The baseline's result lands: the variant's Job mounts the baseline's results ConfigMap.
+    w.finish_job("bf16", "accuracy")
+    d = w.step()
+    job = w.objects[("Job", "b-r1-fp8-accuracy")]
+    pod = job["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "baseline")
+    assert volume["configMap"] == {
+        "name": "b-r1-bf16-accuracy",
+        "items": [{"key": "result.json", "path": "accuracy.json"}],
+    }
+    container = pod["containers"][0]
+    assert {"name": "baseline", "mountPath": "/etc/quantbench-baseline", "readOnly": True} in container[
+        "volumeMounts"
+    ]
+    assert "--baseline-result /etc/quantbench-baseline/accuracy.json" in container["command"][-1]
+    created = [n.message for n in d.notes if n.reason == "JobCreated"]
+    assert any("stops early against the baseline's outcomes" in m for m in created)
+    # The baseline's own accuracy Job never waits and never mounts anything.
+    base_pod = w.objects[("Job", "b-r1-bf16-accuracy")]["spec"]["template"]["spec"]
+    assert all(v["name"] != "baseline" for v in base_pod["volumes"])
+    assert "--baseline-result" not in base_pod["containers"][0]["command"][-1]
+
+
+def _sequential_spec(**kw: Any) -> QuantBenchmarkSpec:
+    return factories.spec(
+        variants=[{"name": "bf16", "precision": "bf16"}, {"name": "fp8", "precision": "fp8"}],
+        accuracy=SEQUENTIAL,
+        **kw,
+    )
+
+
+def test_a_baseline_that_fails_releases_the_waiting_variant_to_ask_every_question() -> None:
+    w = World(_sequential_spec())
+    _through_workloads(w, ("bf16", "fp8"))
+    assert ("Job", "b-r1-fp8-accuracy") not in w.objects
+    w.finish_job("bf16", "accuracy", ok=False, write=False)
+    d = w.step()  # the same pass that records the baseline's failure starts the variant's Job
+    assert w.phase("bf16") == VariantPhase.FAILED
+    pod = w.objects[("Job", "b-r1-fp8-accuracy")]["spec"]["template"]["spec"]
+    assert all(v["name"] != "baseline" for v in pod["volumes"])
+    assert any("every planned question" in n.message for n in d.notes if n.reason == "JobCreated")
+
+
+def test_without_sequential_evaluation_no_accuracy_job_waits() -> None:
+    spec = factories.spec(
+        variants=[{"name": "bf16", "precision": "bf16"}, {"name": "fp8", "precision": "fp8"}]
+    )
+    w = World(spec)
+    _through_workloads(w, ("bf16", "fp8"))
+    assert ("Job", "b-r1-bf16-accuracy") in w.objects and ("Job", "b-r1-fp8-accuracy") in w.objects
+
+
+def test_in_one_lane_the_baseline_runs_first_so_nothing_waits_behind_a_waiting_variant() -> None:
+    """One lane (Sequential parallelism): the spec lists fp8 first, the baseline still runs first, and
+    fp8's accuracy Job finds the baseline's result."""
+    spec = factories.spec(
+        variants=[{"name": "fp8", "precision": "fp8"}, {"name": "bf16", "precision": "bf16"}],
+        accuracy=SEQUENTIAL,
+        placement={"nodePool": "h100", "gpus": 8},
+        parallelism="Sequential",
+    )
+    w = World(spec)
+    w.step()
+    assert [k for k in w.kinds() if k[0] == "Deployment"] == [("Deployment", "b-r1-bf16-server")]
+    w.ready("bf16")
+    for step in ("wl-latency", "wl-throughput", "accuracy"):
+        w.step()
+        w.finish_job("bf16", step)
+    w.step()
+    assert w.phase("bf16") == VariantPhase.SUCCEEDED
+    w.step()
+    w.ready("fp8")
+    for step in ("wl-latency", "wl-throughput"):
+        w.step()
+        w.finish_job("fp8", step)
+    w.step()
+    pod = w.objects[("Job", "b-r1-fp8-accuracy")]["spec"]["template"]["spec"]
+    assert any(v["name"] == "baseline" for v in pod["volumes"])

@@ -22,6 +22,7 @@ from quantbench_loadgen.accuracy.results import AccuracyResult
 from quantbench_loadgen.accuracy.runner import AccuracyRequest, AccuracyRunError, run_accuracy
 from quantbench_loadgen.accuracy.sequential import plan_for
 from quantbench_loadgen.accuracy.task import DatasetError
+from quantbench_loadgen.fidelity import FidelityResult
 from quantbench_loadgen.specs import AccuracySpec
 from quantbench_loadgen.telemetry import DEFAULT_INTERVAL_S
 
@@ -65,6 +66,12 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         help="with accuracy.sequential: the baseline's AccuracyResult; ask its questions in chunks and stop "
         "once the variant's verdict is decided",
     )
+    p.add_argument(
+        "--fidelity-result",
+        type=Path,
+        help="with --baseline-result: this variant's FidelityResult; its greedy answer disagreement sizes "
+        "the first chunks (it changes how soon the looks come, never the error rate)",
+    )
     return p
 
 
@@ -89,6 +96,12 @@ def request_from_args(args: argparse.Namespace) -> AccuracyRequest:
     spec = AccuracySpec.model_validate({**spec.model_dump(), **overrides})
     dataset = args.dataset or (spec.dataset.path if spec.dataset is not None else None)
     baseline = None
+    expected = None
+    if args.fidelity_result is not None:
+        if args.baseline_result is None:
+            raise ValueError("--fidelity-result needs --baseline-result")
+        fidelity = FidelityResult.model_validate_json(args.fidelity_result.read_text(encoding="utf-8"))
+        expected = 1.0 - fidelity.greedy_agreement
     if args.baseline_result is not None:
         if spec.sequential is None:
             raise ValueError("--baseline-result needs accuracy.sequential in the spec")
@@ -108,6 +121,7 @@ def request_from_args(args: argparse.Namespace) -> AccuracyRequest:
         telemetry_interval_s=args.telemetry_interval or None,
         plan=plan_for(spec) if spec.sequential is not None else None,
         baseline=baseline,
+        expected_discordance=expected,
     )
 
 

@@ -56,12 +56,24 @@ class ExtractorScore(ApiModel):
 class SequentialRecord(ApiModel):
     """How a sequential evaluation (accuracy.sequential) ended for a variant."""
 
-    look_sizes: list[int] = Field(description="Questions analysed at each planned look.")
+    look_sizes: list[int] = Field(
+        description="Where each look falls, in questions, when the discordance is the planning one (the looks "
+        "wait for information, so they come sooner when fewer answers change)."
+    )
     fixed_questions: int = Field(ge=1, description="Questions the fixed-sample design would ask.")
     look: int = Field(ge=0, description="The look that decided (or the last one reached).")
     questions: int = Field(ge=0, description="Questions the variant answered.")
-    stopped_early: bool = Field(description="Stopped before the last look.")
+    stopped_early: bool = Field(description="Stopped before the design's full information.")
     verdict: QualityVerdict = Field(description="The decision at that look.")
+    information_fraction: float | None = Field(
+        default=None, ge=0, description="Information at the decision over the design's maximum."
+    )
+    expected_discordance: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="The discordance the chunk sizes started from (fidelity's greedy answer disagreement).",
+    )
 
 
 class AccuracyResult(ApiModel):

@@ -78,6 +78,8 @@ class AccuracyRequest:
     # that stops once its verdict is decided; without one, it is the baseline (at most the design's maximum).
     plan: SequentialPlan | None = None
     baseline: AccuracyResult | None = None
+    # the discordance the chunk sizes start from (fidelity's greedy answer disagreement); None: the plan's
+    expected_discordance: float | None = None
 
 
 def metrics_url(base_url: str) -> str:
@@ -256,7 +258,9 @@ def _evaluate(request: AccuracyRequest, folder: Path | None, samples_out: Path |
                 asked.extend(chunk)
                 return outcomes_from_samples(chunk)
 
-            _, record = evaluate_sequentially(request.plan, request.baseline.outcomes, ask)
+            _, record = evaluate_sequentially(
+                request.plan, request.baseline.outcomes, ask, request.expected_discordance
+            )
             samples: list[Mapping[str, Any]] = asked
         else:
             limit = request.limit
@@ -268,9 +272,10 @@ def _evaluate(request: AccuracyRequest, folder: Path | None, samples_out: Path |
     outcomes = outcomes_from_samples(samples)
     notes: list[str] = []
     if record is not None and record.stopped_early:
+        where = f"at look {record.look} of {len(record.look_sizes)}" if record.look else "between looks"
         notes.append(
-            f"stopped early at look {record.look} of {len(record.look_sizes)}: {record.verdict} after "
-            f"{record.questions} questions (the fixed-sample design needs {record.fixed_questions})"
+            f"stopped early {where}: {record.verdict} after {record.questions} questions (the fixed-sample "
+            f"design needs {record.fixed_questions})"
         )
     if request.plan is None and request.limit is not None and len(outcomes) < request.limit:
         notes.append(f"asked for {request.limit} questions, the test split has {len(outcomes)}")

@@ -1,9 +1,11 @@
 """Group-sequential evaluation of a variant against the baseline's recorded outcomes (pure orchestration).
 
-The plan (`quantbench_loadgen.noninferiority.plan_sequential`) fixes before any question is asked how many
-questions each look analyses. The variant answers the questions chunk by chunk, in the baseline's order;
-after each chunk the paired outcomes so far are tested against the look's boundaries, and the evaluation
-stops at the first look that decides. Questions the baseline did not answer are not asked.
+The design (`quantbench_loadgen.noninferiority.plan_sequential`) fixes before any question is asked how
+much information each look waits for. The variant answers the baseline's questions chunk by chunk, in the
+baseline's order; after each chunk the paired outcomes so far are tested at every look their information
+reaches, and the evaluation stops at the first look that decides. Questions the baseline did not answer are
+not asked. This is the one implementation of the stopping rule: `quantbench run` and the operator's accuracy
+Jobs both run it (the Job reads the baseline's outcomes from a mounted ConfigMap).
 """
 
 from __future__ import annotations
@@ -11,12 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from quantbench_loadgen.accuracy.results import QuestionOutcome, SequentialRecord
-from quantbench_loadgen.noninferiority import (
-    SequentialDecision,
-    SequentialPlan,
-    plan_sequential,
-    sequential_decision,
-)
+from quantbench_loadgen.noninferiority import SequentialPlan, monitor, plan_sequential
 from quantbench_loadgen.specs import AccuracySpec
 
 
@@ -33,34 +30,34 @@ def evaluate_sequentially(
     plan: SequentialPlan,
     baseline: Sequence[QuestionOutcome],
     ask: Callable[[Sequence[int]], list[QuestionOutcome]],
+    expected_discordance: float | None = None,
 ) -> tuple[list[QuestionOutcome], SequentialRecord]:
     """Ask the baseline's questions (by doc id, in its order) chunk by chunk through ``ask`` until a look
-    decides; return the variant's outcomes and how it ended."""
+    decides; return the variant's outcomes and how it ended. ``expected_discordance`` (e.g. one minus the
+    fidelity measurement's greedy answer agreement) sizes the first chunks; it cannot change the verdict's
+    error rate, only how soon the looks come."""
     order = sorted(baseline, key=lambda o: o.doc_id)
     answered: dict[str, QuestionOutcome] = {}
-    decision: SequentialDecision | None = None
-    asked = 0
-    for k, size in enumerate(plan.look_sizes):
-        chunk = order[asked : min(size, len(order))]
-        if not chunk:
-            break
+
+    def ask_chunk(first: int, count: int) -> tuple[int, int, int]:
+        chunk = order[first : first + count]
         for outcome in ask([o.doc_id for o in chunk]):
             answered[outcome.key] = outcome
-        asked += len(chunk)
-        pairs = [
-            (o.strict_correct, answered[o.key].strict_correct) for o in order[:asked] if o.key in answered
-        ]
-        decision = sequential_decision(plan, pairs)
-        if decision.stopped_early or k + 1 == plan.design.looks:
-            break
-    if decision is None:
-        decision = sequential_decision(plan, [])
+        pairs = [(o.strict_correct, answered[o.key].strict_correct) for o in chunk if o.key in answered]
+        gained = sum(1 for base, var in pairs if var and not base)
+        lost = sum(1 for base, var in pairs if base and not var)
+        return len(pairs), gained, lost
+
+    decision = monitor(plan, len(order), ask_chunk, expected_discordance)
+    asked = [answered[o.key] for o in order if o.key in answered]
     record = SequentialRecord(
         look_sizes=list(plan.look_sizes),
         fixed_questions=plan.fixed_questions,
         look=decision.look,
-        questions=asked,
+        questions=len(asked),
         stopped_early=decision.stopped_early,
         verdict=decision.verdict,
+        information_fraction=round(decision.information_fraction, 4),
+        expected_discordance=expected_discordance,
     )
-    return [answered[o.key] for o in order[:asked] if o.key in answered], record
+    return asked, record

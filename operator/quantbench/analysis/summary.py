@@ -80,7 +80,7 @@ class SummarySettings:
     power: float = 0.8
     speed_margin: float = 0.05
     accuracy_margin: float = DEFAULT_MARGIN  # a fraction (0.02 = 2 points); the spec's accuracy.margin wins
-    looks: int = 5  # analyses of the group-sequential design quoted in the evidence
+    looks: int = 10  # analyses of the group-sequential design quoted in the evidence
     # USD per GPU-hour by node pool ('*': any), e.g. from the chart or a flag; spec.gpuHourPrices wins.
     prices: Mapping[str, float] = field(default_factory=dict)
 
@@ -300,9 +300,15 @@ def compare_accuracy(
     if record is not None:  # the design's decision, taken at its boundaries, is the verdict
         verdict = record.verdict
         how = "stopped early" if record.stopped_early else "ran to the end"
+        where = f"at look {record.look} of {len(record.look_sizes)}" if record.look else "between looks"
+        share = (
+            f", {record.information_fraction:.0%} of the design's information"
+            if record.information_fraction is not None
+            else ""
+        )
         sequential = (
-            f"{how} at look {record.look} of {len(record.look_sizes)}: {record.verdict} after "
-            f"{record.questions} questions (fixed-sample design: {record.fixed_questions})"
+            f"{how} {where}: {record.verdict} after {record.questions} questions{share} "
+            f"(fixed-sample design: {record.fixed_questions})"
         )
     return (
         summary.model_copy(

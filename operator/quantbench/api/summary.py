@@ -216,8 +216,8 @@ class AccuracySummary(ApiModel):
     questions_needed_sequential: float | None = Field(
         default=None,
         ge=0,
-        description="Expected questions of the group-sequential design (5 looks, early stopping) for the "
-        "same power and error rate.",
+        description="Expected questions of the group-sequential design (10 looks on information, early "
+        "stopping) for the same power and error rate, at the observed share of changed answers.",
     )
     answers: AnswerSheet | None = Field(
         default=None, description="Per-question correctness, for paired comparisons across runs."

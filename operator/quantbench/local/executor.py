@@ -340,6 +340,10 @@ def run_variant(
             if after_timed is not None:
                 after_timed()
             if spec.accuracy is not None:
+                # Fidelity first: its greedy answer disagreement sizes a sequential evaluation's chunks.
+                fidelity = fidelity_argv(settings, spec, variant.name, server.url, model, root)
+                if fidelity is not None:
+                    _run_step(variant.name, "fidelity", fidelity, folder / "fidelity.log", settings)
                 afile = folder / "accuracy-spec.yaml"
                 afile.write_text(yaml.safe_dump(spec.accuracy.to_wire()))
                 argv = accuracy_argv(settings, spec, server.url, model, afile, folder / "accuracy.json")
@@ -347,6 +351,8 @@ def run_variant(
                 if spec.accuracy.sequential is not None and variant.name != spec.baseline:
                     if baseline_result.is_file():  # ask in chunks, stop once decided
                         argv += ["--baseline-result", str(baseline_result)]
+                        if (folder / FIDELITY_FILE).is_file():
+                            argv += ["--fidelity-result", str(folder / FIDELITY_FILE)]
                     else:
                         settings.log(f"{variant.name}: no baseline accuracy result: every planned question")
                 log_path = folder / "accuracy.log"
@@ -358,9 +364,6 @@ def run_variant(
                     settings,
                     _accuracy_poll(variant.name, log_path, settings),
                 )
-                fidelity = fidelity_argv(settings, spec, variant.name, server.url, model, root)
-                if fidelity is not None:
-                    _run_step(variant.name, "fidelity", fidelity, folder / "fidelity.log", settings)
         except StepFailed as exc:
             if server.process.poll() is not None:
                 reason, message = Reason.SERVER_LOST, f"the server exited during the run: {exc.message}"

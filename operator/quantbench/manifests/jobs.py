@@ -5,6 +5,10 @@ read-only mount, measures the variant's server through its Service, and writes `
 the same ConfigMap with ``python -m quantbench_loadgen.publish`` (its service account may update only
 the ConfigMaps of its run).
 
+With accuracy.sequential, a non-baseline variant's accuracy Job also mounts the baseline accuracy Job's
+results ConfigMap (its ``result.json``, read-only, at ``BASELINE_DIR``) and stops early against those
+per-question outcomes; the operator creates that Job only once the result is in (plan.accuracy_baseline).
+
 A Job whose every source is local (a ConfigMap, a volume, or no dataset) runs with the Hub's offline mode;
 a Job that reads from the Hub (``dataset.huggingFace``, or the accuracy task's public GSM8K default) does
 not, and gets a writable Hub cache folder and server.hfTokenSecret as HF_TOKEN. Whether the Hub can be
@@ -35,6 +39,9 @@ DATA_DIR = "/data"
 HUB_CACHE_DIR = "/hub-cache"
 OFFLINE_ENV: tuple[tuple[str, str], ...] = (("HF_HUB_OFFLINE", "1"), ("HF_DATASETS_OFFLINE", "1"))
 INPUT_FILE = f"{INPUT_DIR}/{INPUT_KEY}"
+BASELINE_DIR = "/etc/quantbench-baseline"
+BASELINE_KEY = "accuracy.json"
+BASELINE_FILE = f"{BASELINE_DIR}/{BASELINE_KEY}"
 
 
 def results_configmap(
@@ -161,11 +168,18 @@ def workload_command(url: str, model: str, dataset_path: str | None, configmap: 
 
 
 def accuracy_command(
-    url: str, model: str, dataset_path: str | None, max_len: int, configmap: str
+    url: str,
+    model: str,
+    dataset_path: str | None,
+    max_len: int,
+    configmap: str,
+    baseline_file: str | None = None,
 ) -> list[str]:
     run = accuracy_args(
         url, model, f"{INPUT_DIR}/{INPUT_KEY}", max_len, f"{OUTPUT_DIR}/{RESULT_KEY}", dataset_path
     )
+    if baseline_file is not None:  # ask the baseline's questions in chunks, stop once decided
+        run += ["--baseline-result", baseline_file]
     command = ["python", "-m", "quantbench_loadgen.accuracy", *run]
     publish = publish_command(configmap, alongside=INPUT_FILE)
     return ["/bin/sh", "-c", f"set -e; {shlex.join(command)}; {publish}"]
@@ -193,8 +207,12 @@ def job(
     step: Step,
     generation: int,
     settings: OperatorSettings,
+    baseline_result: str | None = None,
 ) -> Obj:
-    """The Job for one planned step (a workload or the accuracy task) of one variant."""
+    """The Job for one planned step (a workload or the accuracy task) of one variant; ``baseline_result``:
+    the results ConfigMap of the baseline's accuracy Job, for a sequential evaluation against it."""
+    if baseline_result is not None and step.kind != StepKind.ACCURACY:
+        raise ValueError(f"only the accuracy step uses the baseline's result, not {step.name!r}")
     name = job_name(owner.name, run, variant.name, step.name)
     url = server_url(spec, owner, run, variant.name)
     model = model_of(spec, variant)
@@ -202,7 +220,14 @@ def job(
     dataset = getattr(task, "dataset", None)
     dataset_path, volumes, mounts = _dataset_mount(dataset if isinstance(dataset, DatasetSource) else None)
     if step.kind == StepKind.ACCURACY:
-        command = accuracy_command(url, model, dataset_path, spec.server.max_model_len, name)
+        command = accuracy_command(
+            url,
+            model,
+            dataset_path,
+            spec.server.max_model_len,
+            name,
+            BASELINE_FILE if baseline_result is not None else None,
+        )
     else:
         command = workload_command(url, model, dataset_path, name)
     step_labels = labels(owner.name, run, variant.name, step.name)
@@ -219,6 +244,10 @@ def job(
         *mounts,
         *hub_mounts,
     ]
+    if baseline_result is not None:
+        items = [{"key": RESULT_KEY, "path": BASELINE_KEY}]
+        volumes.append({"name": "baseline", "configMap": {"name": baseline_result, "items": items}})
+        mounts.append({"name": "baseline", "mountPath": BASELINE_DIR, "readOnly": True})
     container: Obj = {
         "name": "benchmark",
         "image": settings.job_image,

@@ -1,0 +1,112 @@
+"""The sequential design's saving, by simulation with fixed seeds. Run: ``make bench-sequential``.
+
+Prints, for a 1-point margin, 80% power and a 5% one-sided error rate, the expected questions the
+sequential design (`quantbench_loadgen.noninferiority.monitor`, the same code the accuracy runner stops
+with) asks of a variant, and how often it calls a variant non-inferior, for true discordances 2-10% and a
+true difference of 0 (as accurate as the baseline) or exactly -margin (where the error rate is pinned);
+against the fixed-sample design a user plans without knowing the discordance (at the default planning
+discordance 5%, and at a cautious 10%). `tests/loadgen/test_noninferiority.py` pins these figures.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+from quantbench_loadgen.noninferiority import (
+    QualityVerdict,
+    SequentialPlan,
+    monitor,
+    plan_sequential,
+    questions_needed,
+)
+
+MARGIN = 0.01
+DISCORDANCES = (0.02, 0.03, 0.05, 0.10)
+PLANNED_AT = (0.05, 0.10)
+
+
+def binomial(rng: random.Random, n: int, p: float) -> int:
+    """Successes in n Bernoulli(p) trials, by geometric jumps between successes (n p + 1 draws)."""
+    if p <= 0.0 or n <= 0:
+        return 0
+    if p >= 1.0:
+        return n
+    log_q = math.log(1.0 - p)
+    count, position = 0, -1
+    while True:
+        position += 1 + int(math.log(1.0 - rng.random()) / log_q)
+        if position >= n:
+            return count
+        count += 1
+
+
+@dataclass(frozen=True)
+class Figures:
+    non_inferior: float  # share of trials that ended NonInferior
+    mean_questions: float
+    early: float  # share of trials stopped before the design's full information
+
+
+def simulate(
+    plan: SequentialPlan,
+    discordance: float,
+    delta: float,
+    trials: int,
+    seed: int,
+    budget: int | None = None,
+    expected_discordance: float | None = None,
+) -> Figures:
+    """``trials`` sequential evaluations of a variant whose answers differ from the baseline's on a share
+    ``discordance`` of questions, with true accuracy difference ``delta``; ``budget``: the questions the
+    baseline answered (None: as many as needed)."""
+    p_gain, p_loss = (discordance + delta) / 2, (discordance - delta) / 2
+    if p_gain < 0 or p_loss < 0:
+        raise ValueError(f"|delta| {abs(delta)} cannot exceed the discordance {discordance}")
+    rng = random.Random(seed)
+
+    def ask(first: int, count: int) -> tuple[int, int, int]:
+        discordant = binomial(rng, count, p_gain + p_loss)
+        gained = binomial(rng, discordant, p_gain / (p_gain + p_loss)) if discordant else 0
+        return count, gained, discordant - gained
+
+    decisions = [
+        monitor(plan, budget if budget is not None else 10**9, ask, expected_discordance)
+        for _ in range(trials)
+    ]
+    return Figures(
+        non_inferior=sum(d.verdict == QualityVerdict.NON_INFERIOR for d in decisions) / trials,
+        mean_questions=sum(d.questions for d in decisions) / trials,
+        early=sum(d.stopped_early for d in decisions) / trials,
+    )
+
+
+def main() -> None:
+    trials = 4000
+    plan = plan_sequential(MARGIN, PLANNED_AT[0])
+    fixed = {d: questions_needed(MARGIN, d) for d in (*DISCORDANCES, *PLANNED_AT)}
+    print(
+        f"1-point margin, 80% power, 5% one-sided; {plan.design.looks} looks, power spending rho "
+        f"{plan.design.rho}; {trials} trials per row (seeded)"
+    )
+    print("fixed-sample design: " + ", ".join(f"{fixed[d]} questions at {d:.0%} discordance" for d in fixed))
+    print(
+        f"{'discordance':>11} {'delta':>6} {'fidelity':>8} {'P(NonInferior)':>14} {'E[questions]':>12} "
+        + " ".join(f"{'/fixed@' + format(p, '.0%'):>11}" for p in PLANNED_AT)
+        + f" {'/fixed@true':>11}"
+    )
+    for d in DISCORDANCES:
+        for delta in (0.0, -MARGIN):
+            for prior in (None, d):
+                f = simulate(plan, d, delta, trials, seed=15, expected_discordance=prior)
+                print(
+                    f"{d:>11.0%} {delta * 100:>+6.0f} {'yes' if prior is not None else 'no':>8} "
+                    f"{f.non_inferior:>14.2%} {f.mean_questions:>12.0f} "
+                    + " ".join(f"{f.mean_questions / fixed[p]:>11.2f}" for p in PLANNED_AT)
+                    + f" {f.mean_questions / fixed[d]:>11.2f}"
+                )
+
+
+if __name__ == "__main__":
+    main()
