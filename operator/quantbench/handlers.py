@@ -6,7 +6,10 @@
 - create/update/resume handlers record an Event and wake the task; the update handler states the policy
   for spec changes during a run;
 - deleting a benchmark deletes its children through the garbage collector (ownerReferences);
-- event handlers on the children (pods, Jobs, ConfigMaps, Deployments) only wake the owner's task.
+- event handlers on the children (pods, Jobs, ConfigMaps, Deployments) only wake the owner's task, after
+  a short settle so that a burst of child updates makes one pass;
+- reconciles run in threads: benchmarks with a run in flight in one pool, the others (a run about to start)
+  in their own, so that starting a run never queues behind the passes of runs in flight.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ from quantbench.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
 FINALIZER = f"{LABEL_GROUP}/finalizer"
-DEBOUNCE_S = 0.05
+DEBOUNCE_S = 0.05  # after the benchmark itself changed (created, spec edited, run-now)
+CHILD_SETTLE_S = 0.25  # after a child changed: a burst of pod/Deployment/Job updates becomes one pass
 ERROR_BACKOFF_S = 5.0
 ERROR_BACKOFF_MAX_S = 300.0
 LEADER_POLL_S = 1.0
@@ -45,6 +49,11 @@ class Runtime:
         self.driver: Driver | None = None
         self.settings = OperatorSettings()
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="reconcile")
+        # Benchmarks with no run in progress (a run about to start among them) reconcile in a lane of their
+        # own: starting a run never queues behind the passes of the runs already in flight.
+        self.start_executor = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="start")
+        self.running: set[tuple[str, str]] = set()  # benchmarks whose last seen status has a current run
+        self.settle: dict[tuple[str, str], float] = {}  # how long a woken task waits for more changes
         self.wakers: dict[tuple[str, str], asyncio.Event] = {}
         self.tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
         self.elector: LeaderElector | None = None
@@ -55,10 +64,17 @@ class Runtime:
     def leading(self) -> bool:
         return self.elector is None or self.elector.is_leader()
 
-    def wake(self, namespace: str | None, name: str | None) -> None:
+    def lane(self, key: tuple[str, str]) -> concurrent.futures.ThreadPoolExecutor:
+        """The thread pool a benchmark's reconcile runs in: runs in flight in one, the others in their own."""
+        return self.executor if key in self.running else self.start_executor
+
+    def wake(self, namespace: str | None, name: str | None, settle_s: float = DEBOUNCE_S) -> None:
+        """Have the benchmark's task reconcile ``settle_s`` from now (the shortest of the wakes pending)."""
         if namespace and name:
-            event = self.wakers.get((namespace, name))
+            key = (namespace, name)
+            event = self.wakers.get(key)
             if event is not None:
+                self.settle[key] = min(settle_s, self.settle.get(key, settle_s))
                 event.set()
 
 
@@ -72,10 +88,12 @@ async def _log_stats(every_s: float) -> None:
         driver = RUNTIME.driver
         if driver is not None:
             log.warning(
-                "operator stats: reconciles=%d api_requests=%d benchmarks=%d",
+                "operator stats: reconciles=%d api_requests=%d benchmarks=%d reconcile_s=%.3f api_s=%.3f",
                 driver.reconciles,
                 driver.kube.requests,
                 len(RUNTIME.tasks),
+                driver.reconcile_seconds,
+                driver.kube.request_seconds,
             )
 
 
@@ -187,7 +205,13 @@ async def track(event: kopf.RawEvent, body: kopf.Body, name: str, namespace: str
         RUNTIME.tasks.pop(key, None)
         RUNTIME.wakers.pop(key, None)
         RUNTIME.generations.pop(key, None)
+        RUNTIME.running.discard(key)
+        RUNTIME.settle.pop(key, None)
         return
+    if (body.get("status") or {}).get("currentRun"):
+        RUNTIME.running.add(key)
+    else:
+        RUNTIME.running.discard(key)
     generation = meta.get("generation")
     if task is None or task.done():
         RUNTIME.wakers.setdefault(key, asyncio.Event())
@@ -206,6 +230,7 @@ async def stop_tasks(**_: Any) -> None:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     RUNTIME.tasks.clear()
+    RUNTIME.running.clear()
 
 
 async def drive(body: dict[str, Any], name: str, namespace: str) -> None:
@@ -217,7 +242,8 @@ async def drive(body: dict[str, Any], name: str, namespace: str) -> None:
     loop = asyncio.get_running_loop()
     failures = 0
     while True:
-        wake.clear()
+        wake.clear()  # the pass below sees every change made so far
+        RUNTIME.settle.pop(key, None)
         delay: float | None
         backoff = 0.0
         if not RUNTIME.leading():  # another operator holds the Lease: it acts; this one waits its turn
@@ -225,7 +251,7 @@ async def drive(body: dict[str, Any], name: str, namespace: str) -> None:
             continue
         try:
             with metrics.Timer(metrics.OPERATOR):
-                delay = await loop.run_in_executor(RUNTIME.executor, _driver().reconcile, namespace, name)
+                delay = await loop.run_in_executor(RUNTIME.lane(key), _driver().reconcile, namespace, name)
             failures = 0
         except StatusConflict as exc:
             log.info("reconcile of %s/%s: %s; again", namespace, name, exc)
@@ -249,7 +275,7 @@ async def drive(body: dict[str, Any], name: str, namespace: str) -> None:
             await asyncio.wait_for(wake.wait(), timeout=timeout)
         except TimeoutError:
             continue
-        await asyncio.sleep(DEBOUNCE_S)  # let a burst of child events settle into one reconcile
+        await asyncio.sleep(RUNTIME.settle.pop(key, DEBOUNCE_S))  # let a burst settle into one pass
 
 
 def error_backoff(failures: int) -> float:
@@ -258,7 +284,7 @@ def error_backoff(failures: int) -> float:
 
 
 async def _wake_owner(labels: kopf.Labels, namespace: str | None, **_: Any) -> None:
-    RUNTIME.wake(namespace, labels.get(LABEL_BENCHMARK))
+    RUNTIME.wake(namespace, labels.get(LABEL_BENCHMARK), CHILD_SETTLE_S)
 
 
 kopf.on.event("v1", "pods", labels=OWNED)(_wake_owner)
