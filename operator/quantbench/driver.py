@@ -191,8 +191,17 @@ class Driver:
         self._posted: set[tuple[str, str, str, str]] = (
             set()
         )  # Warnings posted (namespace, name, reason, text)
-        # Fan-out of independent API calls (creates, deletes, Events) so a step's objects appear together.
+        # Fan-out of independent API calls so a step's objects appear together; a pool each for creates and
+        # deletes, for a pass's lists and for Events, so that a run's creates never queue behind the lists
+        # and Events of other benchmarks' passes.
         self._fanout = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="api")
+        self._lists = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="list")
+        self._events = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="event")
+
+    def close(self) -> None:
+        """Wait for the API calls in flight (Events posted without waiting among them) and stop the pools."""
+        for pool in (self._fanout, self._lists, self._events):
+            pool.shutdown(wait=True)
 
     # ------------------------------------------------------------------------------------ entry
     def reconcile(self, namespace: str, name: str) -> float | None:
@@ -376,7 +385,7 @@ class Driver:
             if key in self._posted:
                 return
             self._posted.add(key)
-        self._fanout.submit(self.kube.event, body, type_, reason, message)
+        self._events.submit(self.kube.event, body, type_, reason, message)
 
     def _replacing(self, body: dict[str, Any], status: QuantBenchmarkStatus, now: datetime) -> bool:
         """Whether a run is due (schedule or run-now) while one is in progress under concurrencyPolicy
@@ -694,7 +703,7 @@ class Driver:
         ns = owner.namespace
         # One round trip for the lists that need no order; ConfigMaps only after Jobs (see
         # reconcile.Observed).
-        others = {kind: self._fanout.submit(self.kube.list, kind, ns, sel) for kind in OBSERVED_KINDS}
+        others = {kind: self._lists.submit(self.kube.list, kind, ns, sel) for kind in OBSERVED_KINDS}
         jobs = as_jobs(self.kube.list("Job", ns, sel))
         configmaps = as_configmaps(self.kube.list("ConfigMap", ns, sel))
         obs = Observed(

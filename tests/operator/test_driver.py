@@ -144,7 +144,7 @@ def test_the_reference_runs_full_summary_is_read_from_its_configmap() -> None:
     assert driver._reference_summary(body(spec_dict()), entry) == summary
     gone = entry.model_copy(update={"summary_config_map": "b-r0-summary"})
     assert driver._reference_summary(body(spec_dict()), gone) is None
-    driver._fanout.shutdown(wait=True)
+    driver.close()
     assert kube.events == ["ReferenceUnavailable"]
 
 
