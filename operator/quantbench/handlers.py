@@ -6,8 +6,7 @@
 - create/update/resume handlers record an Event and wake the task; the update handler states the policy
   for spec changes during a run;
 - deleting a benchmark deletes its children through the garbage collector (ownerReferences);
-- event handlers on the children (pods, Jobs, ConfigMaps, Deployments) only wake the owner's task, after
-  a short settle so that a burst of child updates makes one pass;
+- event handlers on the children (pods, Jobs, ConfigMaps, Deployments) only wake the owner's task;
 - reconciles run in threads: benchmarks with a run in flight in one pool, the others (a run about to start)
   in their own, so that starting a run never queues behind the passes of runs in flight.
 """
@@ -33,8 +32,7 @@ from quantbench.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
 FINALIZER = f"{LABEL_GROUP}/finalizer"
-DEBOUNCE_S = 0.05  # after the benchmark itself changed (created, spec edited, run-now)
-CHILD_SETTLE_S = 0.25  # after a child changed: a burst of pod/Deployment/Job updates becomes one pass
+DEBOUNCE_S = 0.05
 ERROR_BACKOFF_S = 5.0
 ERROR_BACKOFF_MAX_S = 300.0
 LEADER_POLL_S = 1.0
@@ -51,9 +49,8 @@ class Runtime:
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="reconcile")
         # Benchmarks with no run in progress (a run about to start among them) reconcile in a lane of their
         # own: starting a run never queues behind the passes of the runs already in flight.
-        self.start_executor = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="start")
+        self.start_executor = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="start")
         self.running: set[tuple[str, str]] = set()  # benchmarks whose last seen status has a current run
-        self.settle: dict[tuple[str, str], float] = {}  # how long a woken task waits for more changes
         self.wakers: dict[tuple[str, str], asyncio.Event] = {}
         self.tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
         self.elector: LeaderElector | None = None
@@ -68,13 +65,10 @@ class Runtime:
         """The thread pool a benchmark's reconcile runs in: runs in flight in one, the others in their own."""
         return self.executor if key in self.running else self.start_executor
 
-    def wake(self, namespace: str | None, name: str | None, settle_s: float = DEBOUNCE_S) -> None:
-        """Have the benchmark's task reconcile ``settle_s`` from now (the shortest of the wakes pending)."""
+    def wake(self, namespace: str | None, name: str | None) -> None:
         if namespace and name:
-            key = (namespace, name)
-            event = self.wakers.get(key)
+            event = self.wakers.get((namespace, name))
             if event is not None:
-                self.settle[key] = min(settle_s, self.settle.get(key, settle_s))
                 event.set()
 
 
@@ -206,7 +200,6 @@ async def track(event: kopf.RawEvent, body: kopf.Body, name: str, namespace: str
         RUNTIME.wakers.pop(key, None)
         RUNTIME.generations.pop(key, None)
         RUNTIME.running.discard(key)
-        RUNTIME.settle.pop(key, None)
         return
     if (body.get("status") or {}).get("currentRun"):
         RUNTIME.running.add(key)
@@ -242,8 +235,7 @@ async def drive(body: dict[str, Any], name: str, namespace: str) -> None:
     loop = asyncio.get_running_loop()
     failures = 0
     while True:
-        wake.clear()  # the pass below sees every change made so far
-        RUNTIME.settle.pop(key, None)
+        wake.clear()
         delay: float | None
         backoff = 0.0
         if not RUNTIME.leading():  # another operator holds the Lease: it acts; this one waits its turn
@@ -275,7 +267,7 @@ async def drive(body: dict[str, Any], name: str, namespace: str) -> None:
             await asyncio.wait_for(wake.wait(), timeout=timeout)
         except TimeoutError:
             continue
-        await asyncio.sleep(RUNTIME.settle.pop(key, DEBOUNCE_S))  # let a burst settle into one pass
+        await asyncio.sleep(DEBOUNCE_S)  # let a burst of child events settle into one reconcile
 
 
 def error_backoff(failures: int) -> float:
@@ -284,7 +276,7 @@ def error_backoff(failures: int) -> float:
 
 
 async def _wake_owner(labels: kopf.Labels, namespace: str | None, **_: Any) -> None:
-    RUNTIME.wake(namespace, labels.get(LABEL_BENCHMARK), CHILD_SETTLE_S)
+    RUNTIME.wake(namespace, labels.get(LABEL_BENCHMARK))
 
 
 kopf.on.event("v1", "pods", labels=OWNED)(_wake_owner)

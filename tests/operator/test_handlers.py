@@ -1,4 +1,4 @@
-"""The handlers' wiring: which thread pool a reconcile runs in, how long a woken task lets changes settle."""
+"""The handlers' wiring: which thread pool a reconcile runs in."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from quantbench import handlers
-from quantbench.handlers import CHILD_SETTLE_S, DEBOUNCE_S, RUNTIME, Runtime
+from quantbench.handlers import RUNTIME, Runtime
 
 # The function kopf registered (its decorator types it as kopf's own callback protocol).
 track = cast(Callable[..., Awaitable[None]], handlers.track)
@@ -20,19 +20,6 @@ def test_a_benchmark_without_a_run_in_flight_reconciles_in_its_own_pool() -> Non
     runtime.running.add(key)
     assert runtime.lane(key) is runtime.executor
     assert runtime.start_executor is not runtime.executor
-
-
-def test_a_change_of_the_benchmark_itself_cuts_a_childs_settle_short() -> None:
-    runtime = Runtime()
-    runtime.wakers[("ns", "b")] = asyncio.Event()
-    runtime.wake("ns", "b", CHILD_SETTLE_S)
-    assert runtime.settle[("ns", "b")] == CHILD_SETTLE_S
-    runtime.wake("ns", "b")
-    runtime.wake("ns", "b", CHILD_SETTLE_S)
-    assert runtime.settle[("ns", "b")] == DEBOUNCE_S < CHILD_SETTLE_S
-    assert runtime.wakers[("ns", "b")].is_set()
-    runtime.wake("ns", "other", CHILD_SETTLE_S)  # no task for it: nothing to settle
-    assert ("ns", "other") not in runtime.settle
 
 
 def test_the_pool_follows_the_status_the_operator_last_saw() -> None:
