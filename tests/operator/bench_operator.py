@@ -6,11 +6,15 @@ watches its children through a label selector and must not pay for them.
 
 1. Latency from `apply` (the QuantBenchmark POST) to all first-step servers created (every variant's
    Deployment of a three-variant run exists), measured by polling the API every 10 ms: N repetitions on an
-   idle operator, then N more with 50 runs in flight (median and p95).
+   idle operator, then N more with 50 runs in flight, started just before (p50, p95, max). Beside each: the
+   apiserver's own mean request latency over the same time (its /metrics, every client, watches left out),
+   and under load the operator's passes with their mean wall time and the part spent waiting for API
+   answers, so that the operator's own share can be told from an apiserver saturated by the machine.
 2. The operator's CPU, memory and API requests with 200 QuantBenchmarks in flight across 5 namespaces
    (3 variants each on the 16-GPU h100 pool, so 16 servers run and the others wait for GPUs): CPU seconds
    over a window, mean CPU %, RSS and peak RSS (from /proc of the operator process), and API requests per
-   reconcile pass (the operator's own counters, logged with QUANTBENCH_STATS_SECONDS).
+   reconcile pass (the operator's own counters, logged with QUANTBENCH_STATS_SECONDS), with per pass its
+   wall time, its wait for API answers and the operator's CPU.
 
 Goals (issue 14): apply -> servers p95 under 1 s with 50 runs in flight; RSS under the chart's memory
 limit (256 MiB).
@@ -172,7 +176,7 @@ def ms(values: list[float]) -> str:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--repeats", type=int, default=5, help="latency measurements")
+    p.add_argument("--repeats", type=int, default=20, help="latency measurements (each: idle, under load)")
     p.add_argument("--in-flight", type=int, default=50, help="runs in flight for the latency under load")
     p.add_argument("--benchmarks", type=int, default=200, help="QuantBenchmarks in flight for CPU/RSS")
     p.add_argument("--unrelated", type=int, default=2000, help="objects that are not the operator's")
@@ -230,10 +234,11 @@ def main() -> int:
         for i in range(args.in_flight):
             create(kube, served[i % len(served)], f"load-{i:03d}")
         wait_running(kube, served, args.in_flight)
-        api2, op2 = apiserver_requests(kube), last_stats(op)
+        api2, op2, cpu2, w2 = apiserver_requests(kube), last_stats(op), cpu_seconds(pid), time.perf_counter()
         loaded = apply_to_servers(kube, served, "busy", args.repeats)
+        api3, cpu3, w3 = apiserver_requests(kube), cpu_seconds(pid), time.perf_counter()
         time.sleep(6)  # one more stats line
-        api3, op3 = apiserver_requests(kube), last_stats(op)
+        op3 = last_stats(op)
 
         t_create = time.perf_counter()
         for i in range(args.in_flight, args.benchmarks):
@@ -283,6 +288,10 @@ def main() -> int:
                 f"{1000 * (op3[2] - op2[2]) / passes_l:.0f} ms, {1000 * (op3[3] - op2[3]) / passes_l:.0f} ms "
                 "(API time includes the creates and Events a pass fans out in parallel) | |"
             )
+        print(
+            f"| operator CPU meanwhile | {cpu3 - cpu2:.2f} s over {w3 - w2:.0f} s "
+            f"({100 * (cpu3 - cpu2) / (w3 - w2):.0f}% of one core) | |"
+        )
         print(
             f"| {running} QuantBenchmarks in flight ({len(served)} namespaces): all runs started after | {settle:.1f} s | |"
         )
