@@ -28,6 +28,7 @@ import argparse
 import concurrent.futures
 import os
 import re
+import shutil
 import statistics
 import tempfile
 import time
@@ -324,6 +325,7 @@ def main() -> int:
         api.close()
         if plane is not None:
             plane.stop()
+            shutil.rmtree(workdir, ignore_errors=True)  # its etcd data and logs: ~120 MB a run
     return 0
 
 
