@@ -15,6 +15,7 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -77,6 +78,7 @@ from quantbench.objects import (
     ConfigMap,
     Deployment,
     Job,
+    Node,
     as_configmaps,
     as_deployments,
     as_jobs,
@@ -114,6 +116,11 @@ RUN_NOW_ANNOTATION = f"{LABEL_GROUP}/run-now"
 QUANTBENCH_VERSION = package_version("quantbench")
 POD_CREATE_GRACE_S = 5.0  # a Job with no pod after this long: read why (FailedCreate Events)
 SWEPT_KINDS = ("Deployment", "Service", "Job", "ServiceAccount")
+STATUS_WRITE_ATTEMPTS = 3
+OBSERVED_KINDS = ("Deployment", "Service", "Pod")
+NODES_FRESH_S = (
+    1.0  # how old a Node list may be when pools are planned  # listed beside a run's Jobs and ConfigMaps
+)
 
 
 def utcnow() -> datetime:
@@ -145,6 +152,19 @@ def spec_problem(body: dict[str, Any], settings: OperatorSettings | None = None)
     return "; ".join(refused) if refused else None
 
 
+def decision_basis(body: dict[str, Any]) -> tuple[Any, ...]:
+    """What a reconcile decides from: a write to the benchmark that leaves this equal (kopf's annotations,
+    labels) cannot have changed the decision."""
+    meta = body.get("metadata") or {}
+    return (
+        meta.get("generation"),
+        meta.get("deletionTimestamp"),
+        run_now_requested(body),
+        body.get("spec"),
+        body.get("status"),
+    )
+
+
 class StatusConflict(Exception):
     """The benchmark changed between reading it and writing its status: reconcile again from what is there."""
 
@@ -164,23 +184,46 @@ class Driver:
         self._run_objects_made: set[tuple[str, str, str]] = set()
         self._swept: set[tuple[str, str]] = set()  # benchmarks whose ended runs' leftovers were removed
         self.reconciles = 0  # reconcile passes made (a figure for benchmarks)
+        self.reconcile_seconds = 0.0  # their time, summed over threads (likewise)
+        # The cluster's Nodes, listed at most once per NODES_FRESH_S for all benchmarks together.
+        self._node_list: tuple[float, list[Node]] | None = None
+        self._node_lock = threading.Lock()
         self._posted: set[tuple[str, str, str, str]] = (
             set()
         )  # Warnings posted (namespace, name, reason, text)
-        # Fan-out of independent API calls (creates, deletes, Events) so a step's objects appear together.
+        # Fan-out of independent API calls so a step's objects appear together; a pool each for creates and
+        # deletes, for a pass's lists and for Events, so that a run's creates never queue behind the lists
+        # and Events of other benchmarks' passes.
         self._fanout = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="api")
+        self._lists = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="list")
+        self._events = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="event")
+
+    def close(self) -> None:
+        """Wait for the API calls in flight (Events posted without waiting among them) and stop the pools."""
+        for pool in (self._fanout, self._lists, self._events):
+            pool.shutdown(wait=True)
 
     # ------------------------------------------------------------------------------------ entry
     def reconcile(self, namespace: str, name: str) -> float | None:
         """One reconcile of the benchmark; returns seconds until it must be looked at again (None: resync)."""
-        self.reconciles += 1
+        started = time.monotonic()
+        try:
+            return self._reconcile(namespace, name)
+        finally:
+            with self._node_lock:
+                self.reconciles += 1
+                self.reconcile_seconds += time.monotonic() - started
+
+    def _reconcile(self, namespace: str, name: str) -> float | None:
         body = self.kube.get(KIND, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return None
         status = self._status_of(body)
         generation = int(body["metadata"].get("generation") or 1)
         now = self.clock()
-        if (namespace, name) not in self._swept:
+        if (namespace, name) not in self._swept and (status.current_run is not None or status.history):
+            # (A benchmark that never recorded a run has no children: every run is recorded before its
+            # first child is made.)
             self._sweep(owner_of(body), status.current_run.id if status.current_run else None)
         if status.current_run is not None and self._replacing(body, status, now):
             status = self._replace(body, status)
@@ -272,8 +315,9 @@ class Driver:
         """Once per process and benchmark: delete what runs other than the current one still hold (an
         operator stopped between recording a finished run and tearing it down leaves its servers)."""
         sel = selector({LABEL_BENCHMARK: labels(owner.name)[LABEL_BENCHMARK]})
-        for kind in SWEPT_KINDS:
-            for obj in self.kube.list(kind, owner.namespace, sel):
+        listed = self._fanout.map(lambda kind: self.kube.list(kind, owner.namespace, sel), SWEPT_KINDS)
+        for kind, objects in zip(SWEPT_KINDS, listed, strict=True):
+            for obj in objects:
                 run = (obj["metadata"].get("labels") or {}).get(LABEL_RUN)
                 if run is not None and run != current:
                     self.kube.delete(kind, owner.namespace, obj["metadata"]["name"])
@@ -294,21 +338,31 @@ class Driver:
 
     def _patch_status(self, body: dict[str, Any], status: QuantBenchmarkStatus) -> None:
         """Write the status only over the version this reconcile read (or last wrote): a concurrent writer
-        makes it a StatusConflict, never a lost update."""
+        makes it a StatusConflict, never a lost update.
+
+        A write that changed nothing the decision rests on (kopf's own bookkeeping annotations, a label) is
+        not a conflict: when the object read again has the same generation, spec, status, deletion mark and
+        run-now request, the patch goes over its new version at once instead of a whole reconcile later."""
         meta = body["metadata"]
         patch = status_patch(status)
-        if meta.get("resourceVersion"):
-            patch["metadata"] = {"resourceVersion": meta["resourceVersion"]}
-        try:
-            result = self.kube.merge_patch(KIND, meta["namespace"], meta["name"], patch, sub="status")
-        except ApiError as exc:
-            if exc.status == 409:
-                raise StatusConflict(
-                    f"{meta['namespace']}/{meta['name']} changed since it was read"
-                ) from None
-            raise
-        if isinstance(result, dict) and result.get("metadata", {}).get("resourceVersion"):
-            meta["resourceVersion"] = result["metadata"]["resourceVersion"]
+        for _ in range(STATUS_WRITE_ATTEMPTS):
+            if meta.get("resourceVersion"):
+                patch["metadata"] = {"resourceVersion": meta["resourceVersion"]}
+            try:
+                result = self.kube.merge_patch(KIND, meta["namespace"], meta["name"], patch, sub="status")
+            except ApiError as exc:
+                if exc.status != 409:
+                    raise
+                now = self.kube.get(KIND, meta["namespace"], meta["name"])
+                if now is None or decision_basis(now) != decision_basis(body):
+                    break
+                meta["resourceVersion"] = now["metadata"].get("resourceVersion")
+                continue
+            if isinstance(result, dict) and result.get("metadata", {}).get("resourceVersion"):
+                meta["resourceVersion"] = result["metadata"]["resourceVersion"]
+                body["status"] = result.get("status")  # what this reconcile wrote is what it read now
+            return
+        raise StatusConflict(f"{meta['namespace']}/{meta['name']} changed since it was read")
 
     def _clear_run_now(self, body: dict[str, Any]) -> None:
         """Take the run-now request: remove the annotation so it starts one run only."""
@@ -318,6 +372,7 @@ class Driver:
         # The status writes that follow in this reconcile go over the version this patch made.
         if isinstance(result, dict) and result.get("metadata", {}).get("resourceVersion"):
             meta["resourceVersion"] = result["metadata"]["resourceVersion"]
+            meta["annotations"] = result["metadata"].get("annotations") or {}
         self._note(body, "Normal", "RunNowTaken", f"{RUN_NOW_ANNOTATION}: run started; annotation removed")
 
     def _note(self, body: dict[str, Any], type_: str, reason: str, message: str) -> None:
@@ -330,7 +385,7 @@ class Driver:
             if key in self._posted:
                 return
             self._posted.add(key)
-        self._fanout.submit(self.kube.event, body, type_, reason, message)
+        self._events.submit(self.kube.event, body, type_, reason, message)
 
     def _replacing(self, body: dict[str, Any], status: QuantBenchmarkStatus, now: datetime) -> bool:
         """Whether a run is due (schedule or run-now) while one is in progress under concurrencyPolicy
@@ -546,10 +601,19 @@ class Driver:
     def _new_snapshot(
         self, spec: QuantBenchmarkSpec, namespace: str, rid: str, generation: int, now: datetime
     ) -> RunSnapshot:
-        pools = pools_for_spec(as_nodes(self.kube.list("Node")), spec, GPU_PRODUCT_LABEL)
+        pools = pools_for_spec(self._nodes(), spec, GPU_PRODUCT_LABEL)
         facts = self._source_facts(namespace, spec)
         plan = plan_run(spec, pools, unavailable(spec, facts, self.settings.hub_access))
         return RunSnapshot(run_id=rid, generation=generation, started_at=now, spec=spec, plan=plan)
+
+    def _nodes(self) -> list[Node]:
+        """The cluster's Nodes as listed less than NODES_FRESH_S ago: reconciles of many benchmarks at once
+        share one list call (one in flight at a time) instead of each listing every Node."""
+        with self._node_lock:
+            if self._node_list is None or time.monotonic() - self._node_list[0] >= NODES_FRESH_S:
+                listed_at = time.monotonic()
+                self._node_list = (listed_at, as_nodes(self.kube.list("Node")))
+            return self._node_list[1]
 
     def _source_facts(self, namespace: str, spec: QuantBenchmarkSpec) -> SourceFacts:
         """The ConfigMaps and PersistentVolumeClaims the spec's sources name, as the API has them."""
@@ -637,14 +701,18 @@ class Driver:
     def _observe(self, owner: Owner, rid: str) -> Observed:
         sel = selector({LABEL_BENCHMARK: labels(owner.name)[LABEL_BENCHMARK], LABEL_RUN: rid})
         ns = owner.namespace
-        jobs = as_jobs(self.kube.list("Job", ns, sel))  # before the ConfigMaps: see reconcile.Observed
+        # One round trip for the lists that need no order; ConfigMaps only after Jobs (see
+        # reconcile.Observed).
+        others = {kind: self._lists.submit(self.kube.list, kind, ns, sel) for kind in OBSERVED_KINDS}
+        jobs = as_jobs(self.kube.list("Job", ns, sel))
+        configmaps = as_configmaps(self.kube.list("ConfigMap", ns, sel))
         obs = Observed(
             now=self.clock(),
             jobs={name_of(j): j for j in jobs},
-            configmaps={name_of(c): c for c in as_configmaps(self.kube.list("ConfigMap", ns, sel))},
-            deployments={name_of(d): d for d in as_deployments(self.kube.list("Deployment", ns, sel))},
-            services={s["metadata"]["name"] for s in self.kube.list("Service", ns, sel)},
-            pods=as_pods(self.kube.list("Pod", ns, sel)),
+            configmaps={name_of(c): c for c in configmaps},
+            deployments={name_of(d): d for d in as_deployments(others["Deployment"].result())},
+            services={s["metadata"]["name"] for s in others["Service"].result()},
+            pods=as_pods(others["Pod"].result()),
         )
         obs.pod_create_errors = self._pod_create_errors(ns, obs)
         return obs
@@ -687,7 +755,7 @@ class Driver:
         obs.node_drivers = {n: d for n, d in self._node_drivers.items() if d}
         decision = decide(ctx, variants, obs, probes)
         if decision.needs_pools:
-            obs.pools = pools_for_spec(as_nodes(self.kube.list("Node")), ctx.spec, GPU_PRODUCT_LABEL)
+            obs.pools = pools_for_spec(self._nodes(), ctx.spec, GPU_PRODUCT_LABEL)
             decision = decide(ctx, variants, obs, probes)
         ns = ctx.owner.namespace
         refused = self._apply_creates(decision, obs)

@@ -6,7 +6,9 @@
 - create/update/resume handlers record an Event and wake the task; the update handler states the policy
   for spec changes during a run;
 - deleting a benchmark deletes its children through the garbage collector (ownerReferences);
-- event handlers on the children (pods, Jobs, ConfigMaps, Deployments) only wake the owner's task.
+- event handlers on the children (pods, Jobs, ConfigMaps, Deployments) only wake the owner's task;
+- reconciles run in threads: benchmarks with a run in flight in one pool, the others (a run about to start)
+  in their own, so that starting a run never queues behind the passes of runs in flight.
 """
 
 from __future__ import annotations
@@ -45,6 +47,10 @@ class Runtime:
         self.driver: Driver | None = None
         self.settings = OperatorSettings()
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="reconcile")
+        # Benchmarks with no run in progress (a run about to start among them) reconcile in a lane of their
+        # own: starting a run never queues behind the passes of the runs already in flight.
+        self.start_executor = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="start")
+        self.running: set[tuple[str, str]] = set()  # benchmarks whose last seen status has a current run
         self.wakers: dict[tuple[str, str], asyncio.Event] = {}
         self.tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
         self.elector: LeaderElector | None = None
@@ -54,6 +60,10 @@ class Runtime:
 
     def leading(self) -> bool:
         return self.elector is None or self.elector.is_leader()
+
+    def lane(self, key: tuple[str, str]) -> concurrent.futures.ThreadPoolExecutor:
+        """The thread pool a benchmark's reconcile runs in: runs in flight in one, the others in their own."""
+        return self.executor if key in self.running else self.start_executor
 
     def wake(self, namespace: str | None, name: str | None) -> None:
         if namespace and name:
@@ -72,10 +82,12 @@ async def _log_stats(every_s: float) -> None:
         driver = RUNTIME.driver
         if driver is not None:
             log.warning(
-                "operator stats: reconciles=%d api_requests=%d benchmarks=%d",
+                "operator stats: reconciles=%d api_requests=%d benchmarks=%d reconcile_s=%.3f api_s=%.3f",
                 driver.reconciles,
                 driver.kube.requests,
                 len(RUNTIME.tasks),
+                driver.reconcile_seconds,
+                driver.kube.request_seconds,
             )
 
 
@@ -187,7 +199,12 @@ async def track(event: kopf.RawEvent, body: kopf.Body, name: str, namespace: str
         RUNTIME.tasks.pop(key, None)
         RUNTIME.wakers.pop(key, None)
         RUNTIME.generations.pop(key, None)
+        RUNTIME.running.discard(key)
         return
+    if (body.get("status") or {}).get("currentRun"):
+        RUNTIME.running.add(key)
+    else:
+        RUNTIME.running.discard(key)
     generation = meta.get("generation")
     if task is None or task.done():
         RUNTIME.wakers.setdefault(key, asyncio.Event())
@@ -206,6 +223,7 @@ async def stop_tasks(**_: Any) -> None:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     RUNTIME.tasks.clear()
+    RUNTIME.running.clear()
 
 
 async def drive(body: dict[str, Any], name: str, namespace: str) -> None:
@@ -225,7 +243,7 @@ async def drive(body: dict[str, Any], name: str, namespace: str) -> None:
             continue
         try:
             with metrics.Timer(metrics.OPERATOR):
-                delay = await loop.run_in_executor(RUNTIME.executor, _driver().reconcile, namespace, name)
+                delay = await loop.run_in_executor(RUNTIME.lane(key), _driver().reconcile, namespace, name)
             failures = 0
         except StatusConflict as exc:
             log.info("reconcile of %s/%s: %s; again", namespace, name, exc)

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import threading
+import time
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -69,6 +70,7 @@ class Kube:
     """Thread-safe JSON access to the API server."""
 
     requests = 0  # API requests made by this client (a figure for benchmarks)
+    request_seconds = 0.0  # time spent waiting for their answers, summed over threads (likewise)
     _count_lock = threading.Lock()
 
     def __init__(self, api: k8s.ApiClient) -> None:
@@ -97,8 +99,13 @@ class Kube:
             body=body,
             auth_settings=["BearerToken"],
         )
-        response = self.api.call_api(m, url, hdrs, payload, _request_timeout=30)
-        data = response.read()
+        started = time.monotonic()
+        try:
+            response = self.api.call_api(m, url, hdrs, payload, _request_timeout=30)
+            data = response.read()
+        finally:
+            with Kube._count_lock:
+                self.request_seconds += time.monotonic() - started
         if not 200 <= response.status < 300:
             raise ApiError(response.status, method, url_path, data.decode(errors="replace") if data else "")
         if not data:

@@ -6,11 +6,15 @@ watches its children through a label selector and must not pay for them.
 
 1. Latency from `apply` (the QuantBenchmark POST) to all first-step servers created (every variant's
    Deployment of a three-variant run exists), measured by polling the API every 10 ms: N repetitions on an
-   idle operator, then N more with 50 runs in flight (median and p95).
+   idle operator, then N more with 50 runs in flight, started just before (p50, p95, max). Beside each: the
+   apiserver's own mean request latency over the same time (its /metrics, every client, watches left out),
+   and under load the operator's passes with their mean wall time and the part spent waiting for API
+   answers, so that the operator's own share can be told from an apiserver saturated by the machine.
 2. The operator's CPU, memory and API requests with 200 QuantBenchmarks in flight across 5 namespaces
    (3 variants each on the 16-GPU h100 pool, so 16 servers run and the others wait for GPUs): CPU seconds
    over a window, mean CPU %, RSS and peak RSS (from /proc of the operator process), and API requests per
-   reconcile pass (the operator's own counters, logged with QUANTBENCH_STATS_SECONDS).
+   reconcile pass (the operator's own counters, logged with QUANTBENCH_STATS_SECONDS), with per pass its
+   wall time, its wait for API answers and the operator's CPU.
 
 Goals (issue 14): apply -> servers p95 under 1 s with 50 runs in flight; RSS under the chart's memory
 limit (256 MiB).
@@ -24,6 +28,7 @@ import argparse
 import concurrent.futures
 import os
 import re
+import shutil
 import statistics
 import tempfile
 import time
@@ -128,17 +133,51 @@ def wait_running(kube: Kube, namespaces: list[str], count: int) -> int:
     return wait_for(running, 600, f"{count} benchmarks running")
 
 
-STATS = re.compile(r"operator stats: reconciles=(\d+) api_requests=(\d+)")
+STATS = re.compile(
+    r"operator stats: reconciles=(\d+) api_requests=(\d+)(?: benchmarks=\d+ reconcile_s=([\d.]+) api_s=([\d.]+))?"
+)
 
 
-def last_stats(op: OperatorProcess) -> tuple[int, int]:
+def last_stats(op: OperatorProcess) -> tuple[int, int, float, float]:
+    """Reconcile passes, API requests, seconds in reconciles and seconds waiting for API answers so far."""
     found = STATS.findall(op.logs())
-    return (int(found[-1][0]), int(found[-1][1])) if found else (0, 0)
+    if not found:
+        return (0, 0, 0.0, 0.0)
+    passes, requests, reconcile_s, api_s = found[-1]
+    return (int(passes), int(requests), float(reconcile_s or "nan"), float(api_s or "nan"))
+
+
+REQUEST_DURATION = re.compile(r"^apiserver_request_duration_seconds_(sum|count)\{([^}]*)\} (\S+)$", re.M)
+
+
+def apiserver_requests(kube: Kube) -> tuple[float, float]:
+    """The apiserver's own figures (its /metrics), every client together: seconds spent on requests and
+    their count, watches left out (they last as long as the watch)."""
+    text = kube.request("GET", "/metrics")
+    seconds = count = 0.0
+    for kind, labels, value in REQUEST_DURATION.findall(text):
+        if 'verb="WATCH"' in labels:
+            continue
+        if kind == "sum":
+            seconds += float(value)
+        else:
+            count += float(value)
+    return seconds, count
+
+
+def mean_ms(before: tuple[float, float], after: tuple[float, float]) -> str:
+    seconds, count = after[0] - before[0], after[1] - before[1]
+    return f"{1000 * seconds / count:.1f} ms over {count:.0f} requests" if count else "no requests"
+
+
+def ms(values: list[float]) -> str:
+    """p50 / p95 / max in ms."""
+    return f"{statistics.median(values) * 1000:.0f} / {p95(values) * 1000:.0f} / {max(values) * 1000:.0f} ms"
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--repeats", type=int, default=5, help="latency measurements")
+    p.add_argument("--repeats", type=int, default=20, help="latency measurements (each: idle, under load)")
     p.add_argument("--in-flight", type=int, default=50, help="runs in flight for the latency under load")
     p.add_argument("--benchmarks", type=int, default=200, help="QuantBenchmarks in flight for CPU/RSS")
     p.add_argument("--unrelated", type=int, default=2000, help="objects that are not the operator's")
@@ -185,7 +224,9 @@ def main() -> int:
         kube.delete("QuantBenchmark", served[0], "warmup")
         wait_for(lambda: kube.get("QuantBenchmark", served[0], "warmup") is None, 30, "warm-up deleted")
 
+        api0 = apiserver_requests(kube)
         latencies = apply_to_servers(kube, served, "lat", args.repeats)
+        api1 = apiserver_requests(kube)
         assert op.proc is not None
         pid = op.proc.pid
         rss0, _ = memory_mib(pid)
@@ -194,7 +235,11 @@ def main() -> int:
         for i in range(args.in_flight):
             create(kube, served[i % len(served)], f"load-{i:03d}")
         wait_running(kube, served, args.in_flight)
+        api2, op2, cpu2, w2 = apiserver_requests(kube), last_stats(op), cpu_seconds(pid), time.perf_counter()
         loaded = apply_to_servers(kube, served, "busy", args.repeats)
+        api3, cpu3, w3 = apiserver_requests(kube), cpu_seconds(pid), time.perf_counter()
+        time.sleep(6)  # one more stats line
+        op3 = last_stats(op)
 
         t_create = time.perf_counter()
         for i in range(args.in_flight, args.benchmarks):
@@ -224,12 +269,29 @@ def main() -> int:
         print("|---|---|---|")
         print(f"| objects in the cluster that are not the operator's | {made} | |")
         print(
-            f"| apply -> all 3 first-step servers created, idle operator, median of {len(latencies)} | "
-            f"{statistics.median(latencies) * 1000:.0f} ms (p95 {p95(latencies) * 1000:.0f} ms) | |"
+            f"| apply -> all 3 first-step servers created, idle operator, p50 / p95 / max of {len(latencies)} | "
+            f"{ms(latencies)} | |"
         )
         print(
-            f"| apply -> servers with {args.in_flight} runs in flight, median / p95 of {len(loaded)} | "
-            f"{statistics.median(loaded) * 1000:.0f} / {p95(loaded) * 1000:.0f} ms | p95 < 1000 ms |"
+            f"| apiserver request latency meanwhile (mean, all clients, no watches) | {mean_ms(api0, api1)} | |"
+        )
+        print(
+            f"| apply -> servers with {args.in_flight} runs in flight, p50 / p95 / max of {len(loaded)} | "
+            f"{ms(loaded)} | p95 < 1000 ms |"
+        )
+        print(
+            f"| apiserver request latency meanwhile (mean, all clients, no watches) | {mean_ms(api2, api3)} | |"
+        )
+        passes_l = op3[0] - op2[0]
+        if passes_l:
+            print(
+                f"| operator meanwhile: passes, mean pass, of it waiting for API answers | {passes_l}, "
+                f"{1000 * (op3[2] - op2[2]) / passes_l:.0f} ms, {1000 * (op3[3] - op2[3]) / passes_l:.0f} ms "
+                "(API time includes the creates and Events a pass fans out in parallel) | |"
+            )
+        print(
+            f"| operator CPU meanwhile | {cpu3 - cpu2:.2f} s over {w3 - w2:.0f} s "
+            f"({100 * (cpu3 - cpu2) / (w3 - w2):.0f}% of one core) | |"
         )
         print(
             f"| {running} QuantBenchmarks in flight ({len(served)} namespaces): all runs started after | {settle:.1f} s | |"
@@ -238,6 +300,12 @@ def main() -> int:
             f"| reconcile passes / API requests over the window | {passes} / {stats1[1] - stats0[1]} "
             f"({per_pass:.1f} requests per pass) | |"
         )
+        if passes:
+            print(
+                f"| per pass over the window: wall, waiting for API answers, operator CPU | "
+                f"{1000 * (stats1[2] - stats0[2]) / passes:.0f} ms, {1000 * (stats1[3] - stats0[3]) / passes:.0f} ms, "
+                f"{1000 * (cpu1 - cpu0) / passes:.1f} ms | |"
+            )
         print(f"| servers created / variants waiting for GPUs | {servers} / {waiting} | |")
         print(
             f"| operator CPU over {w1 - w0:.0f} s with {running} in flight | {cpu1 - cpu0:.2f} s "
@@ -257,6 +325,7 @@ def main() -> int:
         api.close()
         if plane is not None:
             plane.stop()
+            shutil.rmtree(workdir, ignore_errors=True)  # its etcd data and logs: ~120 MB a run
     return 0
 
 

@@ -16,6 +16,7 @@ import pytest
 
 from quantbench.analysis.run_results import RunResults
 from quantbench.compact import decode_summary
+from quantbench.kube import ApiError
 from quantbench.local.server import free_port
 from quantbench.naming import job_name, probe_name, run_config_name, server_name
 from quantbench_loadgen.accuracy.results import AccuracyResult
@@ -428,6 +429,27 @@ def status_writes_refused(bench: Bench, variant: str) -> Iterator[None]:
         bench.kube, "quantbench.dev", "quantbenchmarks/status", expression, "paused"
     ) as name:
         label_namespace(bench.kube, bench.ns, {"quantbench.dev/test-policy": name})
+
+        def enforced() -> bool:
+            """The apiserver's admission cache lags a new policy: a dry-run write it refuses shows it acts."""
+            body = bench.get() or {}
+            variants = [
+                {**v, "phase": "Succeeded"} if v.get("name") == variant else v
+                for v in (body.get("status") or {}).get("variants") or []
+            ]
+            try:
+                bench.kube.request(
+                    "PATCH",
+                    bench.kube.path("QuantBenchmark", bench.ns, bench.name, "status"),
+                    body={"status": {"variants": variants}},
+                    query={"dryRun": "All"},
+                    content_type="application/merge-patch+json",
+                )
+            except ApiError as exc:
+                return exc.status in (403, 422)
+            return False
+
+        wait_for(enforced, 30, "the status policy enforced")
         yield
 
 

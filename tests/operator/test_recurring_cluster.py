@@ -115,7 +115,7 @@ def recurring(
 
     yield make
     for d in made:
-        d._fanout.shutdown(wait=True)
+        d.close()
     api.close()
 
 
