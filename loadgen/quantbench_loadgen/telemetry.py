@@ -112,16 +112,21 @@ def _delta(samples: Sequence[TelemetrySample], field: str) -> float | None:
     return max(0.0, values[-1] - values[0]) if len(values) >= 2 else None
 
 
-def summarize(samples: Sequence[TelemetrySample]) -> list[TelemetryStepSummary]:
-    """One summary per step, in the order the steps ran. Counter figures are differences over the step's
-    samples (the server's counters run from its start)."""
+def summarize(
+    samples: Sequence[TelemetrySample], before: TelemetrySample | None = None
+) -> list[TelemetryStepSummary]:
+    """One summary per step, in the order the steps ran. Gauges are over the step's samples; counter figures
+    are differences from the last sample before the step (the previous step's, or ``before``, taken before
+    the first step) to the step's last, so a step shorter than the scrape interval still gets them."""
     by_step: dict[str, list[TelemetrySample]] = {}
     for s in samples:
         by_step.setdefault(s.step, []).append(s)
     out = []
+    previous = before
     for step, group in by_step.items():
         kv, waiting, running = (_values(group, f) for f in ("kv_cache_usage", "waiting", "running"))
-        hits, queries = _delta(group, "prefix_cache_hits"), _delta(group, "prefix_cache_queries")
+        span = [previous, *group] if previous is not None else group
+        hits, queries = _delta(span, "prefix_cache_hits"), _delta(span, "prefix_cache_queries")
         out.append(
             TelemetryStepSummary(
                 step=step,
@@ -131,11 +136,12 @@ def summarize(samples: Sequence[TelemetrySample]) -> list[TelemetryStepSummary]:
                 running_peak=max(running) if running else None,
                 waiting_peak=max(waiting) if waiting else None,
                 waiting_mean=sum(waiting) / len(waiting) if waiting else None,
-                preemptions=_delta(group, "preemptions"),
+                preemptions=_delta(span, "preemptions"),
                 prefix_cache_hit_rate=hits / queries if hits is not None and queries else None,
-                generation_tokens=_delta(group, "generation_tokens"),
+                generation_tokens=_delta(span, "generation_tokens"),
             )
         )
+        previous = group[-1]
     return out
 
 
@@ -160,6 +166,7 @@ class TelemetryScraper:
         self._step = step
         self._headers = dict(headers or {})
         self._samples: list[TelemetrySample] = []
+        self._before: TelemetrySample | None = None  # the last sample before the first step
         self._failed = 0
         self._origin = time.perf_counter()
         self._task: asyncio.Task[None] | None = None
@@ -169,6 +176,7 @@ class TelemetryScraper:
         self._origin = time.perf_counter()
         timeout = aiohttp.ClientTimeout(total=max(1.0, self.interval_s * 2))
         self._session = aiohttp.ClientSession(timeout=timeout, headers=self._headers)
+        await self.scrape()  # where the counters stand before the first step
         self._task = asyncio.get_running_loop().create_task(self._loop())
         return self
 
@@ -184,9 +192,9 @@ class TelemetryScraper:
     async def _loop(self) -> None:
         next_at = time.perf_counter()
         while True:
-            await self.scrape()
             next_at += self.interval_s
             await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+            await self.scrape()
 
     async def scrape(self) -> None:
         """Take one sample now (a failed scrape is counted, never raised)."""
@@ -197,14 +205,15 @@ class TelemetryScraper:
                 text = await resp.text() if resp.status == 200 else ""
         except (aiohttp.ClientError, TimeoutError, OSError):
             text = ""
-        if not step:  # before the first step: nothing to attribute the sample to
-            return
         try:
             values = parse_metrics(text) if text else {}
         except ValueError:  # not a Prometheus exposition
             values = {}
         if not any(v is not None for v in values.values()):
-            self._failed += 1
+            self._failed += 1 if step else 0
+            return
+        if not step:  # before the first step: only where the counters started from
+            self._before = TelemetrySample(t_s=t, step="", **values)
             return
         self._samples.append(TelemetrySample(t_s=t, step=step, **values))
 
@@ -217,7 +226,7 @@ class TelemetryScraper:
             interval_s=self.interval_s,
             samples=stored,
             stored_every=every,
-            steps=summarize(self._samples),
+            steps=summarize(self._samples, self._before),
             failed_scrapes=self._failed,
         )
 

@@ -90,6 +90,21 @@ def test_summary_per_step() -> None:
     assert single.preemptions is None and single.kv_cache_usage_peak == 0.5  # a counter needs two samples
 
 
+def test_a_step_shorter_than_the_interval_gets_its_counters_from_the_sample_before_it() -> None:
+    """One sample in a step (it ran faster than the scrape interval): its counters are measured from the
+    previous step's last sample, or from the one taken before the first step."""
+    before = _s(0, "", generation_tokens=10, preemptions=0)
+    samples = [
+        _s(0.2, "bs1", kv_cache_usage=0.1, generation_tokens=74, preemptions=0),
+        _s(0.4, "bs8", kv_cache_usage=0.4, generation_tokens=330, preemptions=1),
+    ]
+    first, second = summarize(samples, before)
+    assert (first.samples, first.generation_tokens, first.preemptions) == (1, 64, 0)
+    assert (second.samples, second.generation_tokens, second.preemptions) == (1, 256, 1)
+    assert second.kv_cache_usage_peak == 0.4  # gauges stay the step's own
+    assert summarize(samples)[0].generation_tokens is None  # nothing before the first step's one sample
+
+
 def test_cli_samples_the_server_during_every_step(
     scripted_server: ScriptedFactory, scripted_tokenizer: Path, tmp_path: Path
 ) -> None:
@@ -134,12 +149,12 @@ def test_telemetry_vllm(vllm_server: Callable[[str], VllmServer]) -> None:
     """The real server exposes the metrics under the names parsed here, and they move under load."""
     server = vllm_server("bf16")
     spec: dict[str, Any] = {"name": "t", "type": "throughput", "batchSizes": [1, 8], "inputLen": 32,
-                            "outputLen": 32, "iterations": 2, "warmupIterations": 0}  # fmt: skip
+                            "outputLen": 64, "iterations": 2, "warmupIterations": 0}  # fmt: skip
     options = RunOptions(
         model=server.served_model_name,
         counters=LiveCounters(),
         request_timeout_s=300,
-        telemetry_interval_s=0.2,
+        telemetry_interval_s=0.1,
     )
     workload = TypeAdapter(Workload).validate_python(spec)
     tokenizer = LocalTokenizer(str(server.model_path))
@@ -149,8 +164,11 @@ def test_telemetry_vllm(vllm_server: Callable[[str], VllmServer]) -> None:
     by_step = {s.step: s for s in telemetry.steps}
     assert set(by_step) == {"bs1", "bs8"}, json.dumps([s.step for s in telemetry.samples])
     for s in by_step.values():
-        assert s.kv_cache_usage_peak is not None and 0 < s.kv_cache_usage_peak <= 1, s
+        # A gauge is what a scrape saw (a short step may be scraped between its requests); a counter is
+        # measured from the sample before the step, so every step has its own.
+        assert s.kv_cache_usage_peak is not None and 0 <= s.kv_cache_usage_peak <= 1, s
         assert s.generation_tokens is not None and s.generation_tokens > 0, s
+    assert by_step["bs8"].kv_cache_usage_peak > 0  # type: ignore[operator]
     assert by_step["bs8"].running_peak is not None and by_step["bs8"].running_peak > 1
     assert by_step["bs8"].kv_cache_usage_peak >= by_step["bs1"].kv_cache_usage_peak  # type: ignore[operator]
 
