@@ -210,7 +210,8 @@ class TelemetryScraper:
         except ValueError:  # not a Prometheus exposition
             values = {}
         if not any(v is not None for v in values.values()):
-            self._failed += 1 if step else 0
+            if step:  # a failed scrape before the first step costs no step a sample
+                self._failed += 1
             return
         if not step:  # before the first step: only where the counters started from
             self._before = TelemetrySample(t_s=t, step="", **values)
