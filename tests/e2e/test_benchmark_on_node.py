@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -33,10 +32,10 @@ from kubernetes import client as k8s
 
 from quantbench.naming import LABEL_BENCHMARK, LABEL_STEP, STEP_SERVER
 from tests.cluster.kube import Cluster, wait_for
-from tests.cluster.node.node import NODE_NAME, POOL, NodeState, memory_in_use_mib
+from tests.cluster.node.node import NODE_NAME, POOL, MemoryPeak, NodeState
 from tests.e2e.chart import HELM_POOL_KEY, installed_chart, run
 from tests.fixtures.cluster import report_line
-from tests.fixtures.images import archive_path, build_images, image_ref, load_images
+from tests.fixtures.images import archive_path, build_images, image_ref, load_images, unpacked_bytes
 from tests.fixtures.node import NodePrometheus
 from tests.fixtures.vllm import VllmServerPool
 from tests.models.manifest import Manifest, Precision
@@ -116,8 +115,8 @@ def installed(
     if missing:
         pytest.skip(f"no image archives {', '.join(missing)}: build them with `make images`")
     build_images(IMAGES)  # rebuilds only an image whose inputs changed since `make images`: never a stale one
-    # containerd keeps each imported archive's blobs and their unpacked layers: about twice the archives.
-    need = 2 * sum(archive_path(n).stat().st_size for n in IMAGES) + 2 * 2**30
+    # containerd keeps each imported archive's (compressed) blobs and the layers unpacked.
+    need = sum(archive_path(n).stat().st_size + unpacked_bytes(n) for n in IMAGES) + 2 * 2**30
     free = shutil.disk_usage(Path(real_node.containerd_socket).parent).free
     if free < need:
         pytest.fail(
@@ -225,28 +224,6 @@ def _describe(inst: Installed, ns: str, name: str) -> str:
     status = inst.benchmark(ns, name).get("status", {})
     pods = [(p.metadata.name, p.status.phase, p.spec.node_name) for p in inst.pods(ns, name)]
     return f"status: {json.dumps(status, default=str)[:4000]}\npods: {pods}"
-
-
-class MemoryPeak:
-    """The highest memory in use by the node's processes (containerd, kubelet, pods), sampled every second
-    while it runs: the machine's cost of the run, without the page cache importing the images left."""
-
-    def __init__(self, cgroup: str) -> None:
-        self.cgroup, self.peak_mib = cgroup, 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        while not self._stop.wait(1.0):
-            self.peak_mib = max(self.peak_mib, memory_in_use_mib(self.cgroup) or 0.0)
-
-    def __enter__(self) -> MemoryPeak:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def test_benchmark_runs_in_real_pods_and_reports(
