@@ -3,8 +3,9 @@
 The search tries one rate per step. While every rate passes it grows geometrically (``growth``) up to
 ``max_rate``; once a rate fails it bisects geometrically between the highest passing rate and the lowest
 failing one above it, until they are within ``tolerance`` or the step budget is spent. If the first rate
-already fails it shrinks geometrically instead. The capacity is the highest passing rate (a lower bound of
-the true capacity to within the final bracket).
+already fails it shrinks geometrically instead, down to ``min_rate``: once that fails too the search ends with
+no capacity (nothing at or above ``min_rate`` meets the SLO). The capacity is the highest passing rate (a lower
+bound of the true capacity to within the final bracket).
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from quantbench_loadgen.results import LatencyStats, ServingRateResult
-from quantbench_loadgen.specs import Slo
+from quantbench_loadgen.specs import DEFAULT_MIN_RATE, Slo
 
-MIN_RATE = 1e-3  # requests/s: below this the search gives up (nothing passes)
+MIN_RATE = DEFAULT_MIN_RATE  # requests/s: the default floor of the search (nothing passes down to it)
 
 
 @dataclass(frozen=True)
@@ -37,10 +38,15 @@ def _round(rate: float) -> float:
 
 
 def next_rate(
-    trials: Sequence[Trial], start: float, max_rate: float, growth: float, tolerance: float
+    trials: Sequence[Trial],
+    start: float,
+    max_rate: float,
+    growth: float,
+    tolerance: float,
+    min_rate: float = MIN_RATE,
 ) -> float | None:
     """The next rate to try (four significant digits), or None when the search is done."""
-    rate = _next(trials, start, max_rate, growth, tolerance)
+    rate = _next(trials, start, max_rate, growth, tolerance, min_rate)
     if rate is None:
         return None
     rate = _round(rate)
@@ -48,7 +54,7 @@ def next_rate(
 
 
 def _next(
-    trials: Sequence[Trial], start: float, max_rate: float, growth: float, tolerance: float
+    trials: Sequence[Trial], start: float, max_rate: float, growth: float, tolerance: float, min_rate: float
 ) -> float | None:
     if not trials:
         return min(start, max_rate)
@@ -57,7 +63,7 @@ def _next(
         assert lo is not None
         return None if lo >= max_rate else min(lo * growth, max_rate)
     if lo is None:
-        return None if hi <= MIN_RATE else max(hi / growth, MIN_RATE)
+        return None if hi <= min_rate else max(hi / growth, min_rate)
     if hi / lo <= 1 + tolerance:
         return None
     return math.sqrt(lo * hi)

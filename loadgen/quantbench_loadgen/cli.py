@@ -244,7 +244,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         where = (
             f"{cap.capacity_requests_per_s:g} req/s, {cap.goodput_tokens_per_s or 0:.1f} goodput tok/s"
             if cap.capacity_requests_per_s is not None
-            else "no tried rate met the SLO"
+            else f"no tried rate met the SLO (down to {min(cap.tried_rates_per_s, default=0):g} req/s)"
         )
         print(f"capacity (p{cap.percentile} SLO): {where}", file=sys.stderr)
     if args.strict and result.total_failed:

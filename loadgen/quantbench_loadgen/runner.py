@@ -273,7 +273,7 @@ async def run_capacity(
     steps: list[ServingRateResult] = []
     out = CapacityResult(percentile=wl.percentile)
     while len(trials) < wl.steps and not runner.stopping:
-        rate = next_rate(trials, wl.start_rate, wl.max_rate, wl.growth, wl.tolerance)
+        rate = next_rate(trials, wl.start_rate, wl.max_rate, wl.growth, wl.tolerance, wl.min_rate)
         if rate is None:
             break
         [(step, _)] = await run_serving(runner, wl.serving_at(rate), prompts)
@@ -288,7 +288,7 @@ async def run_capacity(
     out.reached_max_rate = lo is not None and lo >= wl.max_rate
     out.budget_exhausted = (
         len(trials) >= wl.steps
-        and next_rate(trials, wl.start_rate, wl.max_rate, wl.growth, wl.tolerance) is not None
+        and next_rate(trials, wl.start_rate, wl.max_rate, wl.growth, wl.tolerance, wl.min_rate) is not None
     )
     if lo is not None:
         at = steps[trials.index(Trial(lo, True))]

@@ -256,6 +256,8 @@ class ServingWorkload(_WorkloadBase):
 
 CAPACITY_NEEDS_SLO = "a capacity workload needs slo.ttftMs, slo.itlMs, slo.tpotMs or slo.e2eMs"
 CAPACITY_RANGE = "capacity: startRate must be at most maxRate"
+CAPACITY_FLOOR = "capacity: minRate must be at most startRate"
+DEFAULT_MIN_RATE = 1e-3  # requests/s: where a search whose every rate fails stops by default
 CAPACITY_ONE_AMOUNT = "capacity: set exactly one of numPrompts and duration (requests per tried rate)"
 
 
@@ -276,6 +278,11 @@ class CapacityWorkload(_WorkloadBase):
                 "(has(self.startRate) ? self.startRate : 1.0) <= (has(self.maxRate) ? self.maxRate : 1000.0)",
                 CAPACITY_RANGE,
             ),
+            cel(
+                f"(has(self.minRate) ? self.minRate : {DEFAULT_MIN_RATE}) <= "
+                "(has(self.startRate) ? self.startRate : 1.0)",
+                CAPACITY_FLOOR,
+            ),
         )
     )
 
@@ -287,6 +294,15 @@ class CapacityWorkload(_WorkloadBase):
     )
     start_rate: float = Field(default=1.0, gt=0, le=100_000, description="First rate tried, requests/s.")
     max_rate: float = Field(default=1000.0, gt=0, le=100_000, description="Highest rate tried, requests/s.")
+    min_rate: float = Field(
+        default=DEFAULT_MIN_RATE,
+        gt=0,
+        le=100_000,
+        description="Lowest rate tried, requests/s: when the first rate fails the search halves it down to "
+        "this rate and, if that fails too, ends with no capacity (none meets the SLO at or above it). Low "
+        "rates are the slowest steps (numPrompts at 0.25 req/s take 4x as long as at 1 req/s); minRate = "
+        "startRate ends the search at a failing first rate.",
+    )
     steps: int = Field(
         default=16,
         ge=2,
@@ -321,6 +337,8 @@ class CapacityWorkload(_WorkloadBase):
             raise ValueError(CAPACITY_NEEDS_SLO)
         if self.start_rate > self.max_rate:
             raise ValueError(f"{CAPACITY_RANGE} (got {self.start_rate} > {self.max_rate})")
+        if self.min_rate > self.start_rate:
+            raise ValueError(f"{CAPACITY_FLOOR} (got {self.min_rate:g} > {self.start_rate:g})")
         return self
 
     def serving_at(self, rate: float) -> ServingWorkload:

@@ -248,6 +248,12 @@ BAD_SPECS: list[BadSpec] = [
         ("startRate must be at most maxRate",),
     ),
     BadSpec(
+        "capacity-floor-above-start",
+        _capacity(2, slo={"ttftMs": 500}, startRate=1, minRate=2),
+        "spec.workloads[2]",
+        ("minRate must be at most startRate",),
+    ),
+    BadSpec(
         "workload-names-repeat",
         _workload(1, name="latency"),
         "spec.workloads",

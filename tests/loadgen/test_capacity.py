@@ -22,10 +22,12 @@ from tests.loadgen.conftest import ScriptedFactory
 WORKLOAD: TypeAdapter[Any] = TypeAdapter(Workload)
 
 
-def _search(capacity: float, start: float, max_rate: float, steps: int, growth: float = 2.0) -> list[Trial]:
+def _search(
+    capacity: float, start: float, max_rate: float, steps: int, growth: float = 2.0, min_rate: float = 1e-3
+) -> list[Trial]:
     trials: list[Trial] = []
     while len(trials) < steps:
-        rate = next_rate(trials, start, max_rate, growth, 0.05)
+        rate = next_rate(trials, start, max_rate, growth, 0.05, min_rate)
         if rate is None:
             break
         trials.append(Trial(rate, rate <= capacity))
@@ -51,6 +53,16 @@ def test_search_stops_at_the_max_rate_and_when_nothing_passes() -> None:
     assert bracket(nothing)[0] is None and nothing[-1].rate == pytest.approx(1e-3, rel=1.0)
 
 
+def test_a_failing_search_goes_no_lower_than_its_min_rate() -> None:
+    """minRate bounds the slow low-rate steps: at minRate = startRate a failing first rate ends the search; a
+    floor between halvings is tried itself; a capacity above the floor is still found below the start rate."""
+    assert [t.rate for t in _search(0.0, 1.0, 100.0, 16, min_rate=1.0)] == [1.0]
+    assert [t.rate for t in _search(0.0, 1.0, 100.0, 16, min_rate=0.3)] == [1.0, 0.5, 0.3]
+    found = _search(0.6, 1.0, 100.0, 16, min_rate=0.3)
+    assert [t.rate for t in found[:2]] == [1.0, 0.5] and bracket(found)[0] == pytest.approx(0.6, rel=0.1)
+    assert [t.rate for t in _search(5.0, 1.0, 100.0, 3, min_rate=1.0)] == [1.0, 2.0, 4.0]  # growth unchanged
+
+
 def _capacity_spec(**kw: Any) -> dict[str, Any]:
     spec = {
         "name": "cap",
@@ -69,6 +81,9 @@ def test_capacity_workload_needs_an_slo_and_a_sane_range() -> None:
         WORKLOAD.validate_python(_capacity_spec(slo={}))
     with pytest.raises(ValidationError, match="startRate must be at most maxRate"):
         WORKLOAD.validate_python(_capacity_spec(startRate=50, maxRate=10))
+    with pytest.raises(ValidationError, match=r"minRate must be at most startRate \(got 10 > 8\)"):
+        WORKLOAD.validate_python(_capacity_spec(minRate=10))
+    assert WORKLOAD.validate_python(_capacity_spec(minRate=8)).min_rate == 8
 
 
 @pytest.mark.slow

@@ -154,7 +154,9 @@ def capacity_cells(row: VariantSummary) -> list[str]:
     if cap is None:
         rate = goodput = DASH
     elif cap.requests_per_second_per_gpu is None:
-        rate, goodput = "none meets SLO", DASH
+        lowest = min((t.request_rate for t in cap.trials), default=None)
+        rate = "none meets SLO" + (f" (down to {lowest / cap.gpus:.3g})" if lowest is not None else "")
+        goodput = DASH
     else:
         rate = f"{cap.requests_per_second_per_gpu:.3g}" + ("+" if cap.lower_bound_only else "")
         if not cap.counts:
