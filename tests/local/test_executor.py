@@ -6,6 +6,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -21,6 +22,7 @@ from quantbench.local.executor import (
     checkpoint_gib,
     fidelity_argv,
     local_server_argv,
+    overlap_words,
     overlaps_starts,
     probe_argv,
     run_cpu_probe,
@@ -372,9 +374,10 @@ def test_the_next_server_starts_during_the_untimed_steps_on_the_cpu(tmp_path: Pa
     settings = LocalSettings(
         out_dir=tmp_path / "out",
         jobs_python="true",
-        server_env={"PYTHONPATH": str(stand_in), "STAND_IN_EVENTS": str(events)},
+        server_env={"PYTHONPATH": str(stand_in), "STAND_IN_EVENTS": str(events), "OMP_NUM_THREADS": "1"},
         log=log,
         overlap_starts=overlap,
+        cores=2,  # a core is left for the starting server
     )
     _, servers = run_local(bench, settings)
     assert {n: s.phase for n, s in servers.items()} == {
@@ -391,4 +394,26 @@ def test_the_next_server_starts_during_the_untimed_steps_on_the_cpu(tmp_path: Pa
         assert seen == [*first, "w8a8: starting server", "stop m-bf16", *second]
     else:
         assert seen == [*first, "stop m-bf16", "w8a8: starting server", *second]
-    assert not overlaps_starts(LocalSettings(out_dir=tmp_path, device=H100))
+    assert not overlaps_starts(LocalSettings(out_dir=tmp_path, device=H100), bench.spec)
+
+
+def test_servers_overlap_only_where_their_threads_leave_a_core_free(tmp_path: Path) -> None:
+    """A starting server beside one whose OpenMP threads fill every core slows it several-fold: the overlap
+    needs OMP_NUM_THREADS below the run's cores (unset counts as every core); --server-env wins over the spec."""
+    spec = _spec(server={"env": [{"name": "OMP_NUM_THREADS", "value": "2"}]})
+    unset = spec.model_copy(update={"server": spec.server.model_copy(update={"env": []})})
+
+    def settings(cores: int, **kw: Any) -> LocalSettings:
+        return LocalSettings(out_dir=tmp_path, cores=cores, **kw)
+
+    assert overlaps_starts(settings(4), spec) and not overlaps_starts(settings(2), spec)
+    assert "a core is left for it" in overlap_words(settings(4), spec)
+    assert overlap_words(settings(2), spec) == (
+        "one after another (2 OpenMP threads of 2 cores leave none for a starting server, which would slow "
+        "the running one's steps)"
+    )
+    assert not overlaps_starts(settings(64), unset)
+    assert overlaps_starts(settings(2, server_env={"OMP_NUM_THREADS": "1"}), spec)
+    assert not overlaps_starts(settings(4, server_env={"OMP_NUM_THREADS": "two"}), spec)
+    assert not overlaps_starts(settings(4, overlap_starts=False), spec)
+    assert not overlaps_starts(settings(4, device=H100), spec)

@@ -4,7 +4,8 @@ Exit status: 0 when every variant succeeded or is unsupported here (reported as 
 2 for a bad spec or bad options.
 
 Servers run one after another as local vLLM processes (on the CPU the next one starts during the current one's
-accuracy and fidelity steps; `--no-overlap-starts` turns that off); the load generator and the accuracy runner are
+accuracy and fidelity steps when the servers' OMP_NUM_THREADS leave a core free for it; `--no-overlap-starts`
+turns that off); the load generator and the accuracy runner are
 the commands the Kubernetes Jobs run; the results folder, summary and report are the same as the operator's.
 """
 
@@ -140,6 +141,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--no-overlap-starts",
         action="store_true",
         help="on the CPU, start each server only after the previous one stopped (default: the next one starts "
-        "during the current one's accuracy and fidelity steps)",
+        "during the current one's accuracy and fidelity steps when the servers' OMP_NUM_THREADS leave a core "
+        "free for it)",
     )
     p.set_defaults(func=run)

@@ -2,7 +2,10 @@
 load-generator and accuracy commands the Kubernetes Jobs run, and the same results folder, summary and report.
 
 On the CPU the next variant's server starts while the current one runs its accuracy and fidelity steps (whose
-results do not depend on speed), so that its start-up (mostly Python imports) overlaps them; the timed
+results do not depend on speed), so that its start-up (mostly Python imports) overlaps them, when the servers'
+OpenMP threads (OMP_NUM_THREADS) leave a core free for it: a starting server beside a server whose OpenMP threads
+fill every core slows that server's decoding several-fold (a thread that waits at an OpenMP barrier spins on its
+core while the thread it waits for is preempted), so the overlap would cost more than it hides. The timed
 workloads always run with one server alone. On a GPU servers never overlap.
 
 Every failure of a variant (unsupported precision here, a server that exits or never becomes healthy, a
@@ -97,7 +100,10 @@ class LocalSettings:
     device: Device = field(default_factory=Device)
     log: Callable[[str], None] = print
     display: Display | None = None  # the live progress of `quantbench run`; None: stage changes are logged
-    overlap_starts: bool = True  # on the CPU, start the next server during this one's untimed steps
+    overlap_starts: bool = (
+        True  # on the CPU, start the next server during this one's untimed steps (see below)
+    )
+    cores: int = field(default_factory=lambda: len(os.sched_getaffinity(0)))  # CPU cores this run may use
 
     def stage(self, variant: str, stage: str, detail: str = "") -> None:
         """A variant entered a stage (starting server, a workload, accuracy, or its final phase)."""
@@ -466,9 +472,12 @@ def run_local(bench: QuantBenchmark, settings: LocalSettings) -> tuple[Path, dic
     # The baseline first: a sequential accuracy evaluation stops each variant against its outcomes.
     order = sorted(spec.variants, key=lambda v: v.name != spec.baseline)
     prestarted: dict[str, ServerProcess] = {}
+    overlap = overlaps_starts(settings, spec)
+    if settings.device.gpu is None and settings.overlap_starts:
+        settings.log(f"servers: {overlap_words(settings, spec)}")
     try:
         for i, variant in enumerate(order):
-            following = next_to_start(order[i + 1 :], settings) if overlaps_starts(settings) else None
+            following = next_to_start(order[i + 1 :], settings) if overlap else None
 
             def start_following(following: Variant | None = following) -> None:
                 if following is not None and following.name not in prestarted:
@@ -485,11 +494,40 @@ def run_local(bench: QuantBenchmark, settings: LocalSettings) -> tuple[Path, dic
     return root, servers
 
 
-def overlaps_starts(settings: LocalSettings) -> bool:
+def server_threads(settings: LocalSettings, spec: QuantBenchmarkSpec) -> int | None:
+    """The servers' OpenMP threads (OMP_NUM_THREADS of spec.server.env or --server-env; None: not set, or not a
+    positive whole number)."""
+    env = {**{e.name: e.value for e in spec.server.env}, **settings.server_env}
+    value = env.get("OMP_NUM_THREADS", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
+def overlaps_starts(settings: LocalSettings, spec: QuantBenchmarkSpec) -> bool:
     """Whether the next variant's server starts while this one runs its accuracy and fidelity steps: on the CPU,
-    where two servers fit (each has its own KV cache size), and unless turned off. On a GPU the second server
-    would take the memory the first one holds."""
-    return settings.overlap_starts and settings.device.gpu is None
+    where two servers fit (each has its own KV cache size), unless turned off, and only when the servers'
+    OpenMP threads leave at least one of this run's cores free for the starting server. Measured on 2 cores
+    with 2 threads, the overlap made the running server's fidelity step 5x slower (54 s against ~11 s) and hid
+    a start of ~30 s: a loss. Unset OMP_NUM_THREADS counts as every core (torch's default). On a GPU the
+    second server would take the memory the first one holds."""
+    if not settings.overlap_starts or settings.device.gpu is not None:
+        return False
+    threads = server_threads(settings, spec)
+    return threads is not None and threads < settings.cores
+
+
+def overlap_words(settings: LocalSettings, spec: QuantBenchmarkSpec) -> str:
+    """Why the CPU servers start as they do, for the run's log."""
+    threads = server_threads(settings, spec)
+    threads_text = f"{threads} OpenMP threads" if threads is not None else "OpenMP threads on every core"
+    if overlaps_starts(settings, spec):
+        return (
+            f"the next one starts during this one's accuracy and fidelity steps ({threads_text}, "
+            f"{settings.cores} cores: a core is left for it)"
+        )
+    return (
+        f"one after another ({threads_text} of {settings.cores} cores leave none for a starting server, "
+        "which would slow the running one's steps)"
+    )
 
 
 def next_to_start(rest: list[Variant], settings: LocalSettings) -> Variant | None:
