@@ -218,14 +218,13 @@ def _evaluate(request: AccuracyRequest, folder: Path | None, samples_out: Path |
 
     started = datetime.now(UTC)
     t0 = time.monotonic()
-    # The task is handed over as a config, so lm-eval's index of its thousands of built-in task files is not
-    # needed: building it (simple_evaluate's default) took 10-16 s on 2 cores, on every call. The metadata is
-    # what simple_evaluate gives its own TaskManager.
-    tasks = TaskManager(include_defaults=False, metadata=model_args(request))
 
     def evaluate(limit: int | None, doc_ids: Sequence[int] | None) -> list[Mapping[str, Any]]:
         output = simple_evaluate(
-            task_manager=tasks,
+            # The task is handed over as a config, so lm-eval's index of its thousands of built-in task files
+            # is not needed: building it (simple_evaluate's default) took 10-16 s on 2 cores, on every call.
+            # The metadata is what simple_evaluate gives its own TaskManager.
+            task_manager=TaskManager(include_defaults=False, metadata=model_args(request)),
             model="local-chat-completions" if request.endpoint == "chat" else "local-completions",
             model_args=model_args(request),
             apply_chat_template=request.endpoint == "chat",
