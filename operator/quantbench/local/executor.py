@@ -100,9 +100,8 @@ class LocalSettings:
     device: Device = field(default_factory=Device)
     log: Callable[[str], None] = print
     display: Display | None = None  # the live progress of `quantbench run`; None: stage changes are logged
-    overlap_starts: bool = (
-        True  # on the CPU, start the next server during this one's untimed steps (see below)
-    )
+    # On the CPU, start the next server during this one's untimed steps (when a core is free: overlaps_starts).
+    overlap_starts: bool = True
     cores: int = field(default_factory=lambda: len(os.sched_getaffinity(0)))  # CPU cores this run may use
 
     def stage(self, variant: str, stage: str, detail: str = "") -> None:
