@@ -717,9 +717,14 @@ def sequential_decision(
     with every outcome available (the budget)."""
 
     def ask(first: int, count: int) -> tuple[int, int, int]:
-        chunk = outcomes[first : first + count]
-        gained = sum(1 for base, var in chunk if var and not base)
-        lost = sum(1 for base, var in chunk if base and not var)
-        return len(chunk), gained, lost
+        return paired_counts(outcomes[first : first + count])
 
     return monitor(plan, len(outcomes), ask, expected_discordance)
+
+
+def paired_counts(outcomes: Sequence[tuple[bool, bool]]) -> tuple[int, int, int]:
+    """(paired, gained, lost) of paired (baseline right, variant right) outcomes: how many pairs, in how many
+    the variant alone was right, in how many the baseline alone was: what `observe` takes for a chunk."""
+    gained = sum(1 for base, var in outcomes if var and not base)
+    lost = sum(1 for base, var in outcomes if base and not var)
+    return len(outcomes), gained, lost

@@ -117,10 +117,8 @@ QUANTBENCH_VERSION = package_version("quantbench")
 POD_CREATE_GRACE_S = 5.0  # a Job with no pod after this long: read why (FailedCreate Events)
 SWEPT_KINDS = ("Deployment", "Service", "Job", "ServiceAccount")
 STATUS_WRITE_ATTEMPTS = 3
-OBSERVED_KINDS = ("Deployment", "Service", "Pod")
-NODES_FRESH_S = (
-    1.0  # how old a Node list may be when pools are planned  # listed beside a run's Jobs and ConfigMaps
-)
+OBSERVED_KINDS = ("Deployment", "Service", "Pod")  # listed beside a run's Jobs and ConfigMaps
+NODES_FRESH_S = 1.0  # how old a Node list may be when pools are planned
 
 
 def utcnow() -> datetime:
@@ -185,6 +183,7 @@ class Driver:
         self._swept: set[tuple[str, str]] = set()  # benchmarks whose ended runs' leftovers were removed
         self.reconciles = 0  # reconcile passes made (a figure for benchmarks)
         self.reconcile_seconds = 0.0  # their time, summed over threads (likewise)
+        self._count_lock = threading.Lock()
         # The cluster's Nodes, listed at most once per NODES_FRESH_S for all benchmarks together.
         self._node_list: tuple[float, list[Node]] | None = None
         self._node_lock = threading.Lock()
@@ -210,7 +209,7 @@ class Driver:
         try:
             return self._reconcile(namespace, name)
         finally:
-            with self._node_lock:
+            with self._count_lock:  # not the Node list's lock: that one is held through a list call
                 self.reconciles += 1
                 self.reconcile_seconds += time.monotonic() - started
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from quantbench_loadgen.accuracy.results import QuestionOutcome, SequentialRecord
-from quantbench_loadgen.noninferiority import SequentialPlan, monitor, plan_sequential
+from quantbench_loadgen.noninferiority import SequentialPlan, monitor, paired_counts, plan_sequential
 from quantbench_loadgen.specs import AccuracySpec
 
 
@@ -43,10 +43,9 @@ def evaluate_sequentially(
         chunk = order[first : first + count]
         for outcome in ask([o.doc_id for o in chunk]):
             answered[outcome.key] = outcome
-        pairs = [(o.strict_correct, answered[o.key].strict_correct) for o in chunk if o.key in answered]
-        gained = sum(1 for base, var in pairs if var and not base)
-        lost = sum(1 for base, var in pairs if base and not var)
-        return len(pairs), gained, lost
+        return paired_counts(
+            [(o.strict_correct, answered[o.key].strict_correct) for o in chunk if o.key in answered]
+        )
 
     decision = monitor(plan, len(order), ask_chunk, expected_discordance)
     asked = [answered[o.key] for o in order if o.key in answered]

@@ -278,7 +278,7 @@ def launch_server(
         variant.name,
         local_server_argv(spec, variant, settings.vllm_python, port),
         folder / "server.log",
-        env={**{e.name: e.value for e in spec.server.env}, **settings.server_env},
+        env=server_env(spec, settings),
         port=port,
     )
 
@@ -493,11 +493,15 @@ def run_local(bench: QuantBenchmark, settings: LocalSettings) -> tuple[Path, dic
     return root, servers
 
 
+def server_env(spec: QuantBenchmarkSpec, settings: LocalSettings) -> dict[str, str]:
+    """The environment a server gets besides this process's: spec.server.env, then --server-env over it."""
+    return {**{e.name: e.value for e in spec.server.env}, **settings.server_env}
+
+
 def server_threads(settings: LocalSettings, spec: QuantBenchmarkSpec) -> int | None:
     """The servers' OpenMP threads (OMP_NUM_THREADS of spec.server.env or --server-env; None: not set, or not a
     positive whole number)."""
-    env = {**{e.name: e.value for e in spec.server.env}, **settings.server_env}
-    value = env.get("OMP_NUM_THREADS", "").strip()
+    value = server_env(spec, settings).get("OMP_NUM_THREADS", "").strip()
     return int(value) if value.isdigit() and int(value) > 0 else None
 
 
