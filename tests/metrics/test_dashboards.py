@@ -122,6 +122,7 @@ def _evaluate_every_panel(prom: Prometheus, skip: Callable[[str], bool] = lambda
     """Wait until the live series have enough samples for rate(), then check every query. Returns the
     number of queries checked."""
     prom.wait_for("rate(quantbench_loadgen_requests_completed_total[1m]) > 0")
+    prom.wait_for_scrapes()
     checked = 0
     for name in DASHBOARDS:
         board = _load(name)
