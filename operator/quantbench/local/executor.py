@@ -486,9 +486,9 @@ def run_local(bench: QuantBenchmark, settings: LocalSettings) -> tuple[Path, dic
             server = prestarted.pop(variant.name, None)
             servers[variant.name] = run_variant(spec, variant, root, settings, server, start_following)
             write_server_info(root, variant.name, servers[variant.name])
-    finally:
+    finally:  # a server started early for a variant that never ran (an earlier one failed)
         for server in prestarted.values():
-            server.stop()
+            server.stop(STOP_GRACE_S)
     write_run_info(root, info.model_copy(update={"finished_at": datetime.now(UTC)}))
     return root, servers
 
