@@ -352,7 +352,12 @@ def test_edits_that_change_nothing_measured_start_no_run(
     wait_for(lambda: (bench.status().get("currentRun") or {}).get("id") not in (None, run), 30, "run-now")
     current = bench.status()["currentRun"]
     assert current["trigger"] == "RunNow"
-    assert RUN_NOW_ANNOTATION not in ((bench.get() or {})["metadata"].get("annotations") or {})
+    # Taken right after the run's status is written (status first, so a crash cannot start two runs).
+    wait_for(
+        lambda: RUN_NOW_ANNOTATION not in ((bench.get() or {})["metadata"].get("annotations") or {}),
+        30,
+        "the run-now annotation taken",
+    )
     bench.play_variant(current["id"], "bf16", spec)
     bench.wait_phase(("Succeeded",))
     # A measured change does start one.
