@@ -318,6 +318,28 @@ class Bench:
             f"event {reason}",
         )
 
+    def wait_events(self, reasons: set[str], timeout: float = 30) -> set[str]:
+        """Wait until an Event of each reason was posted (the operator posts them in the background, so
+        one may land after the status write that follows the decision it records)."""
+
+        def posted() -> set[str] | None:
+            seen = self.event_reasons()
+            return seen if seen >= reasons else None
+
+        return wait_for(posted, timeout, f"events {sorted(reasons)}")
+
+    def wait_announced(self, run: str, timeout: float = 30) -> None:
+        """Wait until every server and Job of ``run`` has its creation Event: the operator creates the
+        object first and posts the Event in the background, so a crash right after the object appears
+        could lose it."""
+
+        def announced() -> bool:
+            messages = [e["message"] for e in self.events() if e["reason"] in ("ServerCreated", "JobCreated")]
+            made = self.names("Deployment", run) | self.names("Job", run)
+            return all(any(name in m for m in messages) for name in made)
+
+        wait_for(announced, timeout, f"a creation event for every server and Job of {run}")
+
     # ------------------------------------------------------------------------------- Jobs' part
     def wait_job(self, run: str, variant: str | None, step: str, timeout: float = 60) -> str:
         name = job_name(self.name, run, variant, step)

@@ -91,15 +91,17 @@ def test_three_variants_run_to_succeeded(
     # GPUs released, Jobs and RBAC gone, results kept.
     bench.wait_released(("Deployment", "Service", "Job", "Role", "RoleBinding", "ServiceAccount"))
     assert job_name("llama", run, "fp8", "accuracy") in bench.names("ConfigMap", run)
-    assert {
-        "RunStarted",
-        "ServerCreated",
-        "ServerReady",
-        "JobCreated",
-        "ResultCollected",
-        "VariantSucceeded",
-        "RunSucceeded",
-    } <= bench.event_reasons()
+    bench.wait_events(
+        {
+            "RunStarted",
+            "ServerCreated",
+            "ServerReady",
+            "JobCreated",
+            "ResultCollected",
+            "VariantSucceeded",
+            "RunSucceeded",
+        }
+    )
     # The collected results, in the results-folder layout the report reads.
     results = RunResults.load(tmp_path / "results" / bench.ns / "llama" / run)
     assert set(results.variants) == {"bf16", "fp8", "awq-int4"}
@@ -340,7 +342,7 @@ def test_startup_timeout_fails_the_run(bench: Bench, start_operator: OperatorFac
             and v["reason"] == "StartupTimeout"
             and "startupTimeout (4 s)" in v["message"]
         )
-    assert "StartupTimeout" in bench.event_reasons()
+    bench.wait_event("StartupTimeout")
     bench.wait_released()
     assert {c["type"]: c["status"] for c in status["conditions"]}["Ready"] == "False"
 
@@ -389,7 +391,9 @@ def test_kill_and_restart_resumes_without_duplicates(
             assert bench.variant("bf16")["phase"] != "Succeeded"
             before = bench.uids(run)
             assert f"Deployment/{server_name('llama', run, 'bf16')}" in before
+            bench.wait_announced(run)
             op.kill()
+    bench.wait_announced(run)
     op.kill()
     if point == "result-written-while-down":
         bench.play_job(run, "bf16", "wl-latency", spec)
