@@ -159,6 +159,8 @@ def accuracy_argv(
 
 
 FIDELITY_REFERENCE = "fidelity-reference.json"
+# The baseline's prompts and responses (megabytes at GSM8K size): local runs only, a ConfigMap cannot hold them.
+RESPONSES_FILE = "accuracy-responses.json"
 
 
 def fidelity_argv(
@@ -353,9 +355,14 @@ def run_variant(
                 afile.write_text(yaml.safe_dump(spec.accuracy.to_wire()))
                 argv = accuracy_argv(settings, spec, server.url, model, afile, folder / "accuracy.json")
                 baseline_result = root / spec.baseline / "accuracy.json"
+                baseline_responses = root / spec.baseline / RESPONSES_FILE
+                if spec.accuracy.sequential is not None and variant.name == spec.baseline:
+                    argv += ["--responses-out", str(baseline_responses)]  # for the variants' screening
                 if spec.accuracy.sequential is not None and variant.name != spec.baseline:
                     if baseline_result.is_file():  # ask in chunks, stop once decided
                         argv += ["--baseline-result", str(baseline_result)]
+                        if baseline_responses.is_file():  # a question answered as the baseline did: screened
+                            argv += ["--baseline-responses", str(baseline_responses)]
                         if (folder / FIDELITY_FILE).is_file():
                             argv += ["--fidelity-result", str(folder / FIDELITY_FILE)]
                     else:
