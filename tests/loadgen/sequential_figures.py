@@ -23,6 +23,10 @@ from quantbench_loadgen.noninferiority import (
 )
 
 MARGIN = 0.01
+# What screening a question costs, in generations of its answer: one prefill of prompt + the baseline's
+# response against generating the answer, measured on the vLLM CPU server (`make bench-screening`).
+SCREEN_COST = 0.42
+IDENTICAL_SHARES = (0.0, 0.5, 0.7, 0.9)
 DISCORDANCES = (0.02, 0.03, 0.05, 0.10)
 PLANNED_AT = (0.05, 0.10)
 
@@ -82,6 +86,35 @@ def simulate(
     )
 
 
+def gpu_time(mean_questions: float, identical: float, screen_cost: float = SCREEN_COST) -> float:
+    """GPU time of a sequential evaluation with screening, in generations: every question asked is screened
+    (``screen_cost``), and the share ``identical`` of them that the variant answers exactly as the baseline
+    did is not generated."""
+    if not 0.0 <= identical <= 1.0:
+        raise ValueError(f"the share of identical answers {identical} must be within [0, 1]")
+    return mean_questions * (screen_cost + 1.0 - identical)
+
+
+def print_gpu_time(plan: SequentialPlan, trials: int, fixed: int) -> None:
+    """Expected GPU time relative to the fixed-sample design (planned at 5% discordance), with screening, by
+    the share of questions the variant answers exactly as the baseline did (at most 1 - discordance)."""
+    print(
+        f"\nGPU time with screening, relative to the fixed-sample design at 5% ({fixed} generations); a screen "
+        f"costs {SCREEN_COST:.2f} generations; variant as accurate as the baseline (delta 0)"
+    )
+    print(
+        f"{'discordance':>11} {'no screen':>9} "
+        + " ".join(f"{format(s, '.0%') + ' same':>9}" for s in IDENTICAL_SHARES)
+    )
+    for d in DISCORDANCES:
+        f = simulate(plan, d, 0.0, trials, seed=15)
+        cells = [
+            f"{gpu_time(f.mean_questions, s) / fixed:>9.2f}" if s <= 1.0 - d else f"{'-':>9}"
+            for s in IDENTICAL_SHARES
+        ]
+        print(f"{d:>11.0%} {f.mean_questions / fixed:>9.2f} " + " ".join(cells))
+
+
 def main() -> None:
     trials = 4000
     plan = plan_sequential(MARGIN, PLANNED_AT[0])
@@ -106,6 +139,7 @@ def main() -> None:
                     + " ".join(f"{f.mean_questions / fixed[p]:>11.2f}" for p in PLANNED_AT)
                     + f" {f.mean_questions / fixed[d]:>11.2f}"
                 )
+    print_gpu_time(plan, trials, fixed[PLANNED_AT[0]])
 
 
 if __name__ == "__main__":
