@@ -63,18 +63,25 @@ def test_variant_is_asked_in_chunks_against_the_baseline(
     assert record.screened == 0 and record.generated == record.questions
 
     # Screening: the same server answers as the baseline did, so a question is screened by one prefill and
-    # takes the baseline's outcome unless there is doubt. The tiny model's random weights give flat
-    # distributions whose BF16 log-probabilities tie exactly (6 of its first 15 answers here have a tied or
-    # not-top-1 position, or bytes that do not retokenize): those are generated. The verdict and the outcomes
-    # are unchanged either way.
+    # takes the baseline's outcome unless there is doubt: BF16 log-probabilities that tie exactly, answers
+    # ending in bytes that do not retokenize. Those are generated.
     refs = BaselineResponses.model_validate_json(responses.read_text())
     assert [r.key for r in refs.responses] == [o.key for o in base.outcomes]
     assert refs.stop and refs.max_gen_tokens == SPEC["maxGenTokens"]
-    both = ("--baseline-result", str(tmp_path / "base.json"), "--baseline-responses", str(responses))
+    # The tiny model's random weights give flat distributions: few positions lead by the default 0.25 nats, so
+    # this test screens at 0 (everything but exact ties); SmolLM2's figures at the default: bench_screening.py.
+    both = (
+        "--baseline-result", str(tmp_path / "base.json"), "--baseline-responses", str(responses),
+        "--screen-min-gap", "0",
+    )  # fmt: skip
     same = _accuracy(accuracy_python, server, gsm8k_dir, spec, tmp_path / "same.json", *both)
     record = same.sequential
     assert record is not None and record.verdict == QualityVerdict.NON_INFERIOR
-    assert same.outcomes == base.outcomes[: record.questions]
+    assert [o.key for o in same.outcomes] == [o.key for o in base.outcomes[: record.questions]]
+    # screened questions take the baseline's outcome; a generated one can differ even on the same server (a
+    # near-tie decided the other way in another batch: why it was not screened)
+    screened = set(record.screened_keys)
+    assert all(o == b for o, b in zip(same.outcomes, base.outcomes, strict=False) if o.key in screened)
     assert record.screened + (record.generated or 0) == record.questions
     assert record.screened >= record.questions // 2, f"only {record.screened} of {record.questions} screened"
     print(f"bf16 against itself: {record.screened} of {record.questions} screened")
@@ -87,6 +94,7 @@ def test_variant_is_asked_in_chunks_against_the_baseline(
     assert record.generated > 0 and record.screened + record.generated == record.questions
     screened = set(record.screened_keys)
     assert all(o == b for o, b in zip(other.outcomes, base.outcomes, strict=False) if o.key in screened)
+    assert screened <= {o.key for o in base.outcomes}
     print(
         f"awq-int4 against bf16: {record.screened} of {record.questions} screened, {record.generated} generated"
     )

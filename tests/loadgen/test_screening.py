@@ -36,6 +36,7 @@ def _forced(
     reason: str | int | None = None,
     full_text: str | None = None,
     full_ids: list[int] | None = None,
+    ending_tokens: int = 1,
 ) -> Forced:
     ids = full_ids if full_ids is not None else PROMPT_IDS + RESPONSE_IDS
     default: list[dict[str, Any] | None] = [None, *(_entry(t) for t in ids[1:])]
@@ -46,6 +47,7 @@ def _forced(
         full_text=full_text if full_text is not None else "<s> Q?" + RESPONSE,
         prompt_logprobs=default if entries is None else entries,
         ending_text=ending,
+        ending_tokens=ending_tokens,
         finish_reason=finish,
         stop_reason=reason,
     )
@@ -77,6 +79,23 @@ def test_ended_at_the_length_cap_needs_only_the_positions() -> None:
     assert screened(RESP, _forced(finish="length", ending=" and"), STOP, max_gen_tokens=3)
     # the response retokenizes longer than the cap: the variant would have been cut earlier
     assert not screened(RESP, _forced(finish="length", ending=" and"), STOP, max_gen_tokens=2)
+
+
+def test_trailing_whitespace_is_left_to_the_variants_own_greedy_tokens() -> None:
+    # A response cut at "Question:" ends in "\n\n": one token when tokenized, two when generated. Only the
+    # text before it is forced; the variant's greedy tokens must give the "\n\n" and then stop.
+    cut = BaselineResponse(doc_id=0, key="k", prompt=" Q?", response=RESPONSE + "\n\n")
+    stopped = _forced(ending="\n\nQuestion:", reason="Question:", ending_tokens=4)
+    assert screened(cut, stopped, STOP, max_gen_tokens=16)
+    assert not screened(cut, _forced(ending="\nQuestion:", reason="Question:"), STOP, max_gen_tokens=16)
+    assert screened(cut, _forced(ending="\n\n", reason=None, ending_tokens=2), STOP, max_gen_tokens=16)
+    assert not screened(RESP, _forced(ending="\n\n", reason=None, ending_tokens=2), STOP, max_gen_tokens=16)
+    # the cap reached within the trailing whitespace: the answer is the response only if the counts add up
+    capped = _forced(finish="length", ending="\n\n", ending_tokens=2)
+    assert screened(cut, capped, STOP, max_gen_tokens=5)
+    assert not screened(cut, capped, STOP, max_gen_tokens=16)
+    # the forced tokens already at the cap: the trailing whitespace would never be generated
+    assert not screened(cut, _forced(ending="\n\n", reason=None), STOP, max_gen_tokens=3)
 
 
 def test_a_position_where_the_variant_prefers_another_token_is_not_screened() -> None:

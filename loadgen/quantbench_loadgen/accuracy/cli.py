@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from quantbench_loadgen.accuracy.results import AccuracyResult
 from quantbench_loadgen.accuracy.runner import AccuracyRequest, AccuracyRunError, run_accuracy
-from quantbench_loadgen.accuracy.screening import BaselineResponses
+from quantbench_loadgen.accuracy.screening import MIN_GAP, BaselineResponses
 from quantbench_loadgen.accuracy.sequential import plan_for
 from quantbench_loadgen.accuracy.task import DatasetError
 from quantbench_loadgen.fidelity import FidelityResult
@@ -78,6 +78,14 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         type=Path,
         help="with --baseline-result: the baseline's --responses-out file; a question whose response this "
         "variant would give exactly (one teacher-forced prefill) takes the baseline's outcome ungenerated",
+    )
+    p.add_argument(
+        "--screen-min-gap",
+        type=float,
+        default=MIN_GAP,
+        metavar="NATS",
+        help="a response token is the variant's choice only when it leads the runner-up by more than this "
+        f"(default {MIN_GAP}: prefill and decode numerics differ; 0 screens everything but exact ties)",
     )
     p.add_argument(
         "--fidelity-result",
@@ -141,10 +149,14 @@ def request_from_args(args: argparse.Namespace) -> AccuracyRequest:
         baseline=baseline,
         expected_discordance=expected,
         baseline_responses=responses,
+        screen_min_gap=args.screen_min_gap,
     )
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.screen_min_gap < 0:
+        print("error: --screen-min-gap must be >= 0", file=sys.stderr)
+        return 2
     if args.telemetry_interval < 0:
         print("error: --telemetry-interval must be >= 0 (0: no server telemetry)", file=sys.stderr)
         return 2

@@ -32,7 +32,12 @@ from quantbench_loadgen.accuracy.results import (
     SequentialRecord,
     question_key,
 )
-from quantbench_loadgen.accuracy.screening import BaselineResponses, responses_from_samples, screen
+from quantbench_loadgen.accuracy.screening import (
+    MIN_GAP,
+    BaselineResponses,
+    responses_from_samples,
+    screen,
+)
 from quantbench_loadgen.accuracy.sequential import evaluate_sequentially
 from quantbench_loadgen.accuracy.task import (
     FEWSHOT_FROM_TEST_NOTE,
@@ -85,6 +90,7 @@ class AccuracyRequest:
     # the baseline's responses (completions endpoint): a question the variant would answer exactly as the
     # baseline did, by one teacher-forced prefill, takes the baseline's outcome without generating
     baseline_responses: BaselineResponses | None = None
+    screen_min_gap: float = MIN_GAP  # nats the forced token must lead the runner-up by to be screened
 
 
 def metrics_url(base_url: str) -> str:
@@ -343,7 +349,11 @@ def _screener(request: AccuracyRequest) -> Callable[[Sequence[int]], set[int]] |
         return None
 
     def screen_chunk(doc_ids: Sequence[int]) -> set[int]:
-        return asyncio.run(screen(request.base_url, request.model, refs, doc_ids, request.concurrency))
+        return asyncio.run(
+            screen(
+                request.base_url, request.model, refs, doc_ids, request.concurrency, request.screen_min_gap
+            )
+        )
 
     return screen_chunk
 

@@ -4,14 +4,16 @@ A variant whose greedy decoding reproduces the baseline's response has the basel
 question (a concordant pair), so the sequential test's statistics are unchanged when that outcome is taken
 without generating. It is checked with one teacher-forced prefill on the variant's server: prompt + the
 baseline's response through vLLM's ``prompt_logprobs`` (top 2 per position), plus a few greedy tokens after
-the response to see how the variant would end. The question is *screened* iff
+it to see how the variant would end. The response's trailing whitespace is left to those greedy tokens: a
+response cut at a stop string ends in e.g. "\n\n", which tokenizes as one token where the model generated
+two, so forcing it would fail on a token the model never chose. The question is *screened* iff
 
-- the response's tokens (prompt + response tokenized together, the prompt's tokens a prefix of them, and
-  the text decoding back to prompt + response) are each the variant's most likely token, ahead of the
-  runner-up by more than ``min_gap`` nats (a near-tie could fall either way between a prefill and a decode);
-- and the variant would end there: the response already has the generation cap's length, or the variant's
-  next tokens are its end of sequence or one of the task's stop strings (starting right after the response,
-  and no stop string completed earlier).
+- the tokens of the response without its trailing whitespace (prompt + that text tokenized together, the
+  prompt's tokens a prefix of them, the text decoding back) are each the variant's most likely token, ahead
+  of the runner-up by more than ``min_gap`` nats (a near-tie can fall either way between a prefill and a
+  decode: BF16 moved one by 0.125 nats on the CPU server);
+- and the variant's greedy tokens after it give exactly the trailing whitespace and then end: its end of
+  sequence, one of the task's stop strings (no stop string completed earlier), or the generation cap.
 
 Any doubt (a tokenization that does not round-trip, missing log-probabilities, a near-tie, an answer
 longer than the cap) leaves the question unscreened: it is generated as without screening.
@@ -33,7 +35,7 @@ from quantbench_loadgen.client import api_base, server_root
 from quantbench_loadgen.schema import ApiModel
 
 RESPONSES_API_VERSION: Final = "quantbench.dev/accuracy-responses-v1"
-MIN_GAP: Final = 1e-3  # nats between the forced token and the runner-up below which a position is a tie
+MIN_GAP: Final = 0.25  # nats between the forced token and the runner-up below which a position is a tie
 ENDING_TOKENS: Final = 8  # greedy tokens after the response to see a stop string (or EOS) come
 
 
@@ -90,12 +92,13 @@ class Forced:
     """What the variant's server said about prompt + response (see `screened`)."""
 
     prompt_ids: Sequence[int]  # tokens of the prompt alone
-    full_ids: Sequence[int]  # tokens of prompt + response
+    full_ids: Sequence[int]  # tokens of prompt + the response without its trailing whitespace
     prompt_text: str  # full_ids[: len(prompt_ids)] decoded
     full_text: str  # full_ids decoded
     # vLLM prompt_logprobs: per token of full_ids, None or {token id: {"logprob": x, "rank": r}}
     prompt_logprobs: Sequence[Mapping[str, Any] | None] | None
-    ending_text: str  # what the greedy tokens after the response produced (stop string included)
+    ending_text: str  # what the greedy tokens after full_ids produced (stop string included)
+    ending_tokens: int  # how many greedy tokens that was
     finish_reason: str | None
     stop_reason: str | int | None
 
@@ -119,19 +122,25 @@ def forced_tokens_lead(forced: Forced, first: int, min_gap: float = MIN_GAP) -> 
     return True
 
 
-def ends_like_the_baseline(response: str, forced: Forced, stop: Sequence[str], at_cap: bool) -> bool:
-    """The variant's greedy text after the response stops it with nothing added."""
+def ends_like_the_baseline(
+    response: str, forced: Forced, stop: Sequence[str], forced_tokens: int, max_gen_tokens: int
+) -> bool:
+    """The variant's greedy tokens after the forced text give the response's trailing whitespace and stop
+    there, as its answer would: end of sequence, a stop string right after the response, or the cap."""
     if any(s and s in response for s in stop):
         return False  # the baseline would have stopped earlier: this response is not a plain generation
-    if at_cap:
-        return True
+    tail = response[len(response.rstrip()) :]
+    if forced_tokens == max_gen_tokens:
+        return tail == ""  # the cap: nothing after the forced tokens is generated
+    if forced.finish_reason == "length":
+        return forced.ending_text == tail and forced_tokens + forced.ending_tokens == max_gen_tokens
     if forced.finish_reason != "stop":
         return False
     if forced.stop_reason is None or isinstance(forced.stop_reason, int):  # end of sequence / stop token
-        return forced.ending_text == ""
-    if forced.stop_reason not in stop or forced.ending_text != forced.stop_reason:
+        return forced.ending_text == tail
+    if forced.stop_reason not in stop or forced.ending_text != tail + forced.stop_reason:
         return False
-    joined = response + forced.ending_text
+    joined = response + forced.stop_reason
     return all(joined.find(s) in (-1, len(response)) for s in stop if s)
 
 
@@ -146,14 +155,14 @@ def screened(
     n_prompt, n_full = len(forced.prompt_ids), len(forced.full_ids)
     if list(forced.full_ids[:n_prompt]) != list(forced.prompt_ids):
         return False  # the response's first token merged with the prompt's last
-    if forced.full_text != forced.prompt_text + response.response:
+    if forced.full_text != forced.prompt_text + response.response.rstrip():
         return False  # the tokens do not decode back to the response
     generated = n_full - n_prompt
     if generated > max_gen_tokens:
         return False
     if not forced_tokens_lead(forced, n_prompt, min_gap):
         return False
-    return ends_like_the_baseline(response.response, forced, stop, at_cap=generated == max_gen_tokens)
+    return ends_like_the_baseline(response.response, forced, stop, generated, max_gen_tokens)
 
 
 # ------------------------------------------------------------------------------------------ the server
@@ -171,9 +180,8 @@ async def _forced(
     http: aiohttp.ClientSession, root: str, model: str, r: BaselineResponse, refs: BaselineResponses
 ) -> Forced:
     prompt_ids = (await _post(http, f"{root}/tokenize", {"model": model, "prompt": r.prompt}))["tokens"]
-    full_ids = (await _post(http, f"{root}/tokenize", {"model": model, "prompt": r.prompt + r.response}))[
-        "tokens"
-    ]
+    head = r.prompt + r.response.rstrip()
+    full_ids = (await _post(http, f"{root}/tokenize", {"model": model, "prompt": head}))["tokens"]
     prompt_text = (
         await _post(http, f"{root}/detokenize", {"model": model, "tokens": full_ids[: len(prompt_ids)]})
     )["prompt"]
@@ -200,6 +208,7 @@ async def _forced(
         full_text=full_text,
         prompt_logprobs=choice.get("prompt_logprobs"),
         ending_text=str(choice.get("text") or ""),
+        ending_tokens=int(data.get("usage", {}).get("completion_tokens", 0)),
         finish_reason=choice.get("finish_reason"),
         stop_reason=choice.get("stop_reason"),
     )
