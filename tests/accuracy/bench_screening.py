@@ -28,7 +28,7 @@ import urllib.request
 from pathlib import Path
 
 from quantbench.local.server import free_port, start_server
-from quantbench_loadgen.accuracy.screening import BaselineResponses, screen
+from quantbench_loadgen.accuracy.screening import MIN_GAP, BaselineResponses, screen
 from tests.fixtures.accuracy import GSM8K_DIR, REPO
 from tests.fixtures.vllm import (
     DEFAULT_PYTHON,
@@ -114,10 +114,10 @@ def serve(model: str, precision: Precision, log_dir: Path) -> VllmServer:
     return VllmServer(proc.url, path, name, precision.value, proc.pid, log, proc)
 
 
-def screen_all(server: VllmServer, refs: BaselineResponses) -> tuple[float, int]:
+def screen_all(server: VllmServer, refs: BaselineResponses, min_gap: float = MIN_GAP) -> tuple[float, int]:
     ids = [r.doc_id for r in refs.responses]
     start = time.perf_counter()
-    found = asyncio.run(screen(server.url, server.served_model_name, refs, ids, concurrency=1))
+    found = asyncio.run(screen(server.url, server.served_model_name, refs, ids, 1, min_gap))
     return time.perf_counter() - start, len(found)
 
 
@@ -135,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             n = len(refs.responses)
             gen_s, tokens, same = generate_all(base, refs)
             screen_s, screened = screen_all(base, refs)
+            at_zero = screen_all(base, refs, 0.0)[1]
         finally:
             base.process.stop()
         print(
@@ -143,13 +144,17 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"generate: {gen_s / n:.3f} s/question; screen: {screen_s / n:.3f} s/question")
         print(f"cost of a screen: {screen_s / gen_s:.3f} generations")
-        print(f"bf16 against itself: {screened} of {n} screened", flush=True)
+        print(f"bf16 against itself: {screened} of {n} screened ({at_zero} at a 0-nat margin)", flush=True)
         awq = serve(args.model, Precision.AWQ_INT4, folder)
         try:
             awq_s, awq_screened = screen_all(awq, refs)
+            awq_zero = screen_all(awq, refs, 0.0)[1]
         finally:
             awq.process.stop()
-        print(f"awq-int4 against bf16: {awq_screened} of {n} screened ({awq_s / n:.3f} s/question)")
+        print(
+            f"awq-int4 against bf16: {awq_screened} of {n} screened ({awq_zero} at a 0-nat margin; "
+            f"{awq_s / n:.3f} s/question)"
+        )
     return 0
 
 

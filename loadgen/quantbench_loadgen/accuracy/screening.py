@@ -232,7 +232,7 @@ async def screen(
         async with gate:
             try:
                 forced = await _forced(http, root, model, r, refs)
-            except (aiohttp.ClientError, RuntimeError, KeyError, TypeError, ValueError):
+            except (aiohttp.ClientError, TimeoutError, RuntimeError, KeyError, TypeError, ValueError):
                 return None
         return r.doc_id if screened(r, forced, refs.stop, refs.max_gen_tokens, min_gap) else None
 
