@@ -92,7 +92,7 @@ bench-probe: ## measure bandwidth, step times per precision and crossovers on th
 		--out results/probe.json --markdown results/probe.md
 
 # --- accuracy runner, analysis and report (loadgen/quantbench_loadgen/accuracy, quantbench.analysis, quantbench.report) ---
-.PHONY: accuracy-env test-accuracy test-report report-demo
+.PHONY: accuracy-env test-accuracy test-report report-demo bench-screening
 
 accuracy-env: ## lm-eval environment of the accuracy runner (.cache/venv-accuracy; lm-eval cannot share .venv)
 	bash tests/accuracy/setup.sh
@@ -102,6 +102,9 @@ test-accuracy: venv accuracy-env ## statistics, summary and accuracy tests (the 
 
 test-report: venv ## report tests, including the render in headless Chromium (apt-get install chromium)
 	$(BIN)/pytest tests/report
+
+bench-screening: venv vllm-env accuracy-env demo-models ## a screen (one prefill) against generating the answer, SmolLM2 on the vLLM CPU server
+	$(BIN)/python -m tests.accuracy.bench_screening --model smollm2
 
 report-demo: venv ## a sample report (out/report-demo/report/report.{md,html}) from a hand-made results folder
 	$(BIN)/python -m tests.analysis.builders out/report-demo/results

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from quantbench_loadgen.accuracy.results import AccuracyResult
+from quantbench_loadgen.accuracy.screening import BaselineResponses
 from quantbench_loadgen.noninferiority import QualityVerdict
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -40,7 +41,10 @@ def test_variant_is_asked_in_chunks_against_the_baseline(
     server = vllm_server("bf16")
     spec = tmp_path / "spec.yaml"
     spec.write_text(yaml.safe_dump(SPEC))
-    base = _accuracy(accuracy_python, server, gsm8k_dir, spec, tmp_path / "base.json")
+    responses = tmp_path / "responses.json"
+    base = _accuracy(
+        accuracy_python, server, gsm8k_dir, spec, tmp_path / "base.json", "--responses-out", str(responses)
+    )
     assert base.sequential is None and base.strict.questions == 30  # the design's maximum (looks 15, 30)
     var = _accuracy(
         accuracy_python,
@@ -56,3 +60,41 @@ def test_variant_is_asked_in_chunks_against_the_baseline(
     assert record.questions in record.look_sizes and var.strict.questions == record.questions
     assert record.verdict == QualityVerdict.NON_INFERIOR
     assert [o.key for o in var.outcomes] == [o.key for o in base.outcomes[: record.questions]]
+    assert record.screened == 0 and record.generated == record.questions
+
+    # Screening: the same server answers as the baseline did, so a question is screened by one prefill and
+    # takes the baseline's outcome unless there is doubt: BF16 log-probabilities that tie exactly, answers
+    # ending in bytes that do not retokenize. Those are generated.
+    refs = BaselineResponses.model_validate_json(responses.read_text())
+    assert [r.key for r in refs.responses] == [o.key for o in base.outcomes]
+    assert refs.stop and refs.max_gen_tokens == SPEC["maxGenTokens"]
+    # The tiny model's random weights give flat distributions: few positions lead by the default 0.25 nats, so
+    # this test screens at 0 (everything but exact ties); SmolLM2's figures at the default: bench_screening.py.
+    both = (
+        "--baseline-result", str(tmp_path / "base.json"), "--baseline-responses", str(responses),
+        "--screen-min-gap", "0",
+    )  # fmt: skip
+    same = _accuracy(accuracy_python, server, gsm8k_dir, spec, tmp_path / "same.json", *both)
+    record = same.sequential
+    assert record is not None and record.verdict == QualityVerdict.NON_INFERIOR
+    assert [o.key for o in same.outcomes] == [o.key for o in base.outcomes[: record.questions]]
+    # screened questions take the baseline's outcome; a generated one can differ even on the same server (a
+    # near-tie decided the other way in another batch: why it was not screened)
+    screened = set(record.screened_keys)
+    assert all(o == b for o, b in zip(same.outcomes, base.outcomes, strict=False) if o.key in screened)
+    assert record.screened + (record.generated or 0) == record.questions
+    assert record.screened >= record.questions // 2, f"only {record.screened} of {record.questions} screened"
+    print(f"bf16 against itself: {record.screened} of {record.questions} screened")
+
+    # The AWQ model of the same weights answers some questions differently: those are generated.
+    awq = vllm_server("awq-int4")
+    other = _accuracy(accuracy_python, awq, gsm8k_dir, spec, tmp_path / "awq.json", *both)
+    record = other.sequential
+    assert record is not None and record.generated is not None
+    assert record.generated > 0 and record.screened + record.generated == record.questions
+    screened = set(record.screened_keys)
+    assert all(o == b for o, b in zip(other.outcomes, base.outcomes, strict=False) if o.key in screened)
+    assert screened <= {o.key for o in base.outcomes}
+    print(
+        f"awq-int4 against bf16: {record.screened} of {record.questions} screened, {record.generated} generated"
+    )

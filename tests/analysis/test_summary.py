@@ -401,6 +401,15 @@ def test_a_sequential_evaluation_decides_the_accuracy_verdict(tmp_path: Path) ->
     assert fp8.accuracy.sequential is not None and "stopped early at look 1 of 5" in fp8.accuracy.sequential
     assert fp8.verdict == Verdict.FREE_SPEEDUP
     assert any("sequential evaluation stopped early" in e for e in fp8.evidence)
+    assert "screened" not in fp8.accuracy.sequential
+    # questions screened by one prefill (the variant's greedy answer is the baseline's) are counted apart
+    screened = record.model_copy(update={"screened": 50, "generated": 30})
+    write_accuracy_result(root, "fp8", stopped.model_copy(update={"sequential": screened}))
+    fp8 = row(build_summary(RunResults.load(root)), "fp8")
+    assert fp8.accuracy is not None and fp8.accuracy.sequential is not None
+    assert fp8.accuracy.sequential.endswith(
+        "; 50 screened (the variant's greedy answer is the baseline's, one prefill each), 30 generated"
+    )
 
 
 def test_fidelity_figures_come_with_the_evidence(summary: RunSummary) -> None:

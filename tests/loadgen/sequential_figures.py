@@ -5,7 +5,9 @@ sequential design (`quantbench_loadgen.noninferiority.monitor`, the same code th
 with) asks of a variant, and how often it calls a variant non-inferior, for true discordances 2-10% and a
 true difference of 0 (as accurate as the baseline) or exactly -margin (where the error rate is pinned);
 against the fixed-sample design a user plans without knowing the discordance (at the default planning
-discordance 5%, and at a cautious 10%). `tests/loadgen/test_noninferiority.py` pins these figures.
+discordance 5%, and at a cautious 10%). `tests/loadgen/test_noninferiority.py` pins these figures. Then
+the GPU time with screening (`quantbench_loadgen.accuracy.screening`) relative to the fixed design, by the
+share of questions the variant answers exactly as the baseline did, at the measured cost of a screen.
 """
 
 from __future__ import annotations
@@ -23,6 +25,12 @@ from quantbench_loadgen.noninferiority import (
 )
 
 MARGIN = 0.01
+# What screening a question costs, in generations of its answer (one prefill of prompt + the baseline's
+# response, and a few greedy tokens, against generating the answer), measured on the vLLM CPU server with
+# prefix caching off (`make bench-screening`): SmolLM2-135M-Instruct, 8-shot GSM8K prompts, 54-token answers
+# (the prompt's prefill dominates both); the tiny model's 256-token answers (the cap) make decoding dominate.
+SCREEN_COSTS = {"SmolLM2, 54-token answers": 0.94, "tiny model, 256-token answers": 0.42}
+IDENTICAL_SHARES = (0.0, 0.5, 0.7, 0.9)
 DISCORDANCES = (0.02, 0.03, 0.05, 0.10)
 PLANNED_AT = (0.05, 0.10)
 
@@ -82,6 +90,36 @@ def simulate(
     )
 
 
+def gpu_time(mean_questions: float, identical: float, screen_cost: float) -> float:
+    """GPU time of a sequential evaluation with screening, in generations: every question asked is screened
+    (``screen_cost``), and the share ``identical`` of them that the variant answers exactly as the baseline
+    did is not generated."""
+    if not 0.0 <= identical <= 1.0:
+        raise ValueError(f"the share of identical answers {identical} must be within [0, 1]")
+    return mean_questions * (screen_cost + 1.0 - identical)
+
+
+def print_gpu_time(plan: SequentialPlan, trials: int, fixed: int) -> None:
+    """Expected GPU time relative to the fixed-sample design (planned at 5% discordance), with screening, by
+    the share of questions the variant answers exactly as the baseline did (at most 1 - discordance)."""
+    means = {d: simulate(plan, d, 0.0, trials, seed=15).mean_questions for d in DISCORDANCES}
+    for label, cost in SCREEN_COSTS.items():
+        print(
+            f"\nGPU time with screening over the fixed-sample design at 5% ({fixed} generations), variant as "
+            f"accurate as the baseline; a screen costs {cost:.2f} generations ({label})"
+        )
+        print(
+            f"{'discordance':>11} {'no screen':>9} "
+            + " ".join(f"{format(s, '.0%') + ' same':>9}" for s in IDENTICAL_SHARES)
+        )
+        for d, mean in means.items():
+            cells = [
+                f"{gpu_time(mean, s, cost) / fixed:>9.2f}" if s <= 1.0 - d else f"{'-':>9}"
+                for s in IDENTICAL_SHARES
+            ]
+            print(f"{d:>11.0%} {mean / fixed:>9.2f} " + " ".join(cells))
+
+
 def main() -> None:
     trials = 4000
     plan = plan_sequential(MARGIN, PLANNED_AT[0])
@@ -106,6 +144,7 @@ def main() -> None:
                     + " ".join(f"{f.mean_questions / fixed[p]:>11.2f}" for p in PLANNED_AT)
                     + f" {f.mean_questions / fixed[d]:>11.2f}"
                 )
+    print_gpu_time(plan, trials, fixed[PLANNED_AT[0]])
 
 
 if __name__ == "__main__":

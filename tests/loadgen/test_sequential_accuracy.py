@@ -84,3 +84,32 @@ def test_a_clearly_worse_variant_stops_early_as_inferior() -> None:
 def test_a_plan_needs_the_sequential_settings() -> None:
     with pytest.raises(ValueError, match="sequential"):
         plan_for(AccuracySpec())
+
+
+def test_screened_questions_take_the_baselines_outcome_and_are_not_generated() -> None:
+    spec = AccuracySpec(margin=5, sequential={"looks": 5, "discordance": 0.05})
+    plan = plan_for(spec)
+    rng = random.Random(3)
+    baseline = [_outcome(i, rng.random() < 0.7) for i in range(plan.max_questions)]
+    identical = {i for i in range(plan.max_questions) if i % 10 < 7}  # 70% reproduce the baseline exactly
+    screens: list[list[int]] = []
+    asked: list[int] = []
+
+    def screen(doc_ids: list[int]) -> set[int]:
+        screens.append(list(doc_ids))
+        return {i for i in doc_ids if i in identical}
+
+    def ask(doc_ids: list[int]) -> list[QuestionOutcome]:
+        asked.extend(doc_ids)
+        return [_outcome(i, baseline[i].strict_correct) for i in doc_ids]
+
+    outcomes, record = evaluate_sequentially(plan, baseline, ask, screen=screen)
+    plain, plain_record = evaluate_sequentially(plan, baseline, lambda ids: [baseline[i] for i in ids])
+    # the same questions, outcomes and decision as without screening; only the screened ones were not asked
+    assert outcomes == plain and record.verdict == plain_record.verdict and record.look == plain_record.look
+    assert not set(asked) & identical and asked
+    assert [i for chunk in screens for i in chunk] == [o.doc_id for o in outcomes]
+    assert record.screened == len(identical & {o.doc_id for o in outcomes}) > 0
+    assert record.generated == len(asked) == record.questions - record.screened
+    assert record.screened_keys == [o.key for o in outcomes if o.doc_id in identical]
+    assert plain_record.screened == 0 and plain_record.generated == plain_record.questions

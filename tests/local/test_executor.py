@@ -28,6 +28,7 @@ from quantbench.local.executor import (
     run_cpu_probe,
     run_local,
     run_probe,
+    sequential_accuracy_args,
     unsupported_here,
 )
 from quantbench.local.server import free_port, log_tail, start_server
@@ -274,6 +275,27 @@ def test_fidelity_commands(tmp_path: Path) -> None:
     assert compare is not None and compare[4] == "compare"
     assert compare[-1] == str(tmp_path / other / "fidelity.json")
     assert fidelity_argv(settings, _spec(), spec.baseline, "u", "m", tmp_path) is None
+
+
+def test_sequential_accuracy_commands_carry_the_baselines_responses(tmp_path: Path) -> None:
+    spec = _spec(
+        variants=[{"name": "bf16", "precision": "bf16"}, {"name": "int8", "precision": "int8-w8a8"}],
+        accuracy={"sequential": {"looks": 5, "discordance": 0.05}},
+    )
+    logged: list[str] = []
+    settings = LocalSettings(out_dir=tmp_path, log=logged.append)
+    responses = tmp_path / "bf16" / "accuracy-responses.json"
+    assert sequential_accuracy_args(settings, spec, "bf16", tmp_path) == ["--responses-out", str(responses)]
+    assert sequential_accuracy_args(settings, spec, "int8", tmp_path) == []  # the baseline has no result
+    assert "every planned question" in logged[-1]
+    (tmp_path / "bf16").mkdir()
+    (tmp_path / "bf16" / "accuracy.json").write_text("{}")
+    result = ["--baseline-result", str(tmp_path / "bf16" / "accuracy.json")]
+    assert sequential_accuracy_args(settings, spec, "int8", tmp_path) == result
+    responses.write_text("{}")
+    with_responses = [*result, "--baseline-responses", str(responses)]
+    assert sequential_accuracy_args(settings, spec, "int8", tmp_path) == with_responses
+    assert sequential_accuracy_args(settings, _spec(), "bf16", tmp_path) == []  # not sequential
 
 
 STAND_IN_SERVER = '''

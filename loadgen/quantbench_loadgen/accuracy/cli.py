@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from quantbench_loadgen.accuracy.results import AccuracyResult
 from quantbench_loadgen.accuracy.runner import AccuracyRequest, AccuracyRunError, run_accuracy
+from quantbench_loadgen.accuracy.screening import MIN_GAP, BaselineResponses
 from quantbench_loadgen.accuracy.sequential import plan_for
 from quantbench_loadgen.accuracy.task import DatasetError
 from quantbench_loadgen.fidelity import FidelityResult
@@ -67,6 +68,26 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         "once the variant's verdict is decided",
     )
     p.add_argument(
+        "--responses-out",
+        type=Path,
+        help="also write the prompt and response of every question as JSON here (completions endpoint): a "
+        "sequential variant given it with --baseline-responses screens questions instead of generating them",
+    )
+    p.add_argument(
+        "--baseline-responses",
+        type=Path,
+        help="with --baseline-result: the baseline's --responses-out file; a question whose response this "
+        "variant would give exactly (one teacher-forced prefill) takes the baseline's outcome ungenerated",
+    )
+    p.add_argument(
+        "--screen-min-gap",
+        type=float,
+        default=MIN_GAP,
+        metavar="NATS",
+        help="a response token is the variant's choice only when it leads the runner-up by more than this "
+        f"(default {MIN_GAP}: prefill and decode numerics differ; 0 screens everything but exact ties)",
+    )
+    p.add_argument(
         "--fidelity-result",
         type=Path,
         help="with --baseline-result: this variant's FidelityResult; its greedy answer disagreement sizes "
@@ -106,6 +127,11 @@ def request_from_args(args: argparse.Namespace) -> AccuracyRequest:
         if spec.sequential is None:
             raise ValueError("--baseline-result needs accuracy.sequential in the spec")
         baseline = AccuracyResult.model_validate_json(args.baseline_result.read_text(encoding="utf-8"))
+    responses = None
+    if args.baseline_responses is not None:
+        if args.baseline_result is None:
+            raise ValueError("--baseline-responses needs --baseline-result")
+        responses = BaselineResponses.model_validate_json(args.baseline_responses.read_text(encoding="utf-8"))
     return AccuracyRequest(
         base_url=args.base_url,
         model=args.model,
@@ -122,16 +148,21 @@ def request_from_args(args: argparse.Namespace) -> AccuracyRequest:
         plan=plan_for(spec) if spec.sequential is not None else None,
         baseline=baseline,
         expected_discordance=expected,
+        baseline_responses=responses,
+        screen_min_gap=args.screen_min_gap,
     )
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.screen_min_gap < 0:
+        print("error: --screen-min-gap must be >= 0", file=sys.stderr)
+        return 2
     if args.telemetry_interval < 0:
         print("error: --telemetry-interval must be >= 0 (0: no server telemetry)", file=sys.stderr)
         return 2
     try:
         request = request_from_args(args)
-        result = run_accuracy(request, samples_out=args.samples_out)
+        result = run_accuracy(request, samples_out=args.samples_out, responses_out=args.responses_out)
     except ValidationError as exc:
         print(f"error: invalid accuracy settings:\n{exc}", file=sys.stderr)
         return 2

@@ -74,6 +74,18 @@ class SequentialRecord(ApiModel):
         le=1,
         description="The discordance the chunk sizes started from (fidelity's greedy answer disagreement).",
     )
+    screened: int = Field(
+        default=0,
+        ge=0,
+        description="Questions not generated: one teacher-forced prefill showed the variant's greedy answer is "
+        "the baseline's, so they took the baseline's outcome.",
+    )
+    generated: int | None = Field(
+        default=None, ge=0, description="Questions the variant generated an answer to (questions - screened)."
+    )
+    screened_keys: list[str] = Field(
+        default_factory=list, description="question_key() of each screened question."
+    )
 
 
 class AccuracyResult(ApiModel):

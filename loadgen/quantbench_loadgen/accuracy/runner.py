@@ -7,6 +7,7 @@ from the local model folder (without one, prompts go to the server as text).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -15,7 +16,7 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -30,6 +31,12 @@ from quantbench_loadgen.accuracy.results import (
     QuestionOutcome,
     SequentialRecord,
     question_key,
+)
+from quantbench_loadgen.accuracy.screening import (
+    MIN_GAP,
+    BaselineResponses,
+    responses_from_samples,
+    screen,
 )
 from quantbench_loadgen.accuracy.sequential import evaluate_sequentially
 from quantbench_loadgen.accuracy.task import (
@@ -80,6 +87,10 @@ class AccuracyRequest:
     baseline: AccuracyResult | None = None
     # the discordance the chunk sizes start from (fidelity's greedy answer disagreement); None: the plan's
     expected_discordance: float | None = None
+    # the baseline's responses (completions endpoint): a question the variant would answer exactly as the
+    # baseline did, by one teacher-forced prefill, takes the baseline's outcome without generating
+    baseline_responses: BaselineResponses | None = None
+    screen_min_gap: float = MIN_GAP  # nats the forced token must lead the runner-up by to be screened
 
 
 def metrics_url(base_url: str) -> str:
@@ -187,8 +198,11 @@ def model_args(request: AccuracyRequest) -> dict[str, Any]:
     return args
 
 
-def run_accuracy(request: AccuracyRequest, samples_out: Path | None = None) -> AccuracyResult:
-    """Evaluate GSM8K on the server and return the result (writes only the optional samples file)."""
+def run_accuracy(
+    request: AccuracyRequest, samples_out: Path | None = None, responses_out: Path | None = None
+) -> AccuracyResult:
+    """Evaluate GSM8K on the server and return the result (writes only the optional samples file and, for the
+    completions endpoint, the optional responses file that lets a sequential variant screen questions)."""
     folder = resolve_dataset_dir(request.dataset_dir)
     if request.tokenizer and not Path(request.tokenizer).is_dir():
         raise AccuracyRunError(
@@ -202,10 +216,12 @@ def run_accuracy(request: AccuracyRequest, samples_out: Path | None = None) -> A
         # not be able to write, unless the caller chose a cache folder.
         if "HF_DATASETS_CACHE" not in os.environ and "HF_HOME" not in os.environ:
             os.environ["HF_DATASETS_CACHE"] = scratch
-        return _evaluate(request, folder, samples_out)
+        return _evaluate(request, folder, samples_out, responses_out)
 
 
-def _evaluate(request: AccuracyRequest, folder: Path | None, samples_out: Path | None) -> AccuracyResult:
+def _evaluate(
+    request: AccuracyRequest, folder: Path | None, samples_out: Path | None, responses_out: Path | None
+) -> AccuracyResult:
     try:
         import lm_eval  # noqa: F401
         from lm_eval.evaluator import simple_evaluate
@@ -245,6 +261,7 @@ def _evaluate(request: AccuracyRequest, folder: Path | None, samples_out: Path |
         return list(output["samples"][TASK_NAME])
 
     record: SequentialRecord | None = None
+    paired: list[QuestionOutcome] | None = None
     with contextlib.ExitStack() as stack:
         scraper = (
             stack.enter_context(
@@ -263,8 +280,8 @@ def _evaluate(request: AccuracyRequest, folder: Path | None, samples_out: Path |
                 asked.extend(chunk)
                 return outcomes_from_samples(chunk)
 
-            _, record = evaluate_sequentially(
-                request.plan, request.baseline.outcomes, ask, request.expected_discordance
+            paired, record = evaluate_sequentially(
+                request.plan, request.baseline.outcomes, ask, request.expected_discordance, _screener(request)
             )
             samples: list[Mapping[str, Any]] = asked
         else:
@@ -274,7 +291,8 @@ def _evaluate(request: AccuracyRequest, folder: Path | None, samples_out: Path |
             samples = evaluate(limit, None)
     telemetry = scraper.result() if scraper is not None else None
     duration = time.monotonic() - t0
-    outcomes = outcomes_from_samples(samples)
+    # screened questions have no sample: their outcome is the baseline's
+    outcomes = paired if paired is not None else outcomes_from_samples(samples)
     notes: list[str] = []
     if record is not None and record.stopped_early:
         where = f"at look {record.look} of {len(record.look_sizes)}" if record.look else "between looks"
@@ -286,8 +304,19 @@ def _evaluate(request: AccuracyRequest, folder: Path | None, samples_out: Path |
         notes.append(f"asked for {request.limit} questions, the test split has {len(outcomes)}")
     if folder is not None and not has_train_split(folder) and request.num_fewshot > 0:
         notes.append(FEWSHOT_FROM_TEST_NOTE)
+    if record is not None and record.screened:
+        notes.append(
+            f"{record.screened} of {record.questions} questions screened (the variant's greedy answer is the "
+            f"baseline's, checked by one prefill), {record.generated} generated"
+        )
     if samples_out is not None:
         _write_samples(samples_out, samples)
+    if responses_out is not None and request.endpoint == "completions":
+        responses_out.parent.mkdir(parents=True, exist_ok=True)
+        responses_out.write_text(
+            responses_from_samples(samples, request.max_gen_tokens).model_dump_json(by_alias=True) + "\n",
+            encoding="utf-8",
+        )
     return AccuracyResult(
         server_url=request.base_url,
         model=request.model,
@@ -311,6 +340,22 @@ def _evaluate(request: AccuracyRequest, folder: Path | None, samples_out: Path |
         sequential=record,
         notes=notes,
     )
+
+
+def _screener(request: AccuracyRequest) -> Callable[[Sequence[int]], set[int]] | None:
+    """Screening against the baseline's responses (completions endpoint only: a chat prompt is messages)."""
+    refs = request.baseline_responses
+    if refs is None or request.endpoint != "completions":
+        return None
+
+    def screen_chunk(doc_ids: Sequence[int]) -> set[int]:
+        return asyncio.run(
+            screen(
+                request.base_url, request.model, refs, doc_ids, request.concurrency, request.screen_min_gap
+            )
+        )
+
+    return screen_chunk
 
 
 def _write_samples(path: Path, samples: Iterable[Mapping[str, Any]]) -> None:

@@ -31,17 +31,27 @@ def evaluate_sequentially(
     baseline: Sequence[QuestionOutcome],
     ask: Callable[[Sequence[int]], list[QuestionOutcome]],
     expected_discordance: float | None = None,
+    screen: Callable[[Sequence[int]], set[int]] | None = None,
 ) -> tuple[list[QuestionOutcome], SequentialRecord]:
     """Ask the baseline's questions (by doc id, in its order) chunk by chunk through ``ask`` until a look
     decides; return the variant's outcomes and how it ended. ``expected_discordance`` (e.g. one minus the
     fidelity measurement's greedy answer agreement) sizes the first chunks; it cannot change the verdict's
-    error rate, only how soon the looks come."""
+    error rate, only how soon the looks come. ``screen`` (doc ids -> those whose baseline response the
+    variant would reproduce exactly, see `screening`) runs first on each chunk: those questions take the
+    baseline's outcome and only the rest go to ``ask``; the outcomes, and so the test, are the same."""
     order = sorted(baseline, key=lambda o: o.doc_id)
     answered: dict[str, QuestionOutcome] = {}
+    screened_keys: list[str] = []
 
     def ask_chunk(first: int, count: int) -> tuple[int, int, int]:
         chunk = order[first : first + count]
-        for outcome in ask([o.doc_id for o in chunk]):
+        same = screen([o.doc_id for o in chunk]) if screen is not None else set()
+        for o in chunk:
+            if o.doc_id in same:
+                answered[o.key] = o
+                screened_keys.append(o.key)
+        rest = [o.doc_id for o in chunk if o.doc_id not in same]
+        for outcome in ask(rest) if rest else []:
             answered[outcome.key] = outcome
         return paired_counts(
             [(o.strict_correct, answered[o.key].strict_correct) for o in chunk if o.key in answered]
@@ -58,5 +68,8 @@ def evaluate_sequentially(
         verdict=decision.verdict,
         information_fraction=round(decision.information_fraction, 4),
         expected_discordance=expected_discordance,
+        screened=len(screened_keys),
+        generated=len(asked) - len(screened_keys),
+        screened_keys=screened_keys,
     )
     return asked, record

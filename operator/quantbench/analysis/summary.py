@@ -306,9 +306,15 @@ def compare_accuracy(
             if record.information_fraction is not None
             else ""
         )
+        screened = (
+            f"; {record.screened} screened (the variant's greedy answer is the baseline's, one prefill each), "
+            f"{record.questions - record.screened} generated"
+            if record.screened
+            else ""
+        )
         sequential = (
             f"{how} {where}: {record.verdict} after {record.questions} questions{share} "
-            f"(fixed-sample design: {record.fixed_questions})"
+            f"(fixed-sample design: {record.fixed_questions}){screened}"
         )
     return (
         summary.model_copy(

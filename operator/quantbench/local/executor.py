@@ -158,6 +158,32 @@ def accuracy_argv(
     return [settings.accuracy_python, "-m", "quantbench_loadgen.accuracy", *args]
 
 
+# The baseline's prompts and responses (megabytes at GSM8K size): local runs only, a ConfigMap cannot hold them.
+RESPONSES_FILE = "accuracy-responses.json"
+
+
+def sequential_accuracy_args(
+    settings: LocalSettings, spec: QuantBenchmarkSpec, variant: str, root: Path
+) -> list[str]:
+    """accuracy.sequential: the baseline keeps its responses (for the variants' screening); a variant asks the
+    baseline's questions in chunks and stops once decided, screening first when the responses are there."""
+    if spec.accuracy is None or spec.accuracy.sequential is None:
+        return []
+    baseline_result = root / spec.baseline / "accuracy.json"
+    baseline_responses = root / spec.baseline / RESPONSES_FILE
+    if variant == spec.baseline:
+        return ["--responses-out", str(baseline_responses)]
+    if not baseline_result.is_file():
+        settings.log(f"{variant}: no baseline accuracy result: every planned question")
+        return []
+    args = ["--baseline-result", str(baseline_result)]
+    if baseline_responses.is_file():  # a question the variant answers as the baseline did: screened
+        args += ["--baseline-responses", str(baseline_responses)]
+    if (root / variant / FIDELITY_FILE).is_file():
+        args += ["--fidelity-result", str(root / variant / FIDELITY_FILE)]
+    return args
+
+
 FIDELITY_REFERENCE = "fidelity-reference.json"
 
 
@@ -352,14 +378,7 @@ def run_variant(
                 afile = folder / "accuracy-spec.yaml"
                 afile.write_text(yaml.safe_dump(spec.accuracy.to_wire()))
                 argv = accuracy_argv(settings, spec, server.url, model, afile, folder / "accuracy.json")
-                baseline_result = root / spec.baseline / "accuracy.json"
-                if spec.accuracy.sequential is not None and variant.name != spec.baseline:
-                    if baseline_result.is_file():  # ask in chunks, stop once decided
-                        argv += ["--baseline-result", str(baseline_result)]
-                        if (folder / FIDELITY_FILE).is_file():
-                            argv += ["--fidelity-result", str(folder / FIDELITY_FILE)]
-                    else:
-                        settings.log(f"{variant.name}: no baseline accuracy result: every planned question")
+                argv += sequential_accuracy_args(settings, spec, variant.name, root)
                 log_path = folder / "accuracy.log"
                 _run_step(
                     variant.name,
