@@ -129,7 +129,7 @@ def test_live_prometheus_metrics_and_progress(
     scripted_server: ScriptedFactory, scripted_tokenizer: Path
 ) -> None:
     port = _free_port()
-    wl = ("{name: live, type: serving, requestRates: [20], duration: 4s, "
+    wl = ("{name: live, type: serving, requestRates: [20], duration: 10s, "
           "dataset: {kind: random, inputLen: 8, outputLen: 4}}")  # fmt: skip
     proc = subprocess.Popen(
         [sys.executable, "-m", "quantbench_loadgen.cli", "run", "--url", scripted_server(itl_ms=2),
