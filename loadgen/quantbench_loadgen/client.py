@@ -40,6 +40,16 @@ def server_root(url: str) -> str:
     return base[: -len("/v1")]
 
 
+async def post_json(http: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> dict[str, Any]:
+    """One non-streamed JSON request (tokenize, detokenize, a completion with log-probabilities); an answer
+    other than 200 raises with the server's words."""
+    async with http.post(url, json=body) as resp:
+        data: dict[str, Any] = await resp.json(content_type=None)
+        if resp.status != 200:
+            raise RuntimeError(f"{url}: HTTP {resp.status}: {str(data)[:_DETAIL_MAX]}")
+        return data
+
+
 def request_body(
     *,
     endpoint: Endpoint,

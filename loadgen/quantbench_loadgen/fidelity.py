@@ -27,7 +27,7 @@ from typing import Any, Literal
 import aiohttp
 from pydantic import Field
 
-from quantbench_loadgen.client import api_base
+from quantbench_loadgen.client import api_base, post_json
 from quantbench_loadgen.schema import ApiModel
 
 FIDELITY_API_VERSION: Literal["quantbench.dev/fidelity-v1"] = "quantbench.dev/fidelity-v1"
@@ -144,11 +144,7 @@ def continuation_logprobs(choice: dict[str, Any], prompt_tokens: int) -> list[di
 
 
 async def _complete(http: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> dict[str, Any]:
-    async with http.post(f"{api_base(url)}/completions", json=body) as resp:
-        data: dict[str, Any] = await resp.json(content_type=None)
-        if resp.status != 200:
-            raise RuntimeError(f"{url}: HTTP {resp.status}: {str(data)[:300]}")
-        return data
+    return await post_json(http, f"{api_base(url)}/completions", body)
 
 
 async def _greedy(

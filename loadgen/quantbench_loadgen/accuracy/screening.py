@@ -31,7 +31,7 @@ import aiohttp
 from pydantic import Field
 
 from quantbench_loadgen.accuracy.results import STRICT, question_key
-from quantbench_loadgen.client import api_base, server_root
+from quantbench_loadgen.client import api_base, post_json, server_root
 from quantbench_loadgen.schema import ApiModel
 
 RESPONSES_API_VERSION: Final = "quantbench.dev/accuracy-responses-v1"
@@ -168,26 +168,18 @@ def screened(
 # ------------------------------------------------------------------------------------------ the server
 
 
-async def _post(http: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> dict[str, Any]:
-    async with http.post(url, json=body) as resp:
-        data: dict[str, Any] = await resp.json(content_type=None)
-        if resp.status != 200:
-            raise RuntimeError(f"{url}: HTTP {resp.status}: {str(data)[:300]}")
-        return data
-
-
 async def _forced(
     http: aiohttp.ClientSession, root: str, model: str, r: BaselineResponse, refs: BaselineResponses
 ) -> Forced:
-    prompt_ids = (await _post(http, f"{root}/tokenize", {"model": model, "prompt": r.prompt}))["tokens"]
+    prompt_ids = (await post_json(http, f"{root}/tokenize", {"model": model, "prompt": r.prompt}))["tokens"]
     head = r.prompt + r.response.rstrip()
-    full_ids = (await _post(http, f"{root}/tokenize", {"model": model, "prompt": head}))["tokens"]
+    full_ids = (await post_json(http, f"{root}/tokenize", {"model": model, "prompt": head}))["tokens"]
     prompt_text = (
-        await _post(http, f"{root}/detokenize", {"model": model, "tokens": full_ids[: len(prompt_ids)]})
+        await post_json(http, f"{root}/detokenize", {"model": model, "tokens": full_ids[: len(prompt_ids)]})
     )["prompt"]
-    full_text = (await _post(http, f"{root}/detokenize", {"model": model, "tokens": full_ids}))["prompt"]
+    full_text = (await post_json(http, f"{root}/detokenize", {"model": model, "tokens": full_ids}))["prompt"]
     room = refs.max_gen_tokens - (len(full_ids) - len(prompt_ids))
-    data = await _post(
+    data = await post_json(
         http,
         f"{api_base(root)}/completions",
         {
