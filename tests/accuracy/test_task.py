@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from quantbench_loadgen.accuracy.cli import build_parser, request_from_args
-from quantbench_loadgen.accuracy.results import question_key
-from quantbench_loadgen.accuracy.runner import endpoint_url, model_args
+from quantbench_loadgen.accuracy.results import AccuracyResult, question_key
+from quantbench_loadgen.accuracy.runner import AccuracyRequest, endpoint_url, model_args
+from quantbench_loadgen.accuracy.screening import BaselineResponse, BaselineResponses
 from quantbench_loadgen.accuracy.task import (
     DATASET_ENV,
     DatasetError,
@@ -152,3 +153,40 @@ def test_the_fidelity_result_gives_the_expected_discordance(tmp_path: Path) -> N
     alone = build_parser().parse_args([*head, "--fidelity-result", str(fidelity)])
     with pytest.raises(ValueError, match="--baseline-result"):
         request_from_args(alone)
+
+
+def test_baseline_responses_must_come_from_the_baseline_result(tmp_path: Path) -> None:
+    spec = tmp_path / "accuracy.yaml"
+    spec.write_text("limit: 20\nsequential: {looks: 5, discordance: 0.05}\n")
+    base = tmp_path / "base.json"
+    base.write_text(factories.accuracy_result("bf16", 20))
+    outcomes = AccuracyResult.model_validate_json(base.read_text()).outcomes
+    responses = tmp_path / "responses.json"
+    head = [
+        "--base-url",
+        "h",
+        "--model",
+        "m",
+        "--spec",
+        str(spec),
+        "--out",
+        "o",
+        "--baseline-result",
+        str(base),
+    ]
+
+    def with_keys(keys: list[str]) -> AccuracyRequest:
+        refs = BaselineResponses(
+            max_gen_tokens=256,
+            responses=[
+                BaselineResponse(doc_id=o.doc_id, key=k, prompt="Q", response="A")
+                for o, k in zip(outcomes, keys, strict=True)
+            ],
+        )
+        responses.write_text(refs.model_dump_json(by_alias=True))
+        return request_from_args(build_parser().parse_args([*head, "--baseline-responses", str(responses)]))
+
+    same = with_keys([o.key for o in outcomes])
+    assert same.baseline_responses is not None and len(same.baseline_responses.responses) == len(outcomes)
+    with pytest.raises(ValueError, match="question 3 is not the baseline result's question"):
+        with_keys([o.key if o.doc_id != 3 else "0" * 16 for o in outcomes])

@@ -132,6 +132,13 @@ def request_from_args(args: argparse.Namespace) -> AccuracyRequest:
         if args.baseline_result is None:
             raise ValueError("--baseline-responses needs --baseline-result")
         responses = BaselineResponses.model_validate_json(args.baseline_responses.read_text(encoding="utf-8"))
+        keys = {o.doc_id: o.key for o in baseline.outcomes} if baseline is not None else {}
+        wrong = [r.doc_id for r in responses.responses if keys.get(r.doc_id, r.key) != r.key]
+        if wrong:
+            raise ValueError(
+                f"--baseline-responses: question {wrong[0]} is not the baseline result's question there "
+                f"({len(wrong)} differ): the responses come from another run"
+            )
     return AccuracyRequest(
         base_url=args.base_url,
         model=args.model,
