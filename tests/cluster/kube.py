@@ -210,7 +210,8 @@ class Cluster:
         reason: str = "Error",
         timeout: float = 30.0,
     ) -> list[str]:
-        """Wait for the Job's pods to run, then make every unfinished one succeed or fail.
+        """Wait for the Job's pods to run, make every unfinished one succeed or fail, and wait until
+        kwok has ended each (or the pod is gone): the outcome is an annotation kwok acts on later.
 
         Returns the names of the pods it decided.
         """
@@ -225,9 +226,23 @@ class Cluster:
                 return []
 
             pods = wait_for(running_pods, timeout, f"running pods of job {namespace}/{job}")
-        names = [str(p.metadata and p.metadata.name) for p in pods]
-        for name in names:
-            self.set_pod_outcome(namespace, name, outcome, exit_code, reason)
+            names = [str(p.metadata and p.metadata.name) for p in pods]
+            for name in names:
+                self.set_pod_outcome(namespace, name, outcome, exit_code, reason)
+
+            def ended() -> bool:
+                for name in names:
+                    try:
+                        pod = core.read_namespaced_pod(name, namespace)
+                    except ApiException as exc:
+                        if exc.status == 404:
+                            continue
+                        raise
+                    if not is_finished(pod):
+                        return False
+                return True
+
+            wait_for(ended, timeout, f"pods {names} of job {namespace}/{job} ended")
         return names
 
     def wait_job_condition(
