@@ -29,7 +29,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from quantbench_loadgen import __version__, fidelity
 from quantbench_loadgen.client import api_base
-from quantbench_loadgen.datasets import DatasetError, gsm8k_prompts
+from quantbench_loadgen.datasets import DatasetError, gsm8k_prompts, public_gsm8k_prompts
 from quantbench_loadgen.export import vllm_results, write_samples, write_vllm_export
 from quantbench_loadgen.fidelity import DEFAULT_TOP_K
 from quantbench_loadgen.live import LiveCounters, ProgressFile, ProgressLine, PrometheusExporter
@@ -286,8 +286,17 @@ def _add_fidelity(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--model", help="model name to request (default: the first of /v1/models)")
     p.add_argument("--prompts", help="reference: a text file, one prompt per line")
     p.add_argument("--gsm8k", help="reference: a GSM8K folder; its test questions are the prompts")
-    p.add_argument("--count", type=int, default=16, help="reference with --gsm8k: questions (16)")
-    p.add_argument("--reference", required=True, help="reference JSON file (written, or read by compare)")
+    p.add_argument(
+        "--gsm8k-public",
+        action="store_true",
+        help="reference: the public GSM8K test split from the Hub (needs the datasets package)",
+    )
+    p.add_argument("--count", type=int, default=16, help="reference with GSM8K: questions (16)")
+    p.add_argument(
+        "--reference",
+        required=True,
+        help="reference JSON file (written, or read by compare; read gzip-compressed too)",
+    )
     p.add_argument("--max-tokens", type=int, default=64, help="reference: greedy answer length (64)")
     p.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, help="log-probabilities per position")
     p.add_argument("--output", "-o", default="-", help="compare: result JSON file ('-' = stdout)")
@@ -300,16 +309,19 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
         if args.phase == "reference":
             if args.gsm8k:
                 prompts = [p.text for p in gsm8k_prompts(Path(args.gsm8k), args.count, 0, output_len=None)]
+            elif args.gsm8k_public:
+                prompts = [p.text for p in public_gsm8k_prompts(args.count, 0, output_len=None)]
             elif args.prompts:
                 prompts = [line for line in Path(args.prompts).read_text().splitlines() if line.strip()]
             else:
                 raise InputError(
-                    "fidelity reference needs --prompts FILE (one prompt per line) or --gsm8k DIR"
+                    "fidelity reference needs --prompts FILE (one prompt per line), --gsm8k DIR or "
+                    "--gsm8k-public"
                 )
             ref = asyncio.run(fidelity.reference(args.url, model, prompts, args.max_tokens, args.top_k))
             Path(args.reference).write_text(json.dumps(ref.to_wire()) + "\n")
             return 0
-        ref = fidelity.FidelityReference.model_validate_json(Path(args.reference).read_text())
+        ref = fidelity.read_reference(Path(args.reference))
         result = asyncio.run(fidelity.compare(args.url, model, ref))
     except aiohttp.ClientError as exc:  # before OSError: connection errors are both
         print(f"error: {args.url}: {exc}", file=sys.stderr)

@@ -346,6 +346,38 @@ def gsm8k_prompts(path: Path, count: int, seed: int, *, output_len: int | None) 
     questions = [str(r["question"]) for r in rows if isinstance(r.get("question"), str)]
     if not questions:
         raise DatasetError(f"dataset.path {file}: no 'question' field in any line (is it GSM8K?)")
+    return gsm8k_questions_as_prompts(questions, count, seed, output_len=output_len)
+
+
+# The public GSM8K (the accuracy runner's default source when no local folder is given).
+PUBLIC_GSM8K = ("openai/gsm8k", "main")
+
+
+def public_gsm8k_prompts(count: int, seed: int, *, output_len: int | None) -> list[Prompt]:
+    """The public GSM8K test split's questions from the Hub (the `datasets` package, as lm-eval reads it),
+    chosen as `gsm8k_prompts` chooses them from a folder holding the same split."""
+    try:
+        from datasets import load_dataset  # type: ignore[import-not-found,unused-ignore]
+    except ImportError as exc:
+        raise DatasetError(
+            "the public GSM8K needs the datasets package (the accuracy extra): give a GSM8K folder instead"
+        ) from exc
+    try:
+        split = load_dataset(*PUBLIC_GSM8K, split="test")
+    except Exception as exc:  # datasets raises many kinds: all mean the dataset cannot be had
+        raise DatasetError(
+            f"cannot read the public GSM8K ({'/'.join(PUBLIC_GSM8K)}) from the Hub ({type(exc).__name__}: "
+            f"{exc}); without network access to the Hub, give a GSM8K folder"
+        ) from exc
+    questions = [str(q) for q in split["question"]]
+    return gsm8k_questions_as_prompts(questions, count, seed, output_len=output_len)
+
+
+def gsm8k_questions_as_prompts(
+    questions: list[str], count: int, seed: int, *, output_len: int | None
+) -> list[Prompt]:
+    """The first ``count`` of the questions shuffled by seed, asked as ``Question: ...\\nAnswer:``."""
+    questions = list(questions)
     random.Random(seed).shuffle(questions)
     out = output_len or GSM8K_DEFAULT_OUTPUT_LEN
     return [Prompt(f"Question: {q}\nAnswer:", out, None, output_len is not None) for q in questions[:count]]

@@ -20,8 +20,10 @@ Two phases, so that the servers need not run at the same time: `reference` on th
 
 from __future__ import annotations
 
+import gzip
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import aiohttp
@@ -64,6 +66,18 @@ class FidelityResult(ApiModel):
     greedy_agreement: float = Field(
         ge=0, le=1, description="Share of prompts whose greedy answer equals the baseline's."
     )
+
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def read_reference(path: Path) -> FidelityReference:
+    """A reference file, plain JSON or gzip-compressed (as a Kubernetes Job publishes it: the reference of
+    many prompts outgrows a ConfigMap as text)."""
+    raw = path.read_bytes()
+    if raw[:2] == GZIP_MAGIC:
+        raw = gzip.decompress(raw)
+    return FidelityReference.model_validate_json(raw)
 
 
 # ------------------------------------------------------------------------------------------ pure parts

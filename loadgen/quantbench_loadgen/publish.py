@@ -5,7 +5,9 @@
 Inside a pod it authenticates with the pod's service-account token and calls the Kubernetes API over HTTPS
 (a JSON merge patch of ``data.<key>``); the Job's service account may update only the Job's own ConfigMap.
 ``--alongside FILE`` names what the ConfigMap already holds (the Job's input): the size check counts every
-key, so a result that cannot fit is refused here with its size, not by the API server.
+key, so a result that cannot fit is refused here with its size, not by the API server (``--hint`` says what
+to ask for instead). ``--gzip`` writes the file gzip-compressed into ``binaryData.<key>.gz`` instead (a
+fidelity reference: mostly log-probabilities, which compress ~3x).
 ``--server``, ``--token-file``, ``--ca-file`` and ``--namespace`` override the in-cluster defaults. Standard
 library only: the Job image needs no Kubernetes client.
 """
@@ -13,6 +15,8 @@ library only: the Job image needs no Kubernetes client.
 from __future__ import annotations
 
 import argparse
+import base64
+import gzip
 import json
 import os
 import ssl
@@ -26,6 +30,8 @@ from pathlib import Path
 
 SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 MAX_CONFIGMAP_BYTES = 1_000_000  # the API rejects ConfigMaps over 1 MiB in total
+GZIP_SUFFIX = ".gz"  # binaryData.<key>.gz: the gzip-compressed result (--gzip)
+DEFAULT_HINT = "ask for less (a lower accuracy.limit, fewer rates or iterations)"
 
 
 class PublishError(Exception):
@@ -71,21 +77,33 @@ def publish(
     content: str,
     attempts: int = 5,
     alongside: dict[str, int] | None = None,
+    compress: bool = False,
+    hint: str = DEFAULT_HINT,
 ) -> None:
-    """Set ``data[key]`` of the ConfigMap to ``content``; retries connection errors and 5xx answers.
+    """Set ``data[key]`` of the ConfigMap to ``content`` (``compress``: ``binaryData[key.gz]`` to it
+    gzip-compressed); retries connection errors and 5xx answers.
 
     ``alongside``: the other keys the ConfigMap holds and their sizes in bytes, counted in the size check.
     """
-    others = {k: n for k, n in (alongside or {}).items() if k != key}
-    total = len(key) + len(content.encode()) + sum(len(k) + n for k, n in others.items())
+    raw = content.encode()
+    payload = gzip.compress(raw, mtime=0) if compress else raw
+    stored = key + GZIP_SUFFIX if compress else key
+    others = {k: n for k, n in (alongside or {}).items() if k != stored}
+    total = len(stored) + len(payload) + sum(len(k) + n for k, n in others.items())
     if total > MAX_CONFIGMAP_BYTES:
         held = f" with {', '.join(others)} beside it" if others else ""
+        size = (
+            f"{len(payload)} bytes gzip-compressed ({len(raw)} as text)" if compress else f"{len(raw)} bytes"
+        )
         raise PublishError(
-            f"result is {len(content.encode())} bytes{held} ({total} in all); a ConfigMap holds at most "
-            f"~1 MiB ({MAX_CONFIGMAP_BYTES} bytes of data): ask for less (a lower accuracy.limit, fewer rates or iterations)"
+            f"result is {size}{held} ({total} in all); a ConfigMap holds at most "
+            f"~1 MiB ({MAX_CONFIGMAP_BYTES} bytes of data): {hint}"
         )
     url = f"{target.server}/api/v1/namespaces/{target.namespace}/configmaps/{configmap}"
-    body = json.dumps({"data": {key: content}}).encode()
+    if compress:
+        body = json.dumps({"binaryData": {stored: base64.b64encode(payload).decode()}}).encode()
+    else:
+        body = json.dumps({"data": {key: content}}).encode()
     context = ssl.create_default_context(cafile=target.ca_file)
     for attempt in range(1, attempts + 1):
         request = urllib.request.Request(
@@ -126,6 +144,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--token-file", help="bearer token file (default: the pod's service-account token)")
     p.add_argument("--ca-file", help="CA bundle of the API server (default: the pod's ca.crt)")
     p.add_argument(
+        "--gzip",
+        action="store_true",
+        help=f"write the file gzip-compressed into binaryData.<key>{GZIP_SUFFIX} instead of data.<key>",
+    )
+    p.add_argument("--hint", default=DEFAULT_HINT, help="what the size error tells to ask for instead")
+    p.add_argument(
         "--alongside",
         type=Path,
         action="append",
@@ -141,12 +165,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     try:
         target = in_cluster_target(args.server, args.namespace, args.token_file, args.ca_file)
-        publish(target, args.configmap, args.key, content, alongside=alongside)
+        publish(
+            target, args.configmap, args.key, content, alongside=alongside, compress=args.gzip, hint=args.hint
+        )
     except PublishError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(
-        f"wrote {args.file} ({len(content.encode())} bytes) to configmap {target.namespace}/{args.configmap} key {args.key}"
+        f"wrote {args.file} ({len(content.encode())} bytes{', gzip-compressed' if args.gzip else ''}) to "
+        f"configmap {target.namespace}/{args.configmap} key {args.key}{GZIP_SUFFIX if args.gzip else ''}"
     )
     return 0
 

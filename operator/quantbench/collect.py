@@ -20,6 +20,7 @@ from quantbench.objects import ConfigMap
 from quantbench.plan import StepKind
 from quantbench.reconcile import parse_probe_result, result_of
 from quantbench_loadgen.accuracy.results import AccuracyResult
+from quantbench_loadgen.fidelity import FidelityResult
 from quantbench_loadgen.results import LoadgenResult
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,9 @@ def run_results(
             try:
                 if step.kind == StepKind.ACCURACY:
                     vr.accuracy = AccuracyResult.model_validate_json(text)
+                elif step.kind == StepKind.FIDELITY:
+                    if vp.variant != snapshot.spec.baseline:  # the baseline's is the reference
+                        vr.fidelity = FidelityResult.model_validate_json(text)
                 elif step.workload is not None:
                     vr.loadgen[step.workload] = LoadgenResult.model_validate_json(text)
             except ValidationError as exc:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 
 from quantbench.api.v1alpha1 import QuantBenchmarkSpec
-from quantbench.naming import STEP_ACCURACY, workload_step
+from quantbench.naming import STEP_ACCURACY, STEP_FIDELITY, workload_step
 from quantbench_loadgen.schema import duration_seconds
 from quantbench_loadgen.specs import LatencyWorkload, ServingWorkload, ThroughputWorkload, Workload
 
@@ -58,12 +58,23 @@ def accuracy_estimate_s(spec: QuantBenchmarkSpec) -> float:
     return questions * per_question / accuracy.concurrency
 
 
+def fidelity_estimate_s(spec: QuantBenchmarkSpec) -> float:
+    """One prompt at a time: a greedy answer, then the teacher-forced prompt + answer (one token)."""
+    fidelity = spec.accuracy.fidelity if spec.accuracy is not None else None
+    assert fidelity is not None
+    prompt = 150  # a GSM8K question
+    per_prompt = _request_s(prompt, fidelity.max_tokens) + _request_s(prompt + fidelity.max_tokens, 1)
+    return fidelity.prompts * per_prompt
+
+
 def step_deadline_s(spec: QuantBenchmarkSpec, step: str) -> int:
-    """activeDeadlineSeconds of the Job of ``step`` (``wl-<workload>`` or ``accuracy``)."""
+    """activeDeadlineSeconds of the Job of ``step`` (``wl-<workload>``, ``fidelity`` or ``accuracy``)."""
     if spec.timeouts.step is not None:
         return max(1, math.ceil(duration_seconds(spec.timeouts.step)))
     if step == STEP_ACCURACY:
         estimate = accuracy_estimate_s(spec)
+    elif step == STEP_FIDELITY:
+        estimate = fidelity_estimate_s(spec)
     else:
         workload = next((w for w in spec.workloads if workload_step(w.name) == step), None)
         if workload is None:
@@ -74,6 +85,8 @@ def step_deadline_s(spec: QuantBenchmarkSpec, step: str) -> int:
 
 def job_steps(spec: QuantBenchmarkSpec) -> list[str]:
     steps = [workload_step(w.name) for w in spec.workloads]
+    if spec.accuracy is not None and spec.accuracy.fidelity is not None:
+        steps.append(STEP_FIDELITY)
     return steps + ([STEP_ACCURACY] if spec.accuracy is not None else [])
 
 

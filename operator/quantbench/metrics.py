@@ -32,7 +32,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from quantbench.api.summary import RunSummary, ServerLoad, VariantSummary, Verdict
 from quantbench.api.v1alpha1 import Phase, QuantBenchmarkStatus, RunRecord, VariantPhase, VariantStatus
-from quantbench.naming import STEP_ACCURACY, workload_step
+from quantbench.naming import STEP_ACCURACY, STEP_FIDELITY, workload_step
 from quantbench.units import GIB
 
 # Labels of every per-variant figure (the design's label set); benchmark-level series use BENCHMARK_LABELS.
@@ -341,9 +341,11 @@ def _finding_variant(finding: object, known: Mapping[str, int]) -> str:
     return named if isinstance(named, str) and named in known else ""
 
 
-def job_steps(workloads: Sequence[str], accuracy: bool) -> list[str]:
-    """A variant's benchmark steps in the order they run (quantbench.plan): workloads, then accuracy."""
-    return [workload_step(w) for w in workloads] + ([STEP_ACCURACY] if accuracy else [])
+def job_steps(workloads: Sequence[str], accuracy: bool, fidelity: bool = False) -> list[str]:
+    """A variant's benchmark steps in the order they run (quantbench.plan): workloads, then fidelity (with
+    accuracy.fidelity), then accuracy."""
+    fidelity_step = [STEP_FIDELITY] if accuracy and fidelity else []
+    return [workload_step(w) for w in workloads] + fidelity_step + ([STEP_ACCURACY] if accuracy else [])
 
 
 def progress(v: VariantStatus, steps: Sequence[str]) -> float | None:
@@ -437,7 +439,10 @@ def samples_of_body(body: Mapping[str, Any]) -> list[Sample]:
     spec = body.get("spec") or {}
     status = _parse_status(body.get("status") or {})
     workloads = [str(w.get("name")) for w in spec.get("workloads") or [] if isinstance(w, Mapping)]
-    steps = job_steps(workloads, bool(spec.get("accuracy")))
+    accuracy = spec.get("accuracy")
+    steps = job_steps(
+        workloads, bool(accuracy), isinstance(accuracy, dict) and bool(accuracy.get("fidelity"))
+    )
     return benchmark_samples(
         str(meta.get("name", "")), str(meta.get("namespace", "")), str(spec.get("model", "")), status, steps
     )

@@ -29,6 +29,7 @@ HASH_LEN = 8
 # Step names used in child names and in the `quantbench.dev/step` label.
 STEP_SERVER = "server"
 STEP_ACCURACY = "accuracy"
+STEP_FIDELITY = "fidelity"
 STEP_RUN = "run"
 STEP_PROBE = "probe"
 WORKLOAD_PREFIX = "wl-"

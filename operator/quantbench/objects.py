@@ -100,6 +100,7 @@ class Deployment(TypedDict, total=False):
 class ConfigMap(TypedDict, total=False):
     metadata: ObjectMeta
     data: dict[str, str]
+    binaryData: dict[str, str]  # base64
 
 
 class NodeSpec(TypedDict, total=False):

@@ -1,6 +1,7 @@
 """Spec -> run plan, a pure function.
 
-For each variant the plan lists its Jobs in order (each workload, then the accuracy task); they run against
+For each variant the plan lists its Jobs in order (each workload, then fidelity to the baseline when
+accuracy.fidelity asks for it, then the accuracy task); they run against
 the variant's server, which is started before them and deleted after them. Variants are arranged in *lanes*: lanes run in parallel, the
 variants of one lane one after another. Variants on different node pools get different lanes; variants on
 the same pool share a lane unless the pool has GPUs for all of them at once (checked by packing their
@@ -33,7 +34,7 @@ from quantbench.api.v1alpha1 import (
     quantity,
 )
 from quantbench.gpus import unsupported_precision
-from quantbench.naming import STEP_ACCURACY, workload_step
+from quantbench.naming import STEP_ACCURACY, STEP_FIDELITY, workload_step
 from quantbench.objects import Node, NodeSpec, NodeStatus, labels_of
 from quantbench_loadgen.schema import ApiModel
 
@@ -85,6 +86,7 @@ def kernel_label(variant: Variant) -> str | None:
 
 class StepKind(StrEnum):
     WORKLOAD = "workload"
+    FIDELITY = "fidelity"
     ACCURACY = "accuracy"
 
 
@@ -136,11 +138,15 @@ class RunPlan(ApiModel):
 
 
 def variant_steps(spec: QuantBenchmarkSpec) -> list[Step]:
-    """The Jobs of each variant, in order: one per workload, then the accuracy task."""
+    """The Jobs of each variant, in order: one per workload, then fidelity (accuracy.fidelity: the baseline
+    writes the reference, the others compare with it), then the accuracy task. Fidelity comes first, as in
+    `quantbench run`: a variant's greedy answer disagreement sizes its sequential evaluation's chunks."""
     steps = [
         Step(kind=StepKind.WORKLOAD, name=workload_step(w.name), workload=w.name) for w in spec.workloads
     ]
     if spec.accuracy is not None:
+        if spec.accuracy.fidelity is not None:
+            steps.append(Step(kind=StepKind.FIDELITY, name=STEP_FIDELITY))
         steps.append(Step(kind=StepKind.ACCURACY, name=STEP_ACCURACY))
     return steps
 
@@ -189,8 +195,8 @@ def plan_run(
         )
     runnable = [p for p in plans if p.unsupported is None and p.unavailable is None]
     if pairs_with_baseline(spec):
-        # The baseline first in its lane: the others' accuracy Jobs wait for its outcomes, so nothing
-        # may wait behind them for a GPU it needs (see accuracy_baseline).
+        # The baseline first in its lane: the others' fidelity or accuracy Jobs wait for its result, so
+        # nothing may wait behind them for a GPU it needs (see baseline_use).
         runnable.sort(key=lambda p: p.variant != spec.baseline)
     order = {p.variant: i for i, p in enumerate(plans)}
     probes = plan_probes(runnable, pools) if spec.probe else []
@@ -219,33 +225,54 @@ def plan_run(
 
 
 def pairs_with_baseline(spec: QuantBenchmarkSpec) -> bool:
-    """Whether the other variants' accuracy evaluation uses the baseline's outcomes (accuracy.sequential)."""
-    return spec.accuracy is not None and spec.accuracy.sequential is not None
+    """Whether some step of the other variants uses the baseline's result: its per-question outcomes
+    (accuracy.sequential) or its fidelity reference (accuracy.fidelity)."""
+    return spec.accuracy is not None and (
+        spec.accuracy.sequential is not None or spec.accuracy.fidelity is not None
+    )
+
+
+def uses_baseline(spec: QuantBenchmarkSpec, variant: str, kind: StepKind) -> bool:
+    """Whether this variant's step of this kind reads the baseline's result of the same step: the fidelity
+    step of every other variant compares with the baseline's reference; the accuracy step of every other
+    variant, with accuracy.sequential, stops early against the baseline's outcomes."""
+    if spec.accuracy is None or variant == spec.baseline:
+        return False
+    if kind == StepKind.FIDELITY:
+        return spec.accuracy.fidelity is not None
+    if kind == StepKind.ACCURACY:
+        return spec.accuracy.sequential is not None
+    return False
 
 
 class BaselineUse(StrEnum):
-    """What a variant's accuracy Job does about the baseline's per-question outcomes."""
+    """What a variant's step does about the baseline's result of the same step."""
 
-    NOT_NEEDED = "NotNeeded"  # no sequential evaluation, or this is the baseline: run as planned
-    USE = "Use"  # the baseline's result is in: mount it, stop early against it
+    NOT_NEEDED = "NotNeeded"  # the step does not read it (or this is the baseline): run as planned
+    USE = "Use"  # the baseline's result is in: mount it
     WAIT = "Wait"  # the baseline is still running: create the Job once its result is in
-    MISSING = "Missing"  # the baseline ended without a usable result: ask every planned question
+    MISSING = "Missing"  # the baseline ended without a usable result: go without it
 
 
-def accuracy_baseline(
-    spec: QuantBenchmarkSpec, variant: str, baseline_phase: str | None, baseline_result_ok: bool
+def baseline_use(
+    spec: QuantBenchmarkSpec,
+    variant: str,
+    kind: StepKind,
+    baseline_phase: str | None,
+    baseline_result_ok: bool,
 ) -> BaselineUse:
-    """The ordering rule of a sequential accuracy evaluation on Kubernetes (pure).
+    """The ordering rule of the steps that read the baseline's result on Kubernetes (pure).
 
-    Only a non-baseline variant's accuracy step, and only with accuracy.sequential, depends on the
-    baseline: its Job starts once the baseline's accuracy result is in its results ConfigMap (USE). Until
-    then the step waits (its server stays up: the workloads have run first, so the wait is what is left of
-    the baseline's evaluation). The wait cannot deadlock: the plan puts the baseline first in its lane, so a
-    variant it could queue behind for a GPU runs after it. A baseline that ended without a valid result
-    (failed, unsupported) releases the others to ask every planned question (MISSING). Workload steps and
-    specs without accuracy.sequential never wait.
+    A non-baseline variant's fidelity step (accuracy.fidelity) and, with accuracy.sequential, its accuracy
+    step depend on the baseline: the Job starts once the baseline's result of the same step is in its
+    results ConfigMap (USE). Until then the step waits (its server stays up: the workloads have run first,
+    so the wait is what is left of the baseline's step). The wait cannot deadlock: the plan puts the
+    baseline first in its lane, so a variant it could queue behind for a GPU runs after it. A baseline that
+    ended without a valid result (failed, unsupported) releases the others (MISSING): a sequential
+    evaluation asks every planned question, a fidelity step is skipped (there is nothing to compare with).
+    Workload steps never wait.
     """
-    if not pairs_with_baseline(spec) or variant == spec.baseline:
+    if not uses_baseline(spec, variant, kind):
         return BaselineUse.NOT_NEEDED
     if baseline_result_ok:
         return BaselineUse.USE

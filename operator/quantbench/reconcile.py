@@ -20,6 +20,8 @@ deleted so the GPUs are free, and the next variant of the lane starts.
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -92,13 +94,14 @@ from quantbench.plan import (
     Step,
     StepKind,
     VariantPlan,
-    accuracy_baseline,
     admitted,
+    baseline_use,
     waiting_for_probe,
 )
 from quantbench.probe.result import ProbeResult
 from quantbench.settings import OperatorSettings
 from quantbench_loadgen.accuracy.results import AccuracyResult
+from quantbench_loadgen.fidelity import FidelityReference, FidelityResult
 from quantbench_loadgen.results import LoadgenResult
 from quantbench_loadgen.schema import duration_seconds
 
@@ -201,11 +204,38 @@ class Decision:
         return all(v.phase in TERMINAL_PHASES for v in self.variants)
 
 
+SKIPPED_KEY = "skipped"  # a step's results ConfigMap that says why the step ran no Job
+
+
+def has_result(cm: ConfigMap | None) -> bool:
+    """Whether a Job published its result into the ConfigMap (as text, or gzip-compressed)."""
+    if cm is None:
+        return False
+    return bool((cm.get("data") or {}).get(job_manifests.RESULT_KEY)) or bool(
+        (cm.get("binaryData") or {}).get(job_manifests.RESULT_GZ_KEY)
+    )
+
+
 def result_of(cm: ConfigMap | None) -> str | None:
+    """The result a Job published: ``data.result.json``, or ``binaryData.result.json.gz`` decompressed (an
+    undecodable one reads as text that says so, which no result model accepts)."""
     if cm is None:
         return None
     value = (cm.get("data") or {}).get(job_manifests.RESULT_KEY)
-    return value if value else None
+    if value:
+        return value
+    packed = (cm.get("binaryData") or {}).get(job_manifests.RESULT_GZ_KEY)
+    if not packed:
+        return None
+    try:
+        return gzip.decompress(base64.b64decode(packed, validate=True)).decode()
+    except (ValueError, OSError, EOFError) as exc:  # binascii.Error and UnicodeDecodeError are ValueErrors
+        return f"binaryData.{job_manifests.RESULT_GZ_KEY} is not gzip-compressed text: {exc}"
+
+
+def skipped_of(cm: ConfigMap | None) -> str | None:
+    """Why the step ran no Job (its ConfigMap's ``skipped`` key), or None."""
+    return (cm.get("data") or {}).get(SKIPPED_KEY) if cm is not None else None
 
 
 def parse_probe_result(text: str) -> tuple[ProbeResult | None, str | None]:
@@ -216,11 +246,14 @@ def parse_probe_result(text: str) -> tuple[ProbeResult | None, str | None]:
         return None, str(exc).splitlines()[0][:300]
 
 
-def validate_result(step_kind: StepKind, text: str) -> str | None:
-    """None when the Job's result parses as its model, else what is wrong."""
+def validate_result(step_kind: StepKind, text: str, baseline: bool = False) -> str | None:
+    """None when the Job's result parses as its model, else what is wrong (``baseline``: the result of the
+    baseline's Job, whose fidelity step writes the reference rather than a comparison)."""
     try:
         if step_kind == StepKind.ACCURACY:
             AccuracyResult.model_validate_json(text)
+        elif step_kind == StepKind.FIDELITY:
+            (FidelityReference if baseline else FidelityResult).model_validate_json(text)
         else:
             LoadgenResult.model_validate_json(text)
     except (ValidationError, json.JSONDecodeError, ValueError) as exc:
@@ -633,7 +666,9 @@ class _VariantPass(_Pass):
         ctx = self.ctx
         name = job_name(ctx.owner.name, ctx.run_id, self.vp.variant, step.name)
         cm = self.obs.configmaps.get(name)
-        if result_of(cm) is not None:
+        if skipped_of(cm) is not None:
+            return True
+        if has_result(cm):
             if self.s.step == step.name:  # first seen: the step the status still shows as running
                 self.d.notes.append(
                     Note(
@@ -645,19 +680,29 @@ class _VariantPass(_Pass):
                 self.update(step=None)
             return True
         job = self.obs.jobs.get(name)
-        phase = VariantPhase.EVALUATING if step.kind == StepKind.ACCURACY else VariantPhase.BENCHMARKING
+        evaluating = step.kind in (StepKind.ACCURACY, StepKind.FIDELITY)
+        phase = VariantPhase.EVALUATING if evaluating else VariantPhase.BENCHMARKING
         baseline_result, how = None, ""
-        if job is None and step.kind == StepKind.ACCURACY:
+        if job is None and evaluating:
             use, baseline_result = self.baseline_use(step)
+            baseline = ctx.spec.baseline
             if use == BaselineUse.WAIT:
+                why = (
+                    "fidelity reference: accuracy.fidelity compares this variant's token distributions with it"
+                    if step.kind == StepKind.FIDELITY
+                    else "accuracy result: accuracy.sequential stops this variant early against its outcomes"
+                )
                 self.update(
-                    phase=phase,
-                    step=step.name,
-                    message=f"waiting for the baseline {ctx.spec.baseline}'s accuracy result: "
-                    "accuracy.sequential stops this variant early against its outcomes",
+                    phase=phase, step=step.name, message=f"waiting for the baseline {baseline}'s {why}"
                 )
                 return False
-            if use == BaselineUse.USE:
+            if use == BaselineUse.MISSING and step.kind == StepKind.FIDELITY:
+                return self.skip(
+                    step, f"the baseline {baseline} ended without a fidelity reference to compare with"
+                )
+            if use == BaselineUse.USE and step.kind == StepKind.FIDELITY:
+                how = f" (compares with the baseline's reference in configmap {baseline_result})"
+            elif use == BaselineUse.USE:
                 how = f" (stops early against the baseline's outcomes in configmap {baseline_result})"
             elif use == BaselineUse.MISSING:
                 how = " (the baseline has no accuracy result: every planned question)"
@@ -726,20 +771,39 @@ class _VariantPass(_Pass):
         return False
 
     def baseline_use(self, step: Step) -> tuple[BaselineUse, str | None]:
-        """Whether the accuracy step waits for, uses, or goes without the baseline's outcomes, and the
-        ConfigMap that holds them."""
+        """Whether the fidelity or accuracy step waits for, uses, or goes without the baseline's result of
+        the same step (its reference, its outcomes), and the ConfigMap that holds it."""
         ctx = self.ctx
         name = job_name(ctx.owner.name, ctx.run_id, ctx.spec.baseline, step.name)
         text = result_of(self.obs.configmaps.get(name))
-        ok = text is not None and validate_result(StepKind.ACCURACY, text) is None
-        use = accuracy_baseline(ctx.spec, self.vp.variant, self.baseline_phase, ok)
+        ok = text is not None and validate_result(step.kind, text, baseline=True) is None
+        use = baseline_use(ctx.spec, self.vp.variant, step.kind, self.baseline_phase, ok)
         return use, name if use == BaselineUse.USE else None
+
+    def skip(self, step: Step, why: str) -> bool:
+        """The step runs no Job: its results ConfigMap records why (so the decision survives a restart), an
+        Event says so, and the variant goes on with its next step."""
+        ctx = self.ctx
+        if job_name(ctx.owner.name, ctx.run_id, self.vp.variant, step.name) not in self.obs.configmaps:
+            cm = job_manifests.results_configmap(
+                ctx.owner, ctx.run_id, self.vp.variant, step.name, {}, ctx.generation
+            )
+            cm["data"] = {SKIPPED_KEY: why}
+            self.d.actions.append(Create(cm))
+        self.d.notes.append(
+            Note("Normal", "StepSkipped", f"variant {self.vp.variant}: {step.name} skipped: {why}")
+        )
+        return True
 
     def succeed(self) -> VariantStatus:
         ctx = self.ctx
         for step in self.vp.steps:
             name = job_name(ctx.owner.name, ctx.run_id, self.vp.variant, step.name)
-            problem = validate_result(step.kind, result_of(self.obs.configmaps.get(name)) or "")
+            cm = self.obs.configmaps.get(name)
+            if skipped_of(cm) is not None:
+                continue
+            baseline = self.vp.variant == ctx.spec.baseline
+            problem = validate_result(step.kind, result_of(cm) or "", baseline)
             if problem is not None:
                 return self.fail(
                     Failure(Reason.RESULT_MISSING, f"job {name} wrote an invalid result: {problem}")

@@ -11,8 +11,8 @@ from quantbench.plan import (
     RunPlan,
     StepKind,
     VariantPlan,
-    accuracy_baseline,
     admitted,
+    baseline_use,
     fits_at_once,
     kernel_for,
     plan_run,
@@ -306,11 +306,52 @@ def test_with_sequential_accuracy_the_baseline_comes_first_in_its_lane() -> None
 def test_only_a_non_baseline_accuracy_step_waits_and_only_while_the_baseline_can_still_deliver() -> None:
     paired, plain = spec(accuracy=SEQUENTIAL), spec()
     running = VariantPhase.EVALUATING
-    assert accuracy_baseline(plain, "fp8", running, False) == BaselineUse.NOT_NEEDED
-    assert accuracy_baseline(paired, "bf16", running, False) == BaselineUse.NOT_NEEDED
-    assert accuracy_baseline(paired, "fp8", running, False) == BaselineUse.WAIT
-    assert accuracy_baseline(paired, "fp8", VariantPhase.PENDING, False) == BaselineUse.WAIT
-    assert accuracy_baseline(paired, "fp8", running, True) == BaselineUse.USE
-    assert accuracy_baseline(paired, "fp8", VariantPhase.FAILED, True) == BaselineUse.USE
+    acc = StepKind.ACCURACY
+    assert baseline_use(plain, "fp8", acc, running, False) == BaselineUse.NOT_NEEDED
+    assert baseline_use(paired, "bf16", acc, running, False) == BaselineUse.NOT_NEEDED
+    assert baseline_use(paired, "fp8", acc, running, False) == BaselineUse.WAIT
+    assert baseline_use(paired, "fp8", acc, VariantPhase.PENDING, False) == BaselineUse.WAIT
+    assert baseline_use(paired, "fp8", acc, running, True) == BaselineUse.USE
+    assert baseline_use(paired, "fp8", acc, VariantPhase.FAILED, True) == BaselineUse.USE
     for ended in TERMINAL_PHASES:
-        assert accuracy_baseline(paired, "fp8", ended, False) == BaselineUse.MISSING
+        assert baseline_use(paired, "fp8", acc, ended, False) == BaselineUse.MISSING
+    # Workload steps never wait; without accuracy.fidelity there is no fidelity step to wait.
+    assert baseline_use(paired, "fp8", StepKind.WORKLOAD, running, False) == BaselineUse.NOT_NEEDED
+
+
+FIDELITY = {"limit": 100, "fidelity": {"prompts": 8, "maxTokens": 16, "topK": 5}}
+
+
+def test_with_fidelity_a_fidelity_step_comes_before_accuracy() -> None:
+    steps = variant_of(plan_run(spec(accuracy=FIDELITY), POOLS), "fp8").steps
+    assert [(s.name, s.kind) for s in steps] == [
+        ("wl-latency", StepKind.WORKLOAD),
+        ("wl-throughput", StepKind.WORKLOAD),
+        ("fidelity", StepKind.FIDELITY),
+        ("accuracy", StepKind.ACCURACY),
+    ]
+    assert "fidelity" not in [s.name for s in variant_of(plan_run(spec(), POOLS), "fp8").steps]
+
+
+def test_with_fidelity_the_baseline_comes_first_in_its_lane() -> None:
+    listed = [{"name": n, "precision": p} for n, p in (("fp8", "fp8"), ("awq", "awq-int4"), ("bf16", "bf16"))]
+    bench = spec(
+        variants=listed, placement={"nodePool": "h100", "gpus": 8}, parallelism="Sequential", accuracy=FIDELITY
+    )
+    assert plan_run(bench, POOLS).lanes == [["bf16", "fp8", "awq"]]
+
+
+def test_a_variants_fidelity_step_waits_for_the_baselines_reference_and_is_released_when_it_cannot_come() -> None:
+    fid, both = spec(accuracy=FIDELITY), spec(accuracy={**FIDELITY, **SEQUENTIAL})
+    running, step = VariantPhase.BENCHMARKING, StepKind.FIDELITY
+    assert baseline_use(fid, "bf16", step, running, False) == BaselineUse.NOT_NEEDED  # it writes the reference
+    assert baseline_use(fid, "fp8", step, running, False) == BaselineUse.WAIT
+    assert baseline_use(fid, "fp8", step, VariantPhase.PENDING, False) == BaselineUse.WAIT
+    assert baseline_use(fid, "fp8", step, running, True) == BaselineUse.USE
+    assert baseline_use(fid, "fp8", step, VariantPhase.FAILED, True) == BaselineUse.USE
+    for ended in TERMINAL_PHASES:
+        assert baseline_use(fid, "fp8", step, ended, False) == BaselineUse.MISSING
+    # Fidelity alone does not make the accuracy step wait; with accuracy.sequential too, both wait.
+    assert baseline_use(fid, "fp8", StepKind.ACCURACY, running, False) == BaselineUse.NOT_NEEDED
+    assert baseline_use(both, "fp8", StepKind.ACCURACY, running, False) == BaselineUse.WAIT
+    assert baseline_use(both, "fp8", step, running, False) == BaselineUse.WAIT

@@ -1,4 +1,5 @@
-"""Benchmark Jobs (one per workload, one for accuracy) and the results ConfigMap each one writes to.
+"""Benchmark Jobs (one per workload, one for fidelity, one for accuracy) and the results ConfigMap each one
+writes to.
 
 The operator creates the ConfigMap first with the Job's input (``input.json``); the Job reads it from a
 read-only mount, measures the variant's server through its Service, and writes ``result.json`` back into
@@ -7,7 +8,12 @@ the ConfigMaps of its run).
 
 With accuracy.sequential, a non-baseline variant's accuracy Job also mounts the baseline accuracy Job's
 results ConfigMap (its ``result.json``, read-only, at ``BASELINE_DIR``) and stops early against those
-per-question outcomes; the operator creates that Job only once the result is in (plan.accuracy_baseline).
+per-question outcomes; the operator creates that Job only once the result is in (plan.baseline_use).
+
+With accuracy.fidelity, the baseline's fidelity Job writes the reference (its greedy answers and top-k
+log-probabilities on GSM8K questions) gzip-compressed into its ConfigMap (``binaryData.result.json.gz``);
+every other variant's fidelity Job mounts that ConfigMap read-only, the same way, once the reference is in,
+and writes its `FidelityResult` as ``result.json``.
 
 A Job whose every source is local (a ConfigMap, a volume, or no dataset) runs with the Hub's offline mode;
 a Job that reads from the Hub (``dataset.huggingFace``, or the accuracy task's public GSM8K default) does
@@ -29,7 +35,8 @@ from quantbench.manifests.server import model_of, server_url
 from quantbench.naming import job_name, labels
 from quantbench.plan import Step, StepKind
 from quantbench.settings import OperatorSettings
-from quantbench_loadgen.specs import AccuracySpec, DatasetKind, DatasetSource, Workload
+from quantbench_loadgen.publish import GZIP_SUFFIX
+from quantbench_loadgen.specs import AccuracySpec, DatasetKind, DatasetSource, FidelitySpec, Workload
 
 INPUT_KEY = "input.json"
 RESULT_KEY = "result.json"
@@ -39,9 +46,13 @@ DATA_DIR = "/data"
 HUB_CACHE_DIR = "/hub-cache"
 OFFLINE_ENV: tuple[tuple[str, str], ...] = (("HF_HUB_OFFLINE", "1"), ("HF_DATASETS_OFFLINE", "1"))
 INPUT_FILE = f"{INPUT_DIR}/{INPUT_KEY}"
+RESULT_GZ_KEY = f"{RESULT_KEY}{GZIP_SUFFIX}"  # binaryData: a result published gzip-compressed
 BASELINE_DIR = "/etc/quantbench-baseline"
 BASELINE_KEY = "accuracy.json"
 BASELINE_FILE = f"{BASELINE_DIR}/{BASELINE_KEY}"
+REFERENCE_KEY = "fidelity-reference.json.gz"
+REFERENCE_FILE = f"{BASELINE_DIR}/{REFERENCE_KEY}"
+FIDELITY_SIZE_HINT = "ask for fewer accuracy.fidelity prompts, maxTokens or topK"
 
 
 def results_configmap(
@@ -88,6 +99,8 @@ def _dataset_mount(dataset: DatasetSource | None) -> tuple[str | None, list[Obj]
 
 def uses_hub(spec: QuantBenchmarkSpec, step: Step) -> bool:
     """Whether the step's Job reads from the Hub: a huggingFace dataset, or GSM8K without a dataset."""
+    if step.kind == StepKind.FIDELITY:  # the accuracy task's GSM8K source
+        return spec.accuracy is None or spec.accuracy.dataset is None
     task = step_task(spec, step)
     if isinstance(task, AccuracySpec):
         return task.dataset is None
@@ -112,10 +125,19 @@ def hub_fields(
     return env, volumes, [{"name": "hub-cache", "mountPath": HUB_CACHE_DIR}]
 
 
-def publish_command(configmap: str, python: str = "python", alongside: str | None = None) -> str:
+def publish_command(
+    configmap: str,
+    python: str = "python",
+    alongside: str | None = None,
+    compress: bool = False,
+    hint: str | None = None,
+) -> str:
     """The shell command that writes the Job's result file into its ConfigMap (``alongside``: the mounted
-    copy of what the ConfigMap already holds, counted in the size check)."""
+    copy of what the ConfigMap already holds, counted in the size check; ``compress``: gzip-compressed into
+    binaryData; ``hint``: what the size error tells to ask for instead)."""
     beside = f"--alongside {shlex.quote(alongside)} " if alongside else ""
+    beside += "--gzip " if compress else ""
+    beside += f"--hint {shlex.quote(hint)} " if hint else ""
     return (
         f"{python} -m quantbench_loadgen.publish --configmap {shlex.quote(configmap)} "
         f"--key {RESULT_KEY} {beside}{OUTPUT_DIR}/{RESULT_KEY}"
@@ -185,8 +207,54 @@ def accuracy_command(
     return ["/bin/sh", "-c", f"set -e; {shlex.join(command)}; {publish}"]
 
 
-def step_task(spec: QuantBenchmarkSpec, step: Step) -> Workload | AccuracySpec:
-    """What the planned step runs: its workload, or the accuracy task, as written in the spec."""
+def fidelity_args(
+    url: str,
+    model: str,
+    fidelity: FidelitySpec,
+    reference: str,
+    output: str | None,
+    dataset_path: str | None = None,
+) -> list[str]:
+    """Arguments of `quantbench-loadgen fidelity`: the baseline's reference (``output`` None: it writes
+    ``reference``, on the GSM8K folder ``dataset_path``, else the public GSM8K), or a variant's comparison
+    with ``reference`` written to ``output``."""
+    head = ["fidelity", "reference" if output is None else "compare", "--url", url, "--model", model]
+    if output is not None:
+        return [*head, "--reference", reference, "--output", output]
+    source = ["--gsm8k", dataset_path] if dataset_path is not None else ["--gsm8k-public"]
+    return [
+        *head, *source, "--count", str(fidelity.prompts), "--max-tokens", str(fidelity.max_tokens),
+        "--top-k", str(fidelity.top_k), "--reference", reference,
+    ]  # fmt: skip
+
+
+def fidelity_command(
+    url: str,
+    model: str,
+    fidelity: FidelitySpec,
+    dataset_path: str | None,
+    configmap: str,
+    reference_file: str | None = None,
+) -> list[str]:
+    """The baseline (``reference_file`` None) writes the reference and publishes it gzip-compressed; another
+    variant compares with the baseline's reference at ``reference_file`` and publishes its result."""
+    result = f"{OUTPUT_DIR}/{RESULT_KEY}"
+    if reference_file is None:
+        run = fidelity_args(url, model, fidelity, result, None, dataset_path)
+        publish = publish_command(configmap, alongside=INPUT_FILE, compress=True, hint=FIDELITY_SIZE_HINT)
+    else:
+        run = fidelity_args(url, model, fidelity, reference_file, result)
+        publish = publish_command(configmap, alongside=INPUT_FILE)
+    return ["/bin/sh", "-c", f"set -e; {shlex.join(['quantbench-loadgen', *run])}; {publish}"]
+
+
+def step_task(spec: QuantBenchmarkSpec, step: Step) -> Workload | AccuracySpec | FidelitySpec:
+    """What the planned step runs: its workload, the fidelity comparison or the accuracy task, as written
+    in the spec."""
+    if step.kind == StepKind.FIDELITY:
+        if spec.accuracy is None or spec.accuracy.fidelity is None:
+            raise ValueError("a fidelity step needs accuracy.fidelity in the spec")
+        return spec.accuracy.fidelity
     if step.kind == StepKind.ACCURACY:
         return spec.accuracy or AccuracySpec()
     if step.workload is None:
@@ -209,17 +277,26 @@ def job(
     settings: OperatorSettings,
     baseline_result: str | None = None,
 ) -> Obj:
-    """The Job for one planned step (a workload or the accuracy task) of one variant; ``baseline_result``:
-    the results ConfigMap of the baseline's accuracy Job, for a sequential evaluation against it."""
-    if baseline_result is not None and step.kind != StepKind.ACCURACY:
-        raise ValueError(f"only the accuracy step uses the baseline's result, not {step.name!r}")
+    """The Job for one planned step (a workload, fidelity or the accuracy task) of one variant;
+    ``baseline_result``: the results ConfigMap of the baseline's Job of the same step, for a sequential
+    evaluation against its outcomes or a fidelity comparison with its reference."""
+    if baseline_result is not None and step.kind not in (StepKind.ACCURACY, StepKind.FIDELITY):
+        raise ValueError(f"only the fidelity and accuracy steps use the baseline's result, not {step.name!r}")
+    compares = step.kind == StepKind.FIDELITY and variant.name != spec.baseline
+    if compares and baseline_result is None:
+        raise ValueError(f"variant {variant.name}'s fidelity step needs the baseline's reference")
     name = job_name(owner.name, run, variant.name, step.name)
     url = server_url(spec, owner, run, variant.name)
     model = model_of(spec, variant)
     task = step_task(spec, step)
-    dataset = getattr(task, "dataset", None)
+    if isinstance(task, FidelitySpec):  # the GSM8K questions of the accuracy task's source
+        dataset = spec.accuracy.dataset if spec.accuracy is not None else None
+    else:
+        dataset = getattr(task, "dataset", None)
     dataset_path, volumes, mounts = _dataset_mount(dataset if isinstance(dataset, DatasetSource) else None)
-    if step.kind == StepKind.ACCURACY:
+    if isinstance(task, FidelitySpec):
+        command = fidelity_command(url, model, task, dataset_path, name, REFERENCE_FILE if compares else None)
+    elif step.kind == StepKind.ACCURACY:
         command = accuracy_command(
             url,
             model,
@@ -245,7 +322,10 @@ def job(
         *hub_mounts,
     ]
     if baseline_result is not None:
-        items = [{"key": RESULT_KEY, "path": BASELINE_KEY}]
+        if step.kind == StepKind.FIDELITY:
+            items = [{"key": RESULT_GZ_KEY, "path": REFERENCE_KEY}]
+        else:
+            items = [{"key": RESULT_KEY, "path": BASELINE_KEY}]
         volumes.append({"name": "baseline", "configMap": {"name": baseline_result, "items": items}})
         mounts.append({"name": "baseline", "mountPath": BASELINE_DIR, "readOnly": True})
     container: Obj = {
@@ -256,7 +336,7 @@ def job(
         "env": env,
         "volumeMounts": mounts,
     }
-    if step.kind != StepKind.ACCURACY:
+    if step.kind == StepKind.WORKLOAD:
         container["ports"] = [{"name": METRICS_PORT_NAME, "containerPort": METRICS_PORT, "protocol": "TCP"}]
     pod: Obj = {"containers": [container], "volumes": volumes}
     if settings.job_node_selector:
