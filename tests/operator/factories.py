@@ -7,6 +7,8 @@ the shared dataset folder ($QUANTBENCH_GSM8K_DIR, default ../shared/datasets/gsm
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import os
 from datetime import UTC, datetime, timedelta
@@ -15,6 +17,7 @@ from typing import Any
 
 from quantbench.api.v1alpha1 import QuantBenchmarkSpec
 from quantbench_loadgen.accuracy.results import QuestionOutcome, question_key
+from quantbench_loadgen.fidelity import FidelityReference, FidelityResult, PromptReference
 from quantbench_loadgen.results import (
     LatencyResult,
     LoadgenResult,
@@ -216,3 +219,41 @@ def accuracy_result(variant: str, n: int = 20, wrong_every: int | None = None) -
 def probe_result(gpu: str | None = None, bandwidth_bytes_per_s: float | None = None) -> str:
     """A probe Job's result: the committed H100 reference, optionally as if measured on another GPU."""
     return builders.probe_result(gpu, bandwidth_bytes_per_s).to_json()
+
+
+def fidelity_reference(prompts: int = 4, positions: int = 8, top_k: int = 5) -> str:
+    """A baseline's fidelity reference: ``positions`` teacher-forced positions of ``top_k`` log-probabilities
+    per prompt, on real GSM8K questions."""
+    rows = [
+        PromptReference(
+            prompt=f"Question: {row['question']}\nAnswer:",
+            text=" 42",
+            prompt_tokens=60,
+            top_logprobs=[
+                {str(1000 + 7 * k + i): -0.05 - 0.9 * k for k in range(top_k)} for i in range(positions)
+            ],
+        )
+        for row in gsm8k_questions(prompts)
+    ]
+    ref = FidelityReference(model="bf16", top_k=top_k, max_tokens=positions, prompts=rows)
+    return ref.model_dump_json(by_alias=True)
+
+
+def fidelity_result(variant: str) -> str:
+    """A variant's comparison with the baseline's reference, figures chosen per variant."""
+    kl = {"bf16": 0.0, "fp8": 0.004, "awq-int4": 0.02}.get(variant, 0.01)
+    result = FidelityResult(
+        prompts=4,
+        positions=32,
+        top_k=5,
+        mean_kl=kl,
+        p99_kl=10 * kl,
+        top1_agreement=1 - 5 * kl,
+        greedy_agreement=0.75,
+    )
+    return result.model_dump_json(by_alias=True)
+
+
+def gzipped_base64(text: str) -> str:
+    """``text`` as a Job publishes it with ``--gzip`` (binaryData: gzip, base64)."""
+    return base64.b64encode(gzip.compress(text.encode(), mtime=0)).decode()

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,6 +12,7 @@ from quantbench.manifests.common import Owner
 from quantbench.manifests.run import RunSnapshot, run_configmap, snapshot_from_configmap
 from quantbench.plan import PoolInfo, Step, StepKind, plan_run
 from quantbench.settings import VERSION, OperatorSettings
+from quantbench_loadgen.cli import build_parser
 from quantbench_loadgen.specs import AccuracySpec
 from tests.operator.factories import spec
 
@@ -309,6 +311,76 @@ def test_a_sequential_accuracy_job_mounts_the_baselines_result_read_only() -> No
     workload = Step(kind=StepKind.WORKLOAD, name="wl-latency", workload="latency")
     with pytest.raises(ValueError, match="accuracy step"):
         jobs.job(s, s.variant("fp8"), OWNER, RUN, workload, 1, settings, "llama-r1-bf16-accuracy")
+
+
+FIDELITY = Step(kind=StepKind.FIDELITY, name="fidelity")
+FIDELITY_SPEC = {"prompts": 8, "maxTokens": 16, "topK": 5}
+
+
+def fidelity_cli(job: dict[str, Any]) -> tuple[Any, str]:
+    """The fidelity command line of the Job's script, as the load generator's own parser reads it, and the
+    publish command after it."""
+    script = job["spec"]["template"]["spec"]["containers"][0]["command"][-1]
+    head, run, publish = script.split("; ")
+    assert head == "set -e"
+    argv = shlex.split(run)
+    assert argv[0] == "quantbench-loadgen"
+    return build_parser().parse_args(argv[1:]), publish
+
+
+def test_the_baselines_fidelity_job_writes_the_reference_on_the_accuracy_tasks_gsm8k_and_publishes_it_gzipped() -> (
+    None
+):
+    dataset = {"kind": "gsm8k", "configMap": {"name": "gsm8k", "key": "test.jsonl"}}
+    s = spec(accuracy={"limit": 20, "dataset": dataset, "fidelity": FIDELITY_SPEC})
+    job = jobs.job(s, s.variant("bf16"), OWNER, RUN, FIDELITY, 1, OperatorSettings(pod_user=2000))
+    pod = job["spec"]["template"]["spec"]
+    assert_restricted(pod)
+    args, publish = fidelity_cli(job)
+    assert (args.phase, args.gsm8k, args.gsm8k_public) == ("reference", jobs.DATA_DIR, False)
+    assert (args.count, args.max_tokens, args.top_k) == (8, 16, 5)
+    assert args.reference == f"{jobs.OUTPUT_DIR}/{jobs.RESULT_KEY}"
+    assert "--gzip" in publish and "accuracy.fidelity" in publish  # the size error names what to lower
+    assert {"name": "dataset", "configMap": {"name": "gsm8k"}} in pod["volumes"]
+    assert not [v for v in pod["volumes"] if v["name"] == "baseline"]
+    assert "ports" not in pod["containers"][0]
+    assert (
+        json.loads(
+            jobs.results_configmap(OWNER, RUN, "bf16", "fidelity", jobs.job_input(s, FIDELITY), 1)["data"][
+                "input.json"
+            ]
+        )
+        == FIDELITY_SPEC
+    )
+    # Without a GSM8K source in the spec: the public GSM8K, as the accuracy task reads it, from the Hub.
+    public = spec(accuracy={"limit": 20, "fidelity": FIDELITY_SPEC})
+    settings = OperatorSettings(pod_user=2000, hub_access=True)
+    args, _ = fidelity_cli(jobs.job(public, public.variant("bf16"), OWNER, RUN, FIDELITY, 1, settings))
+    assert args.gsm8k is None and args.gsm8k_public
+    assert jobs.uses_hub(public, FIDELITY) and not jobs.uses_hub(s, FIDELITY)
+
+
+def test_a_variants_fidelity_job_mounts_the_baselines_reference_read_only_and_compares() -> None:
+    s = spec(accuracy={"limit": 20, "fidelity": FIDELITY_SPEC})
+    settings = OperatorSettings(pod_user=2000)
+    job = jobs.job(s, s.variant("fp8"), OWNER, RUN, FIDELITY, 1, settings, "llama-r1-bf16-fidelity")
+    pod = job["spec"]["template"]["spec"]
+    assert_restricted(pod)
+    assert {
+        "name": "baseline",
+        "configMap": {
+            "name": "llama-r1-bf16-fidelity",
+            "items": [{"key": "result.json.gz", "path": "fidelity-reference.json.gz"}],
+        },
+    } in pod["volumes"]
+    container = pod["containers"][0]
+    assert {"name": "baseline", "mountPath": jobs.BASELINE_DIR, "readOnly": True} in container["volumeMounts"]
+    args, publish = fidelity_cli(job)
+    assert (args.phase, args.reference) == ("compare", jobs.REFERENCE_FILE)
+    assert args.output == f"{jobs.OUTPUT_DIR}/{jobs.RESULT_KEY}" and "--gzip" not in publish
+    # A variant's comparison cannot run without the reference.
+    with pytest.raises(ValueError, match="baseline's reference"):
+        jobs.job(s, s.variant("fp8"), OWNER, RUN, FIDELITY, 1, settings)
 
 
 def test_each_job_may_update_only_its_own_configmap() -> None:

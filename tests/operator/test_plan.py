@@ -336,15 +336,22 @@ def test_with_fidelity_a_fidelity_step_comes_before_accuracy() -> None:
 def test_with_fidelity_the_baseline_comes_first_in_its_lane() -> None:
     listed = [{"name": n, "precision": p} for n, p in (("fp8", "fp8"), ("awq", "awq-int4"), ("bf16", "bf16"))]
     bench = spec(
-        variants=listed, placement={"nodePool": "h100", "gpus": 8}, parallelism="Sequential", accuracy=FIDELITY
+        variants=listed,
+        placement={"nodePool": "h100", "gpus": 8},
+        parallelism="Sequential",
+        accuracy=FIDELITY,
     )
     assert plan_run(bench, POOLS).lanes == [["bf16", "fp8", "awq"]]
 
 
-def test_a_variants_fidelity_step_waits_for_the_baselines_reference_and_is_released_when_it_cannot_come() -> None:
+def test_a_variants_fidelity_step_waits_for_the_baselines_reference_and_is_released_when_it_cannot_come() -> (
+    None
+):
     fid, both = spec(accuracy=FIDELITY), spec(accuracy={**FIDELITY, **SEQUENTIAL})
     running, step = VariantPhase.BENCHMARKING, StepKind.FIDELITY
-    assert baseline_use(fid, "bf16", step, running, False) == BaselineUse.NOT_NEEDED  # it writes the reference
+    assert (
+        baseline_use(fid, "bf16", step, running, False) == BaselineUse.NOT_NEEDED
+    )  # it writes the reference
     assert baseline_use(fid, "fp8", step, running, False) == BaselineUse.WAIT
     assert baseline_use(fid, "fp8", step, VariantPhase.PENDING, False) == BaselineUse.WAIT
     assert baseline_use(fid, "fp8", step, running, True) == BaselineUse.USE

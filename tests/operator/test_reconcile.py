@@ -8,10 +8,22 @@ from typing import Any
 import pytest
 
 from quantbench.api.v1alpha1 import ProbePhase, ProbeStatus, QuantBenchmarkSpec, VariantPhase, VariantStatus
+from quantbench.collect import run_results
 from quantbench.failures import Failure, Reason
 from quantbench.manifests.common import Owner
-from quantbench.plan import PoolInfo, plan_run
-from quantbench.reconcile import Create, Delete, Observed, RunContext, decide, ended
+from quantbench.manifests.run import RunSnapshot
+from quantbench.plan import PoolInfo, StepKind, plan_run
+from quantbench.reconcile import (
+    Create,
+    Delete,
+    Observed,
+    RunContext,
+    decide,
+    ended,
+    has_result,
+    result_of,
+    validate_result,
+)
 from quantbench.settings import OperatorSettings
 from tests.operator import factories
 
@@ -82,13 +94,17 @@ class World:
 
     def finish_job(self, variant: str, step: str, ok: bool = True, write: bool = True) -> None:
         name = f"b-r1-{variant}-{step}"
-        if write:
+        if write and step == "fidelity" and variant == self.ctx.spec.baseline:  # the reference, gzipped
+            packed = factories.gzipped_base64(factories.fidelity_reference())
+            self.objects[("ConfigMap", name)]["binaryData"] = {"result.json.gz": packed}
+        elif write:
             workload = next((w.to_wire() for w in self.ctx.spec.workloads if f"wl-{w.name}" == step), None)
-            text = (
-                factories.loadgen_result(variant, workload)
-                if workload
-                else factories.accuracy_result(variant)
-            )
+            if workload:
+                text = factories.loadgen_result(variant, workload)
+            elif step == "fidelity":
+                text = factories.fidelity_result(variant)
+            else:
+                text = factories.accuracy_result(variant)
             self.objects[("ConfigMap", name)]["data"]["result.json"] = text
         cond = "Complete" if ok else "Failed"
         self.objects[("Job", name)]["status"] = {"conditions": [{"type": cond, "status": "True"}]}
@@ -667,3 +683,92 @@ def test_in_one_lane_the_baseline_runs_first_so_nothing_waits_behind_a_waiting_v
     w.step()
     pod = w.objects[("Job", "b-r1-fp8-accuracy")]["spec"]["template"]["spec"]
     assert any(v["name"] == "baseline" for v in pod["volumes"])
+
+
+# ------------------------------------------------------------- fidelity to the baseline
+FIDELITY = {"numFewshot": 8, "limit": 20, "fidelity": {"prompts": 4, "maxTokens": 8, "topK": 5}}
+
+
+def _fidelity_spec(**kw: Any) -> QuantBenchmarkSpec:
+    return factories.spec(
+        variants=[{"name": "bf16", "precision": "bf16"}, {"name": "fp8", "precision": "fp8"}],
+        accuracy=FIDELITY,
+        **kw,
+    )
+
+
+def test_a_variants_fidelity_job_waits_for_the_baselines_reference_then_mounts_it_and_the_summary_has_it() -> (
+    None
+):
+    w = World(_fidelity_spec())
+    _through_workloads(w, ("bf16", "fp8"))
+    # The baseline's fidelity Job writes the reference; the variant's waits (no Job, no ConfigMap), server kept.
+    assert ("Job", "b-r1-bf16-fidelity") in w.objects
+    assert ("Job", "b-r1-fp8-fidelity") not in w.objects
+    assert ("ConfigMap", "b-r1-fp8-fidelity") not in w.objects
+    fp8 = next(s for s in w.statuses if s.name == "fp8")
+    assert fp8.phase == VariantPhase.EVALUATING and fp8.step == "fidelity"
+    assert fp8.message is not None and "baseline bf16's fidelity reference" in fp8.message
+    assert ("Deployment", "b-r1-fp8-server") in w.objects
+    w.step()
+    assert ("Job", "b-r1-fp8-fidelity") not in w.objects
+    # The reference lands (gzip-compressed, in binaryData): the variant's Job mounts it.
+    w.finish_job("bf16", "fidelity")
+    d = w.step()
+    pod = w.objects[("Job", "b-r1-fp8-fidelity")]["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "baseline")
+    assert volume["configMap"] == {
+        "name": "b-r1-bf16-fidelity",
+        "items": [{"key": "result.json.gz", "path": "fidelity-reference.json.gz"}],
+    }
+    assert "compare" in pod["containers"][0]["command"][-1]
+    created = [n.message for n in d.notes if n.reason == "JobCreated"]
+    assert any("b-r1-fp8-fidelity" in m and "compares with the baseline's reference" in m for m in created)
+    # The baseline's own fidelity Job mounts nothing; fidelity alone does not make accuracy wait.
+    base_pod = w.objects[("Job", "b-r1-bf16-fidelity")]["spec"]["template"]["spec"]
+    assert all(v["name"] != "baseline" for v in base_pod["volumes"])
+    assert ("Job", "b-r1-bf16-accuracy") in w.objects
+    w.finish_job("fp8", "fidelity")
+    w.step()
+    for v in ("bf16", "fp8"):
+        w.finish_job(v, "accuracy")
+    w.step()
+    assert w.phase("bf16") == VariantPhase.SUCCEEDED and w.phase("fp8") == VariantPhase.SUCCEEDED
+    # The collected results: the variant's comparison; the baseline's reference is no comparison.
+    configmaps = {n: o for (k, n), o in w.objects.items() if k == "ConfigMap"}
+    snapshot = RunSnapshot(run_id="r1", generation=1, started_at=T0, spec=w.ctx.spec, plan=w.ctx.plan)
+    results = run_results("b", snapshot, w.statuses, configmaps, T0)
+    fidelity = results.variants["fp8"].fidelity
+    assert fidelity is not None and fidelity.mean_kl == pytest.approx(0.004)
+    assert results.variants["bf16"].fidelity is None
+
+
+def test_a_baseline_without_a_reference_releases_the_variant_whose_fidelity_step_is_skipped() -> None:
+    w = World(_fidelity_spec())
+    _through_workloads(w, ("bf16", "fp8"))
+    w.finish_job("bf16", "fidelity", ok=False, write=False)
+    d = w.step()  # the pass that records the baseline's failure skips the variant's fidelity step
+    assert w.phase("bf16") == VariantPhase.FAILED
+    assert ("Job", "b-r1-fp8-fidelity") not in w.objects
+    skipped = [n.message for n in d.notes if n.reason == "StepSkipped"]
+    assert skipped == [
+        "variant fp8: fidelity skipped: the baseline bf16 ended without a fidelity reference to compare with"
+    ]
+    assert "skipped" in w.objects[("ConfigMap", "b-r1-fp8-fidelity")]["data"]
+    assert ("Job", "b-r1-fp8-accuracy") in w.objects  # it goes on with its accuracy step
+    w.finish_job("fp8", "accuracy")
+    d = w.step()
+    assert w.phase("fp8") == VariantPhase.SUCCEEDED
+    assert not [n for n in d.notes if n.reason == "StepSkipped"]  # said once
+
+
+def test_a_published_result_reads_as_text_or_gzip_and_a_corrupt_one_is_invalid() -> None:
+    text = factories.fidelity_reference()
+    assert result_of({"data": {"result.json": "x"}}) == "x"
+    assert result_of({"binaryData": {"result.json.gz": factories.gzipped_base64(text)}}) == text
+    assert has_result({"binaryData": {"result.json.gz": "AAAA"}}) and not has_result({"data": {}})
+    corrupt = result_of({"binaryData": {"result.json.gz": "AAAA"}})
+    assert corrupt is not None and validate_result(StepKind.FIDELITY, corrupt, baseline=True) is not None
+    assert validate_result(StepKind.FIDELITY, text, baseline=True) is None
+    assert validate_result(StepKind.FIDELITY, text) is not None  # a variant's result is a comparison
+    assert validate_result(StepKind.FIDELITY, factories.fidelity_result("fp8")) is None
