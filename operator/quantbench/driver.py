@@ -106,6 +106,7 @@ from quantbench.reconcile import (
 from quantbench.rejection import REFUSED_STATUSES, is_own, name_taken, refusal
 from quantbench.schedule import due
 from quantbench.settings import OperatorSettings
+from quantbench.sizes import configmap_problems
 from quantbench.sources import SourceFacts, facts_from_objects, referenced, unavailable
 from quantbench.status import conditions, pruned, run_phase, status_patch, with_history
 from quantbench.vllm_log import weights_gib_from_log
@@ -146,7 +147,8 @@ def spec_problem(body: dict[str, Any], settings: OperatorSettings | None = None)
         bench = benchmark_from_dict(doc, f"{body['metadata']['namespace']}/{body['metadata']['name']}")
     except SpecError as exc:
         return "; ".join(exc.problems)
-    refused = policy_problems(bench.spec, settings) if settings is not None else []
+    refused = configmap_problems(bench.spec)
+    refused += policy_problems(bench.spec, settings) if settings is not None else []
     return "; ".join(refused) if refused else None
 
 

@@ -3,14 +3,31 @@ vLLM CPU servers in tests/vllm/test_fidelity.py."""
 
 from __future__ import annotations
 
+import gzip
+import json
 import math
+import os
+import sys
+import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from quantbench_loadgen.cli import main
-from quantbench_loadgen.fidelity import continuation_logprobs, kl_top_k, summarise, top1
+from quantbench_loadgen.datasets import DatasetError, gsm8k_prompts, public_gsm8k_prompts
+from quantbench_loadgen.fidelity import (
+    FidelityReference,
+    PromptReference,
+    continuation_logprobs,
+    kl_top_k,
+    read_reference,
+    summarise,
+    top1,
+)
 from tests.loadgen.conftest import closed_port
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _lp(**probs: float) -> dict[str, float]:
@@ -69,3 +86,36 @@ def test_fidelity_command_errors(tmp_path: Path, capsys: pytest.CaptureFixture[s
     args = ["fidelity", "reference", "--url", closed_port(), "--model", "m", "--prompts", str(prompts)]
     assert main([*args, "--reference", ref]) == 3
     assert "error:" in capsys.readouterr().err
+
+
+def test_a_reference_reads_back_the_same_from_plain_or_gzip_compressed_json(tmp_path: Path) -> None:
+    ref = FidelityReference(
+        model="m",
+        top_k=2,
+        max_tokens=4,
+        prompts=[PromptReference(prompt="Q", text=" A", prompt_tokens=3, top_logprobs=[_lp(a=0.7, b=0.2)])],
+    )
+    text = json.dumps(ref.to_wire())
+    (tmp_path / "plain.json").write_text(text)
+    (tmp_path / "packed.json.gz").write_bytes(gzip.compress(text.encode()))
+    assert read_reference(tmp_path / "plain.json") == ref == read_reference(tmp_path / "packed.json.gz")
+
+
+def test_the_public_gsm8k_gives_the_questions_a_folder_with_the_same_split_gives(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    folder = Path(os.environ.get("QUANTBENCH_GSM8K_DIR", REPO.parent / "shared" / "datasets" / "gsm8k"))
+    rows = [json.loads(line) for line in (folder / "test.jsonl").read_text().splitlines() if line.strip()]
+    asked: list[tuple[Any, ...]] = []
+
+    def load_dataset(*args: Any, split: str) -> dict[str, list[str]]:
+        asked.append((*args, split))
+        return {"question": [r["question"] for r in rows]}
+
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    public = public_gsm8k_prompts(16, 0, output_len=None)
+    assert asked == [("openai/gsm8k", "main", "test")]
+    assert [p.text for p in public] == [p.text for p in gsm8k_prompts(folder, 16, 0, output_len=None)]
+    monkeypatch.setitem(sys.modules, "datasets", None)  # not installed
+    with pytest.raises(DatasetError, match="datasets package"):
+        public_gsm8k_prompts(16, 0, output_len=None)

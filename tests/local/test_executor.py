@@ -32,6 +32,7 @@ from quantbench.local.executor import (
     unsupported_here,
 )
 from quantbench.local.server import free_port, log_tail, start_server
+from quantbench.sizes import configmap_problems
 from tests.fixtures.vllm import DEFAULT_PYTHON, VllmServerPool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -275,6 +276,14 @@ def test_fidelity_commands(tmp_path: Path) -> None:
     assert compare is not None and compare[4] == "compare"
     assert compare[-1] == str(tmp_path / other / "fidelity.json")
     assert fidelity_argv(settings, _spec(), spec.baseline, "u", "m", tmp_path) is None
+    # A local run has no ConfigMap to fill: a reference the operator would refuse runs here as asked.
+    largest = {"prompts": 1000, "maxTokens": 1024, "topK": 20}
+    big = _spec(
+        variants=spec.model_dump(by_alias=True)["variants"], accuracy={"limit": 10, "fidelity": largest}
+    )
+    assert configmap_problems(big)
+    argv = fidelity_argv(settings, big, big.baseline, "u", "m", tmp_path)
+    assert argv is not None and argv[argv.index("--count") + 1] == "1000"
 
 
 def test_sequential_accuracy_commands_carry_the_baselines_responses(tmp_path: Path) -> None:

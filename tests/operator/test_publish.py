@@ -3,6 +3,7 @@ a Job's service account is covered by the cluster tests.)"""
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
@@ -36,3 +37,22 @@ def test_unreachable_server_and_oversized_results(tmp_path: Path) -> None:
     # Every key counts: a result that fits alone but not beside the Job's input is refused here.
     with pytest.raises(publish.PublishError, match=r"with input.json beside it \(1000\d+ in all\)"):
         publish.publish(target, "cm", "k", "x" * 990_000, attempts=1, alongside={"input.json": 10_000})
+
+
+def test_a_gzipped_result_is_sized_compressed_and_one_that_cannot_fit_says_what_to_ask_for(
+    tmp_path: Path,
+) -> None:
+    token = tmp_path / "token"
+    token.write_text("t")
+    target = publish.in_cluster_target("https://127.0.0.1:9", "ns", str(token), None)
+    # 2 MB of text that compresses well passes the size check (and then meets the unreachable server).
+    text = '{"1234": -0.5, "5678": -1.25}, ' * 70_000
+    with pytest.raises(publish.PublishError, match="cannot reach the Kubernetes API"):
+        publish.publish(target, "cm", "result.json", text, attempts=1, compress=True)
+    # Text that does not compress enough is refused with both sizes and the hint.
+    noise = random.Random(0).randbytes(900_000).hex()
+    hint = "ask for fewer accuracy.fidelity prompts, maxTokens or topK"
+    with pytest.raises(
+        publish.PublishError, match=r"gzip-compressed \(1800000 as text\).*accuracy\.fidelity"
+    ):
+        publish.publish(target, "cm", "result.json", noise, attempts=1, compress=True, hint=hint)

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from quantbench.api.validation import SpecError, load_benchmarks
+from quantbench.sizes import configmap_problems
 
 
 def run(args: argparse.Namespace) -> int:
@@ -23,6 +24,8 @@ def run(args: argparse.Namespace) -> int:
         for b in benchmarks:
             variants = ", ".join(f"{v.name} ({v.precision})" for v in b.spec.variants)
             print(f"{name}: {b.metadata.name} ok: {b.spec.model}; variants {variants}")
+            for problem in configmap_problems(b.spec):  # fine for `quantbench run`, refused by the operator
+                print(f"{name}: {b.metadata.name}: the operator would refuse it: {problem}", file=sys.stderr)
     return 1 if failed else 0
 
 

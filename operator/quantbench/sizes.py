@@ -1,0 +1,63 @@
+"""What a Job writes must fit its results ConfigMap (1 MiB): the specs that cannot, refused before they run
+(pure; Kubernetes only: `quantbench run` writes files and has no such limit).
+
+The one result whose size the spec sets beyond what the API's bounds already keep small is the baseline's
+fidelity reference (accuracy.fidelity): its top-k log-probabilities at every teacher-forced position, about
+prompts x maxTokens x (topK + 1) numbers (vLLM adds the forced token where it is outside the top k). The
+baseline's Job publishes it gzip-compressed; the figures below were measured on a reference written by a
+real vLLM server (SmolLM2-135M, 49k-token vocabulary, GSM8K questions) and rounded up, with a token id one
+digit longer than that vocabulary's (a 128k or 152k vocabulary) counted in. The estimate is an upper bound
+for a greedy answer that runs to maxTokens (one that stops earlier writes less); the Job's publisher still
+refuses, with its size, a reference that does not fit after all.
+"""
+
+from __future__ import annotations
+
+import math
+
+from quantbench.api.v1alpha1 import QuantBenchmarkSpec
+from quantbench_loadgen.publish import MAX_CONFIGMAP_BYTES
+from quantbench_loadgen.specs import FidelitySpec
+
+# Measured, gzip-compressed (see the module's docstring): bytes per log-probability, per position beside
+# them (the brackets and the answer's text), and per prompt (the GSM8K question and the fields).
+GZ_BYTES_PER_LOGPROB = 11.0
+GZ_BYTES_PER_POSITION = 6.0
+GZ_BYTES_PER_PROMPT = 700.0
+# What the reference may take of the ConfigMap: the Job's input and the key names take the rest.
+REFERENCE_BUDGET = MAX_CONFIGMAP_BYTES - 20_000
+
+
+def bytes_per_position(top_k: int) -> float:
+    """Upper bound of one teacher-forced position's bytes in the gzip-compressed reference."""
+    return (top_k + 1) * GZ_BYTES_PER_LOGPROB + GZ_BYTES_PER_POSITION
+
+
+def reference_bytes(fidelity: FidelitySpec) -> int:
+    """Upper bound of the baseline's gzip-compressed fidelity reference, bytes."""
+    per_prompt = GZ_BYTES_PER_PROMPT + fidelity.max_tokens * bytes_per_position(fidelity.top_k)
+    return math.ceil(fidelity.prompts * per_prompt)
+
+
+def most_prompts(fidelity: FidelitySpec) -> int:
+    """The most prompts whose reference fits at the spec's maxTokens and topK."""
+    per_prompt = GZ_BYTES_PER_PROMPT + fidelity.max_tokens * bytes_per_position(fidelity.top_k)
+    return int(REFERENCE_BUDGET // per_prompt)
+
+
+def configmap_problems(spec: QuantBenchmarkSpec) -> list[str]:
+    """Each result of the spec's Jobs that cannot fit a ConfigMap, naming the field, the limit and the
+    figures."""
+    fidelity = spec.accuracy.fidelity if spec.accuracy is not None else None
+    if fidelity is None or reference_bytes(fidelity) <= REFERENCE_BUDGET:
+        return []
+    size = reference_bytes(fidelity)
+    fit = most_prompts(fidelity)
+    return [
+        f"spec.accuracy.fidelity: the baseline's reference of {fidelity.prompts} prompts x {fidelity.max_tokens} "
+        f"maxTokens x topK {fidelity.top_k} log-probabilities would take up to {size / 1e6:.2f} MB "
+        f"gzip-compressed (~{bytes_per_position(fidelity.top_k):.0f} bytes per position), and on Kubernetes "
+        f"it goes into its Job's results ConfigMap, which holds at most 1 MiB ({REFERENCE_BUDGET} bytes for "
+        f"the reference): with maxTokens {fidelity.max_tokens} and topK {fidelity.top_k} at most {fit} prompts "
+        "fit; ask for fewer prompts, maxTokens or topK (`quantbench run` has no such limit)"
+    ]
