@@ -682,7 +682,7 @@ class _VariantPass(_Pass):
         job = self.obs.jobs.get(name)
         evaluating = step.kind in (StepKind.ACCURACY, StepKind.FIDELITY)
         phase = VariantPhase.EVALUATING if evaluating else VariantPhase.BENCHMARKING
-        baseline_result, how = None, ""
+        baseline_result, fidelity_result, how = None, None, ""
         if job is None and evaluating:
             use, baseline_result = self.baseline_use(step)
             baseline = ctx.spec.baseline
@@ -703,7 +703,10 @@ class _VariantPass(_Pass):
             if use == BaselineUse.USE and step.kind == StepKind.FIDELITY:
                 how = f" (compares with the baseline's reference in configmap {baseline_result})"
             elif use == BaselineUse.USE:
-                how = f" (stops early against the baseline's outcomes in configmap {baseline_result})"
+                fidelity_result = self.own_fidelity()
+                sized = f"; its fidelity in configmap {fidelity_result} sizes the first chunks"
+                how = f" (stops early against the baseline's outcomes in configmap {baseline_result}"
+                how += f"{sized if fidelity_result is not None else ''})"
             elif use == BaselineUse.MISSING:
                 how = " (the baseline has no accuracy result: every planned question)"
         if cm is None:
@@ -730,6 +733,7 @@ class _VariantPass(_Pass):
                         ctx.generation,
                         ctx.settings,
                         baseline_result,
+                        fidelity_result,
                     )
                 )
             )
@@ -779,6 +783,17 @@ class _VariantPass(_Pass):
         ok = text is not None and validate_result(step.kind, text, baseline=True) is None
         use = baseline_use(ctx.spec, self.vp.variant, step.kind, self.baseline_phase, ok)
         return use, name if use == BaselineUse.USE else None
+
+    def own_fidelity(self) -> str | None:
+        """The variant's fidelity results ConfigMap, when it holds a valid comparison (None: no fidelity
+        step, skipped, or not valid)."""
+        ctx = self.ctx
+        step = next((s for s in self.vp.steps if s.kind == StepKind.FIDELITY), None)
+        if step is None:
+            return None
+        name = job_name(ctx.owner.name, ctx.run_id, self.vp.variant, step.name)
+        text = result_of(self.obs.configmaps.get(name))
+        return name if text is not None and validate_result(StepKind.FIDELITY, text) is None else None
 
     def skip(self, step: Step, why: str) -> bool:
         """The step runs no Job: its results ConfigMap records why (so the decision survives a restart), an

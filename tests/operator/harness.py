@@ -346,12 +346,15 @@ class Bench:
         wait_for(lambda: self.kube.get("Job", self.ns, name), timeout, f"job {name}")
         return name
 
-    def publish_result(self, run: str, variant: str | None, step: str, content: str) -> None:
-        """Write the result as the Job would: with the Job's own service account token."""
+    def publish_result(
+        self, run: str, variant: str | None, step: str, content: str, compress: bool = False
+    ) -> None:
+        """Write the result as the Job would: with the Job's own service account token (``compress``:
+        gzip-compressed into binaryData, as the baseline's fidelity Job publishes its reference)."""
         account = job_name(self.name, run, variant, step)
         token = self.cluster.service_account_token(self.ns, account, create=False)
         target = Target(server=self.cluster.server, namespace=self.ns, token=token, ca_file=str(self.ca_file))
-        publish(target, job_name(self.name, run, variant, step), "result.json", content)
+        publish(target, job_name(self.name, run, variant, step), "result.json", content, compress=compress)
 
     def play_job(
         self, run: str, variant: str, step: str, spec: dict[str, Any], outcome: str = "succeeded"
@@ -359,7 +362,8 @@ class Bench:
         """Wait for the step's Job, publish its result (when it succeeds) and end its pod."""
         name = self.wait_job(run, variant, step)
         if outcome == "succeeded":
-            self.publish_result(run, variant, step, result_for(spec, variant, step))
+            reference = step == "fidelity" and variant == spec["baseline"]
+            self.publish_result(run, variant, step, result_for(spec, variant, step), compress=reference)
             self.cluster.finish_job(self.ns, name, "succeeded")
         else:
             self.cluster.finish_job(self.ns, name, "failed", exit_code=1, reason="Error")
@@ -374,7 +378,10 @@ class Bench:
         """The step's result is in its ConfigMap and its Job's pods have ended."""
         name = job_name(self.name, run, variant, step)
         cm = self.kube.get("ConfigMap", self.ns, name)
-        if not cm or "result.json" not in (cm.get("data") or {}):
+        cm = cm or {}
+        if "result.json" not in (cm.get("data") or {}) and "result.json.gz" not in (
+            cm.get("binaryData") or {}
+        ):
             return False
         pods = self.kube.list("Pod", self.ns, f"batch.kubernetes.io/job-name={name}")
         return all((p.get("status") or {}).get("phase") in ("Succeeded", "Failed") for p in pods)
@@ -406,10 +413,18 @@ class Bench:
 
 def steps_of(spec: dict[str, Any]) -> list[str]:
     steps = [f"wl-{w['name']}" for w in spec.get("workloads") or []]
-    return steps + (["accuracy"] if spec.get("accuracy") else [])
+    accuracy = spec.get("accuracy")
+    fidelity = ["fidelity"] if isinstance(accuracy, dict) and "fidelity" in accuracy else []
+    return steps + fidelity + (["accuracy"] if accuracy else [])
 
 
 def result_for(spec: dict[str, Any], variant: str, step: str) -> str:
+    if step == "fidelity":  # the baseline's reference, or a variant's comparison with it
+        return (
+            factories.fidelity_reference()
+            if variant == spec["baseline"]
+            else factories.fidelity_result(variant)
+        )
     if step == "accuracy":
         return factories.accuracy_result(variant, int((spec.get("accuracy") or {}).get("limit") or 20))
     workload = next(w for w in spec["workloads"] if f"wl-{w['name']}" == step)

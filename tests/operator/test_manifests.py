@@ -381,6 +381,9 @@ def test_a_variants_fidelity_job_mounts_the_baselines_reference_read_only_and_co
     # A variant's comparison cannot run without the reference.
     with pytest.raises(ValueError, match="baseline's reference"):
         jobs.job(s, s.variant("fp8"), OWNER, RUN, FIDELITY, 1, settings)
+    # Only a sequential evaluation against the baseline reads the variant's own fidelity.
+    with pytest.raises(ValueError, match="sequential evaluation"):
+        jobs.job(s, s.variant("fp8"), OWNER, RUN, ACCURACY, 1, settings, None, "llama-r1-fp8-fidelity")
 
 
 def test_each_job_may_update_only_its_own_configmap() -> None:

@@ -6,6 +6,7 @@ kwok plays the nodes (server pods go Running/Ready by themselves); the tests pla
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,6 +22,7 @@ from quantbench.local.server import free_port
 from quantbench.naming import job_name, probe_name, run_config_name, server_name
 from quantbench_loadgen.accuracy.results import AccuracyResult
 from quantbench_loadgen.accuracy.sequential import evaluate_sequentially, plan_for
+from quantbench_loadgen.fidelity import read_reference
 from quantbench_loadgen.publish import PublishError, Target, publish
 from quantbench_loadgen.specs import AccuracySpec
 from tests.analysis.builders import accuracy_from_outcomes
@@ -283,6 +285,63 @@ def test_a_variants_accuracy_job_gets_the_baselines_outcomes_and_stops_early(
     assert f"after {record.questions} questions" in row["accuracy"]["sequential"]
     created = [e["message"] for e in bench.events() if e["reason"] == "JobCreated"]
     assert any(fp8_job in m and "stops early against the baseline's outcomes" in m for m in created)
+
+
+def test_a_variants_fidelity_job_compares_with_the_baselines_reference_and_the_summary_has_it(
+    bench: Bench, start_operator: OperatorFactory, tmp_path: Path
+) -> None:
+    """accuracy.fidelity on Kubernetes: the baseline's fidelity Job publishes the reference gzip-compressed;
+    the variant's fidelity Job is created only once it is in, mounts the baseline's results ConfigMap and
+    reads the reference from it; the summary has the variant's fidelity figures."""
+    accuracy = {"limit": 20, "fidelity": {"prompts": 4, "maxTokens": 8, "topK": 5}}
+    spec = factories.spec_dict(
+        variants=[{"name": "fp8", "precision": "fp8"}, {"name": "bf16", "precision": "bf16"}],
+        workloads=SMALL_WORKLOADS,
+        accuracy=accuracy,
+    )
+    start_operator([bench.ns])
+    bench.create(spec)
+    run = bench.run_id()
+    for v in ("bf16", "fp8"):
+        bench.play_job(run, v, "wl-latency", spec)
+    baseline_job = bench.wait_job(run, "bf16", "fidelity")
+    # The variant's fidelity waits for the baseline's reference: no Job yet, the status says why.
+    waiting = wait_for(
+        lambda: (m := bench.variant("fp8").get("message")) and "baseline bf16" in m and m, 30, "fp8 waiting"
+    )
+    assert "fidelity reference" in waiting and bench.variant("fp8")["phase"] == "Evaluating"
+    fp8_job = job_name("llama", run, "fp8", "fidelity")
+    assert bench.kube.get("Job", bench.ns, fp8_job) is None
+    bench.play_job(run, "bf16", "fidelity", spec)  # publishes the reference gzip-compressed
+    bench.wait_job(run, "fp8", "fidelity")
+    pod = bench.kube.get("Job", bench.ns, fp8_job)["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "baseline")
+    assert volume["configMap"]["name"] == baseline_job
+    container = pod["containers"][0]
+    assert "fidelity compare" in container["command"][-1]
+    assert "--reference /etc/quantbench-baseline/fidelity-reference.json.gz" in container["command"][-1]
+    # What the mount holds: the reference as the Job's publisher wrote it, read as the compare phase reads it.
+    held = bench.kube.get("ConfigMap", bench.ns, baseline_job)
+    item = volume["configMap"]["items"][0]
+    mounted = tmp_path / item["path"]
+    mounted.write_bytes(base64.b64decode(held["binaryData"][item["key"]]))
+    assert read_reference(mounted).model_dump_json(by_alias=True) == factories.fidelity_reference()
+    bench.play_job(run, "fp8", "fidelity", spec)
+    for v in ("bf16", "fp8"):
+        bench.play_job(run, v, "accuracy", spec)
+    status = bench.wait_phase(("Succeeded",))
+    rows = {r["variant"]: r for r in status["summary"]["variants"]}
+    fidelity = json.loads(factories.fidelity_result("fp8"))
+    assert rows["fp8"]["fidelity"]["meanKl"] == pytest.approx(fidelity["mean_kl"])
+    assert rows["fp8"]["fidelity"]["greedyAgreement"] == pytest.approx(fidelity["greedy_agreement"])
+    assert not rows["bf16"].get("fidelity")
+    bench.wait_events({"JobCreated"})
+    created = wait_for(
+        lambda: [m for e in bench.events() if e["reason"] == "JobCreated" and fp8_job in (m := e["message"])],
+        30,
+        "fp8's fidelity JobCreated",
+    )
+    assert "compares with the baseline's reference" in created[0]
 
 
 @pytest.mark.parametrize("case", list(FAILURES))

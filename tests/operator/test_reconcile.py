@@ -689,11 +689,10 @@ def test_in_one_lane_the_baseline_runs_first_so_nothing_waits_behind_a_waiting_v
 FIDELITY = {"numFewshot": 8, "limit": 20, "fidelity": {"prompts": 4, "maxTokens": 8, "topK": 5}}
 
 
-def _fidelity_spec(**kw: Any) -> QuantBenchmarkSpec:
+def _fidelity_spec(accuracy: dict[str, Any] = FIDELITY) -> QuantBenchmarkSpec:
     return factories.spec(
         variants=[{"name": "bf16", "precision": "bf16"}, {"name": "fp8", "precision": "fp8"}],
-        accuracy=FIDELITY,
-        **kw,
+        accuracy=accuracy,
     )
 
 
@@ -772,3 +771,30 @@ def test_a_published_result_reads_as_text_or_gzip_and_a_corrupt_one_is_invalid()
     assert validate_result(StepKind.FIDELITY, text, baseline=True) is None
     assert validate_result(StepKind.FIDELITY, text) is not None  # a variant's result is a comparison
     assert validate_result(StepKind.FIDELITY, factories.fidelity_result("fp8")) is None
+
+
+def test_with_sequential_evaluation_too_the_variants_accuracy_job_reads_its_own_fidelity() -> None:
+    """As in `quantbench run`: the variant's greedy answer disagreement sizes its first chunks."""
+    w = World(_fidelity_spec(accuracy={**FIDELITY, **SEQUENTIAL}))
+    _through_workloads(w, ("bf16", "fp8"))
+    w.finish_job("bf16", "fidelity")
+    w.step()
+    w.finish_job("fp8", "fidelity")
+    w.step()
+    assert ("Job", "b-r1-fp8-accuracy") not in w.objects  # waits for the baseline's outcomes
+    w.finish_job("bf16", "accuracy")
+    d = w.step()
+    pod = w.objects[("Job", "b-r1-fp8-accuracy")]["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "fidelity")
+    assert volume["configMap"] == {
+        "name": "b-r1-fp8-fidelity",
+        "items": [{"key": "result.json", "path": "fidelity.json"}],
+    }
+    script = pod["containers"][0]["command"][-1]
+    assert "--baseline-result /etc/quantbench-baseline/accuracy.json" in script
+    assert "--fidelity-result /etc/quantbench-fidelity/fidelity.json" in script
+    created = [n.message for n in d.notes if n.reason == "JobCreated"]
+    assert any("its fidelity in configmap b-r1-fp8-fidelity sizes the first chunks)" in m for m in created)
+    # The baseline's accuracy Job reads neither.
+    base = w.objects[("Job", "b-r1-bf16-accuracy")]["spec"]["template"]["spec"]
+    assert not {"baseline", "fidelity"} & {v["name"] for v in base["volumes"]}

@@ -13,7 +13,9 @@ per-question outcomes; the operator creates that Job only once the result is in 
 With accuracy.fidelity, the baseline's fidelity Job writes the reference (its greedy answers and top-k
 log-probabilities on GSM8K questions) gzip-compressed into its ConfigMap (``binaryData.result.json.gz``);
 every other variant's fidelity Job mounts that ConfigMap read-only, the same way, once the reference is in,
-and writes its `FidelityResult` as ``result.json``.
+and writes its `FidelityResult` as ``result.json``. With accuracy.sequential too, the variant's accuracy Job
+also mounts its own fidelity result (at ``FIDELITY_DIR``): its greedy answer disagreement sizes the first
+chunks, as in `quantbench run`.
 
 A Job whose every source is local (a ConfigMap, a volume, or no dataset) runs with the Hub's offline mode;
 a Job that reads from the Hub (``dataset.huggingFace``, or the accuracy task's public GSM8K default) does
@@ -50,6 +52,9 @@ RESULT_GZ_KEY = f"{RESULT_KEY}{GZIP_SUFFIX}"  # binaryData: a result published g
 BASELINE_DIR = "/etc/quantbench-baseline"
 BASELINE_KEY = "accuracy.json"
 BASELINE_FILE = f"{BASELINE_DIR}/{BASELINE_KEY}"
+FIDELITY_DIR = "/etc/quantbench-fidelity"
+FIDELITY_KEY = "fidelity.json"
+FIDELITY_FILE = f"{FIDELITY_DIR}/{FIDELITY_KEY}"
 REFERENCE_KEY = "fidelity-reference.json.gz"
 REFERENCE_FILE = f"{BASELINE_DIR}/{REFERENCE_KEY}"
 FIDELITY_SIZE_HINT = "ask for fewer accuracy.fidelity prompts, maxTokens or topK"
@@ -196,12 +201,15 @@ def accuracy_command(
     max_len: int,
     configmap: str,
     baseline_file: str | None = None,
+    fidelity_file: str | None = None,
 ) -> list[str]:
     run = accuracy_args(
         url, model, f"{INPUT_DIR}/{INPUT_KEY}", max_len, f"{OUTPUT_DIR}/{RESULT_KEY}", dataset_path
     )
     if baseline_file is not None:  # ask the baseline's questions in chunks, stop once decided
         run += ["--baseline-result", baseline_file]
+        if fidelity_file is not None:  # the variant's greedy answer disagreement sizes the chunks
+            run += ["--fidelity-result", fidelity_file]
     command = ["python", "-m", "quantbench_loadgen.accuracy", *run]
     publish = publish_command(configmap, alongside=INPUT_FILE)
     return ["/bin/sh", "-c", f"set -e; {shlex.join(command)}; {publish}"]
@@ -276,10 +284,14 @@ def job(
     generation: int,
     settings: OperatorSettings,
     baseline_result: str | None = None,
+    fidelity_result: str | None = None,
 ) -> Obj:
     """The Job for one planned step (a workload, fidelity or the accuracy task) of one variant;
     ``baseline_result``: the results ConfigMap of the baseline's Job of the same step, for a sequential
-    evaluation against its outcomes or a fidelity comparison with its reference."""
+    evaluation against its outcomes or a fidelity comparison with its reference; ``fidelity_result``: the
+    variant's own fidelity results ConfigMap, for a sequential evaluation's first chunks."""
+    if fidelity_result is not None and (step.kind != StepKind.ACCURACY or baseline_result is None):
+        raise ValueError("only a sequential evaluation against the baseline reads the variant's fidelity")
     if baseline_result is not None and step.kind not in (StepKind.ACCURACY, StepKind.FIDELITY):
         raise ValueError(f"only the fidelity and accuracy steps use the baseline's result, not {step.name!r}")
     compares = step.kind == StepKind.FIDELITY and variant.name != spec.baseline
@@ -304,6 +316,7 @@ def job(
             spec.server.max_model_len,
             name,
             BASELINE_FILE if baseline_result is not None else None,
+            FIDELITY_FILE if fidelity_result is not None else None,
         )
     else:
         command = workload_command(url, model, dataset_path, name)
@@ -328,6 +341,10 @@ def job(
             items = [{"key": RESULT_KEY, "path": BASELINE_KEY}]
         volumes.append({"name": "baseline", "configMap": {"name": baseline_result, "items": items}})
         mounts.append({"name": "baseline", "mountPath": BASELINE_DIR, "readOnly": True})
+    if fidelity_result is not None:
+        items = [{"key": RESULT_KEY, "path": FIDELITY_KEY}]
+        volumes.append({"name": "fidelity", "configMap": {"name": fidelity_result, "items": items}})
+        mounts.append({"name": "fidelity", "mountPath": FIDELITY_DIR, "readOnly": True})
     container: Obj = {
         "name": "benchmark",
         "image": settings.job_image,
