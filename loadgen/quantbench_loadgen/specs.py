@@ -389,7 +389,9 @@ class SequentialSpec(ApiModel):
 
 
 class FidelitySpec(ApiModel):
-    """Fidelity to the baseline on GSM8K questions: teacher-forced top-k KL divergence and agreement."""
+    """Fidelity to the baseline on GSM8K questions: teacher-forced top-k KL divergence and agreement. On
+    Kubernetes the baseline's reference (about prompts x maxTokens x topK log-probabilities) must fit its
+    Job's results ConfigMap (1 MiB, gzip-compressed): the operator refuses a spec whose reference cannot."""
 
     prompts: int = Field(default=16, ge=1, le=1000, description="GSM8K test questions to compare on.")
     max_tokens: int = Field(default=32, ge=1, le=1024, description="The baseline's greedy answer length.")
@@ -429,7 +431,9 @@ class AccuracySpec(ApiModel):
     fidelity: FidelitySpec | None = Field(
         default=None,
         description="Also measure each variant's token distributions against the baseline's (KL divergence, "
-        "top-1 and greedy answer agreement): it detects quantization damage with far fewer questions.",
+        "top-1 and greedy answer agreement): it detects quantization damage with far fewer questions. On "
+        "Kubernetes the baseline's reference (about prompts x maxTokens x topK log-probabilities) must fit its "
+        "Job's results ConfigMap (1 MiB, gzip-compressed): the operator refuses a spec whose reference cannot.",
     )
     sequential: SequentialSpec | None = Field(
         default=None,
