@@ -54,9 +54,11 @@ def test_jobs_image(built_image: Callable[[str], str]) -> None:
     assert "usage" in ok(podman_run(ref, ["python", "-m", "quantbench_loadgen.cli", "--help"])).lower()
     assert "usage" in ok(podman_run(ref, ["python", "-m", "quantbench_loadgen.accuracy", "--help"])).lower()
     assert "usage" in ok(podman_run(ref, ["python", "-m", "quantbench_loadgen.publish", "--help"])).lower()
-    # lm-eval with the shipped GSM8K task, without torch, beside the load generator.
+    # lm-eval with the shipped GSM8K task, without torch, beside the load generator; the fidelity step's
+    # public GSM8K source (datasets) and its gzip-compressed reference.
     script = (
         "import importlib.util, lm_eval, quantbench_loadgen.accuracy.runner\n"
+        "import datasets, quantbench_loadgen.fidelity\n"
         "from quantbench_loadgen.accuracy.task import task_template\n"
         "assert importlib.util.find_spec('torch') is None\n"
         "print(task_template()['task'])\n"
