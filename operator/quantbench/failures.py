@@ -181,6 +181,12 @@ def job_finished(job: Job) -> str | None:
     return None
 
 
+def last_line(text: str, limit: int = 400) -> str:
+    """The last non-empty line of a container's termination message, cut to ``limit`` characters."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:limit] if lines else ""
+
+
 def job_failure(job: Job, pods: list[Pod]) -> Failure:
     name = name_of(job)
     cond = conditions_of(job).get("Failed", Condition())
@@ -190,5 +196,8 @@ def job_failure(job: Job, pods: list[Pod]) -> Failure:
             term = (cs.get("state") or ContainerState()).get("terminated") or ContainerStateTerminated()
             if term and term.get("exitCode", 0) != 0:
                 detail += f"; container exited {term.get('exitCode')} ({term.get('reason', 'Error')})"
+                said = last_line(term.get("message") or "")
+                if said:  # the log's last line (terminationMessagePolicy FallbackToLogsOnError)
+                    detail += f": {said}"
                 break
     return Failure(Reason.JOB_FAILED, f"job {name} failed: {detail}; read its log: kubectl logs job/{name}")

@@ -124,3 +124,11 @@ def test_jobs() -> None:
         failed, [pod([{"state": {"terminated": {"exitCode": 2, "reason": "Error"}}}], phase="Failed")]
     )
     assert f.reason == Reason.JOB_FAILED and "BackoffLimitExceeded" in f.message and "exited 2" in f.message
+    # What the Job said last (its log, as the termination message) is in the reason.
+    said = "quantbench-loadgen ...\nerror: result is 2000000 bytes gzip-compressed; ask for fewer prompts\n"
+    terminated = {"exitCode": 1, "reason": "Error", "message": said}
+    f = job_failure(failed, [pod([{"state": {"terminated": terminated}}], phase="Failed")])
+    assert f.message.endswith(
+        "container exited 1 (Error): error: result is 2000000 bytes gzip-compressed; ask for fewer prompts; "
+        "read its log: kubectl logs job/j"
+    )

@@ -341,6 +341,9 @@ def test_the_baselines_fidelity_job_writes_the_reference_on_the_accuracy_tasks_g
     assert (args.count, args.max_tokens, args.top_k) == (8, 16, 5)
     assert args.reference == f"{jobs.OUTPUT_DIR}/{jobs.RESULT_KEY}"
     assert "--gzip" in publish and "accuracy.fidelity" in publish  # the size error names what to lower
+    assert (
+        pod["containers"][0]["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    )  # it reaches the status
     assert {"name": "dataset", "configMap": {"name": "gsm8k"}} in pod["volumes"]
     assert not [v for v in pod["volumes"] if v["name"] == "baseline"]
     assert "ports" not in pod["containers"][0]

@@ -352,6 +352,8 @@ def job(
         "command": command,
         "env": env,
         "volumeMounts": mounts,
+        # A failed Job's last log line (e.g. a result too large for its ConfigMap) reaches the status.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     if step.kind == StepKind.WORKLOAD:
         container["ports"] = [{"name": METRICS_PORT_NAME, "containerPort": METRICS_PORT, "protocol": "TCP"}]
