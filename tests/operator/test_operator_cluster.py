@@ -332,8 +332,8 @@ def test_a_variants_fidelity_job_compares_with_the_baselines_reference_and_the_s
     status = bench.wait_phase(("Succeeded",))
     rows = {r["variant"]: r for r in status["summary"]["variants"]}
     fidelity = json.loads(factories.fidelity_result("fp8"))
-    assert rows["fp8"]["fidelity"]["meanKl"] == pytest.approx(fidelity["mean_kl"])
-    assert rows["fp8"]["fidelity"]["greedyAgreement"] == pytest.approx(fidelity["greedy_agreement"])
+    assert rows["fp8"]["fidelity"]["meanKl"] == pytest.approx(fidelity["meanKl"])
+    assert rows["fp8"]["fidelity"]["greedyAgreement"] == pytest.approx(fidelity["greedyAgreement"])
     assert not rows["bf16"].get("fidelity")
     bench.wait_events({"JobCreated"})
     created = wait_for(
