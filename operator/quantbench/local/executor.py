@@ -39,7 +39,7 @@ from quantbench.failures import Reason
 from quantbench.gpus import unsupported_precision
 from quantbench.local.progress import Display, loadgen_count, tqdm_count
 from quantbench.local.server import ServerProcess, ServerStartError, free_port, log_tail, start_server
-from quantbench.manifests.jobs import accuracy_args, loadgen_args
+from quantbench.manifests.jobs import accuracy_args, fidelity_args, loadgen_args
 from quantbench.manifests.probe import probe_args
 from quantbench.manifests.server import model_of, server_args
 from quantbench.naming import run_id as new_run_id
@@ -196,32 +196,17 @@ def fidelity_argv(
     if fid is None:
         return None
     reference = root / spec.baseline / FIDELITY_REFERENCE
-    head = [settings.jobs_python, "-m", "quantbench_loadgen.cli", "fidelity"]
+    head = [settings.jobs_python, "-m", "quantbench_loadgen.cli"]
     if variant == spec.baseline:
         if settings.gsm8k_dir is None:
             settings.log("fidelity: no GSM8K folder (--gsm8k): skipped")
             return None
-        return [
-            *head, "reference", "--url", url, "--model", model, "--gsm8k", settings.gsm8k_dir,
-            "--count", str(fid.prompts), "--max-tokens", str(fid.max_tokens), "--top-k", str(fid.top_k),
-            "--reference", str(reference),
-        ]  # fmt: skip
+        return [*head, *fidelity_args(url, model, fid, str(reference), None, settings.gsm8k_dir)]
     if not reference.is_file():
         settings.log(f"{variant}: fidelity skipped: the baseline wrote no reference")
         return None
     out = root / variant / FIDELITY_FILE
-    return [
-        *head,
-        "compare",
-        "--url",
-        url,
-        "--model",
-        model,
-        "--reference",
-        str(reference),
-        "--output",
-        str(out),
-    ]
+    return [*head, *fidelity_args(url, model, fid, str(reference), str(out))]
 
 
 def checkpoint_gib(model: str) -> float | None:
