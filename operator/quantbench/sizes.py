@@ -4,10 +4,11 @@
 The one result whose size the spec sets beyond what the API's bounds already keep small is the baseline's
 fidelity reference (accuracy.fidelity): its top-k log-probabilities at every teacher-forced position, about
 prompts x maxTokens x (topK + 1) numbers (vLLM may add the forced token where it is outside the top k). The
-baseline's Job publishes it gzip-compressed. Measured on a reference written by a real vLLM CPU server
-(SmolLM2-135M, 49k-token vocabulary, 4 GSM8K questions, 81 positions): 564 bytes per position as JSON at
-topK 20, 130 gzip-compressed (the log-probabilities of one position share the digits of their common
-normaliser, which gzip finds); 56 at topK 5, 31 at topK 1; 147 bytes per question for its text. The figures
+baseline's Job publishes it gzip-compressed. Measured on references written by a real vLLM CPU server
+(SmolLM2-135M, 49k-token vocabulary, GSM8K questions; 4 x 32 and 8 x 48 tokens asked, 81 and 160 positions
+written): 564-567 bytes per position as JSON at topK 20, 130 gzip-compressed (the log-probabilities of one
+position share the digits of their common normaliser, which gzip finds); 157 and 50 at topK 5; 31
+gzip-compressed at topK 1 (the topK 20 reference cut down); 133-147 bytes per question for its text. The figures
 below are those rounded up by about a third (a longer token id of a 128k or 152k vocabulary, flatter
 distributions), counting topK + 1 numbers a position. The estimate is an upper bound for greedy answers
 that run to maxTokens (one that stops earlier writes less); the Job's publisher still refuses, with its
