@@ -366,7 +366,7 @@ def public_gsm8k_prompts(count: int, seed: int, *, output_len: int | None) -> li
         split = load_dataset(*PUBLIC_GSM8K, split="test")
     except Exception as exc:  # datasets raises many kinds: all mean the dataset cannot be had
         raise DatasetError(
-            f"cannot read the public GSM8K ({'/'.join(PUBLIC_GSM8K)}) from the Hub ({type(exc).__name__}: "
+            f"cannot read the public GSM8K ({PUBLIC_GSM8K[0]}, {PUBLIC_GSM8K[1]}) from the Hub ({type(exc).__name__}: "
             f"{exc}); without network access to the Hub, give a GSM8K folder"
         ) from exc
     questions = [str(q) for q in split["question"]]
