@@ -116,6 +116,13 @@ def test_the_public_gsm8k_gives_the_questions_a_folder_with_the_same_split_gives
     public = public_gsm8k_prompts(16, 0, output_len=None)
     assert asked == [("openai/gsm8k", "main", "test")]
     assert [p.text for p in public] == [p.text for p in gsm8k_prompts(folder, 16, 0, output_len=None)]
+
+    def offline(*args: Any, split: str) -> None:
+        raise ConnectionError("Couldn't reach 'openai/gsm8k' on the Hub (OfflineModeIsEnabled)")
+
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=offline))
+    with pytest.raises(DatasetError, match="from the Hub .*give a GSM8K folder"):
+        public_gsm8k_prompts(16, 0, output_len=None)
     monkeypatch.setitem(sys.modules, "datasets", None)  # not installed
     with pytest.raises(DatasetError, match="datasets package"):
         public_gsm8k_prompts(16, 0, output_len=None)
