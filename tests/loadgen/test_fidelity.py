@@ -121,7 +121,7 @@ def test_the_public_gsm8k_gives_the_questions_a_folder_with_the_same_split_gives
         raise ConnectionError("Couldn't reach 'openai/gsm8k' on the Hub (OfflineModeIsEnabled)")
 
     monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=offline))
-    with pytest.raises(DatasetError, match="from the Hub .*give a GSM8K folder"):
+    with pytest.raises(DatasetError, match=r"from the Hub .*give a GSM8K folder"):
         public_gsm8k_prompts(16, 0, output_len=None)
     monkeypatch.setitem(sys.modules, "datasets", None)  # not installed
     with pytest.raises(DatasetError, match="datasets package"):
