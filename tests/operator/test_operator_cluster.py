@@ -17,7 +17,7 @@ import pytest
 
 from quantbench.analysis.run_results import RunResults
 from quantbench.compact import decode_summary
-from quantbench.kube import ApiError
+from quantbench.kube import ApiError, Kube
 from quantbench.local.server import free_port
 from quantbench.naming import job_name, probe_name, run_config_name, server_name
 from quantbench_loadgen.accuracy.results import AccuracyResult
@@ -342,6 +342,50 @@ def test_a_variants_fidelity_job_compares_with_the_baselines_reference_and_the_s
         "fp8's fidelity JobCreated",
     )
     assert "compares with the baseline's reference" in created[0]
+
+
+def test_a_baseline_without_a_reference_skips_the_others_fidelity_and_a_reference_too_large_is_refused(
+    bench: Bench, start_operator: OperatorFactory, kube_admin: Kube, ca_file: Path
+) -> None:
+    """The baseline's fidelity Job fails: the variant's fidelity step is skipped (its ConfigMap says why, an
+    Event says so), its accuracy runs, the summary has no fidelity for it. A spec whose reference cannot fit
+    a ConfigMap is refused before anything runs, with the limit and the figures."""
+    accuracy = {"limit": 20, "fidelity": {"prompts": 4, "maxTokens": 8, "topK": 5}}
+    spec = factories.spec_dict(
+        variants=[{"name": "bf16", "precision": "bf16"}, {"name": "fp8", "precision": "fp8"}],
+        workloads=SMALL_WORKLOADS,
+        accuracy=accuracy,
+    )
+    start_operator([bench.ns])
+    bench.create(spec)
+    run = bench.run_id()
+    for v in ("bf16", "fp8"):
+        bench.play_job(run, v, "wl-latency", spec)
+    bench.play_job(run, "bf16", "fidelity", spec, outcome="failed")
+    bench.wait_variant("bf16", ("Failed",))
+    skipped = bench.wait_event("StepSkipped")
+    assert "fp8: fidelity skipped: the baseline bf16 ended without a fidelity reference" in skipped["message"]
+    held = bench.kube.get("ConfigMap", bench.ns, job_name("llama", run, "fp8", "fidelity"))
+    assert "ended without a fidelity reference" in held["data"]["skipped"]
+    assert bench.kube.get("Job", bench.ns, job_name("llama", run, "fp8", "fidelity")) is None
+    bench.play_job(run, "fp8", "accuracy", spec)
+    status = bench.wait_phase(("PartiallySucceeded",))
+    rows = {r["variant"]: r for r in status["summary"]["variants"]}
+    assert rows["fp8"]["phase"] == "Succeeded" and not rows["fp8"].get("fidelity")
+
+    large = factories.spec_dict(accuracy={"limit": 20, "fidelity": {"prompts": 1000, "maxTokens": 1024}})
+    big = Bench(bench.cluster, kube_admin, bench.ns, "big", ca_file).create(large)
+    status = wait_for(lambda: big.status() if big.status().get("phase") == "Failed" else None, 30, "Failed")
+    degraded = {c["type"]: c for c in status["conditions"]}["Degraded"]
+    assert degraded["reason"] == "InvalidSpec", degraded
+    for words in (
+        "spec.accuracy.fidelity",
+        "1000 prompts x 1024 maxTokens",
+        "1 MiB",
+        "at most 5 prompts fit",
+    ):
+        assert words in degraded["message"], degraded["message"]
+    assert big.names("Deployment") == set()
 
 
 @pytest.mark.parametrize("case", list(FAILURES))
