@@ -208,7 +208,7 @@ METRICS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
         ("step",),
     ),
     "quantbench_variant_progress_ratio": (
-        "Benchmark steps (workloads, accuracy) a variant has finished / its steps.",
+        "Benchmark steps (workloads, fidelity, accuracy) a variant has finished / its steps.",
         _PHASE_V,
         (),
     ),

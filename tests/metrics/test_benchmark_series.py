@@ -93,6 +93,8 @@ def _running_status() -> QuantBenchmarkStatus:
 def test_run_state_series() -> None:
     steps = job_steps(["latency", "throughput"], accuracy=True)
     assert steps == ["wl-latency", "wl-throughput", "accuracy"]
+    with_fidelity = ["wl-latency", "wl-throughput", "fidelity", "accuracy"]
+    assert job_steps(["latency", "throughput"], accuracy=True, fidelity=True) == with_fidelity
     samples = benchmark_samples("llama", "bench", "m", _running_status(), steps)
     b = {"benchmark": "llama", "namespace": "bench"}
     # One series per phase; only the current one is 1.
