@@ -29,7 +29,7 @@ class OperatorSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     job_image: str = Field(
-        default=DEFAULT_JOB_IMAGE, description="Image of the load-generator and accuracy Jobs."
+        default=DEFAULT_JOB_IMAGE, description="Image of the load-generator, fidelity and accuracy Jobs."
     )
     job_image_pull_policy: str = Field(default="IfNotPresent", description="imagePullPolicy of the Jobs.")
     cpu_server_image: str = Field(
