@@ -177,6 +177,7 @@ def _spec(inst: Installed, variants: list[dict[str, Any]]) -> dict[str, Any]:
         "accuracy": {
             "task": "gsm8k", "numFewshot": 1, "limit": 4, "maxGenTokens": 32, "concurrency": 2,
             "dataset": {"kind": "gsm8k", "configMap": {"name": "gsm8k", "key": "test.jsonl"}},
+            "fidelity": {"prompts": 2, "maxTokens": 8, "topK": 5},
         },
     }  # fmt: skip
 
@@ -305,6 +306,11 @@ def _run_and_check(
         assert [p["batchSize"] for p in row["throughput"]] == [1, 2], row
         assert row["serving"], row
         assert row["accuracy"]["questions"] == 4, row
+    # Fidelity in real pods: the baseline's Job published its reference (gzip-compressed), the AWQ variant's
+    # Job read it through the mounted ConfigMap and compared its own token distributions with it.
+    fidelity = rows["awq-int4"]["fidelity"]
+    assert fidelity["prompts"] == 2 and fidelity["positions"] > 0 and fidelity["meanKl"] >= 0, fidelity
+    assert rows["bf16"].get("fidelity") is None, rows["bf16"]
     assert rows["awq-int4"]["kernel"] == "awq"
     assert status["best"] == summary["best"]
 
