@@ -1,8 +1,8 @@
 """Prometheus export: every benchmark's summary and run state, and the operator's own health.
 
 Per benchmark (`benchmark_samples`, pure, from the resource's status):
-- the last summary's figures with ratios to the baseline, accuracy with its interval, the verdict as an
-  info metric (labels benchmark, namespace, variant, precision, model, workload, gpu, plus batch_size /
+- the last summary's figures with ratios to the baseline, accuracy with its interval, fidelity to the
+  baseline (KL divergence and agreement, where the row has it), the verdict as an info metric (labels benchmark, namespace, variant, precision, model, workload, gpu, plus batch_size /
   request_rate where a figure has one);
 - the run state: phase (one series per phase, 1 for the current one), start/end timestamps and duration,
   last successful run, next scheduled run, per-variant phase, step and progress;
@@ -12,7 +12,7 @@ No label names a run: every series lives as long as its benchmark, and `Benchmar
 them all when the benchmark is deleted. Operator health (`OperatorMetrics`): reconcile passes and errors,
 reconcile duration, runs in flight, last successful run time.
 
-Units are base units in the name: seconds, bytes, ratio, tokens_per_second, timestamp_seconds.
+Units are base units in the name: seconds, bytes, ratio, tokens_per_second, timestamp_seconds, nats.
 `METRICS` and `OPERATOR_METRICS` document each family; the table in charts/quantbench/README.md is checked
 against them (tests/metrics).
 """
@@ -156,6 +156,24 @@ METRICS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
         (),
     ),
     "quantbench_accuracy_questions": ("Questions scored by the accuracy task.", _V, ()),
+    "quantbench_fidelity_kl_mean_nats": (
+        "Mean KL(baseline || variant) of the next-token distributions over the teacher-forced positions.",
+        _V,
+        (),
+    ),
+    "quantbench_fidelity_kl_p99_nats": ("99th percentile of the per-position KL divergence.", _V, ()),
+    "quantbench_fidelity_top1_agreement_ratio": (
+        "Share of token positions where the variant's top token is the baseline's.",
+        _V,
+        (),
+    ),
+    "quantbench_fidelity_answer_agreement_ratio": (
+        "Share of questions whose greedy answer equals the baseline's.",
+        _V,
+        (),
+    ),
+    "quantbench_fidelity_prompts": ("Questions the fidelity step compared.", _V, ()),
+    "quantbench_fidelity_positions": ("Teacher-forced token positions the fidelity step compared.", _V, ()),
     "quantbench_verdict_info": ("The variant's verdict (value 1), in the verdict label.", _V, ("verdict",)),
     "quantbench_best_variant_info": (
         "The variant the last summary recommends (value 1), in the variant label.",
@@ -310,6 +328,14 @@ def _variant_samples(base: dict[str, str], v: VariantSummary) -> list[Sample]:
         add("quantbench_accuracy_p_value", a.paired_p_value, **task)
         add("quantbench_accuracy_minimum_detectable_delta_ratio", a.minimum_detectable_delta, **task)
         add("quantbench_accuracy_questions", a.questions, **task)
+    if v.fidelity is not None:  # its own step, not a workload: workload stays empty
+        f = v.fidelity
+        add("quantbench_fidelity_kl_mean_nats", f.mean_kl)
+        add("quantbench_fidelity_kl_p99_nats", f.p99_kl)
+        add("quantbench_fidelity_top1_agreement_ratio", f.top1_agreement)
+        add("quantbench_fidelity_answer_agreement_ratio", f.greedy_agreement)
+        add("quantbench_fidelity_prompts", f.prompts)
+        add("quantbench_fidelity_positions", f.positions)
     add("quantbench_verdict_info", 1.0, verdict=str(Verdict(v.verdict)))
     return out
 

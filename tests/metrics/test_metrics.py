@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry, generate_latest, start_http_ser
 
 from quantbench.api.summary import (
     AccuracySummary,
+    FidelitySummary,
     Interval,
     RunSummary,
     ServingPoint,
@@ -60,6 +61,14 @@ def _summary() -> RunSummary:
                     delta_to_baseline=-0.02,
                     paired_p_value=0.5,
                 ),
+                fidelity=FidelitySummary(
+                    prompts=16,
+                    positions=512,
+                    mean_kl=0.043,
+                    p99_kl=0.61,
+                    top1_agreement=0.91,
+                    greedy_agreement=0.625,
+                ),
                 verdict=Verdict.LATENCY_WIN_LOSES_UNDER_LOAD,
             ),
         ],
@@ -91,6 +100,31 @@ def test_samples_use_base_units_and_labels() -> None:
         assert s.labels["gpu"] == "NVIDIA H100 80GB HBM3" and s.labels["namespace"] == "bench"
     # Figures a variant does not have are absent, not zero.
     assert not [s for s in samples if s.name == "quantbench_accuracy_ratio" and s.labels["variant"] == "bf16"]
+
+
+def test_fidelity_figures_only_for_rows_that_have_them() -> None:
+    samples = summary_samples("llama31-8b", "bench", "m", _summary())
+    fidelity = [s for s in samples if s.name.startswith("quantbench_fidelity_")]
+    assert len(fidelity) == 6  # one series each: the awq row's
+    assert {s.name: s.value for s in fidelity} == {
+        "quantbench_fidelity_kl_mean_nats": 0.043,
+        "quantbench_fidelity_kl_p99_nats": 0.61,
+        "quantbench_fidelity_top1_agreement_ratio": 0.91,
+        "quantbench_fidelity_answer_agreement_ratio": 0.625,
+        "quantbench_fidelity_prompts": 16.0,
+        "quantbench_fidelity_positions": 512.0,
+    }
+    for s in fidelity:
+        assert s.labels == {
+            "benchmark": "llama31-8b",
+            "namespace": "bench",
+            "variant": "awq-int4",
+            "precision": "awq-int4",
+            "model": "m",
+            "workload": "",
+            "gpu": "NVIDIA H100 80GB HBM3",
+        }
+    # The baseline's row has no fidelity: it has none of these series, not even as zeros.
 
 
 def test_collector_replaces_and_forgets() -> None:
@@ -131,5 +165,7 @@ def test_prometheus_scrapes_the_export(
     assert result[0]["metric"]["model"] == "meta-llama/Llama-3.1-8B-Instruct"
     ratio = prom.wait_for('quantbench_throughput_ratio{variant="awq-int4",batch_size="64"}')
     assert float(ratio[0]["value"][1]) == pytest.approx(0.676)
+    kl = prom.wait_for('quantbench_fidelity_kl_mean_nats{variant="awq-int4"}')
+    assert float(kl[0]["value"][1]) == pytest.approx(0.043)
     up = prom.wait_for('up{job="quantbench"}')
     assert up[0]["value"][1] == "1"
