@@ -273,6 +273,29 @@ def comparison() -> dict[str, Any]:
             "and its McNemar p-value (E).",
             width=24,
         ),
+        Panel(
+            "Fidelity: KL divergence to the baseline",
+            "bargauge",
+            [
+                Query(f"quantbench_fidelity_kl_mean_nats{{{SEL}}}", v + " mean", instant=True),
+                Query(f"quantbench_fidelity_kl_p99_nats{{{SEL}}}", v + " p99", instant=True),
+            ],
+            "suffix: nats",
+            "Mean and 99th percentile KL(baseline || variant) of the next-token distributions, teacher-forced "
+            "on the baseline's answers (accuracy.fidelity; 0: the same distributions).",
+        ),
+        Panel(
+            "Fidelity: agreement with the baseline",
+            "bargauge",
+            [
+                Query(f"quantbench_fidelity_top1_agreement_ratio{{{SEL}}}", v + " top-1 token", instant=True),
+                Query(
+                    f"quantbench_fidelity_answer_agreement_ratio{{{SEL}}}", v + " greedy answer", instant=True
+                ),
+            ],
+            "percentunit",
+            "Share of token positions with the baseline's top token, and of questions with its greedy answer.",
+        ),
         _bars(
             "Weight memory",
             f"quantbench_weights_bytes{{{SEL}}}",
@@ -345,6 +368,25 @@ def trend() -> dict[str, Any]:
                 Query(f"quantbench_accuracy_ratio{{{SEL}}}", v),
                 Query(f"quantbench_accuracy_interval_low_ratio{{{SEL}}}", v + " low"),
                 Query(f"quantbench_accuracy_interval_high_ratio{{{SEL}}}", v + " high"),
+            ],
+            "percentunit",
+        ),
+        Panel(
+            "Fidelity: KL divergence to the baseline",
+            "timeseries",
+            [
+                Query(f"quantbench_fidelity_kl_mean_nats{{{SEL}}}", v + " mean"),
+                Query(f"quantbench_fidelity_kl_p99_nats{{{SEL}}}", v + " p99"),
+            ],
+            "suffix: nats",
+            "Mean and 99th percentile KL(baseline || variant): a rise means the variant drifted from the baseline.",
+        ),
+        Panel(
+            "Fidelity: agreement with the baseline",
+            "timeseries",
+            [
+                Query(f"quantbench_fidelity_top1_agreement_ratio{{{SEL}}}", v + " top-1 token"),
+                Query(f"quantbench_fidelity_answer_agreement_ratio{{{SEL}}}", v + " greedy answer"),
             ],
             "percentunit",
         ),
