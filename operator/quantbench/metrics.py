@@ -2,8 +2,9 @@
 
 Per benchmark (`benchmark_samples`, pure, from the resource's status):
 - the last summary's figures with ratios to the baseline, accuracy with its interval, fidelity to the
-  baseline (KL divergence and agreement, where the row has it), the verdict as an info metric (labels benchmark, namespace, variant, precision, model, workload, gpu, plus batch_size /
-  request_rate where a figure has one);
+  baseline (KL divergence and agreement, where the row has it), the verdict as an info metric (labels
+  benchmark, namespace, variant, precision, model, workload, gpu, plus batch_size / request_rate where a
+  figure has one);
 - the run state: phase (one series per phase, 1 for the current one), start/end timestamps and duration,
   last successful run, next scheduled run, per-variant phase, step and progress;
 - regression flags of the last finished run (`quantbench_regressions`, per variant, 0 on a clean run).

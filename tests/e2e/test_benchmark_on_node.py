@@ -336,6 +336,9 @@ def _run_and_check(
     assert {s["metric"]["variant"] for s in verdicts} >= {"bf16", "awq-int4"}
     latency = prom.wait_for(f'quantbench_decode_seconds_per_token{{benchmark="{name}"}}', timeout_s=30)
     assert all(float(s["value"][1]) > 0 for s in latency)
+    agreement = prom.wait_for(f'quantbench_fidelity_top1_agreement_ratio{{benchmark="{name}"}}', timeout_s=30)
+    assert [s["metric"]["variant"] for s in agreement] == ["awq-int4"], agreement
+    assert float(agreement[0]["value"][1]) == pytest.approx(fidelity["top1Agreement"]), agreement
     return run_s, first_ready_s
 
 
