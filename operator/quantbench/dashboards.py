@@ -167,6 +167,38 @@ def _bars(title: str, expr: str, legend: str, unit: str, description: str, width
     return Panel(title, "bargauge", [Query(expr, legend, instant=True)], unit, description, width)
 
 
+def _fidelity(kind: str, kl_description: str, agreement_description: str = "") -> list[Panel]:
+    """The fidelity figures (accuracy.fidelity) as two panels of one kind: instant bars for the last run
+    (Comparison), or time series over runs (Trend)."""
+    instant = kind == "bargauge"
+
+    def query(metric: str, legend: str) -> Query:
+        return Query(f"{metric}{{{SEL}}}", "{{benchmark}} {{variant}} " + legend, instant=instant)
+
+    return [
+        Panel(
+            "Fidelity: KL divergence to the baseline",
+            kind,
+            [
+                query("quantbench_fidelity_kl_mean_nats", "mean"),
+                query("quantbench_fidelity_kl_p99_nats", "p99"),
+            ],
+            "suffix: nats",
+            kl_description,
+        ),
+        Panel(
+            "Fidelity: agreement with the baseline",
+            kind,
+            [
+                query("quantbench_fidelity_top1_agreement_ratio", "top-1 token"),
+                query("quantbench_fidelity_answer_agreement_ratio", "greedy answer"),
+            ],
+            "percentunit",
+            agreement_description,
+        ),
+    ]
+
+
 def comparison() -> dict[str, Any]:
     """The summary's table as panels: one figure per panel, one bar per variant (and size or rate)."""
     v = "{{benchmark}} {{variant}}"
@@ -273,27 +305,10 @@ def comparison() -> dict[str, Any]:
             "and its McNemar p-value (E).",
             width=24,
         ),
-        Panel(
-            "Fidelity: KL divergence to the baseline",
+        *_fidelity(
             "bargauge",
-            [
-                Query(f"quantbench_fidelity_kl_mean_nats{{{SEL}}}", v + " mean", instant=True),
-                Query(f"quantbench_fidelity_kl_p99_nats{{{SEL}}}", v + " p99", instant=True),
-            ],
-            "suffix: nats",
             "Mean and 99th percentile KL(baseline || variant) of the next-token distributions, teacher-forced "
             "on the baseline's answers (accuracy.fidelity; 0: the same distributions).",
-        ),
-        Panel(
-            "Fidelity: agreement with the baseline",
-            "bargauge",
-            [
-                Query(f"quantbench_fidelity_top1_agreement_ratio{{{SEL}}}", v + " top-1 token", instant=True),
-                Query(
-                    f"quantbench_fidelity_answer_agreement_ratio{{{SEL}}}", v + " greedy answer", instant=True
-                ),
-            ],
-            "percentunit",
             "Share of token positions with the baseline's top token, and of questions with its greedy answer.",
         ),
         _bars(
@@ -371,24 +386,9 @@ def trend() -> dict[str, Any]:
             ],
             "percentunit",
         ),
-        Panel(
-            "Fidelity: KL divergence to the baseline",
+        *_fidelity(
             "timeseries",
-            [
-                Query(f"quantbench_fidelity_kl_mean_nats{{{SEL}}}", v + " mean"),
-                Query(f"quantbench_fidelity_kl_p99_nats{{{SEL}}}", v + " p99"),
-            ],
-            "suffix: nats",
             "Mean and 99th percentile KL(baseline || variant): a rise means the variant drifted from the baseline.",
-        ),
-        Panel(
-            "Fidelity: agreement with the baseline",
-            "timeseries",
-            [
-                Query(f"quantbench_fidelity_top1_agreement_ratio{{{SEL}}}", v + " top-1 token"),
-                Query(f"quantbench_fidelity_answer_agreement_ratio{{{SEL}}}", v + " greedy answer"),
-            ],
-            "percentunit",
         ),
         Panel(
             "Run duration",
