@@ -25,7 +25,12 @@ questions asked of both), let ``delta = accuracy(variant) - accuracy(baseline)``
   two answer differently), which nobody knows before asking; a fixed design must assume one. Here each look
   waits until ``n / restricted variance`` reaches its share of the design's information, so a variant that
   rarely changes an answer reaches its looks with few questions. An expected discordance (fidelity's greedy
-  answer disagreement) only sizes the chunks. Simulation with fixed seeds (`tests/loadgen/
+  answer disagreement) only sizes the chunks. Chunks aim at the next look from below: without an expected
+  discordance the first one assumes the least restricted variance possible at the margin (no answer
+  changed), later ones the observed variance alone, and one that falls short is topped up (a 10th of a
+  planned look). A look passed inside one chunk is a look lost: its chance to stop is spent on information
+  that stopping there would not have needed (a first chunk sized at a 5% planning discordance holds two
+  looks' information when 2% of answers change). Simulation with fixed seeds (`tests/loadgen/
   sequential_figures.py`) checks the error rate at the margin for discordances of 2-10%.
 """
 
@@ -526,7 +531,8 @@ def information(n: int, gained: int, lost: int, margin: float) -> float:
     return n / _variance(n, gained, lost, margin) if n else 0.0
 
 
-PRIOR_QUESTIONS = 100  # weight of the expected discordance in the chunk-size estimate, in questions
+PRIOR_QUESTIONS = 20  # weight of an expected discordance (fidelity) in the chunk-size estimate, in questions
+TOP_UP = 10  # a chunk is at least this fraction (1/TOP_UP) of a planned look's questions
 
 
 @dataclass(frozen=True)
@@ -610,19 +616,29 @@ def next_chunk(
 ) -> int:
     """How many more questions to ask before the next analysis (0: decided or out of questions).
 
-    The estimate aims at the next look's information: the discordance seen so far, pulled towards
-    ``expected_discordance`` (a fidelity measurement's greedy answer disagreement, or else the planning
-    discordance) with a weight of `PRIOR_QUESTIONS` questions. Only when the looks fall depends on it: the
-    boundaries are on information, so a poor estimate costs questions, never error rate.
+    The chunk aims at the next look's information from below. With ``expected_discordance`` (a fidelity
+    measurement's greedy answer disagreement) the variance is the observed one pulled towards it with a
+    weight of `PRIOR_QUESTIONS` questions. Without it the first chunk assumes the least restricted variance
+    possible at the margin (``margin * (1 - margin)``: no answer changed), so it never passes the first look
+    however few answers the variant changes, and later chunks use the observed variance alone. A chunk that
+    falls short of its look is followed by one of at least a `TOP_UP`-th of a planned look. Only when the
+    looks fall depends on this: the boundaries are on information, so a poor estimate costs questions (an
+    overshoot) or analyses (a shortfall), never error rate.
     """
     if state.decision is not None or state.asked >= budget:
         return 0
-    prior = plan.discordance if expected_discordance is None else min(1.0, max(0.0, expected_discordance))
-    half = prior * PRIOR_QUESTIONS / 2
-    var = _variance(state.questions + PRIOR_QUESTIONS, state.gained + half, state.lost + half, plan.margin)
+    if expected_discordance is not None:
+        half = min(1.0, max(0.0, expected_discordance)) * PRIOR_QUESTIONS / 2
+        var = _variance(
+            state.questions + PRIOR_QUESTIONS, state.gained + half, state.lost + half, plan.margin
+        )
+    elif state.questions == 0:
+        var = plan.margin * (1 - plan.margin)
+    else:
+        var = _variance(state.questions, state.gained, state.lost, plan.margin)
     need = math.ceil(plan.information_targets[state.looks_done] * var) - state.questions
     scale = min(budget, plan.max_questions) / plan.design.looks  # a planned look's questions
-    return min(budget - state.asked, math.ceil(scale), max(need, math.ceil(scale / 10), 1))
+    return min(budget - state.asked, math.ceil(scale), max(need, math.ceil(scale / TOP_UP), 1))
 
 
 def _ended(

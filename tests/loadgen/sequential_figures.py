@@ -54,6 +54,7 @@ def binomial(rng: random.Random, n: int, p: float) -> int:
 class Figures:
     non_inferior: float  # share of trials that ended NonInferior
     mean_questions: float
+    max_questions: int  # the most questions any trial asked
     early: float  # share of trials stopped before the design's full information
 
 
@@ -86,6 +87,7 @@ def simulate(
     return Figures(
         non_inferior=sum(d.verdict == QualityVerdict.NON_INFERIOR for d in decisions) / trials,
         mean_questions=sum(d.questions for d in decisions) / trials,
+        max_questions=max(d.questions for d in decisions),
         early=sum(d.stopped_early for d in decisions) / trials,
     )
 
@@ -131,6 +133,7 @@ def main() -> None:
     print("fixed-sample design: " + ", ".join(f"{fixed[d]} questions at {d:.0%} discordance" for d in fixed))
     print(
         f"{'discordance':>11} {'delta':>6} {'fidelity':>8} {'P(NonInferior)':>14} {'E[questions]':>12} "
+        f"{'max':>6} "
         + " ".join(f"{'/fixed@' + format(p, '.0%'):>11}" for p in PLANNED_AT)
         + f" {'/fixed@true':>11}"
     )
@@ -140,7 +143,7 @@ def main() -> None:
                 f = simulate(plan, d, delta, trials, seed=15, expected_discordance=prior)
                 print(
                     f"{d:>11.0%} {delta * 100:>+6.0f} {'yes' if prior is not None else 'no':>8} "
-                    f"{f.non_inferior:>14.2%} {f.mean_questions:>12.0f} "
+                    f"{f.non_inferior:>14.2%} {f.mean_questions:>12.0f} {f.max_questions:>6} "
                     + " ".join(f"{f.mean_questions / fixed[p]:>11.2f}" for p in PLANNED_AT)
                     + f" {f.mean_questions / fixed[d]:>11.2f}"
                 )

@@ -62,14 +62,21 @@ def test_the_fidelity_estimate_sizes_the_first_chunk() -> None:
         chunks.append(len(doc_ids))
         return [_outcome(i, baseline[i].strict_correct) for i in doc_ids]
 
-    _, planned = evaluate_sequentially(plan, baseline, ask)
+    _, planned = evaluate_sequentially(plan, baseline, ask, expected_discordance=0.10)
     first_planned = chunks[0]
+    assert first_planned == plan.look_sizes[0]  # expected as planned: the planned first look
     chunks.clear()
     _, guided = evaluate_sequentially(plan, baseline, ask, expected_discordance=0.01)
-    assert chunks[0] < first_planned / 3
-    assert guided.expected_discordance == 0.01 and planned.expected_discordance is None
+    first_guided = chunks[0]
+    assert first_guided < first_planned / 3
+    assert guided.expected_discordance == 0.01 and planned.expected_discordance == 0.10
     assert guided.verdict == planned.verdict == QualityVerdict.NON_INFERIOR
     assert guided.questions < planned.questions
+    # Without an estimate the first chunk assumes no answer changes: the least the first look can need.
+    chunks.clear()
+    _, unguided = evaluate_sequentially(plan, baseline, ask)
+    assert chunks[0] < first_guided and unguided.expected_discordance is None
+    assert unguided.verdict == QualityVerdict.NON_INFERIOR and unguided.questions <= guided.questions
 
 
 def test_a_clearly_worse_variant_stops_early_as_inferior() -> None:
@@ -77,8 +84,11 @@ def test_a_clearly_worse_variant_stops_early_as_inferior() -> None:
     _, record = _run(spec, lose=0.3, seed=2)
     assert record.verdict == QualityVerdict.INFERIOR
     # 30% of answers flip, so information comes slowly (the first look is far); the bound below the
-    # margin stops it between looks, well before the questions run out.
-    assert record.stopped_early and record.questions <= 3 * plan_for(spec).look_sizes[0]
+    # margin stops it between looks, before the questions run out and before the first look's information.
+    plan = plan_for(spec)
+    assert record.stopped_early and record.look == 0
+    assert record.questions < 4 * plan.look_sizes[0] < plan.max_questions
+    assert record.information_fraction is not None and record.information_fraction < 0.2
 
 
 def test_a_plan_needs_the_sequential_settings() -> None:
