@@ -312,7 +312,7 @@ def _evaluate(
             f"baseline's, checked by one prefill), {record.generated} generated"
         )
     if record is not None and request.baseline_responses is None and request.unscreened_reason:
-        notes.append(f"no question screened ({request.unscreened_reason}): every question generated")
+        notes.append(unscreened_note(request.unscreened_reason))
     if samples_out is not None:
         _write_samples(samples_out, samples)
     if responses_out is not None and request.endpoint == "completions":
@@ -344,6 +344,11 @@ def _evaluate(
         sequential=record,
         notes=notes,
     )
+
+
+def unscreened_note(reason: str) -> str:
+    """The result's note for a sequential variant that had no baseline responses to screen with."""
+    return f"no question screened ({reason}): every question generated"
 
 
 def _screener(request: AccuracyRequest) -> Callable[[Sequence[int]], set[int]] | None:
