@@ -70,7 +70,7 @@ def configmap_problems(spec: QuantBenchmarkSpec) -> list[str]:
 
 
 # accuracy.sequential: the baseline's responses (every question's exact prompt and response), which the other
-# variants screen questions with. Measured on GSM8K (see README "Sequential accuracy"): the 1,319 8-shot prompts
+# variants screen questions with. Measured on GSM8K (README: Screening on Kubernetes): the 1,319 8-shot prompts
 # of the test split take 4,669 bytes a question as JSON and 1,511 gzip-compressed (the worked examples are
 # drawn per question from the 7,473 of train.jsonl, so few repeat within gzip's 32 KiB window): 2.0 MB for the
 # whole split, which no single ConfigMap holds. The baseline's Job publishes them gzip-compressed across
