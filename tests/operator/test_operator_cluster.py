@@ -381,6 +381,11 @@ def test_a_variants_accuracy_job_mounts_the_baselines_published_responses_and_sc
         fp8_job in m and "screens with the baseline's responses in 1 configmap(s)" in m for m in created
     )
     assert any(baseline_job in m and "publishes its responses" in m for m in created)
+    # Labelled with the run like its results ConfigMaps (what history pruning selects) and owned by the
+    # benchmark: pruned and deleted with the run.
+    assert {part, baseline_job} <= bench.names("ConfigMap", run)
+    held = bench.kube.get("ConfigMap", bench.ns, part)
+    assert held["metadata"]["ownerReferences"][0]["name"] == "llama"
 
 
 @pytest.mark.parametrize("published", ["too-large", "missing"])

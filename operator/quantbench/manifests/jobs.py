@@ -85,9 +85,14 @@ class Screening:
     unscreened: str | None = None
 
 
+def responses_part_file(part: int) -> str:
+    """The file one piece of the baseline's responses is mounted as, in ``RESPONSES_DIR``."""
+    return f"{RESPONSES_PART_KEY}.{part}"
+
+
 def responses_part_path(part: int) -> str:
     """Where a variant's Job reads one piece of the baseline's responses."""
-    return f"{RESPONSES_DIR}/{RESPONSES_PART_KEY}.{part}"
+    return f"{RESPONSES_DIR}/{responses_part_file(part)}"
 
 
 def responses_configmap(owner: Owner, run: str, variant: str, part: int, generation: int) -> Obj:
@@ -441,7 +446,7 @@ def job(
             {
                 "configMap": {
                     "name": n,
-                    "items": [{"key": RESPONSES_PART_KEY, "path": f"{RESPONSES_PART_KEY}.{i}"}],
+                    "items": [{"key": RESPONSES_PART_KEY, "path": responses_part_file(i)}],
                 }
             }
             for i, n in enumerate(screening.mount)
