@@ -8,6 +8,11 @@ Inside a pod it authenticates with the pod's service-account token and calls the
 key, so a result that cannot fit is refused here with its size, not by the API server (``--hint`` says what
 to ask for instead). ``--gzip`` writes the file gzip-compressed into ``binaryData.<key>.gz`` instead (a
 fidelity reference: mostly log-probabilities, which compress ~3x).
+``--part NAME`` (repeatable, in order) publishes a file that may need more than one ConfigMap (a sequential
+baseline's responses: megabytes at GSM8K size): gzip-compressed, cut into pieces of at most ``PART_BYTES``
+written to ``binaryData.<key>.gz`` of each named ConfigMap in turn, and the outcome recorded as JSON in the
+``--configmap``'s annotation ``RESPONSES_ANNOTATION`` (the parts used, or why none was: too large for the
+parts given, no file). Nothing it cannot publish is an error: a reader without the parts does without them.
 ``--server``, ``--token-file``, ``--ca-file`` and ``--namespace`` override the in-cluster defaults. Standard
 library only: the Job image needs no Kubernetes client.
 """
@@ -17,6 +22,7 @@ from __future__ import annotations
 import argparse
 import base64
 import gzip
+import hashlib
 import json
 import os
 import ssl
@@ -24,7 +30,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +38,10 @@ SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 MAX_CONFIGMAP_BYTES = 1_000_000  # the API rejects ConfigMaps over 1 MiB in total
 GZIP_SUFFIX = ".gz"  # binaryData.<key>.gz: the gzip-compressed result (--gzip)
 DEFAULT_HINT = "ask for less (a lower accuracy.limit, fewer rates or iterations)"
+# --part: bytes of the gzip-compressed file per ConfigMap (the rest of the 1 MiB: the key and the object)
+PART_BYTES = MAX_CONFIGMAP_BYTES - 10_000
+# --part: the annotation of --configmap that records how the file was published (JSON, see PartsRecord)
+RESPONSES_ANNOTATION = "quantbench.dev/responses"
 
 
 class PublishError(Exception):
@@ -99,11 +109,17 @@ def publish(
             f"result is {size}{held} ({total} in all); a ConfigMap holds at most "
             f"~1 MiB ({MAX_CONFIGMAP_BYTES} bytes of data): {hint}"
         )
-    url = f"{target.server}/api/v1/namespaces/{target.namespace}/configmaps/{configmap}"
     if compress:
-        body = json.dumps({"binaryData": {stored: base64.b64encode(payload).decode()}}).encode()
+        body: dict[str, object] = {"binaryData": {stored: base64.b64encode(payload).decode()}}
     else:
-        body = json.dumps({"data": {key: content}}).encode()
+        body = {"data": {key: content}}
+    _patch(target, configmap, body, key, attempts)
+
+
+def _patch(target: Target, configmap: str, patch: Mapping[str, object], what: str, attempts: int) -> None:
+    """JSON merge patch of the ConfigMap; retries connection errors and 5xx answers."""
+    url = f"{target.server}/api/v1/namespaces/{target.namespace}/configmaps/{configmap}"
+    body = json.dumps(patch).encode()
     context = ssl.create_default_context(cafile=target.ca_file)
     for attempt in range(1, attempts + 1):
         request = urllib.request.Request(
@@ -124,12 +140,75 @@ def publish(
             detail = exc.read().decode(errors="replace")[:300]
             if exc.code < 500 or attempt == attempts:
                 raise PublishError(
-                    f"writing {key} to configmap {target.namespace}/{configmap} failed: HTTP {exc.code} {detail}"
+                    f"writing {what} to configmap {target.namespace}/{configmap} failed: HTTP {exc.code} {detail}"
                 ) from None
         except (urllib.error.URLError, OSError) as exc:
             if attempt == attempts:
-                raise PublishError(f"cannot reach the Kubernetes API at {target.server}: {exc}") from None
+                raise PublishError(
+                    f"cannot reach the Kubernetes API at {target.server} (writing {what}): {exc}"
+                ) from None
         time.sleep(min(2.0**attempt * 0.25, 5.0))
+
+
+@dataclass(frozen=True)
+class Parts:
+    """A file cut into gzip-compressed pieces for ``--part`` ConfigMaps, and the record of it (`record`)."""
+
+    chunks: list[bytes]  # in order; empty when the file is not published (``reason`` says why)
+    raw_bytes: int
+    gzip_bytes: int
+    sha256: str  # of the gzip-compressed whole, the pieces joined
+    reason: str | None = None
+
+    def record(self) -> dict[str, object]:
+        """What the annotation holds (quantbench_loadgen.accuracy.screening.PublishedResponses)."""
+        out: dict[str, object] = {
+            "parts": len(self.chunks),
+            "bytes": self.raw_bytes,
+            "gzipBytes": self.gzip_bytes,
+        }
+        if self.chunks:
+            out["sha256"] = self.sha256
+        if self.reason is not None:
+            out["reason"] = self.reason
+        return out
+
+
+def split_parts(content: bytes, parts: int, part_bytes: int = PART_BYTES) -> Parts:
+    """``content`` gzip-compressed and cut into at most ``parts`` pieces of ``part_bytes`` (pure); none, with
+    the reason, when it needs more."""
+    payload = gzip.compress(content, mtime=0)
+    digest = hashlib.sha256(payload).hexdigest()
+    chunks = [payload[i : i + part_bytes] for i in range(0, len(payload), part_bytes)] or [payload]
+    if len(chunks) > parts:
+        reason = (
+            f"{len(payload)} bytes gzip-compressed ({len(content)} as text) need {len(chunks)} ConfigMaps of "
+            f"{part_bytes} bytes, {parts} were planned"
+        )
+        return Parts([], len(content), len(payload), digest, reason)
+    return Parts(chunks, len(content), len(payload), digest)
+
+
+def publish_parts(
+    target: Target, configmap: str, names: Sequence[str], key: str, content: bytes | None, attempts: int = 5
+) -> Parts:
+    """Write ``content`` gzip-compressed into ``binaryData.<key>.gz`` of the ConfigMaps ``names`` in turn
+    (as many as it needs), then record in ``configmap``'s annotation what was published or why nothing was
+    (``content`` None: there was no file). Raises PublishError only when the record cannot be written."""
+    if content is None:
+        parts = Parts([], 0, 0, "", "the accuracy run wrote no responses file")
+    else:
+        parts = split_parts(content, len(names))
+        for i, (name, chunk) in enumerate(zip(names, parts.chunks, strict=False)):
+            body: dict[str, object] = {"binaryData": {key + GZIP_SUFFIX: base64.b64encode(chunk).decode()}}
+            try:
+                _patch(target, name, body, f"part {i} of {key}", attempts)
+            except PublishError as exc:
+                parts = Parts([], parts.raw_bytes, parts.gzip_bytes, parts.sha256, str(exc))
+                break
+    record = {"metadata": {"annotations": {RESPONSES_ANNOTATION: json.dumps(parts.record(), sort_keys=True)}}}
+    _patch(target, configmap, record, f"annotation {RESPONSES_ANNOTATION}", attempts)
+    return parts
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -156,7 +235,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=[],
         help="a file the ConfigMap already holds under its own name (counted in the size check); repeatable",
     )
+    p.add_argument(
+        "--part",
+        action="append",
+        default=[],
+        metavar="CONFIGMAP",
+        help="publish the file gzip-compressed across these ConfigMaps (repeatable, in order) and record the "
+        f"outcome in --configmap's annotation {RESPONSES_ANNOTATION}; a file missing or too large is recorded, "
+        "not an error",
+    )
     args = p.parse_args(argv)
+    if args.part:
+        return _main_parts(args)
     try:
         content = args.file.read_text(encoding="utf-8")
         alongside = {f.name: f.stat().st_size for f in args.alongside}
@@ -175,6 +265,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"wrote {args.file} ({len(content.encode())} bytes{', gzip-compressed' if args.gzip else ''}) to "
         f"configmap {target.namespace}/{args.configmap} key {args.key}{GZIP_SUFFIX if args.gzip else ''}"
     )
+    return 0
+
+
+def _main_parts(args: argparse.Namespace) -> int:
+    try:
+        content: bytes | None = args.file.read_bytes()
+    except FileNotFoundError:
+        content = None
+    except OSError as exc:
+        print(f"error: cannot read {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 1
+    try:
+        target = in_cluster_target(args.server, args.namespace, args.token_file, args.ca_file)
+        parts = publish_parts(target, args.configmap, args.part, args.key, content)
+    except PublishError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if parts.reason is not None:
+        print(f"{args.file} not published ({parts.reason}); recorded in configmap {args.configmap}")
+    else:
+        print(
+            f"wrote {args.file} ({parts.raw_bytes} bytes, {parts.gzip_bytes} gzip-compressed) in "
+            f"{len(parts.chunks)} part(s) to configmap(s) {', '.join(args.part[: len(parts.chunks)])}"
+        )
     return 0
 
 

@@ -89,6 +89,11 @@ def job_name(benchmark: str, run: str, variant: str | None, step: str) -> str:
     return child_name(benchmark, run, variant, step)
 
 
+def responses_part_name(benchmark: str, run: str, variant: str, part: int) -> str:
+    """A ConfigMap holding one piece of a sequential baseline's responses (gzip-compressed, in order)."""
+    return child_name(benchmark, run, variant, f"{STEP_ACCURACY}-responses-{part}")
+
+
 def probe_step(pool: str | None) -> str:
     """Step name of a node pool's roofline probe: ``probe-<pool>``, or ``probe`` for any GPU node."""
     return f"{STEP_PROBE}-{pool}" if pool else STEP_PROBE

@@ -30,6 +30,7 @@ from typing import Any, cast
 
 from pydantic import ValidationError
 
+from quantbench import sizes
 from quantbench.api.v1alpha1 import (
     Placement,
     ProbePhase,
@@ -58,14 +59,17 @@ from quantbench.manifests import probe as probe_manifests
 from quantbench.manifests import rbac
 from quantbench.manifests import server as server_manifests
 from quantbench.manifests.common import Owner
+from quantbench.manifests.jobs import Screening
 from quantbench.naming import (
     LABEL_STEP,
     LABEL_VARIANT,
+    STEP_ACCURACY,
     STEP_PROBE,
     STEP_SERVER,
     job_name,
     probe_name,
     probe_step,
+    responses_part_name,
     server_name,
 )
 from quantbench.objects import (
@@ -101,7 +105,9 @@ from quantbench.plan import (
 from quantbench.probe.result import ProbeResult
 from quantbench.settings import OperatorSettings
 from quantbench_loadgen.accuracy.results import AccuracyResult
+from quantbench_loadgen.accuracy.screening import PublishedResponses
 from quantbench_loadgen.fidelity import FidelityReference, FidelityResult
+from quantbench_loadgen.publish import RESPONSES_ANNOTATION
 from quantbench_loadgen.results import LoadgenResult
 from quantbench_loadgen.schema import duration_seconds
 
@@ -231,6 +237,35 @@ def result_of(cm: ConfigMap | None) -> str | None:
         return gzip.decompress(base64.b64decode(packed, validate=True)).decode()
     except (ValueError, OSError, EOFError) as exc:  # binascii.Error and UnicodeDecodeError are ValueErrors
         return f"binaryData.{job_manifests.RESULT_GZ_KEY} is not gzip-compressed text: {exc}"
+
+
+def screening_of(
+    spec: QuantBenchmarkSpec, benchmark: str, run: str, configmaps: Mapping[str, ConfigMap]
+) -> Screening:
+    """A sequential variant's screening (pure): the ConfigMaps holding the pieces of the baseline's published
+    responses, in order, or why it has none (it then generates every question, as without screening)."""
+    why = sizes.unscreened(spec)
+    if why is not None:
+        return Screening(unscreened=why)
+    cm = configmaps.get(job_name(benchmark, run, spec.baseline, STEP_ACCURACY))
+    text = ((cm or {}).get("metadata") or {}).get("annotations", {}).get(RESPONSES_ANNOTATION)
+    if text is None:
+        return Screening(unscreened="the baseline's accuracy Job recorded nothing about its responses")
+    try:
+        record = PublishedResponses.model_validate_json(text)
+    except ValidationError as exc:
+        return Screening(
+            unscreened=f"the baseline's record of its responses is not valid: {exc.errors()[0]['msg']}"
+        )
+    if record.parts == 0:
+        return Screening(
+            unscreened=f"the baseline's responses were not published: {record.reason or 'no reason recorded'}"
+        )
+    names = tuple(responses_part_name(benchmark, run, spec.baseline, i) for i in range(record.parts))
+    for name in names:
+        if not ((configmaps.get(name) or {}).get("binaryData") or {}).get(job_manifests.RESPONSES_PART_KEY):
+            return Screening(unscreened=f"configmap {name} holds no piece of the baseline's responses")
+    return Screening(mount=names)
 
 
 def skipped_of(cm: ConfigMap | None) -> str | None:
@@ -683,6 +718,19 @@ class _VariantPass(_Pass):
         evaluating = step.kind in (StepKind.ACCURACY, StepKind.FIDELITY)
         phase = VariantPhase.EVALUATING if evaluating else VariantPhase.BENCHMARKING
         baseline_result, fidelity_result, how = None, None, ""
+        screening: Screening | None = None
+        parts: tuple[str, ...] = ()
+        if job is None and step.kind == StepKind.ACCURACY and self.vp.variant == ctx.spec.baseline:
+            count = sizes.responses_parts(ctx.spec)
+            parts = tuple(
+                responses_part_name(ctx.owner.name, ctx.run_id, self.vp.variant, i) for i in range(count)
+            )
+            screening = Screening(publish_to=parts) if parts else None
+            how = (
+                f" (publishes its responses for the others' screening into {count} configmap(s))"
+                if parts
+                else ""
+            )
         if job is None and evaluating:
             use, baseline_result = self.baseline_use(step)
             baseline = ctx.spec.baseline
@@ -704,9 +752,15 @@ class _VariantPass(_Pass):
                 how = f" (compares with the baseline's reference in configmap {baseline_result})"
             elif use == BaselineUse.USE:
                 fidelity_result = self.own_fidelity()
+                screening = screening_of(ctx.spec, ctx.owner.name, ctx.run_id, self.obs.configmaps)
                 sized = f"; its fidelity in configmap {fidelity_result} sizes the first chunks"
                 how = f" (stops early against the baseline's outcomes in configmap {baseline_result}"
-                how += f"{sized if fidelity_result is not None else ''})"
+                how += sized if fidelity_result is not None else ""
+                if screening.mount:
+                    how += f"; screens with the baseline's responses in {len(screening.mount)} configmap(s)"
+                else:
+                    how += f"; no screening: {screening.unscreened}, every question generated"
+                how += ")"
             elif use == BaselineUse.MISSING:
                 how = " (the baseline has no accuracy result: every planned question)"
         if cm is None:
@@ -720,7 +774,19 @@ class _VariantPass(_Pass):
             )
         if job is None:
             variant = ctx.spec.variant(self.vp.variant)
-            for obj in rbac.job_account(ctx.owner, ctx.run_id, self.vp.variant, step.name, ctx.generation):
+            for i, part in enumerate(parts):  # empty, for the baseline's Job to write its responses into
+                if part not in self.obs.configmaps:
+                    self.d.actions.append(
+                        Create(
+                            job_manifests.responses_configmap(
+                                ctx.owner, ctx.run_id, self.vp.variant, i, ctx.generation
+                            )
+                        )
+                    )
+            account = rbac.job_account(
+                ctx.owner, ctx.run_id, self.vp.variant, step.name, ctx.generation, parts
+            )
+            for obj in account:
                 self.d.actions.append(Create(obj))
             self.d.actions.append(
                 Create(
@@ -734,6 +800,7 @@ class _VariantPass(_Pass):
                         ctx.settings,
                         baseline_result,
                         fidelity_result,
+                        screening,
                     )
                 )
             )

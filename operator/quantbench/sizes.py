@@ -1,5 +1,6 @@
-"""What a Job writes must fit its results ConfigMap (1 MiB): the specs that cannot, refused before they run
-(pure; Kubernetes only: `quantbench run` writes files and has no such limit).
+"""What a Job writes must fit its results ConfigMap (1 MiB): the specs that cannot, refused before they run,
+and how many ConfigMaps a sequential baseline's responses take (pure; Kubernetes only: `quantbench run` writes
+files and has no such limit).
 
 The one result whose size the spec sets beyond what the API's bounds already keep small is the baseline's
 fidelity reference (accuracy.fidelity): its top-k log-probabilities at every teacher-forced position, about
@@ -20,8 +21,9 @@ from __future__ import annotations
 import math
 
 from quantbench.api.v1alpha1 import QuantBenchmarkSpec
-from quantbench_loadgen.publish import MAX_CONFIGMAP_BYTES
-from quantbench_loadgen.specs import FidelitySpec
+from quantbench_loadgen.accuracy.sequential import plan_for
+from quantbench_loadgen.publish import MAX_CONFIGMAP_BYTES, PART_BYTES
+from quantbench_loadgen.specs import AccuracySpec, FidelitySpec
 
 # Measured, gzip-compressed (see the module's docstring): bytes per log-probability, per position beside
 # them (the brackets and the answer's text), and per prompt (the GSM8K question and the fields).
@@ -65,3 +67,56 @@ def configmap_problems(spec: QuantBenchmarkSpec) -> list[str]:
         f"the reference): with maxTokens {fidelity.max_tokens} and topK {fidelity.top_k} at most {fit} prompts "
         "fit; ask for fewer prompts, maxTokens or topK (`quantbench run` has no such limit)"
     ]
+
+
+# accuracy.sequential: the baseline's responses (every question's exact prompt and response), which the other
+# variants screen questions with. Measured on GSM8K (README: Screening on Kubernetes): the 1,319 8-shot prompts
+# of the test split take 4,669 bytes a question as JSON and 1,511 gzip-compressed (the worked examples are
+# drawn per question from the 7,473 of train.jsonl, so few repeat within gzip's 32 KiB window): 2.0 MB for the
+# whole split, which no single ConfigMap holds. The baseline's Job publishes them gzip-compressed across
+# numbered ConfigMaps (quantbench_loadgen.publish --part); the operator creates as many as this upper bound
+# needs. Per question: (numFewshot + 1) x GZ_BYTES_PER_SHOT for the prompt (1,511 / 9 = 168, rounded up by a
+# third) and maxGenTokens x GZ_BYTES_PER_RESPONSE_TOKEN for a response that runs to the cap.
+GZ_BYTES_PER_SHOT = 225.0
+GZ_BYTES_PER_RESPONSE_TOKEN = 2.0
+MAX_RESPONSE_PARTS = 8  # more than this: no screening on Kubernetes (the variants generate every question)
+
+
+def baseline_questions(accuracy: AccuracySpec) -> int:
+    """Questions a sequential baseline answers: the design's maximum, or accuracy.limit when lower."""
+    most = plan_for(accuracy).max_questions
+    return min(accuracy.limit or most, most)
+
+
+def responses_bytes(accuracy: AccuracySpec) -> int:
+    """Upper bound of a sequential baseline's responses file gzip-compressed, bytes."""
+    per_question = (accuracy.num_fewshot + 1) * GZ_BYTES_PER_SHOT
+    per_question += accuracy.max_gen_tokens * GZ_BYTES_PER_RESPONSE_TOKEN
+    return math.ceil(baseline_questions(accuracy) * per_question)
+
+
+def screens(spec: QuantBenchmarkSpec) -> bool:
+    """Whether the spec's other variants screen questions with the baseline's responses (accuracy.sequential
+    and a variant besides the baseline)."""
+    return spec.accuracy is not None and spec.accuracy.sequential is not None and len(spec.variants) > 1
+
+
+def responses_parts(spec: QuantBenchmarkSpec) -> int:
+    """ConfigMaps the operator creates for the baseline's responses (0: no screening, see `unscreened`)."""
+    if not screens(spec) or spec.accuracy is None or unscreened(spec) is not None:
+        return 0
+    return max(1, math.ceil(responses_bytes(spec.accuracy) / PART_BYTES))
+
+
+def unscreened(spec: QuantBenchmarkSpec) -> str | None:
+    """Why the baseline's responses cannot be published at all, from the spec alone (None: they can)."""
+    if not screens(spec) or spec.accuracy is None:
+        return None
+    size = responses_bytes(spec.accuracy)
+    parts = math.ceil(size / PART_BYTES)
+    if parts <= MAX_RESPONSE_PARTS:
+        return None
+    return (
+        f"the baseline's responses to {baseline_questions(spec.accuracy)} questions would take up to "
+        f"{size / 1e6:.1f} MB gzip-compressed, {parts} ConfigMaps (at most {MAX_RESPONSE_PARTS} are made)"
+    )

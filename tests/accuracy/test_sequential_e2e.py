@@ -17,6 +17,7 @@ import yaml
 from quantbench_loadgen.accuracy.results import AccuracyResult
 from quantbench_loadgen.accuracy.screening import BaselineResponses
 from quantbench_loadgen.noninferiority import QualityVerdict
+from quantbench_loadgen.publish import split_parts
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -54,7 +55,10 @@ def test_variant_is_asked_in_chunks_against_the_baseline(
         tmp_path / "var.json",
         "--baseline-result",
         str(tmp_path / "base.json"),
+        "--unscreened-reason",
+        "the baseline kept no responses",
     )
+    assert "no question screened (the baseline kept no responses): every question generated" in var.notes
     record = var.sequential
     assert record is not None and record.look_sizes == [15, 30]
     # Looks come on information: every answer the same, so a look needs fewer questions than planned at 5%
@@ -78,7 +82,17 @@ def test_variant_is_asked_in_chunks_against_the_baseline(
         "--baseline-result", str(tmp_path / "base.json"), "--baseline-responses", str(responses),
         "--screen-min-gap", "0",
     )  # fmt: skip
-    same = _accuracy(accuracy_python, server, gsm8k_dir, spec, tmp_path / "same.json", *both)
+    # Read as a Job reads them on Kubernetes: gzip-compressed pieces, one per ConfigMap, joined in order.
+    parts = split_parts(responses.read_bytes(), 8, part_bytes=10_000)
+    assert len(parts.chunks) > 1
+    pieces = [tmp_path / f"responses.json.gz.{i}" for i in range(len(parts.chunks))]
+    for piece, chunk in zip(pieces, parts.chunks, strict=True):
+        piece.write_bytes(chunk)
+    in_pieces = (
+        "--baseline-result", str(tmp_path / "base.json"), "--baseline-responses", *map(str, pieces),
+        "--screen-min-gap", "0",
+    )  # fmt: skip
+    same = _accuracy(accuracy_python, server, gsm8k_dir, spec, tmp_path / "same.json", *in_pieces)
     record = same.sequential
     assert record is not None and record.verdict == QualityVerdict.NON_INFERIOR
     assert [o.key for o in same.outcomes] == [o.key for o in base.outcomes[: record.questions]]

@@ -20,6 +20,7 @@ from quantbench_loadgen.accuracy.task import (
     task_config,
 )
 from quantbench_loadgen.fidelity import FidelityResult
+from quantbench_loadgen.publish import split_parts
 from tests.operator import factories
 
 
@@ -188,5 +189,25 @@ def test_baseline_responses_must_come_from_the_baseline_result(tmp_path: Path) -
 
     same = with_keys([o.key for o in outcomes])
     assert same.baseline_responses is not None and len(same.baseline_responses.responses) == len(outcomes)
+    assert same.unscreened_reason is None
+    # As published on Kubernetes: gzip-compressed, cut into pieces (one per ConfigMap), read joined in order.
+    parts = split_parts(responses.read_bytes(), 4, part_bytes=200)
+    assert len(parts.chunks) > 1
+    pieces = [tmp_path / f"responses.json.gz.{i}" for i in range(len(parts.chunks))]
+    for piece, chunk in zip(pieces, parts.chunks, strict=True):
+        piece.write_bytes(chunk)
+    joined = request_from_args(build_parser().parse_args([*head, "--baseline-responses", *map(str, pieces)]))
+    assert joined.baseline_responses == same.baseline_responses
+    # A piece missing (or out of order): nothing is screened, and the result will say why; not an error.
+    for broken in (pieces[:-1], pieces[::-1]):
+        request = request_from_args(
+            build_parser().parse_args([*head, "--baseline-responses", *map(str, broken)])
+        )
+        assert request.baseline_responses is None
+        assert request.unscreened_reason is not None
+        assert request.unscreened_reason.startswith("the baseline's responses cannot be read")
+    # No responses at all: the reason the caller gives is kept.
+    told = request_from_args(build_parser().parse_args([*head, "--unscreened-reason", "none published"]))
+    assert told.baseline_responses is None and told.unscreened_reason == "none published"
     with pytest.raises(ValueError, match="question 3 is not the baseline result's question"):
         with_keys([o.key if o.doc_id != 3 else "0" * 16 for o in outcomes])

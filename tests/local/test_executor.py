@@ -300,7 +300,8 @@ def test_sequential_accuracy_commands_carry_the_baselines_responses(tmp_path: Pa
     (tmp_path / "bf16").mkdir()
     (tmp_path / "bf16" / "accuracy.json").write_text("{}")
     result = ["--baseline-result", str(tmp_path / "bf16" / "accuracy.json")]
-    assert sequential_accuracy_args(settings, spec, "int8", tmp_path) == result
+    unscreened = ["--unscreened-reason", "the baseline wrote no accuracy-responses.json"]
+    assert sequential_accuracy_args(settings, spec, "int8", tmp_path) == [*result, *unscreened]
     responses.write_text("{}")
     with_responses = [*result, "--baseline-responses", str(responses)]
     assert sequential_accuracy_args(settings, spec, "int8", tmp_path) == with_responses

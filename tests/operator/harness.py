@@ -14,6 +14,7 @@ then lets kwok end the Job's pod (tests.cluster.kube.Cluster.finish_job).
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -28,7 +29,7 @@ import yaml
 
 from quantbench.kube import ApiError, Kube
 from quantbench.naming import LABEL_BENCHMARK, LABEL_RUN, job_name, selector
-from quantbench_loadgen.publish import Target, publish
+from quantbench_loadgen.publish import Parts, Target, publish, publish_parts
 from tests.cluster.kube import Cluster, wait_for
 from tests.operator import factories
 
@@ -355,6 +356,18 @@ class Bench:
         token = self.cluster.service_account_token(self.ns, account, create=False)
         target = Target(server=self.cluster.server, namespace=self.ns, token=token, ca_file=str(self.ca_file))
         publish(target, job_name(self.name, run, variant, step), "result.json", content, compress=compress)
+
+    def publish_responses(self, job: str, content: bytes | None) -> Parts:
+        """Publish a sequential baseline's responses as its accuracy Job does (``quantbench_loadgen.publish
+        --part``, into the ConfigMaps its command names), with the Job's own service account token."""
+        script = self.kube.get("Job", self.ns, job)["spec"]["template"]["spec"]["containers"][0]["command"][
+            -1
+        ]
+        argv = next(shlex.split(c.removesuffix(" || true")) for c in script.split("; ") if "--part" in c)
+        names = [argv[i + 1] for i, a in enumerate(argv) if a == "--part"]
+        token = self.cluster.service_account_token(self.ns, job, create=False)
+        target = Target(server=self.cluster.server, namespace=self.ns, token=token, ca_file=str(self.ca_file))
+        return publish_parts(target, job, names, argv[argv.index("--key") + 1], content)
 
     def play_job(
         self, run: str, variant: str, step: str, spec: dict[str, Any], outcome: str = "succeeded"

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import argparse
 import json
 import shlex
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,8 +12,10 @@ import pytest
 from quantbench.manifests import jobs, probe, rbac, server
 from quantbench.manifests.common import Owner
 from quantbench.manifests.run import RunSnapshot, run_configmap, snapshot_from_configmap
+from quantbench.naming import responses_part_name
 from quantbench.plan import PoolInfo, Step, StepKind, plan_run
 from quantbench.settings import VERSION, OperatorSettings
+from quantbench_loadgen.accuracy.cli import build_parser as accuracy_parser
 from quantbench_loadgen.cli import build_parser
 from quantbench_loadgen.specs import AccuracySpec
 from tests.operator.factories import spec
@@ -311,6 +315,142 @@ def test_a_sequential_accuracy_job_mounts_the_baselines_result_read_only() -> No
     workload = Step(kind=StepKind.WORKLOAD, name="wl-latency", workload="latency")
     with pytest.raises(ValueError, match="accuracy step"):
         jobs.job(s, s.variant("fp8"), OWNER, RUN, workload, 1, settings, "llama-r1-bf16-accuracy")
+
+
+def accuracy_cli(job: dict[str, Any]) -> tuple[argparse.Namespace, list[str]]:
+    """The accuracy command line of the Job's script, as the runner's own parser reads it, and the commands
+    after it."""
+    script = job["spec"]["template"]["spec"]["containers"][0]["command"][-1]
+    head, run, *after = script.split("; ")
+    assert head == "set -e"
+    argv = shlex.split(run)
+    assert argv[:3] == ["python", "-m", "quantbench_loadgen.accuracy"]
+    return accuracy_parser().parse_args(argv[3:]), after
+
+
+def test_a_sequential_baseline_publishes_its_responses_into_its_part_configmaps_before_its_result() -> None:
+    s = spec()
+    parts = tuple(responses_part_name("llama", RUN, "bf16", i) for i in range(2))
+    assert parts[1] == f"llama-{RUN}-bf16-accuracy-responses-1"
+    screening = jobs.Screening(publish_to=parts)
+    job = jobs.job(s, s.variant("bf16"), OWNER, RUN, ACCURACY, 1, OperatorSettings(), screening=screening)
+    args, (responses, result) = accuracy_cli(job)
+    assert args.responses_out == Path(jobs.RESPONSES_OUT) and args.baseline_result is None
+    # Never failing the Job for them: the publisher records what it could not publish, `|| true` the rest.
+    assert responses.endswith(" || true")
+    argv = shlex.split(responses.removesuffix(" || true"))
+    assert argv[:3] == ["python", "-m", "quantbench_loadgen.publish"]
+    assert argv[3:] == [
+        "--configmap", job["metadata"]["name"], "--key", "responses.json", "--part", parts[0], "--part", parts[1],
+        jobs.RESPONSES_OUT,
+    ]  # fmt: skip
+    assert "--key result.json" in result
+    # The Job may write those ConfigMaps too, and nothing else; they are labelled like its results ConfigMap.
+    role = rbac.role(OWNER, RUN, "bf16", "accuracy", 1, parts)
+    assert role["rules"][0]["resourceNames"] == [job["metadata"]["name"], *parts]
+    cm = jobs.responses_configmap(OWNER, RUN, "bf16", 1, 1)
+    assert cm["metadata"]["name"] == parts[1] and "data" not in cm
+    assert cm["metadata"]["labels"] == job["metadata"]["labels"]
+    assert cm["metadata"]["ownerReferences"][0]["uid"] == "1234-uid"
+    # Without parts (no screening) the baseline keeps no responses.
+    plain, after = accuracy_cli(jobs.job(s, s.variant("bf16"), OWNER, RUN, ACCURACY, 1, OperatorSettings()))
+    assert plain.responses_out is None and len(after) == 1
+
+
+def test_a_sequential_variant_mounts_every_piece_of_the_baselines_responses_through_one_projected_volume() -> (
+    None
+):
+    s = spec()
+    parts = ("llama-r1-bf16-accuracy-responses-0", "llama-r1-bf16-accuracy-responses-1")
+    baseline = "llama-r1-bf16-accuracy"
+    job = jobs.job(
+        s,
+        s.variant("fp8"),
+        OWNER,
+        RUN,
+        ACCURACY,
+        1,
+        OperatorSettings(),
+        baseline,
+        None,
+        jobs.Screening(mount=parts),
+    )
+    pod = job["spec"]["template"]["spec"]
+    assert_restricted(pod)
+    volume = next(v for v in pod["volumes"] if v["name"] == "responses")
+    assert volume == {
+        "name": "responses",
+        "projected": {
+            "sources": [
+                {
+                    "configMap": {
+                        "name": parts[0],
+                        "items": [{"key": "responses.json.gz", "path": "responses.json.gz.0"}],
+                    }
+                },
+                {
+                    "configMap": {
+                        "name": parts[1],
+                        "items": [{"key": "responses.json.gz", "path": "responses.json.gz.1"}],
+                    }
+                },
+            ]
+        },
+    }
+    mount = {"name": "responses", "mountPath": jobs.RESPONSES_DIR, "readOnly": True}
+    assert mount in pod["containers"][0]["volumeMounts"]
+    args, after = accuracy_cli(job)
+    assert args.baseline_result == Path(jobs.BASELINE_FILE)
+    pieces = [
+        Path(f"{jobs.RESPONSES_DIR}/responses.json.gz.0"),
+        Path(f"{jobs.RESPONSES_DIR}/responses.json.gz.1"),
+    ]
+    assert args.baseline_responses == pieces and args.unscreened_reason is None
+    assert args.responses_out is None and len(after) == 1  # a variant publishes only its result
+    # None published: no volume, the reason told to the runner.
+    why = "the baseline's responses were not published: too large"
+    job = jobs.job(
+        s,
+        s.variant("fp8"),
+        OWNER,
+        RUN,
+        ACCURACY,
+        1,
+        OperatorSettings(),
+        baseline,
+        None,
+        jobs.Screening(unscreened=why),
+    )
+    assert all(v["name"] != "responses" for v in job["spec"]["template"]["spec"]["volumes"])
+    args, _ = accuracy_cli(job)
+    assert args.baseline_responses is None and args.unscreened_reason == why
+    # Only a sequential evaluation against the baseline reads its responses; only the accuracy step screens.
+    with pytest.raises(ValueError, match="only a sequential evaluation"):
+        jobs.job(
+            s,
+            s.variant("fp8"),
+            OWNER,
+            RUN,
+            ACCURACY,
+            1,
+            OperatorSettings(),
+            None,
+            None,
+            jobs.Screening(mount=parts),
+        )
+    with pytest.raises(ValueError, match="only the accuracy step screens"):
+        jobs.job(s, s.variant("fp8"), OWNER, RUN, LATENCY, 1, OperatorSettings(), screening=jobs.Screening())
+
+
+def test_quantbench_run_and_the_jobs_build_the_sequential_arguments_alike() -> None:
+    assert jobs.sequential_args(responses_out="r.json") == ["--responses-out", "r.json"]
+    assert jobs.sequential_args() == [] and jobs.sequential_args(unscreened="x") == []
+    assert jobs.sequential_args(baseline_result="b", baseline_responses=["p0", "p1"], unscreened="x") == [
+        "--baseline-result", "b", "--baseline-responses", "p0", "p1",
+    ]  # fmt: skip
+    assert jobs.sequential_args(baseline_result="b", unscreened="x", fidelity_result="f") == [
+        "--baseline-result", "b", "--unscreened-reason", "x", "--fidelity-result", "f",
+    ]  # fmt: skip
 
 
 FIDELITY = Step(kind=StepKind.FIDELITY, name="fidelity")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import json
+import random
+import shlex
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,8 +21,11 @@ from quantbench.analysis.run_results import RunResults
 from quantbench.compact import decode_summary
 from quantbench.kube import ApiError, Kube
 from quantbench.local.server import free_port
-from quantbench.naming import job_name, probe_name, run_config_name, server_name
+from quantbench.naming import job_name, probe_name, responses_part_name, run_config_name, server_name
+from quantbench_loadgen.accuracy.cli import build_parser as accuracy_parser
 from quantbench_loadgen.accuracy.results import AccuracyResult
+from quantbench_loadgen.accuracy.runner import unscreened_note
+from quantbench_loadgen.accuracy.screening import BaselineResponse, BaselineResponses, read_responses
 from quantbench_loadgen.accuracy.sequential import evaluate_sequentially, plan_for
 from quantbench_loadgen.fidelity import read_reference
 from quantbench_loadgen.publish import PublishError, Target, publish
@@ -30,7 +35,7 @@ from tests.cluster.kube import wait_for
 from tests.fixtures.prometheus import Prometheus
 from tests.operator import factories
 from tests.operator.conftest import OperatorFactory, release
-from tests.operator.harness import Bench, admission_policy, label_namespace, steps_of
+from tests.operator.harness import Bench, admission_policy, label_namespace, result_for, steps_of
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -285,6 +290,157 @@ def test_a_variants_accuracy_job_gets_the_baselines_outcomes_and_stops_early(
     assert f"after {record.questions} questions" in row["accuracy"]["sequential"]
     created = [e["message"] for e in bench.events() if e["reason"] == "JobCreated"]
     assert any(fp8_job in m and "stops early against the baseline's outcomes" in m for m in created)
+
+
+SCREENED = {"limit": 100, "margin": 10, "sequential": {"looks": 5, "discordance": 0.05}}
+
+
+def _baseline_responses(baseline: AccuracyResult) -> BaselineResponses:
+    """Responses as the baseline's runner writes them (8-shot prompts: ~4.7 kB a question on GSM8K)."""
+    shots = "".join(f"Question: worked example {i}?\nAnswer: step by step #### {i}\n\n" for i in range(8))
+    return BaselineResponses(
+        max_gen_tokens=256,
+        stop=["Question:"],
+        responses=[
+            BaselineResponse(
+                doc_id=o.doc_id, key=o.key, prompt=f"{shots}Question: {o.key}?\nAnswer:", response=" #### 1"
+            )
+            for o in baseline.outcomes
+        ],
+    )
+
+
+def test_a_variants_accuracy_job_mounts_the_baselines_published_responses_and_screens_with_them(
+    bench: Bench, start_operator: OperatorFactory, tmp_path: Path
+) -> None:
+    """accuracy.sequential's screening on Kubernetes: the baseline's accuracy Job publishes its responses
+    gzip-compressed into the ConfigMaps the operator made for them (its own service account may write them);
+    the variant's accuracy Job mounts them read-only through one projected volume and passes
+    --baseline-responses; the summary's sequential evidence says how many were screened and generated."""
+    spec = factories.spec_dict(
+        variants=[{"name": "fp8", "precision": "fp8"}, {"name": "bf16", "precision": "bf16"}],
+        workloads=SMALL_WORKLOADS,
+        accuracy=SCREENED,
+    )
+    start_operator([bench.ns])
+    bench.create(spec)
+    run = bench.run_id()
+    for v in ("bf16", "fp8"):
+        bench.play_job(run, v, "wl-latency", spec)
+    baseline_job = bench.wait_job(run, "bf16", "accuracy")
+    part = responses_part_name("llama", run, "bf16", 0)
+    assert bench.kube.get("ConfigMap", bench.ns, part) is not None  # made before the Job, empty
+    script = bench.kube.get("Job", bench.ns, baseline_job)["spec"]["template"]["spec"]["containers"][0][
+        "command"
+    ]
+    assert "--responses-out /results/responses.json" in script[-1] and f"--part {part}" in script[-1]
+    baseline = AccuracyResult.model_validate_json(result_for(spec, "bf16", "accuracy"))
+    responses = _baseline_responses(baseline)
+    published = bench.publish_responses(baseline_job, responses.model_dump_json(by_alias=True).encode())
+    assert published.reason is None and len(published.chunks) == 1
+    bench.play_job(run, "bf16", "accuracy", spec)
+    fp8_job = bench.wait_job(run, "fp8", "accuracy")
+    pod = bench.kube.get("Job", bench.ns, fp8_job)["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "responses")
+    assert [src["configMap"]["name"] for src in volume["projected"]["sources"]] == [part]
+    container = pod["containers"][0]
+    assert {"name": "responses", "mountPath": "/etc/quantbench-responses", "readOnly": True} in container[
+        "volumeMounts"
+    ]
+    assert "--baseline-responses /etc/quantbench-responses/responses.json.gz.0" in container["command"][-1]
+    # What the mount holds, read as the runner reads it: the baseline's responses, whole.
+    pieces = []
+    for src in volume["projected"]["sources"]:
+        (item,) = src["configMap"]["items"]
+        held = bench.kube.get("ConfigMap", bench.ns, src["configMap"]["name"])
+        pieces.append(tmp_path / item["path"])
+        pieces[-1].write_bytes(base64.b64decode(held["binaryData"][item["key"]]))
+    assert read_responses(pieces) == responses
+    # Play the Job: every other question's greedy answer is the baseline's (screened), the rest generated.
+    by_id = {o.doc_id: o for o in baseline.outcomes}
+    plan = plan_for(AccuracySpec.model_validate(SCREENED))
+    outcomes, record = evaluate_sequentially(
+        plan,
+        baseline.outcomes,
+        lambda ids: [by_id[i] for i in ids],
+        screen=lambda ids: {i for i in ids if i % 2},
+    )
+    assert record.screened > 0 and record.generated
+    result = accuracy_from_outcomes(outcomes, dataset_sha="0" * 64, server_url="http://fp8-server:8000")
+    bench.publish_result(
+        run, "fp8", "accuracy", result.model_copy(update={"sequential": record}).model_dump_json()
+    )
+    bench.cluster.finish_job(bench.ns, fp8_job, "succeeded")
+    status = bench.wait_phase(("Succeeded",))
+    row = next(r for r in status["summary"]["variants"] if r["variant"] == "fp8")
+    assert f"; {record.screened} screened (" in row["accuracy"]["sequential"]
+    assert f"{record.generated} generated" in row["accuracy"]["sequential"]
+    bench.wait_events({"JobCreated"})
+    created = [e["message"] for e in bench.events() if e["reason"] == "JobCreated"]
+    assert any(
+        fp8_job in m and "screens with the baseline's responses in 1 configmap(s)" in m for m in created
+    )
+    assert any(baseline_job in m and "publishes its responses" in m for m in created)
+    # Labelled with the run like its results ConfigMaps (what history pruning selects) and owned by the
+    # benchmark: pruned and deleted with the run.
+    assert {part, baseline_job} <= bench.names("ConfigMap", run)
+    held = bench.kube.get("ConfigMap", bench.ns, part)
+    assert held["metadata"]["ownerReferences"][0]["name"] == "llama"
+
+
+@pytest.mark.parametrize("published", ["too-large", "missing"])
+def test_a_variant_without_the_baselines_responses_generates_every_question_and_says_why(
+    bench: Bench, start_operator: OperatorFactory, published: str
+) -> None:
+    """Responses too large for the ConfigMaps made for them, or never published (a baseline that wrote no
+    file): the baseline's Job does not fail for it, the variant's accuracy Job mounts nothing, is told why,
+    and the Event and the summary's notes say it once."""
+    spec = factories.spec_dict(
+        variants=[{"name": "fp8", "precision": "fp8"}, {"name": "bf16", "precision": "bf16"}],
+        workloads=SMALL_WORKLOADS,
+        accuracy=SCREENED,
+    )
+    start_operator([bench.ns])
+    bench.create(spec)
+    run = bench.run_id()
+    for v in ("bf16", "fp8"):
+        bench.play_job(run, v, "wl-latency", spec)
+    baseline_job = bench.wait_job(run, "bf16", "accuracy")
+    # More than one ConfigMap of incompressible bytes for the one made; or no file at all.
+    content = random.Random(0).randbytes(1_200_000) if published == "too-large" else None
+    recorded = bench.publish_responses(baseline_job, content)
+    assert recorded.chunks == [] and recorded.reason is not None
+    bench.play_job(run, "bf16", "accuracy", spec)
+    fp8_job = bench.wait_job(run, "fp8", "accuracy")
+    pod = bench.kube.get("Job", bench.ns, fp8_job)["spec"]["template"]["spec"]
+    assert all(v["name"] != "responses" for v in pod["volumes"])
+    args = accuracy_parser().parse_args(shlex.split(pod["containers"][0]["command"][-1].split("; ")[1])[3:])
+    assert args.baseline_responses is None and args.baseline_result is not None
+    why = args.unscreened_reason
+    assert why == f"the baseline's responses were not published: {recorded.reason}"
+    if published == "too-large":
+        assert "need 2 ConfigMaps of 990000 bytes, 1 were planned" in why
+    else:
+        assert "wrote no responses file" in why
+    # Play the Job as the runner does with that reason: every question generated, the note in its result.
+    baseline = AccuracyResult.model_validate_json(result_for(spec, "bf16", "accuracy"))
+    by_id = {o.doc_id: o for o in baseline.outcomes}
+    plan = plan_for(AccuracySpec.model_validate(SCREENED))
+    outcomes, record = evaluate_sequentially(plan, baseline.outcomes, lambda ids: [by_id[i] for i in ids])
+    result = accuracy_from_outcomes(outcomes, dataset_sha="0" * 64, server_url="http://fp8-server:8000")
+    result = result.model_copy(update={"sequential": record, "notes": [unscreened_note(why)]})
+    bench.publish_result(run, "fp8", "accuracy", result.model_dump_json())
+    bench.cluster.finish_job(bench.ns, fp8_job, "succeeded")
+    status = bench.wait_phase(("Succeeded",))
+    notes = [n for n in status["summary"]["notes"] if "no question screened" in n]
+    assert notes == [f"fp8/accuracy: no question screened ({why}): every question generated"]
+    row = next(r for r in status["summary"]["variants"] if r["variant"] == "fp8")
+    assert "screened" not in row["accuracy"]["sequential"]
+    bench.wait_events({"JobCreated"})
+    created = [
+        e["message"] for e in bench.events() if e["reason"] == "JobCreated" and fp8_job in e["message"]
+    ]
+    assert len(created) == 1 and f"no screening: {why}, every question generated" in created[0]
 
 
 def test_a_variants_fidelity_job_compares_with_the_baselines_reference_and_the_summary_has_it(

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import base64
+import gzip
+import json
+import random
+import shlex
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from quantbench import sizes
 from quantbench.api.v1alpha1 import ProbePhase, ProbeStatus, QuantBenchmarkSpec, VariantPhase, VariantStatus
 from quantbench.collect import run_results
 from quantbench.failures import Failure, Reason
@@ -22,9 +29,12 @@ from quantbench.reconcile import (
     ended,
     has_result,
     result_of,
+    screening_of,
     validate_result,
 )
 from quantbench.settings import OperatorSettings
+from quantbench_loadgen.accuracy.screening import BaselineResponse, BaselineResponses, read_responses
+from quantbench_loadgen.publish import RESPONSES_ANNOTATION, split_parts
 from tests.operator import factories
 
 T0 = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
@@ -794,7 +804,168 @@ def test_with_sequential_evaluation_too_the_variants_accuracy_job_reads_its_own_
     assert "--baseline-result /etc/quantbench-baseline/accuracy.json" in script
     assert "--fidelity-result /etc/quantbench-fidelity/fidelity.json" in script
     created = [n.message for n in d.notes if n.reason == "JobCreated"]
-    assert any("its fidelity in configmap b-r1-fp8-fidelity sizes the first chunks)" in m for m in created)
+    assert any("its fidelity in configmap b-r1-fp8-fidelity sizes the first chunks;" in m for m in created)
     # The baseline's accuracy Job reads neither.
     base = w.objects[("Job", "b-r1-bf16-accuracy")]["spec"]["template"]["spec"]
     assert not {"baseline", "fidelity"} & {v["name"] for v in base["volumes"]}
+
+
+SCREENING = {
+    "limit": 1319,
+    "margin": 1,
+    "sequential": {"looks": 5, "discordance": 0.05},
+}  # GSM8K's test split
+
+
+def _publish_responses(w: World, text: bytes, part_bytes: int) -> int:
+    """What the baseline's accuracy Job does with its responses: gzip pieces into its part ConfigMaps, the
+    record in its results ConfigMap's annotation (as quantbench_loadgen.publish --part writes them)."""
+    names = sorted(n for k, n in w.objects if k == "ConfigMap" and "-accuracy-responses-" in n)
+    names.sort(key=lambda n: int(n.rsplit("-", 1)[1]))
+    parts = split_parts(text, len(names), part_bytes)
+    for name, chunk in zip(names, parts.chunks, strict=False):
+        w.objects[("ConfigMap", name)]["binaryData"] = {"responses.json.gz": base64.b64encode(chunk).decode()}
+    meta = w.objects[("ConfigMap", "b-r1-bf16-accuracy")]["metadata"]
+    meta.setdefault("annotations", {})[RESPONSES_ANNOTATION] = json.dumps(parts.record())
+    return len(parts.chunks)
+
+
+def test_a_sequential_baseline_publishes_its_responses_in_parts_and_the_variant_screens_with_them(
+    tmp_path: Path,
+) -> None:
+    w = World(
+        factories.spec(
+            variants=[{"name": "bf16", "precision": "bf16"}, {"name": "fp8", "precision": "fp8"}],
+            accuracy=SCREENING,
+        )
+    )
+    planned = sizes.responses_parts(w.ctx.spec)
+    assert (
+        planned == 4
+    )  # GSM8K's 1,319 8-shot prompts are 2 MB gzip-compressed: one ConfigMap cannot hold them
+    _through_workloads(w, ("bf16", "fp8"))
+    # The baseline's accuracy Job: empty ConfigMaps for its responses, made first, which it may write.
+    parts = [f"b-r1-bf16-accuracy-responses-{i}" for i in range(planned)]
+    for name in parts:
+        cm = w.objects[("ConfigMap", name)]
+        assert (
+            cm["metadata"]["labels"] == w.objects[("ConfigMap", "b-r1-bf16-accuracy")]["metadata"]["labels"]
+        )
+    role = w.objects[("Role", "b-r1-bf16-accuracy")]
+    assert role["rules"][0]["resourceNames"] == ["b-r1-bf16-accuracy", *parts]
+    script = w.objects[("Job", "b-r1-bf16-accuracy")]["spec"]["template"]["spec"]["containers"][0]["command"][
+        -1
+    ]
+    assert "--responses-out /results/responses.json" in script and f"--part {parts[3]}" in script
+    # It publishes them (here in 3 pieces of the 4 made) and then its result.
+    responses = BaselineResponses(
+        max_gen_tokens=256,
+        responses=[
+            BaselineResponse(doc_id=i, key=f"{i:016x}", prompt=f"Q{i} " * 50, response=f"A{i}")
+            for i in range(400)
+        ],
+    )
+    text = responses.model_dump_json(by_alias=True).encode()
+    used = _publish_responses(w, text, part_bytes=len(gzip.compress(text, mtime=0)) // 3 + 1)
+    assert used == 3
+    w.finish_job("bf16", "accuracy")
+    d = w.step()
+    pod = w.objects[("Job", "b-r1-fp8-accuracy")]["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "responses")
+    assert [s["configMap"]["name"] for s in volume["projected"]["sources"]] == parts[:3]
+    script = pod["containers"][0]["command"][-1]
+    pieces = [f"/etc/quantbench-responses/responses.json.gz.{i}" for i in range(3)]
+    assert f"--baseline-responses {' '.join(pieces)}" in script and "--unscreened-reason" not in script
+    created = [n.message for n in d.notes if n.reason == "JobCreated"]
+    assert any(
+        "b-r1-fp8-accuracy" in m and "screens with the baseline's responses in 3 configmap(s)" in m
+        for m in created
+    )
+    # What the projected volume holds, read as the runner reads it: the baseline's responses, whole.
+    for source in volume["projected"]["sources"]:
+        (item,) = source["configMap"]["items"]
+        packed = w.objects[("ConfigMap", source["configMap"]["name"])]["binaryData"][item["key"]]
+        (tmp_path / item["path"]).write_bytes(base64.b64decode(packed))
+    assert read_responses([tmp_path / Path(p).name for p in pieces]) == responses
+
+
+def test_screening_without_the_baselines_responses_generates_every_question_and_says_why() -> None:
+    spec = factories.spec(
+        variants=[{"name": "bf16", "precision": "bf16"}, {"name": "fp8", "precision": "fp8"}],
+        accuracy=SCREENING,
+    )
+    results = "b-r1-bf16-accuracy"
+
+    def with_record(record: str | None, parts: dict[str, dict[str, str]] | None = None) -> Any:
+        meta: dict[str, Any] = {"name": results}
+        if record is not None:
+            meta["annotations"] = {RESPONSES_ANNOTATION: record}
+        cms: dict[str, Any] = {results: {"metadata": meta, "data": {"result.json": "{}"}}}
+        for name, binary in (parts or {}).items():
+            cms[name] = {"metadata": {"name": name}, "binaryData": binary}
+        return screening_of(spec, "b", "r1", cms)
+
+    assert with_record(None).unscreened == "the baseline's accuracy Job recorded nothing about its responses"
+    refused = json.dumps(
+        {"parts": 0, "bytes": 9, "gzipBytes": 9, "reason": "need 9 ConfigMaps, 4 were planned"}
+    )
+    assert with_record(refused).unscreened == (
+        "the baseline's responses were not published: need 9 ConfigMaps, 4 were planned"
+    )
+    assert "is not valid" in (with_record('{"parts": -1}').unscreened or "")
+    two = json.dumps({"parts": 2, "bytes": 9, "gzipBytes": 9, "sha256": "0" * 64})
+    piece = {"responses.json.gz": "AAAA"}
+    one_missing = with_record(
+        two, {"b-r1-bf16-accuracy-responses-0": piece, "b-r1-bf16-accuracy-responses-1": {}}
+    )
+    assert one_missing.mount == () and one_missing.unscreened == (
+        "configmap b-r1-bf16-accuracy-responses-1 holds no piece of the baseline's responses"
+    )
+    both = with_record(
+        two, {"b-r1-bf16-accuracy-responses-0": piece, "b-r1-bf16-accuracy-responses-1": piece}
+    )
+    assert both.mount == ("b-r1-bf16-accuracy-responses-0", "b-r1-bf16-accuracy-responses-1")
+    assert both.unscreened is None
+    # Too large even in parts, known from the spec: the baseline keeps none, the variant is told why.
+    huge = factories.spec(
+        variants=[{"name": "bf16", "precision": "bf16"}, {"name": "fp8", "precision": "fp8"}],
+        accuracy={
+            "limit": 5000,
+            "margin": 0.5,
+            "maxGenTokens": 4096,
+            "sequential": {"looks": 5, "discordance": 0.2},
+        },
+    )
+    assert sizes.responses_parts(huge) == 0
+    why = screening_of(huge, "b", "r1", {}).unscreened
+    assert why is not None and why.startswith(
+        "the baseline's responses to 5000 questions would take up to 51.1 MB"
+    )
+
+
+def test_a_variant_whose_baseline_published_no_responses_is_told_why_and_the_baseline_is_not_held_up() -> (
+    None
+):
+    w = World(
+        factories.spec(
+            variants=[{"name": "bf16", "precision": "bf16"}, {"name": "fp8", "precision": "fp8"}],
+            accuracy=SCREENING,
+        )
+    )
+    _through_workloads(w, ("bf16", "fp8"))
+    _publish_responses(w, random.Random(0).randbytes(4_500_000), part_bytes=990_000)  # needs 5: refused
+    w.finish_job("bf16", "accuracy")
+    d = w.step()
+    script = w.objects[("Job", "b-r1-fp8-accuracy")]["spec"]["template"]["spec"]["containers"][0]["command"][
+        -1
+    ]
+    assert "--baseline-responses" not in script
+    argv = shlex.split(script.split("; ")[1])
+    why = argv[argv.index("--unscreened-reason") + 1]
+    assert (
+        why.startswith("the baseline's responses were not published: ")
+        and "(4500000 as text) need 5 ConfigMaps" in why
+    )
+    created = [n.message for n in d.notes if n.reason == "JobCreated" and "b-r1-fp8-accuracy" in n.message]
+    assert len(created) == 1 and f"no screening: {why}, every question generated" in created[0]
+    assert w.phase("bf16") == VariantPhase.SUCCEEDED  # the baseline's own result is all it owes

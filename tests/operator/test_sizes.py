@@ -1,9 +1,11 @@
 """The fidelity reference must fit its Job's results ConfigMap on Kubernetes: specs that cannot are refused
-before anything runs, with the limit and the figures; `quantbench run` has no such limit."""
+before anything runs, with the limit and the figures; `quantbench run` has no such limit. A sequential
+baseline's responses get as many ConfigMaps as their bound needs, or none and the reason."""
 
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,18 @@ import yaml
 from quantbench.api.v1alpha1 import QuantBenchmarkSpec
 from quantbench.commands import validate
 from quantbench.driver import spec_problem
-from quantbench.sizes import REFERENCE_BUDGET, configmap_problems, most_prompts, reference_bytes
+from quantbench.sizes import (
+    MAX_RESPONSE_PARTS,
+    REFERENCE_BUDGET,
+    baseline_questions,
+    configmap_problems,
+    most_prompts,
+    reference_bytes,
+    responses_bytes,
+    responses_parts,
+    unscreened,
+)
+from quantbench_loadgen.publish import PART_BYTES
 from quantbench_loadgen.specs import FidelitySpec
 from tests.operator import factories
 
@@ -68,3 +81,29 @@ def validate_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser()
     validate.register(parser.add_subparsers())
     return parser
+
+
+def test_a_sequential_baselines_responses_take_as_many_configmaps_as_their_bound_needs() -> None:
+    """Measured: GSM8K's whole test split (1,319 8-shot prompts and SmolLM2-135M's responses) is 6.4 MB as
+    JSON and 2,067,831 bytes gzip-compressed: it needs 3 ConfigMaps, and the bound covers it."""
+    two = [{"name": "bf16", "precision": "bf16"}, {"name": "fp8", "precision": "fp8"}]
+    whole = factories.spec(
+        variants=two, accuracy={"limit": 1319, "margin": 1, "sequential": {"discordance": 0.05}}
+    )
+    assert whole.accuracy is not None and baseline_questions(whole.accuracy) == 1319
+    assert responses_bytes(whole.accuracy) >= 2_067_831
+    assert responses_parts(whole) == math.ceil(responses_bytes(whole.accuracy) / PART_BYTES) >= 3
+    assert unscreened(whole) is None
+    # A few questions: one ConfigMap. One variant, or no sequential design: nothing to screen, none made.
+    small = factories.spec(variants=two, accuracy={"limit": 20, "sequential": {"discordance": 0.05}})
+    assert responses_parts(small) == 1
+    assert responses_parts(factories.spec(variants=two[:1], accuracy={"limit": 20, "sequential": {}})) == 0
+    assert responses_parts(factories.spec(variants=two, accuracy={"limit": 20})) == 0
+    # Too large even in MAX_RESPONSE_PARTS ConfigMaps: none made, the reason with the figures; not refused.
+    huge = factories.spec(
+        variants=two,
+        accuracy={"limit": 5000, "margin": 0.5, "maxGenTokens": 4096, "sequential": {"discordance": 0.2}},
+    )
+    assert responses_parts(huge) == 0 and configmap_problems(huge) == []
+    why = unscreened(huge)
+    assert why is not None and f"(at most {MAX_RESPONSE_PARTS} are made)" in why and "51.1 MB" in why

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from quantbench_loadgen.accuracy.results import AccuracyResult
 from quantbench_loadgen.accuracy.runner import AccuracyRequest, AccuracyRunError, run_accuracy
-from quantbench_loadgen.accuracy.screening import MIN_GAP, BaselineResponses
+from quantbench_loadgen.accuracy.screening import MIN_GAP, read_responses
 from quantbench_loadgen.accuracy.sequential import plan_for
 from quantbench_loadgen.accuracy.task import DatasetError
 from quantbench_loadgen.fidelity import FidelityResult
@@ -76,8 +76,18 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument(
         "--baseline-responses",
         type=Path,
-        help="with --baseline-result: the baseline's --responses-out file; a question whose response this "
-        "variant would give exactly (one teacher-forced prefill) takes the baseline's outcome ungenerated",
+        nargs="+",
+        metavar="FILE",
+        help="with --baseline-result: the baseline's --responses-out file (or the pieces of it gzip-compressed, "
+        "in order, as published to ConfigMaps); a question whose response this variant would give exactly "
+        "(one teacher-forced prefill) takes the baseline's outcome ungenerated. Files that cannot be read: "
+        "no question is screened, and the result's notes say why",
+    )
+    p.add_argument(
+        "--unscreened-reason",
+        metavar="TEXT",
+        help="with --baseline-result and no --baseline-responses: why there are no responses to screen with "
+        "(kept as a note of the result)",
     )
     p.add_argument(
         "--screen-min-gap",
@@ -128,10 +138,16 @@ def request_from_args(args: argparse.Namespace) -> AccuracyRequest:
             raise ValueError("--baseline-result needs accuracy.sequential in the spec")
         baseline = AccuracyResult.model_validate_json(args.baseline_result.read_text(encoding="utf-8"))
     responses = None
+    unscreened = args.unscreened_reason
     if args.baseline_responses is not None:
         if args.baseline_result is None:
             raise ValueError("--baseline-responses needs --baseline-result")
-        responses = BaselineResponses.model_validate_json(args.baseline_responses.read_text(encoding="utf-8"))
+        try:
+            responses = read_responses(args.baseline_responses)
+        except (OSError, EOFError, ValueError) as exc:  # gzip, JSON and validation errors are ValueErrors
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            unscreened = f"the baseline's responses cannot be read: {first}"
+    if responses is not None:
         keys = {o.doc_id: o.key for o in baseline.outcomes} if baseline is not None else {}
         wrong = [r.doc_id for r in responses.responses if keys.get(r.doc_id, r.key) != r.key]
         if wrong:
@@ -157,6 +173,7 @@ def request_from_args(args: argparse.Namespace) -> AccuracyRequest:
         expected_discordance=expected,
         baseline_responses=responses,
         screen_min_gap=args.screen_min_gap,
+        unscreened_reason=unscreened,
     )
 
 

@@ -91,6 +91,8 @@ class AccuracyRequest:
     # baseline did, by one teacher-forced prefill, takes the baseline's outcome without generating
     baseline_responses: BaselineResponses | None = None
     screen_min_gap: float = MIN_GAP  # nats the forced token must lead the runner-up by to be screened
+    # a sequential variant without the baseline's responses: why (kept as a note of the result)
+    unscreened_reason: str | None = None
 
 
 def metrics_url(base_url: str) -> str:
@@ -309,6 +311,8 @@ def _evaluate(
             f"{record.screened} of {record.questions} questions screened (the variant's greedy answer is the "
             f"baseline's, checked by one prefill), {record.generated} generated"
         )
+    if record is not None and request.baseline_responses is None and request.unscreened_reason:
+        notes.append(unscreened_note(request.unscreened_reason))
     if samples_out is not None:
         _write_samples(samples_out, samples)
     if responses_out is not None and request.endpoint == "completions":
@@ -340,6 +344,11 @@ def _evaluate(
         sequential=record,
         notes=notes,
     )
+
+
+def unscreened_note(reason: str) -> str:
+    """The result's note for a sequential variant that had no baseline responses to screen with."""
+    return f"no question screened ({reason}): every question generated"
 
 
 def _screener(request: AccuracyRequest) -> Callable[[Sequence[int]], set[int]] | None:

@@ -23,8 +23,10 @@ The deciding function (`screened`) is pure; `screen` does the HTTP.
 from __future__ import annotations
 
 import asyncio
+import gzip
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final, Literal
 
 import aiohttp
@@ -56,6 +58,32 @@ class BaselineResponses(ApiModel):
     max_gen_tokens: int = Field(ge=1, description="Generation cap per answer.")
     stop: list[str] = Field(default_factory=list, description="Stop strings the requests carried.")
     responses: list[BaselineResponse] = Field(default_factory=list, description="Every question, in order.")
+
+
+class PublishedResponses(ApiModel):
+    """How a sequential baseline's accuracy Job published its responses on Kubernetes (the JSON of its
+    results ConfigMap's ``quantbench.dev/responses`` annotation, written by ``quantbench_loadgen.publish
+    --part``): gzip-compressed and cut into ``parts`` ConfigMaps, or none and why."""
+
+    parts: int = Field(ge=0, description="ConfigMaps holding the pieces, in order (0: not published).")
+    bytes: int = Field(ge=0, description="Size of the responses file as text.")
+    gzip_bytes: int = Field(
+        ge=0, description="Size of the responses file gzip-compressed (the pieces joined)."
+    )
+    sha256: str | None = Field(default=None, description="SHA-256 of the gzip-compressed file.")
+    reason: str | None = Field(default=None, description="Why the responses were not published.")
+
+
+GZIP_MAGIC: Final = b"\x1f\x8b"
+
+
+def read_responses(paths: Sequence[Path]) -> BaselineResponses:
+    """The baseline's responses from one file, or from the pieces of a gzip-compressed one joined in order
+    (how a variant's Job reads them from the ConfigMaps they were published to)."""
+    data = b"".join(p.read_bytes() for p in paths)
+    if data.startswith(GZIP_MAGIC):
+        data = gzip.decompress(data)
+    return BaselineResponses.model_validate_json(data)
 
 
 def responses_from_samples(samples: Iterable[Mapping[str, Any]], max_gen_tokens: int) -> BaselineResponses:

@@ -39,7 +39,7 @@ from quantbench.failures import Reason
 from quantbench.gpus import unsupported_precision
 from quantbench.local.progress import Display, loadgen_count, tqdm_count
 from quantbench.local.server import ServerProcess, ServerStartError, free_port, log_tail, start_server
-from quantbench.manifests.jobs import accuracy_args, fidelity_args, loadgen_args
+from quantbench.manifests.jobs import accuracy_args, fidelity_args, loadgen_args, sequential_args
 from quantbench.manifests.probe import probe_args
 from quantbench.manifests.server import model_of, server_args
 from quantbench.naming import run_id as new_run_id
@@ -158,7 +158,7 @@ def accuracy_argv(
     return [settings.accuracy_python, "-m", "quantbench_loadgen.accuracy", *args]
 
 
-# The baseline's prompts and responses (megabytes at GSM8K size): local runs only, a ConfigMap cannot hold them.
+# The baseline's prompts and responses (megabytes at GSM8K size), which the other variants screen with.
 RESPONSES_FILE = "accuracy-responses.json"
 
 
@@ -166,22 +166,24 @@ def sequential_accuracy_args(
     settings: LocalSettings, spec: QuantBenchmarkSpec, variant: str, root: Path
 ) -> list[str]:
     """accuracy.sequential: the baseline keeps its responses (for the variants' screening); a variant asks the
-    baseline's questions in chunks and stops once decided, screening first when the responses are there."""
+    baseline's questions in chunks and stops once decided, screening first when the responses are there (the
+    Jobs' arguments, built by the same function)."""
     if spec.accuracy is None or spec.accuracy.sequential is None:
         return []
     baseline_result = root / spec.baseline / "accuracy.json"
     baseline_responses = root / spec.baseline / RESPONSES_FILE
     if variant == spec.baseline:
-        return ["--responses-out", str(baseline_responses)]
+        return sequential_args(responses_out=str(baseline_responses))
     if not baseline_result.is_file():
         settings.log(f"{variant}: no baseline accuracy result: every planned question")
         return []
-    args = ["--baseline-result", str(baseline_result)]
-    if baseline_responses.is_file():  # a question the variant answers as the baseline did: screened
-        args += ["--baseline-responses", str(baseline_responses)]
-    if (root / variant / FIDELITY_FILE).is_file():
-        args += ["--fidelity-result", str(root / variant / FIDELITY_FILE)]
-    return args
+    fidelity = root / variant / FIDELITY_FILE
+    return sequential_args(
+        baseline_result=str(baseline_result),
+        baseline_responses=[str(baseline_responses)] if baseline_responses.is_file() else [],
+        unscreened=f"the baseline wrote no {RESPONSES_FILE}",
+        fidelity_result=str(fidelity) if fidelity.is_file() else None,
+    )
 
 
 FIDELITY_REFERENCE = "fidelity-reference.json"

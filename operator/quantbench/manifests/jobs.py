@@ -10,6 +10,14 @@ With accuracy.sequential, a non-baseline variant's accuracy Job also mounts the 
 results ConfigMap (its ``result.json``, read-only, at ``BASELINE_DIR``) and stops early against those
 per-question outcomes; the operator creates that Job only once the result is in (plan.baseline_use).
 
+With accuracy.sequential, the baseline's accuracy Job also keeps every question's exact prompt and response
+and publishes them gzip-compressed across the numbered ConfigMaps the operator made for them
+(``<job>-responses-<i>``, as many as `sizes.responses_parts` bounds; GSM8K's 1,319 8-shot prompts alone are 2 MB
+gzip-compressed), recording in its own ConfigMap's ``quantbench.dev/responses`` annotation how many it used
+or why none. A variant's accuracy Job then mounts those parts read-only through one projected volume (at
+``RESPONSES_DIR``) and screens questions with them (``--baseline-responses``); where there are none, it is told
+why (``--unscreened-reason``), generates every question and says so in its result's notes.
+
 With accuracy.fidelity, the baseline's fidelity Job writes the reference (its greedy answers and top-k
 log-probabilities on GSM8K questions) gzip-compressed into its ConfigMap (``binaryData.result.json.gz``);
 every other variant's fidelity Job mounts that ConfigMap read-only, the same way, once the reference is in,
@@ -27,6 +35,8 @@ from __future__ import annotations
 
 import json
 import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from quantbench.api.v1alpha1 import QuantBenchmarkSpec, Variant
@@ -34,7 +44,7 @@ from quantbench.deadlines import step_deadline_s
 from quantbench.manifests.common import Obj, Owner, metadata
 from quantbench.manifests.security import restricted
 from quantbench.manifests.server import model_of, server_url
-from quantbench.naming import job_name, labels
+from quantbench.naming import STEP_ACCURACY, job_name, labels, responses_part_name
 from quantbench.plan import Step, StepKind
 from quantbench.settings import OperatorSettings
 from quantbench_loadgen.publish import GZIP_SUFFIX
@@ -58,6 +68,46 @@ FIDELITY_FILE = f"{FIDELITY_DIR}/{FIDELITY_KEY}"
 REFERENCE_KEY = "fidelity-reference.json.gz"
 REFERENCE_FILE = f"{BASELINE_DIR}/{REFERENCE_KEY}"
 FIDELITY_SIZE_HINT = "ask for fewer accuracy.fidelity prompts, maxTokens or topK"
+RESPONSES_KEY = "responses.json"  # the baseline's responses: the runner's file, the parts' key (+ .gz)
+RESPONSES_OUT = f"{OUTPUT_DIR}/{RESPONSES_KEY}"
+RESPONSES_PART_KEY = f"{RESPONSES_KEY}{GZIP_SUFFIX}"  # binaryData of each part ConfigMap
+RESPONSES_DIR = "/etc/quantbench-responses"
+
+
+@dataclass(frozen=True)
+class Screening:
+    """accuracy.sequential's screening in one accuracy Job: the baseline publishes its responses into
+    ``publish_to`` (its part ConfigMaps, in order); a variant mounts ``mount`` (the parts the baseline used) or,
+    with none, is told why (``unscreened``)."""
+
+    publish_to: tuple[str, ...] = ()
+    mount: tuple[str, ...] = ()
+    unscreened: str | None = None
+
+
+def responses_part_file(part: int) -> str:
+    """The file one piece of the baseline's responses is mounted as, in ``RESPONSES_DIR``."""
+    return f"{RESPONSES_PART_KEY}.{part}"
+
+
+def responses_part_path(part: int) -> str:
+    """Where a variant's Job reads one piece of the baseline's responses."""
+    return f"{RESPONSES_DIR}/{responses_part_file(part)}"
+
+
+def responses_configmap(owner: Owner, run: str, variant: str, part: int, generation: int) -> Obj:
+    """An empty ConfigMap the baseline's accuracy Job writes one piece of its responses into (labelled like
+    its results ConfigMap: pruned and deleted with the run)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(
+            responses_part_name(owner.name, run, variant, part),
+            owner,
+            labels(owner.name, run, variant, STEP_ACCURACY),
+            generation,
+        ),
+    }
 
 
 def results_configmap(
@@ -179,6 +229,31 @@ def accuracy_args(
     return args
 
 
+def sequential_args(
+    responses_out: str | None = None,
+    baseline_result: str | None = None,
+    baseline_responses: Sequence[str] = (),
+    unscreened: str | None = None,
+    fidelity_result: str | None = None,
+) -> list[str]:
+    """accuracy.sequential's arguments of `python -m quantbench_loadgen.accuracy`, for `quantbench run` and
+    the Jobs alike: the baseline keeps its responses (``responses_out``); a variant asks the baseline's
+    questions in chunks against its result, screening with its responses (files, or the pieces of them) or
+    told why there are none, its own fidelity sizing the first chunks."""
+    if responses_out is not None:
+        return ["--responses-out", responses_out]
+    if baseline_result is None:
+        return []
+    args = ["--baseline-result", baseline_result]
+    if baseline_responses:  # a question the variant answers as the baseline did: screened
+        args += ["--baseline-responses", *baseline_responses]
+    elif unscreened is not None:
+        args += ["--unscreened-reason", unscreened]
+    if fidelity_result is not None:  # the variant's greedy answer disagreement sizes the chunks
+        args += ["--fidelity-result", fidelity_result]
+    return args
+
+
 # The load generator's live metrics (quantbench_loadgen_*), scraped by the chart's Jobs PodMonitor.
 METRICS_PORT = 9400
 METRICS_PORT_NAME = "metrics"
@@ -202,17 +277,35 @@ def accuracy_command(
     configmap: str,
     baseline_file: str | None = None,
     fidelity_file: str | None = None,
+    screening: Screening | None = None,
 ) -> list[str]:
+    """The accuracy Job's command; with accuracy.sequential, a variant's (``baseline_file``) stops early
+    against the baseline's outcomes and screens with its responses, and the baseline's
+    (``screening.publish_to``) publishes its responses before its result (never failing for them)."""
     run = accuracy_args(
         url, model, f"{INPUT_DIR}/{INPUT_KEY}", max_len, f"{OUTPUT_DIR}/{RESULT_KEY}", dataset_path
     )
-    if baseline_file is not None:  # ask the baseline's questions in chunks, stop once decided
-        run += ["--baseline-result", baseline_file]
-        if fidelity_file is not None:  # the variant's greedy answer disagreement sizes the chunks
-            run += ["--fidelity-result", fidelity_file]
+    screening = screening or Screening()
+    parts = [responses_part_path(i) for i in range(len(screening.mount))]
+    publishes = bool(screening.publish_to) and baseline_file is None
+    run += sequential_args(
+        RESPONSES_OUT if publishes else None,
+        baseline_file,
+        parts,
+        screening.unscreened,
+        fidelity_file if baseline_file is not None else None,
+    )
     command = ["python", "-m", "quantbench_loadgen.accuracy", *run]
-    publish = publish_command(configmap, alongside=INPUT_FILE)
-    return ["/bin/sh", "-c", f"set -e; {shlex.join(command)}; {publish}"]
+    steps = [shlex.join(command)]
+    if publishes:  # the responses first: the operator reads their record once the result is in
+        names = [a for n in screening.publish_to for a in ("--part", n)]
+        responses = [
+            "python", "-m", "quantbench_loadgen.publish", "--configmap", configmap, "--key", RESPONSES_KEY,
+            *names, RESPONSES_OUT,
+        ]  # fmt: skip
+        steps.append(f"{shlex.join(responses)} || true")
+    steps.append(publish_command(configmap, alongside=INPUT_FILE))
+    return ["/bin/sh", "-c", f"set -e; {'; '.join(steps)}"]
 
 
 def fidelity_args(
@@ -285,13 +378,19 @@ def job(
     settings: OperatorSettings,
     baseline_result: str | None = None,
     fidelity_result: str | None = None,
+    screening: Screening | None = None,
 ) -> Obj:
     """The Job for one planned step (a workload, fidelity or the accuracy task) of one variant;
     ``baseline_result``: the results ConfigMap of the baseline's Job of the same step, for a sequential
     evaluation against its outcomes or a fidelity comparison with its reference; ``fidelity_result``: the
-    variant's own fidelity results ConfigMap, for a sequential evaluation's first chunks."""
+    variant's own fidelity results ConfigMap, for a sequential evaluation's first chunks; ``screening``: the
+    ConfigMaps the baseline publishes its responses into, or those a variant mounts (or why none)."""
     if fidelity_result is not None and (step.kind != StepKind.ACCURACY or baseline_result is None):
         raise ValueError("only a sequential evaluation against the baseline reads the variant's fidelity")
+    if screening is not None and step.kind != StepKind.ACCURACY:
+        raise ValueError(f"only the accuracy step screens with the baseline's responses, not {step.name!r}")
+    if screening is not None and screening.mount and baseline_result is None:
+        raise ValueError("only a sequential evaluation against the baseline reads the baseline's responses")
     if baseline_result is not None and step.kind not in (StepKind.ACCURACY, StepKind.FIDELITY):
         raise ValueError(f"only the fidelity and accuracy steps use the baseline's result, not {step.name!r}")
     compares = step.kind == StepKind.FIDELITY and variant.name != spec.baseline
@@ -317,6 +416,7 @@ def job(
             name,
             BASELINE_FILE if baseline_result is not None else None,
             FIDELITY_FILE if fidelity_result is not None else None,
+            screening,
         )
     else:
         command = workload_command(url, model, dataset_path, name)
@@ -341,6 +441,18 @@ def job(
             items = [{"key": RESULT_KEY, "path": BASELINE_KEY}]
         volumes.append({"name": "baseline", "configMap": {"name": baseline_result, "items": items}})
         mounts.append({"name": "baseline", "mountPath": BASELINE_DIR, "readOnly": True})
+    if screening is not None and screening.mount:  # every piece of the baseline's responses, one folder
+        sources = [
+            {
+                "configMap": {
+                    "name": n,
+                    "items": [{"key": RESPONSES_PART_KEY, "path": responses_part_file(i)}],
+                }
+            }
+            for i, n in enumerate(screening.mount)
+        ]
+        volumes.append({"name": "responses", "projected": {"sources": sources}})
+        mounts.append({"name": "responses", "mountPath": RESPONSES_DIR, "readOnly": True})
     if fidelity_result is not None:
         items = [{"key": RESULT_KEY, "path": FIDELITY_KEY}]
         volumes.append({"name": "fidelity", "configMap": {"name": fidelity_result, "items": items}})
