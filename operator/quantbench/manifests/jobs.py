@@ -98,32 +98,26 @@ def responses_part_path(part: int) -> str:
 def responses_configmap(owner: Owner, run: str, variant: str, part: int, generation: int) -> Obj:
     """An empty ConfigMap the baseline's accuracy Job writes one piece of its responses into (labelled like
     its results ConfigMap: pruned and deleted with the run)."""
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": metadata(
-            responses_part_name(owner.name, run, variant, part),
-            owner,
-            labels(owner.name, run, variant, STEP_ACCURACY),
-            generation,
-        ),
-    }
+    return _configmap(
+        owner, responses_part_name(owner.name, run, variant, part), run, variant, STEP_ACCURACY, generation
+    )
 
 
 def results_configmap(
     owner: Owner, run: str, variant: str | None, step: str, job_input: dict[str, Any], generation: int
 ) -> Obj:
     """The ConfigMap a Job reads its input from and writes its result into (``result.json``)."""
+    configmap = _configmap(owner, job_name(owner.name, run, variant, step), run, variant, step, generation)
+    configmap["data"] = {INPUT_KEY: json.dumps(job_input, sort_keys=True)}
+    return configmap
+
+
+def _configmap(owner: Owner, name: str, run: str, variant: str | None, step: str, generation: int) -> Obj:
+    """A ConfigMap of one step of a run: the run's labels and the benchmark's ownership."""
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": metadata(
-            job_name(owner.name, run, variant, step),
-            owner,
-            labels(owner.name, run, variant, step),
-            generation,
-        ),
-        "data": {INPUT_KEY: json.dumps(job_input, sort_keys=True)},
+        "metadata": metadata(name, owner, labels(owner.name, run, variant, step), generation),
     }
 
 
