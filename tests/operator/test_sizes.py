@@ -107,3 +107,21 @@ def test_a_sequential_baselines_responses_take_as_many_configmaps_as_their_bound
     assert responses_parts(huge) == 0 and configmap_problems(huge) == []
     why = unscreened(huge)
     assert why is not None and f"(at most {MAX_RESPONSE_PARTS} are made)" in why and "51.1 MB" in why
+
+
+def test_quantbench_validate_accepts_a_spec_too_large_to_screen_on_kubernetes_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    two = [{"name": "bf16", "precision": "bf16"}, {"name": "fp8", "precision": "fp8"}]
+    accuracy = {"limit": 5000, "margin": 0.5, "maxGenTokens": 4096, "sequential": {"discordance": 0.2}}
+    path = tmp_path / "huge.yaml"
+    path.write_text(yaml.safe_dump(factories.benchmark("huge", variants=two, accuracy=accuracy)))
+    assert validate.run(validate_parser().parse_args(["validate", str(path)])) == 0
+    out = capsys.readouterr()
+    assert "huge ok" in out.out
+    assert "on Kubernetes no question would be screened" in out.err and "51.1 MB" in out.err
+    # Within the bound: nothing said.
+    accuracy["limit"] = 100
+    path.write_text(yaml.safe_dump(factories.benchmark("huge", variants=two, accuracy=accuracy)))
+    assert validate.run(validate_parser().parse_args(["validate", str(path)])) == 0
+    assert capsys.readouterr().err == ""

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from quantbench.api.validation import SpecError, load_benchmarks
-from quantbench.sizes import configmap_problems
+from quantbench.sizes import configmap_problems, unscreened
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,6 +26,14 @@ def run(args: argparse.Namespace) -> int:
             print(f"{name}: {b.metadata.name} ok: {b.spec.model}; variants {variants}")
             for problem in configmap_problems(b.spec):  # fine for `quantbench run`, refused by the operator
                 print(f"{name}: {b.metadata.name}: the operator would refuse it: {problem}", file=sys.stderr)
+            why = unscreened(b.spec)  # runs on Kubernetes, only costlier
+            if why is not None:
+                print(
+                    f"{name}: {b.metadata.name}: on Kubernetes no question would be screened ({why}): every "
+                    "variant would generate every question; lower accuracy.limit, numFewshot or maxGenTokens to "
+                    "screen (`quantbench run` has no such limit)",
+                    file=sys.stderr,
+                )
     return 1 if failed else 0
 
 
