@@ -293,21 +293,23 @@ def test_accuracy_job_and_dataset_mounts() -> None:
     )
 
 
+def assert_mounts_baseline(job: Any, configmap: str, key: str, path: str) -> Any:
+    """The Job's pod is restricted and mounts `key` of the baseline's results ConfigMap read-only as
+    `path` under BASELINE_DIR; its container."""
+    pod = job["spec"]["template"]["spec"]
+    assert_restricted(pod)
+    volume = {"name": "baseline", "configMap": {"name": configmap, "items": [{"key": key, "path": path}]}}
+    assert volume in pod["volumes"]
+    container = pod["containers"][0]
+    assert {"name": "baseline", "mountPath": jobs.BASELINE_DIR, "readOnly": True} in container["volumeMounts"]
+    return container
+
+
 def test_a_sequential_accuracy_job_mounts_the_baselines_result_read_only() -> None:
     s = spec()
     settings = OperatorSettings(pod_user=2000)
     job = jobs.job(s, s.variant("fp8"), OWNER, RUN, ACCURACY, 1, settings, "llama-r1-bf16-accuracy")
-    pod = job["spec"]["template"]["spec"]
-    assert_restricted(pod)
-    assert {
-        "name": "baseline",
-        "configMap": {
-            "name": "llama-r1-bf16-accuracy",
-            "items": [{"key": "result.json", "path": "accuracy.json"}],
-        },
-    } in pod["volumes"]
-    container = pod["containers"][0]
-    assert {"name": "baseline", "mountPath": jobs.BASELINE_DIR, "readOnly": True} in container["volumeMounts"]
+    container = assert_mounts_baseline(job, "llama-r1-bf16-accuracy", "result.json", "accuracy.json")
     script = container["command"][-1]
     assert f"--baseline-result {jobs.BASELINE_FILE}" in script
     assert script.index("--baseline-result") < script.index("quantbench_loadgen.publish")
@@ -357,24 +359,19 @@ def test_a_sequential_baseline_publishes_its_responses_into_its_part_configmaps_
     assert plain.responses_out is None and len(after) == 1
 
 
+def screening_job(
+    screening: jobs.Screening, baseline: str | None = "llama-r1-bf16-accuracy", step: Step = ACCURACY
+) -> Any:
+    """fp8's Job of `step` (a sequential accuracy Job against the baseline bf16's results) with `screening`."""
+    s = spec()
+    return jobs.job(s, s.variant("fp8"), OWNER, RUN, step, 1, OperatorSettings(), baseline, None, screening)
+
+
 def test_a_sequential_variant_mounts_every_piece_of_the_baselines_responses_through_one_projected_volume() -> (
     None
 ):
-    s = spec()
     parts = ("llama-r1-bf16-accuracy-responses-0", "llama-r1-bf16-accuracy-responses-1")
-    baseline = "llama-r1-bf16-accuracy"
-    job = jobs.job(
-        s,
-        s.variant("fp8"),
-        OWNER,
-        RUN,
-        ACCURACY,
-        1,
-        OperatorSettings(),
-        baseline,
-        None,
-        jobs.Screening(mount=parts),
-    )
+    job = screening_job(jobs.Screening(mount=parts))
     pod = job["spec"]["template"]["spec"]
     assert_restricted(pod)
     volume = next(v for v in pod["volumes"] if v["name"] == "responses")
@@ -409,37 +406,15 @@ def test_a_sequential_variant_mounts_every_piece_of_the_baselines_responses_thro
     assert args.responses_out is None and len(after) == 1  # a variant publishes only its result
     # None published: no volume, the reason told to the runner.
     why = "the baseline's responses were not published: too large"
-    job = jobs.job(
-        s,
-        s.variant("fp8"),
-        OWNER,
-        RUN,
-        ACCURACY,
-        1,
-        OperatorSettings(),
-        baseline,
-        None,
-        jobs.Screening(unscreened=why),
-    )
+    job = screening_job(jobs.Screening(unscreened=why))
     assert all(v["name"] != "responses" for v in job["spec"]["template"]["spec"]["volumes"])
     args, _ = accuracy_cli(job)
     assert args.baseline_responses is None and args.unscreened_reason == why
     # Only a sequential evaluation against the baseline reads its responses; only the accuracy step screens.
     with pytest.raises(ValueError, match="only a sequential evaluation"):
-        jobs.job(
-            s,
-            s.variant("fp8"),
-            OWNER,
-            RUN,
-            ACCURACY,
-            1,
-            OperatorSettings(),
-            None,
-            None,
-            jobs.Screening(mount=parts),
-        )
+        screening_job(jobs.Screening(mount=parts), baseline=None)
     with pytest.raises(ValueError, match="only the accuracy step screens"):
-        jobs.job(s, s.variant("fp8"), OWNER, RUN, LATENCY, 1, OperatorSettings(), screening=jobs.Screening())
+        screening_job(jobs.Screening(), baseline=None, step=LATENCY)
 
 
 def test_quantbench_run_and_the_jobs_build_the_sequential_arguments_alike() -> None:
@@ -507,17 +482,7 @@ def test_a_variants_fidelity_job_mounts_the_baselines_reference_read_only_and_co
     s = spec(accuracy={"limit": 20, "fidelity": FIDELITY_SPEC})
     settings = OperatorSettings(pod_user=2000)
     job = jobs.job(s, s.variant("fp8"), OWNER, RUN, FIDELITY, 1, settings, "llama-r1-bf16-fidelity")
-    pod = job["spec"]["template"]["spec"]
-    assert_restricted(pod)
-    assert {
-        "name": "baseline",
-        "configMap": {
-            "name": "llama-r1-bf16-fidelity",
-            "items": [{"key": "result.json.gz", "path": "fidelity-reference.json.gz"}],
-        },
-    } in pod["volumes"]
-    container = pod["containers"][0]
-    assert {"name": "baseline", "mountPath": jobs.BASELINE_DIR, "readOnly": True} in container["volumeMounts"]
+    assert_mounts_baseline(job, "llama-r1-bf16-fidelity", "result.json.gz", "fidelity-reference.json.gz")
     args, publish = fidelity_cli(job)
     assert (args.phase, args.reference) == ("compare", jobs.REFERENCE_FILE)
     assert args.output == f"{jobs.OUTPUT_DIR}/{jobs.RESULT_KEY}" and "--gzip" not in publish

@@ -10,7 +10,7 @@ import base64
 import json
 import random
 import shlex
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from quantbench.kube import ApiError, Kube
 from quantbench.local.server import free_port
 from quantbench.naming import job_name, probe_name, responses_part_name, run_config_name, server_name
 from quantbench_loadgen.accuracy.cli import build_parser as accuracy_parser
-from quantbench_loadgen.accuracy.results import AccuracyResult
+from quantbench_loadgen.accuracy.results import AccuracyResult, SequentialRecord
 from quantbench_loadgen.accuracy.runner import unscreened_note
 from quantbench_loadgen.accuracy.screening import BaselineResponse, BaselineResponses, read_responses
 from quantbench_loadgen.accuracy.sequential import evaluate_sequentially, plan_for
@@ -236,15 +236,20 @@ FAILURES: dict[str, tuple[dict[str, Any], str, Any, str, str, str]] = {
 }
 
 
-def test_a_variants_accuracy_job_gets_the_baselines_outcomes_and_stops_early(
-    bench: Bench, start_operator: OperatorFactory
-) -> None:
-    """accuracy.sequential on Kubernetes: the variant's accuracy Job is created only once the baseline's
-    result is in, mounts the baseline's results ConfigMap, and the runner's stopping rule applied to what
-    that mount holds ends it early; the summary reports where."""
-    accuracy = {"limit": 100, "margin": 10, "sequential": {"looks": 5, "discordance": 0.05}}
+SCREENED = {"limit": 100, "margin": 10, "sequential": {"looks": 5, "discordance": 0.05}}
+
+
+def _start_comparison(
+    bench: Bench,
+    start_operator: OperatorFactory,
+    accuracy: dict[str, Any],
+    step: str,
+    order: tuple[str, str] = ("fp8", "bf16"),
+) -> tuple[dict[str, Any], str, str]:
+    """fp8 against the baseline bf16 (variants listed in `order`) with `accuracy`, started and played up to
+    the baseline's Job of `step` (accuracy or fidelity): the spec, the run and that Job's name."""
     spec = factories.spec_dict(
-        variants=[{"name": "fp8", "precision": "fp8"}, {"name": "bf16", "precision": "bf16"}],
+        variants=[{"name": v, "precision": v} for v in order],
         workloads=SMALL_WORKLOADS,
         accuracy=accuracy,
     )
@@ -253,7 +258,39 @@ def test_a_variants_accuracy_job_gets_the_baselines_outcomes_and_stops_early(
     run = bench.run_id()
     for v in ("bf16", "fp8"):
         bench.play_job(run, v, "wl-latency", spec)
-    baseline_job = bench.wait_job(run, "bf16", "accuracy")
+    return spec, run, bench.wait_job(run, "bf16", step)
+
+
+def _finish_variant(
+    bench: Bench,
+    run: str,
+    job: str,
+    baseline: AccuracyResult,
+    screen: Callable[[Sequence[int]], set[int]] | None = None,
+    notes: list[str] | None = None,
+) -> tuple[SequentialRecord, dict[str, Any]]:
+    """Play fp8's accuracy Job as its runner does: the stopping rule against the baseline's outcomes (the
+    variant answering alike, `screen` saying which questions the responses settle), its result published
+    with `notes`, the Job succeeded; the run's record and the benchmark's final status."""
+    by_id = {o.doc_id: o for o in baseline.outcomes}
+    plan = plan_for(AccuracySpec.model_validate(SCREENED))
+    outcomes, record = evaluate_sequentially(
+        plan, baseline.outcomes, lambda ids: [by_id[i] for i in ids], screen=screen
+    )
+    result = accuracy_from_outcomes(outcomes, dataset_sha="0" * 64, server_url="http://fp8-server:8000")
+    result = result.model_copy(update={"sequential": record, "notes": notes or []})
+    bench.publish_result(run, "fp8", "accuracy", result.model_dump_json())
+    bench.cluster.finish_job(bench.ns, job, "succeeded")
+    return record, bench.wait_phase(("Succeeded",))
+
+
+def test_a_variants_accuracy_job_gets_the_baselines_outcomes_and_stops_early(
+    bench: Bench, start_operator: OperatorFactory
+) -> None:
+    """accuracy.sequential on Kubernetes: the variant's accuracy Job is created only once the baseline's
+    result is in, mounts the baseline's results ConfigMap, and the runner's stopping rule applied to what
+    that mount holds ends it early; the summary reports where."""
+    spec, run, baseline_job = _start_comparison(bench, start_operator, SCREENED, "accuracy")
     # The variant's accuracy waits for the baseline's outcomes: no Job yet, the status says why.
     waiting = wait_for(
         lambda: (m := bench.variant("fp8").get("message")) and "baseline bf16" in m and m, 30, "fp8 waiting"
@@ -274,25 +311,14 @@ def test_a_variants_accuracy_job_gets_the_baselines_outcomes_and_stops_early(
     baseline = AccuracyResult.model_validate_json(held["data"][key])
     assert len(baseline.outcomes) == 100
     # Play the Job: the runner's stopping rule against those outcomes, the variant answering alike.
-    by_id = {o.doc_id: o for o in baseline.outcomes}
-    plan = plan_for(AccuracySpec.model_validate(accuracy))
-    outcomes, record = evaluate_sequentially(plan, baseline.outcomes, lambda ids: [by_id[i] for i in ids])
+    record, status = _finish_variant(bench, run, fp8_job, baseline)
     assert record.stopped_early and record.verdict == "NonInferior" and record.questions < 100
-    result = accuracy_from_outcomes(outcomes, dataset_sha="0" * 64, server_url="http://fp8-server:8000")
-    bench.publish_result(
-        run, "fp8", "accuracy", result.model_copy(update={"sequential": record}).model_dump_json()
-    )
-    bench.cluster.finish_job(bench.ns, fp8_job, "succeeded")
-    status = bench.wait_phase(("Succeeded",))
     row = next(r for r in status["summary"]["variants"] if r["variant"] == "fp8")
     assert row["accuracy"]["quality"] == "NonInferior"
     assert row["accuracy"]["sequential"].startswith("stopped early")
     assert f"after {record.questions} questions" in row["accuracy"]["sequential"]
     created = [e["message"] for e in bench.events() if e["reason"] == "JobCreated"]
     assert any(fp8_job in m and "stops early against the baseline's outcomes" in m for m in created)
-
-
-SCREENED = {"limit": 100, "margin": 10, "sequential": {"looks": 5, "discordance": 0.05}}
 
 
 def _baseline_responses(baseline: AccuracyResult) -> BaselineResponses:
@@ -317,17 +343,7 @@ def test_a_variants_accuracy_job_mounts_the_baselines_published_responses_and_sc
     gzip-compressed into the ConfigMaps the operator made for them (its own service account may write them);
     the variant's accuracy Job mounts them read-only through one projected volume and passes
     --baseline-responses; the summary's sequential evidence says how many were screened and generated."""
-    spec = factories.spec_dict(
-        variants=[{"name": "fp8", "precision": "fp8"}, {"name": "bf16", "precision": "bf16"}],
-        workloads=SMALL_WORKLOADS,
-        accuracy=SCREENED,
-    )
-    start_operator([bench.ns])
-    bench.create(spec)
-    run = bench.run_id()
-    for v in ("bf16", "fp8"):
-        bench.play_job(run, v, "wl-latency", spec)
-    baseline_job = bench.wait_job(run, "bf16", "accuracy")
+    spec, run, baseline_job = _start_comparison(bench, start_operator, SCREENED, "accuracy")
     part = responses_part_name("llama", run, "bf16", 0)
     assert bench.kube.get("ConfigMap", bench.ns, part) is not None  # made before the Job, empty
     script = bench.kube.get("Job", bench.ns, baseline_job)["spec"]["template"]["spec"]["containers"][0][
@@ -357,21 +373,10 @@ def test_a_variants_accuracy_job_mounts_the_baselines_published_responses_and_sc
         pieces[-1].write_bytes(base64.b64decode(held["binaryData"][item["key"]]))
     assert read_responses(pieces) == responses
     # Play the Job: every other question's greedy answer is the baseline's (screened), the rest generated.
-    by_id = {o.doc_id: o for o in baseline.outcomes}
-    plan = plan_for(AccuracySpec.model_validate(SCREENED))
-    outcomes, record = evaluate_sequentially(
-        plan,
-        baseline.outcomes,
-        lambda ids: [by_id[i] for i in ids],
-        screen=lambda ids: {i for i in ids if i % 2},
+    record, status = _finish_variant(
+        bench, run, fp8_job, baseline, screen=lambda ids: {i for i in ids if i % 2}
     )
     assert record.screened > 0 and record.generated
-    result = accuracy_from_outcomes(outcomes, dataset_sha="0" * 64, server_url="http://fp8-server:8000")
-    bench.publish_result(
-        run, "fp8", "accuracy", result.model_copy(update={"sequential": record}).model_dump_json()
-    )
-    bench.cluster.finish_job(bench.ns, fp8_job, "succeeded")
-    status = bench.wait_phase(("Succeeded",))
     row = next(r for r in status["summary"]["variants"] if r["variant"] == "fp8")
     assert f"; {record.screened} screened (" in row["accuracy"]["sequential"]
     assert f"{record.generated} generated" in row["accuracy"]["sequential"]
@@ -395,17 +400,7 @@ def test_a_variant_without_the_baselines_responses_generates_every_question_and_
     """Responses too large for the ConfigMaps made for them, or never published (a baseline that wrote no
     file): the baseline's Job does not fail for it, the variant's accuracy Job mounts nothing, is told why,
     and the Event and the summary's notes say it once."""
-    spec = factories.spec_dict(
-        variants=[{"name": "fp8", "precision": "fp8"}, {"name": "bf16", "precision": "bf16"}],
-        workloads=SMALL_WORKLOADS,
-        accuracy=SCREENED,
-    )
-    start_operator([bench.ns])
-    bench.create(spec)
-    run = bench.run_id()
-    for v in ("bf16", "fp8"):
-        bench.play_job(run, v, "wl-latency", spec)
-    baseline_job = bench.wait_job(run, "bf16", "accuracy")
+    spec, run, baseline_job = _start_comparison(bench, start_operator, SCREENED, "accuracy")
     # More than one ConfigMap of incompressible bytes for the one made; or no file at all.
     content = random.Random(0).randbytes(1_200_000) if published == "too-large" else None
     recorded = bench.publish_responses(baseline_job, content)
@@ -424,14 +419,7 @@ def test_a_variant_without_the_baselines_responses_generates_every_question_and_
         assert "wrote no responses file" in why
     # Play the Job as the runner does with that reason: every question generated, the note in its result.
     baseline = AccuracyResult.model_validate_json(result_for(spec, "bf16", "accuracy"))
-    by_id = {o.doc_id: o for o in baseline.outcomes}
-    plan = plan_for(AccuracySpec.model_validate(SCREENED))
-    outcomes, record = evaluate_sequentially(plan, baseline.outcomes, lambda ids: [by_id[i] for i in ids])
-    result = accuracy_from_outcomes(outcomes, dataset_sha="0" * 64, server_url="http://fp8-server:8000")
-    result = result.model_copy(update={"sequential": record, "notes": [unscreened_note(why)]})
-    bench.publish_result(run, "fp8", "accuracy", result.model_dump_json())
-    bench.cluster.finish_job(bench.ns, fp8_job, "succeeded")
-    status = bench.wait_phase(("Succeeded",))
+    _, status = _finish_variant(bench, run, fp8_job, baseline, notes=[unscreened_note(why)])
     notes = [n for n in status["summary"]["notes"] if "no question screened" in n]
     assert notes == [f"fp8/accuracy: no question screened ({why}): every question generated"]
     row = next(r for r in status["summary"]["variants"] if r["variant"] == "fp8")
@@ -450,17 +438,7 @@ def test_a_variants_fidelity_job_compares_with_the_baselines_reference_and_the_s
     the variant's fidelity Job is created only once it is in, mounts the baseline's results ConfigMap and
     reads the reference from it; the summary has the variant's fidelity figures."""
     accuracy = {"limit": 20, "fidelity": {"prompts": 4, "maxTokens": 8, "topK": 5}}
-    spec = factories.spec_dict(
-        variants=[{"name": "fp8", "precision": "fp8"}, {"name": "bf16", "precision": "bf16"}],
-        workloads=SMALL_WORKLOADS,
-        accuracy=accuracy,
-    )
-    start_operator([bench.ns])
-    bench.create(spec)
-    run = bench.run_id()
-    for v in ("bf16", "fp8"):
-        bench.play_job(run, v, "wl-latency", spec)
-    baseline_job = bench.wait_job(run, "bf16", "fidelity")
+    spec, run, baseline_job = _start_comparison(bench, start_operator, accuracy, "fidelity")
     # The variant's fidelity waits for the baseline's reference: no Job yet, the status says why.
     waiting = wait_for(
         lambda: (m := bench.variant("fp8").get("message")) and "baseline bf16" in m and m, 30, "fp8 waiting"
@@ -507,16 +485,7 @@ def test_a_baseline_without_a_reference_skips_the_others_fidelity_and_a_referenc
     Event says so), its accuracy runs, the summary has no fidelity for it. A spec whose reference cannot fit
     a ConfigMap is refused before anything runs, with the limit and the figures."""
     accuracy = {"limit": 20, "fidelity": {"prompts": 4, "maxTokens": 8, "topK": 5}}
-    spec = factories.spec_dict(
-        variants=[{"name": "bf16", "precision": "bf16"}, {"name": "fp8", "precision": "fp8"}],
-        workloads=SMALL_WORKLOADS,
-        accuracy=accuracy,
-    )
-    start_operator([bench.ns])
-    bench.create(spec)
-    run = bench.run_id()
-    for v in ("bf16", "fp8"):
-        bench.play_job(run, v, "wl-latency", spec)
+    spec, run, _ = _start_comparison(bench, start_operator, accuracy, "fidelity", order=("bf16", "fp8"))
     bench.play_job(run, "bf16", "fidelity", spec, outcome="failed")
     bench.wait_variant("bf16", ("Failed",))
     skipped = bench.wait_event("StepSkipped")
