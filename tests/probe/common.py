@@ -15,6 +15,8 @@ H100_RESULT = REFERENCE_DIR / "h100-sxm.llama-3.1-8b-instruct.json"
 H100_MARKDOWN = REFERENCE_DIR / "h100-sxm.llama-3.1-8b-instruct.md"
 H200_RESULT = REFERENCE_DIR / "h200.llama-3.1-8b-instruct.json"
 H200_MARKDOWN = REFERENCE_DIR / "h200.llama-3.1-8b-instruct.md"
+H200_VLLM_RESULT = REFERENCE_DIR / "h200.llama-3.1-8b-instruct.vllm.json"
+H200_VLLM_MARKDOWN = REFERENCE_DIR / "h200.llama-3.1-8b-instruct.vllm.md"
 
 # Multi-head attention (no GQA: num_key_value_heads absent), dense MLP, sizes that every kernel accepts
 # (in_features multiples of 128 for the 4-bit kernel's groups).

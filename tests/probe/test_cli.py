@@ -26,6 +26,13 @@ def test_registers_probe_subcommand() -> None:
     )
     with pytest.raises(SystemExit):
         parser.parse_args(["probe", "--model-config", "c.json", "--fp8-kernel", "cublas"])
+    assert args.int4_kernel == "auto"  # vLLM's Marlin when importable, else tinygemm
+    assert (
+        parser.parse_args(["probe", "--model-config", "c.json", "--int4-kernel", "vllm"]).int4_kernel
+        == "vllm"
+    )
+    with pytest.raises(SystemExit):
+        parser.parse_args(["probe", "--model-config", "c.json", "--int4-kernel", "exllama"])
 
 
 def test_floors_only_needs_no_gpu(capsys: pytest.CaptureFixture[str]) -> None:

@@ -53,17 +53,22 @@ def test_probe_end_to_end_on_tiny_shapes(tmp_path: Path) -> None:
         assert [s.batch_size for s in p.steps] == [1, 16, 256]
         assert all(s.median_ms > 0 and len(s.passes) == 2 for s in p.steps)
     assert "| 256 |" in proc.stdout
-    fp8 = result.precision("fp8")
-    if vllm_ops() is None:
+    fp8, int4 = result.precision("fp8"), result.precision("int4")
+    if vllm_ops("fp8") is None:
         assert fp8.kernel.startswith("torch._scaled_mm")
         assert any("FP8 timed with PyTorch's torch._scaled_mm" in note for note in result.notes)
     else:
         assert fp8.kernel.startswith("vllm cutlass_scaled_mm")
-    assert result.settings["fp8_kernel"] == "auto"
+    if vllm_ops("int4") is None:
+        assert int4.kernel.startswith("torch._weight_int4pack_mm (tinygemm")
+        assert any("4-bit timed with PyTorch's tinygemm" in note for note in result.notes)
+    else:  # Marlin's layouts are right only if its product matches the float32 one (checked above)
+        assert int4.kernel.startswith("vllm marlin_gemm")
+    assert result.settings["fp8_kernel"] == "auto" and result.settings["int4_kernel"] == "auto"
 
 
 def test_probe_asked_for_vllm_fp8_kernels_without_vllm_reports_it(tmp_path: Path) -> None:
-    if vllm_ops() is not None:
+    if vllm_ops("fp8") is not None:
         pytest.skip("vLLM is importable here")
     config = tmp_path / "config.json"
     config.write_text(json.dumps(TINY_CONFIG))

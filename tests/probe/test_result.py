@@ -15,6 +15,8 @@ from quantbench.probe.references import (
     H100_LLAMA_31_8B_FP8_TENSORWISE,
     H200_LLAMA_31_8B,
     H200_LLAMA_31_8B_FP8_TENSORWISE,
+    H200_LLAMA_31_8B_VLLM,
+    H200_LLAMA_31_8B_VLLM_FP8_TENSORWISE,
     load_reference,
     reference_names,
 )
@@ -32,7 +34,16 @@ from quantbench.probe.result import (
 )
 from quantbench.probe.shapes import derive_shape
 
-from .common import H100_MARKDOWN, H100_RESULT, H200_MARKDOWN, H200_RESULT, TINY_CONFIG, llama_config
+from .common import (
+    H100_MARKDOWN,
+    H100_RESULT,
+    H200_MARKDOWN,
+    H200_RESULT,
+    H200_VLLM_MARKDOWN,
+    H200_VLLM_RESULT,
+    TINY_CONFIG,
+    llama_config,
+)
 
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
 
@@ -178,7 +189,11 @@ def test_schema_1_results_still_load() -> None:
 
 # The committed references: they must load, round-trip, and agree with the arithmetic above.
 
-REFERENCES = [(H100_RESULT, H100_MARKDOWN, "h100-sxm"), (H200_RESULT, H200_MARKDOWN, "h200")]
+REFERENCES = [
+    (H100_RESULT, H100_MARKDOWN, "h100-sxm"),
+    (H200_RESULT, H200_MARKDOWN, "h200"),
+    (H200_VLLM_RESULT, H200_VLLM_MARKDOWN, "h200"),
+]
 
 
 @pytest.mark.parametrize(("path", "markdown", "gpu"), REFERENCES)
@@ -247,6 +262,31 @@ def test_h200_reference_says_where_fp8_starts_to_win() -> None:
     assert int4 is not None and int4.kind == "stops_winning"
 
 
+def test_h200_reference_with_vllms_kernels_says_what_serving_kernels_do() -> None:
+    """Measured on an H200 with vLLM 0.26.0's kernels: its CUTLASS FP8 is faster than BF16 at every batch
+    size (0.70x at batch 1, where torch._scaled_mm is 1.06x), and Marlin 4-bit, faster than BF16 in the
+    weight-streaming regime, stops winning between batch 32 and 64 and is ~1.9x slower at 4096 (tinygemm
+    stops at ~5 and is 21x slower): AWQ wins single requests and loses under load because of its kernel's
+    arithmetic, not only its bytes."""
+    result = load_reference(H200_LLAMA_31_8B_VLLM)
+    assert result == ProbeResult.load(H200_VLLM_RESULT)
+    fp8, int4 = result.precision("fp8"), result.precision("int4")
+    assert fp8.kernel.startswith("vllm cutlass_scaled_mm (vLLM 0.26.0") and "rowwise" in fp8.kernel
+    assert int4.kernel.startswith("vllm marlin_gemm (vLLM 0.26.0")
+    assert fp8.crossover_vs_baseline is not None and fp8.crossover_vs_baseline.kind == "always_faster"
+    assert all(s.ratio_to_baseline is not None and s.ratio_to_baseline < 0.85 for s in fp8.steps)
+    assert fp8.step(1).ratio_to_baseline == pytest.approx(0.70, abs=0.01)
+    crossover = int4.crossover_vs_baseline
+    assert crossover is not None and crossover.kind == "stops_winning"
+    assert crossover.stops_winning_at is not None and 32 < crossover.stops_winning_at < 64
+    at_4096 = int4.step(4096).ratio_to_baseline
+    assert at_4096 is not None and 1.8 < at_4096 < 2.0
+    torch_at_1 = load_reference(H200_LLAMA_31_8B).precision("fp8").step(1).ratio_to_baseline
+    assert torch_at_1 is not None and torch_at_1 > 1
+    text = render_markdown(result)
+    assert "faster up to ~62" in text and "always faster (1-4096)" in text
+
+
 def test_reference_loader_and_fp8_tensorwise_references() -> None:
     assert load_reference() == ProbeResult.load(H100_RESULT)
     assert load_reference(H200_LLAMA_31_8B) == ProbeResult.load(H200_RESULT)
@@ -255,8 +295,14 @@ def test_reference_loader_and_fp8_tensorwise_references() -> None:
         H100_LLAMA_31_8B_FP8_TENSORWISE,
         H200_LLAMA_31_8B,
         H200_LLAMA_31_8B_FP8_TENSORWISE,
+        H200_LLAMA_31_8B_VLLM,
+        H200_LLAMA_31_8B_VLLM_FP8_TENSORWISE,
     ]
-    for name in (H100_LLAMA_31_8B_FP8_TENSORWISE, H200_LLAMA_31_8B_FP8_TENSORWISE):
+    for name in (
+        H100_LLAMA_31_8B_FP8_TENSORWISE,
+        H200_LLAMA_31_8B_FP8_TENSORWISE,
+        H200_LLAMA_31_8B_VLLM_FP8_TENSORWISE,
+    ):
         tensorwise = load_reference(name)
         assert [p.precision for p in tensorwise.precisions] == ["bf16", "fp8"]
         assert tensorwise.settings["fp8_scaling"] == "tensorwise"

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from quantbench.probe.measure import FP8_KERNEL_CHOICES
+from quantbench.probe.measure import KERNEL_CHOICES
 from quantbench.probe.precisions import PRECISIONS, parse_precisions
 from quantbench.probe.render import render_floors, render_markdown
 from quantbench.probe.shapes import ModelConfigError, derive_shape, load_model_config, resolve_model_config
@@ -81,10 +81,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--fp8-kernel",
-        choices=FP8_KERNEL_CHOICES,
+        choices=KERNEL_CHOICES,
         default="auto",
         help="FP8 kernels to time: vLLM's (CUTLASS) when vLLM is importable (auto, default), vllm, or torch "
         "(torch._scaled_mm)",
+    )
+    parser.add_argument(
+        "--int4-kernel",
+        choices=KERNEL_CHOICES,
+        default="auto",
+        help="4-bit kernels to time: vLLM's (Marlin, as it serves AWQ) when vLLM is importable (auto, default), "
+        "vllm, or torch (tinygemm)",
     )
     parser.add_argument(
         "--floors-only",
@@ -140,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
         bandwidth_buffer_bytes=int(args.bandwidth_buffer_gib * GIB),
         fp8_scaling=args.fp8_scaling,
         fp8_kernel=args.fp8_kernel,
+        int4_kernel=args.int4_kernel,
     )
     try:
         raw = measure(settings)

@@ -14,9 +14,11 @@ Method (each choice guards against a known way a GPU timing lies):
 - each replay is timed with CUDA events; warm-up replays run first; a pass is the median of many
   replays, and every figure is taken in two passes so their difference shows the noise.
 
-FP8 runs vLLM's own kernels (its CUTLASS scaled matrix product and its activation quantization) when vLLM is
-importable here, as in the vLLM image the probe Jobs use, and PyTorch's ``torch._scaled_mm`` otherwise
-(``--fp8-kernel`` chooses); the result names the kernel timed.
+FP8 and 4-bit run vLLM's own kernels when vLLM is importable here, as in the vLLM image the probe Jobs use:
+for FP8 its CUTLASS scaled matrix product and its activation quantization, for 4-bit its Marlin kernel with
+the weights, scales and zero points laid out as its AWQ-Marlin method lays them out. Otherwise FP8 runs
+PyTorch's ``torch._scaled_mm`` and 4-bit PyTorch's tinygemm (``--fp8-kernel`` and ``--int4-kernel`` choose);
+the result names the kernel timed.
 """
 
 from __future__ import annotations
@@ -50,10 +52,15 @@ INT4_INNER_K_TILES = 8
 # computed from the same (quantized) operands: only output rounding to BF16 remains.
 CHECK_TOLERANCE = 2e-2
 FP8_MIN_CAPABILITY = (8, 9)  # FP8 tensor cores: Ada, Hopper, Blackwell
-INT4_MIN_CAPABILITY = (8, 0)  # PyTorch's tinygemm kernel
+INT4_MIN_CAPABILITY = (8, 0)  # PyTorch's tinygemm kernel and vLLM's Marlin
 
-Fp8KernelChoice = Literal["auto", "vllm", "torch"]
-FP8_KERNEL_CHOICES: tuple[Fp8KernelChoice, ...] = ("auto", "vllm", "torch")
+KernelChoice = Literal["auto", "vllm", "torch"]
+KERNEL_CHOICES: tuple[KernelChoice, ...] = ("auto", "vllm", "torch")
+# The precisions vLLM's kernels can time, and the functions of vLLM's custom-op module each needs.
+VLLM_KERNELS: dict[str, tuple[str, ...]] = {
+    "fp8": ("cutlass_scaled_mm", "scaled_fp8_quant"),
+    "int4": ("marlin_gemm", "gptq_marlin_repack"),
+}
 
 
 class ProbeUnavailable(RuntimeError):
@@ -85,7 +92,8 @@ class MeasureSettings:
     bandwidth_buffer_bytes: int = 4 * GIB
     seed: int = 0
     fp8_scaling: str = "rowwise"
-    fp8_kernel: Fp8KernelChoice = "auto"
+    fp8_kernel: KernelChoice = "auto"
+    int4_kernel: KernelChoice = "auto"
     log: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr, flush=True))
 
     def public(self) -> dict[str, str | int | float]:
@@ -99,6 +107,7 @@ class MeasureSettings:
             "seed": self.seed,
             "fp8_scaling": self.fp8_scaling,
             "fp8_kernel": self.fp8_kernel,
+            "int4_kernel": self.int4_kernel,
             "timer": "CUDA events around each CUDA-graph replay",
             "inputs": "fresh torch.randn activations before every replay",
             "weights": "torch.randn, distinct per layer and matrix",
@@ -152,13 +161,14 @@ def gpu_info(torch: Any) -> GpuInfo:
     )
 
 
-def vllm_ops() -> Any | None:
-    """vLLM's custom-op module (its CUDA kernels' Python bindings) when vLLM is importable, else None."""
+def vllm_ops(precision: str) -> Any | None:
+    """vLLM's custom-op module (its CUDA kernels' Python bindings) when vLLM is importable and has the
+    precision's kernels (VLLM_KERNELS), else None."""
     try:
         from vllm import _custom_ops as ops
     except Exception:  # not installed, or installed without kernels this machine can load
         return None
-    if not all(hasattr(ops, name) for name in ("cutlass_scaled_mm", "scaled_fp8_quant")):
+    if not all(hasattr(ops, name) for name in VLLM_KERNELS[precision]):
         return None
     return ops
 
@@ -172,14 +182,16 @@ def vllm_version() -> str:
         return "unknown version"
 
 
-def choose_fp8_kernel(requested: Fp8KernelChoice, vllm_available: bool) -> Literal["vllm", "torch"]:
-    """Which library's FP8 kernels to time: vLLM's when it is importable (``auto``) or asked for, else torch."""
+def choose_kernel(precision: str, requested: KernelChoice, vllm_available: bool) -> Literal["vllm", "torch"]:
+    """Which library's kernels to time for ``precision`` (fp8 or int4): vLLM's when it is importable with
+    them (``auto``) or asked for, else PyTorch's."""
     if requested == "torch":
         return "torch"
     if requested == "vllm" and not vllm_available:
+        flag = f"--{precision}-kernel"
         raise RuntimeError(
-            "--fp8-kernel vllm: vLLM (with its CUDA kernels) is not importable here; run the probe in the "
-            "vLLM image, or use --fp8-kernel torch"
+            f"{flag} vllm: vLLM (with its {precision} CUDA kernels: {', '.join(VLLM_KERNELS[precision])}) is "
+            f"not importable here; run the probe in the vLLM image, or use {flag} torch"
         )
     return "vllm" if vllm_available else "torch"
 
@@ -459,6 +471,56 @@ def _int4_tinygemm_linear(torch: Any, out_f: int, in_f: int) -> Linear:
     return Linear(op, reference)
 
 
+def _pack_int4(torch: Any, q: Any, dim: int) -> Any:
+    """Pack 4-bit values (0-15, int32) eight to an int32 along ``dim``, the lowest bits first (GPTQ's rows
+    for dim 0, Marlin's zero-point columns for dim 1)."""
+    q = q.to(torch.int64)
+    parts = [q[i::8] if dim == 0 else q[:, i::8] for i in range(8)]
+    packed = sum(part << (4 * i) for i, part in enumerate(parts))
+    return torch.where(packed >= 2**31, packed - 2**32, packed).to(torch.int32)
+
+
+# Marlin's scale and zero-point layouts (vLLM's marlin_utils: get_scale_perms, marlin_zero_points).
+MARLIN_SCALE_PERM = [i + 8 * j for i in range(8) for j in range(8)]
+MARLIN_ZP_INTERLEAVE = [0, 2, 4, 6, 1, 3, 5, 7]
+
+
+def _int4_marlin_linear(torch: Any, ops: Any, uint4: Any, workspace: Any, out_f: int, in_f: int) -> Linear:
+    """4-bit weight-only through vLLM's Marlin kernel as its AWQ-Marlin method runs AWQ checkpoints:
+    unsigned 4-bit values with a 4-bit zero point and a BF16 scale per group of 128 inputs, the weights
+    repacked into Marlin's tiles (``gptq_marlin_repack``), the scales and zero points permuted to match."""
+    g, k, n = INT4_GROUP_SIZE, in_f, out_f
+    groups = torch.randn(k // g, g, n, dtype=torch.float32, device="cuda")
+    w_min = groups.amin(dim=1)
+    scales = (groups.amax(dim=1) - w_min).clamp(min=1e-6) / 15.0  # [k/g, n]
+    zeros = (-w_min / scales).round().clamp(0, 15).to(torch.int32)  # [k/g, n]
+    q = (groups / scales.unsqueeze(1) + zeros.unsqueeze(1)).round().clamp(0, 15).to(torch.int32).reshape(k, n)
+    del groups, w_min
+    empty = torch.empty(0, dtype=torch.int32, device="cuda")
+    w_marlin = ops.gptq_marlin_repack(_pack_int4(torch, q, 0), empty, k, n, 4)
+    scales_bf = scales.to(torch.bfloat16)
+    s_marlin = scales_bf.reshape(-1, len(MARLIN_SCALE_PERM))[:, MARLIN_SCALE_PERM].reshape(-1, n).contiguous()
+    zp = zeros.reshape(-1, len(MARLIN_SCALE_PERM))[:, MARLIN_SCALE_PERM]
+    zp = zp.reshape(-1, len(MARLIN_ZP_INTERLEAVE))[:, MARLIN_ZP_INTERLEAVE].reshape(-1, n)
+    zp_marlin = _pack_int4(torch, zp, 1)
+    del scales
+
+    def op(x: Any) -> Any:
+        return ops.marlin_gemm(
+            x, None, w_marlin, None, s_marlin, None, None, zp_marlin, empty, empty, workspace, uint4,
+            size_m=x.shape[0], size_n=n, size_k=k, is_k_full=True, use_atomic_add=False,
+            use_fp32_reduce=True, is_zp_float=False,
+        )  # fmt: skip
+
+    def reference(x: Any) -> Any:
+        deq = (q.float() - zeros.repeat_interleave(g, dim=0).float()) * scales_bf.float().repeat_interleave(
+            g, dim=0
+        )
+        return x.float() @ deq
+
+    return Linear(op, reference)
+
+
 def _build_linears(
     torch: Any, precision: str, settings: MeasureSettings
 ) -> tuple[str, str | None, list[Op], Callable[[Any], Any], Op]:
@@ -474,8 +536,8 @@ def _build_linears(
             return _bf16_linear(torch, spec.out_features, spec.in_features)
 
     elif precision == "fp8":
-        vllm = vllm_ops()
-        if choose_fp8_kernel(settings.fp8_kernel, vllm is not None) == "vllm":
+        vllm = vllm_ops("fp8")
+        if choose_kernel("fp8", settings.fp8_kernel, vllm is not None) == "vllm":
             per_token = settings.fp8_scaling != "tensorwise"
             scales = (
                 "rowwise scales: per-token activations, per-channel weights"
@@ -513,6 +575,26 @@ def _build_linears(
 
             def make(spec: LinearSpec) -> Linear:
                 return _fp8_linear(torch, spec.out_features, spec.in_features, quant)
+
+    elif (
+        precision == "int4"
+        and choose_kernel("int4", settings.int4_kernel, vllm_ops("int4") is not None) == "vllm"
+    ):
+        from vllm.scalar_type import scalar_types
+
+        marlin = vllm_ops("int4")
+        sms = torch.cuda.get_device_properties(0).multi_processor_count
+        workspace = torch.zeros(sms, dtype=torch.int32, device="cuda")  # one slot per threadblock
+        kernel = (
+            f"vllm marlin_gemm (vLLM {vllm_version()}, Marlin 4-bit, zero points and BF16 scales per group "
+            "of 128, as AWQ-Marlin)"
+        )
+        act = None
+
+        def make(spec: LinearSpec) -> Linear:
+            return _int4_marlin_linear(
+                torch, marlin, scalar_types.uint4, workspace, spec.out_features, spec.in_features
+            )
 
     elif precision == "int4":
         kernel = "torch._weight_int4pack_mm (tinygemm, 4-bit asymmetric, group 128, BF16 scales/zeros)"
@@ -565,7 +647,7 @@ def _measure_precision(
     if precision == "fp8":
         _require_capability(torch, precision, FP8_MIN_CAPABILITY, "FP8 tensor cores")
     if precision == "int4":
-        _require_capability(torch, precision, INT4_MIN_CAPABILITY, "PyTorch's tinygemm 4-bit kernel")
+        _require_capability(torch, precision, INT4_MIN_CAPABILITY, "4-bit kernels (tinygemm, Marlin)")
     _require_memory(torch, precision, settings)
     settings.log(f"{precision}: building weights")
     kernel, act, ops, check_ref, check_op = _build_linears(torch, precision, settings)
@@ -636,9 +718,14 @@ def measure(settings: MeasureSettings) -> Measurements:
     settings.log(f"GPU: {info.name} (cc {info.compute_capability}, {info.sm_count} SMs)")
     if _triton() is None:
         notes.append("Triton unavailable: bandwidth from torch.sum, FP8 activation quant in eager ops")
-    if "fp8" in settings.precisions and settings.fp8_kernel == "auto" and vllm_ops() is None:
+    if "fp8" in settings.precisions and settings.fp8_kernel == "auto" and vllm_ops("fp8") is None:
         notes.append(
             "vLLM is not importable here: FP8 timed with PyTorch's torch._scaled_mm, not vLLM's kernels"
+        )
+    if "int4" in settings.precisions and settings.int4_kernel == "auto" and vllm_ops("int4") is None:
+        notes.append(
+            "vLLM (with its Marlin kernel) is not importable here: 4-bit timed with PyTorch's tinygemm, not the "
+            "Marlin kernel vLLM serves AWQ and GPTQ with"
         )
     bandwidth = measure_bandwidth(torch, settings)
     settings.log(

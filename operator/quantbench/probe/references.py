@@ -14,6 +14,10 @@ H100_LLAMA_31_8B_FP8_TENSORWISE = "h100-sxm.llama-3.1-8b-instruct.fp8-tensorwise
 # The same two on one H200 SXM 141GB.
 H200_LLAMA_31_8B = "h200.llama-3.1-8b-instruct"
 H200_LLAMA_31_8B_FP8_TENSORWISE = "h200.llama-3.1-8b-instruct.fp8-tensorwise"
+# The H200 again with vLLM 0.26.0's own kernels (CUTLASS FP8, Marlin 4-bit as AWQ-Marlin), as a probe run in
+# the vLLM image times them; and its FP8 with per-tensor scales.
+H200_LLAMA_31_8B_VLLM = "h200.llama-3.1-8b-instruct.vllm"
+H200_LLAMA_31_8B_VLLM_FP8_TENSORWISE = "h200.llama-3.1-8b-instruct.vllm.fp8-tensorwise"
 
 
 def reference_names() -> list[str]:
