@@ -576,32 +576,29 @@ def _build_linears(
             def make(spec: LinearSpec) -> Linear:
                 return _fp8_linear(torch, spec.out_features, spec.in_features, quant)
 
-    elif (
-        precision == "int4"
-        and choose_kernel("int4", settings.int4_kernel, vllm_ops("int4") is not None) == "vllm"
-    ):
-        from vllm.scalar_type import scalar_types
-
-        marlin = vllm_ops("int4")
-        sms = torch.cuda.get_device_properties(0).multi_processor_count
-        workspace = torch.zeros(sms, dtype=torch.int32, device="cuda")  # one slot per threadblock
-        kernel = (
-            f"vllm marlin_gemm (vLLM {vllm_version()}, Marlin 4-bit, zero points and BF16 scales per group "
-            "of 128, as AWQ-Marlin)"
-        )
+    elif precision == "int4":
         act = None
+        marlin = vllm_ops("int4")
+        if choose_kernel("int4", settings.int4_kernel, marlin is not None) == "vllm":
+            from vllm.scalar_type import scalar_types
 
-        def make(spec: LinearSpec) -> Linear:
-            return _int4_marlin_linear(
-                torch, marlin, scalar_types.uint4, workspace, spec.out_features, spec.in_features
+            sms = torch.cuda.get_device_properties(0).multi_processor_count
+            workspace = torch.zeros(sms, dtype=torch.int32, device="cuda")  # one slot per threadblock
+            kernel = (
+                f"vllm marlin_gemm (vLLM {vllm_version()}, Marlin 4-bit, zero points and BF16 scales per group "
+                "of 128, as AWQ-Marlin)"
             )
 
-    elif precision == "int4":
-        kernel = "torch._weight_int4pack_mm (tinygemm, 4-bit asymmetric, group 128, BF16 scales/zeros)"
-        act = None
+            def make(spec: LinearSpec) -> Linear:
+                return _int4_marlin_linear(
+                    torch, marlin, scalar_types.uint4, workspace, spec.out_features, spec.in_features
+                )
 
-        def make(spec: LinearSpec) -> Linear:
-            return _int4_tinygemm_linear(torch, spec.out_features, spec.in_features)
+        else:
+            kernel = "torch._weight_int4pack_mm (tinygemm, 4-bit asymmetric, group 128, BF16 scales/zeros)"
+
+            def make(spec: LinearSpec) -> Linear:
+                return _int4_tinygemm_linear(torch, spec.out_features, spec.in_features)
 
     else:
         raise ValueError(f"unknown precision {precision!r}")
