@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,10 @@ H200_RESULT = REFERENCE_DIR / "h200.llama-3.1-8b-instruct.json"
 H200_MARKDOWN = REFERENCE_DIR / "h200.llama-3.1-8b-instruct.md"
 H200_VLLM_RESULT = REFERENCE_DIR / "h200.llama-3.1-8b-instruct.vllm.json"
 H200_VLLM_MARKDOWN = REFERENCE_DIR / "h200.llama-3.1-8b-instruct.vllm.md"
+# A Python with PyTorch and without QuantBench: the vLLM environment (as the vLLM image), or on the GPU
+# machine its own python3.
+REPO = Path(__file__).resolve().parents[2]
+TORCH_PYTHON = os.environ.get("QUANTBENCH_PROBE_PYTHON", str(REPO / ".venv-vllm" / "bin" / "python"))
 
 # Multi-head attention (no GQA: num_key_value_heads absent), dense MLP, sizes that every kernel accepts
 # (in_features multiples of 128 for the 4-bit kernel's groups).

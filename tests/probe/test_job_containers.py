@@ -21,12 +21,7 @@ import pytest
 from quantbench.manifests.probe import SOURCE_DIR, lend_command, probe_script
 from quantbench.reconcile import parse_probe_result
 
-from .common import TINY_CONFIG, cuda_available
-
-REPO = Path(__file__).resolve().parents[2]
-# A Python with PyTorch and without QuantBench: the vLLM environment (as the vLLM image), or on the GPU
-# machine its own python3.
-TORCH_PYTHON = os.environ.get("QUANTBENCH_PROBE_PYTHON", str(REPO / ".venv-vllm" / "bin" / "python"))
+from .common import REPO, TINY_CONFIG, TORCH_PYTHON, cuda_available
 
 
 def lend(dest: Path) -> None:

@@ -3,12 +3,17 @@ how it packs 4-bit values for Marlin."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import types
+from pathlib import Path
 
 import pytest
 
-from quantbench.probe.measure import VLLM_KERNELS, _pack_int4, choose_kernel, vllm_ops
+from quantbench.probe.measure import VLLM_KERNELS, choose_kernel, vllm_ops
+
+from .common import REPO, TORCH_PYTHON
 
 
 def _fake_vllm(monkeypatch: pytest.MonkeyPatch, *names: str) -> types.ModuleType:
@@ -63,13 +68,23 @@ def test_asking_for_vllm_kernels_without_vllm_fails_clearly(precision: str, kern
         choose_kernel(precision, "vllm", False)
 
 
+PACK = """
+import torch
+from quantbench.probe.measure import _pack_int4
+q = (torch.arange(16, dtype=torch.int32) % 16).reshape(16, 1)  # 0..15 down one column
+rows, cols = _pack_int4(torch, q, 0), _pack_int4(torch, q.reshape(1, 16), 1)
+print(rows.dtype, list(rows.shape), rows.flatten().tolist(), list(cols.shape), cols.flatten().tolist())
+"""
+
+
 def test_4_bit_values_pack_eight_to_an_int32_lowest_first_along_rows_or_columns() -> None:
-    torch = pytest.importorskip("torch")
-    q = torch.arange(16, dtype=torch.int32).reshape(16, 1) % 16  # 0..15 down one column
-    rows = _pack_int4(torch, q, 0)
-    assert rows.shape == (2, 1) and rows.dtype == torch.int32
-    assert (
-        rows[0, 0].item() == 0x76543210 and rows[1, 0].item() == 0xFEDCBA98 - 2**32
-    )  # top bit set: negative
-    cols = _pack_int4(torch, q.reshape(1, 16), 1)
-    assert cols.shape == (1, 2) and torch.equal(cols, rows.reshape(1, 2))
+    """GPTQ's row packing (what ``gptq_marlin_repack`` takes) and Marlin's zero-point column packing, run where
+    PyTorch is (the vLLM environment, as in the vLLM image): 0x76543210, then 0xFEDCBA98 as a signed int32."""
+    if not Path(TORCH_PYTHON).exists():
+        pytest.fail(f"{TORCH_PYTHON} is missing: run `make vllm-env` or set QUANTBENCH_PROBE_PYTHON")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["PYTHONPATH"] = str(REPO / "operator")
+    proc = subprocess.run([TORCH_PYTHON, "-c", PACK], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    packed = [0x76543210, 0xFEDCBA98 - 2**32]
+    assert proc.stdout.split("\n")[-2] == f"torch.int32 [2, 1] {packed} [1, 2] {packed}"
