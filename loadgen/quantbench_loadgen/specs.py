@@ -386,6 +386,13 @@ class SequentialSpec(ApiModel):
         description="Planning share of questions the variant answers differently from the baseline (right "
         "on one side, wrong on the other); sets how many questions the design may ask.",
     )
+    screen: bool = Field(
+        default=True,
+        description="Before generating, check each question with one teacher-forced prefill of the baseline's "
+        "response and take the baseline's outcome where the variant would answer the same (the verdict is "
+        "unchanged). Saves GPU time when questions go one at a time; on a batching GPU server a screen can "
+        "cost as much as a generation (README: Screening), so set false there.",
+    )
 
 
 class FidelitySpec(ApiModel):

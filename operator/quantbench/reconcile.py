@@ -752,11 +752,14 @@ class _VariantPass(_Pass):
                 how = f" (compares with the baseline's reference in configmap {baseline_result})"
             elif use == BaselineUse.USE:
                 fidelity_result = self.own_fidelity()
-                screening = screening_of(ctx.spec, ctx.owner.name, ctx.run_id, self.obs.configmaps)
+                if sizes.screens(ctx.spec):
+                    screening = screening_of(ctx.spec, ctx.owner.name, ctx.run_id, self.obs.configmaps)
                 sized = f"; its fidelity in configmap {fidelity_result} sizes the first chunks"
                 how = f" (stops early against the baseline's outcomes in configmap {baseline_result}"
                 how += sized if fidelity_result is not None else ""
-                if screening.mount:
+                if screening is None:
+                    how += "; screening off (accuracy.sequential.screen: false)"
+                elif screening.mount:
                     how += f"; screens with the baseline's responses in {len(screening.mount)} configmap(s)"
                 else:
                     how += f"; no screening: {screening.unscreened}, every question generated"

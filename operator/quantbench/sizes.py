@@ -97,8 +97,9 @@ def responses_bytes(accuracy: AccuracySpec) -> int:
 
 def screens(spec: QuantBenchmarkSpec) -> bool:
     """Whether the spec's other variants screen questions with the baseline's responses (accuracy.sequential
-    and a variant besides the baseline)."""
-    return spec.accuracy is not None and spec.accuracy.sequential is not None and len(spec.variants) > 1
+    with its screen on, and a variant besides the baseline)."""
+    sequential = spec.accuracy.sequential if spec.accuracy is not None else None
+    return sequential is not None and sequential.screen and len(spec.variants) > 1
 
 
 def responses_parts(spec: QuantBenchmarkSpec) -> int:

@@ -306,6 +306,12 @@ def test_sequential_accuracy_commands_carry_the_baselines_responses(tmp_path: Pa
     with_responses = [*result, "--baseline-responses", str(responses)]
     assert sequential_accuracy_args(settings, spec, "int8", tmp_path) == with_responses
     assert sequential_accuracy_args(settings, _spec(), "bf16", tmp_path) == []  # not sequential
+    # screen: false: the baseline keeps no responses, the variant stops early without screening (no reason).
+    off = _spec(
+        variants=spec.model_dump(by_alias=True)["variants"], accuracy={"sequential": {"screen": False}}
+    )
+    assert sequential_accuracy_args(settings, off, "bf16", tmp_path) == []
+    assert sequential_accuracy_args(settings, off, "int8", tmp_path) == result
 
 
 STAND_IN_SERVER = '''

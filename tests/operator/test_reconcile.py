@@ -969,3 +969,28 @@ def test_a_variant_whose_baseline_published_no_responses_is_told_why_and_the_bas
     created = [n.message for n in d.notes if n.reason == "JobCreated" and "b-r1-fp8-accuracy" in n.message]
     assert len(created) == 1 and f"no screening: {why}, every question generated" in created[0]
     assert w.phase("bf16") == VariantPhase.SUCCEEDED  # the baseline's own result is all it owes
+
+
+def test_with_screening_off_the_baseline_publishes_no_responses_and_the_variant_only_stops_early() -> None:
+    accuracy = {**SCREENING, "sequential": {**SCREENING["sequential"], "screen": False}}
+    w = World(
+        factories.spec(
+            variants=[{"name": "bf16", "precision": "bf16"}, {"name": "fp8", "precision": "fp8"}],
+            accuracy=accuracy,
+        )
+    )
+    _through_workloads(w, ("bf16", "fp8"))
+    assert not any(kind == "ConfigMap" and "-responses-" in name for kind, name in w.objects)
+    baseline = w.objects[("Job", "b-r1-bf16-accuracy")]["spec"]["template"]["spec"]["containers"][0][
+        "command"
+    ]
+    assert "--responses-out" not in baseline[-1] and "quantbench_loadgen.publish --configmap" in baseline[-1]
+    w.finish_job("bf16", "accuracy")
+    d = w.step()
+    pod = w.objects[("Job", "b-r1-fp8-accuracy")]["spec"]["template"]["spec"]
+    script = pod["containers"][0]["command"][-1]
+    assert "--baseline-result" in script
+    assert "--baseline-responses" not in script and "--unscreened-reason" not in script
+    assert all(v["name"] != "responses" for v in pod["volumes"])
+    created = [n.message for n in d.notes if n.reason == "JobCreated" and "b-r1-fp8-accuracy" in n.message]
+    assert len(created) == 1 and "screening off (accuracy.sequential.screen: false)" in created[0]

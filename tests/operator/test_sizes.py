@@ -99,6 +99,9 @@ def test_a_sequential_baselines_responses_take_as_many_configmaps_as_their_bound
     assert responses_parts(small) == 1
     assert responses_parts(factories.spec(variants=two[:1], accuracy={"limit": 20, "sequential": {}})) == 0
     assert responses_parts(factories.spec(variants=two, accuracy={"limit": 20})) == 0
+    # Screening turned off: none made, and nothing to say about it.
+    off = factories.spec(variants=two, accuracy={"limit": 20, "sequential": {"screen": False}})
+    assert responses_parts(off) == 0 and unscreened(off) is None
     # Too large even in MAX_RESPONSE_PARTS ConfigMaps: none made, the reason with the figures; not refused.
     huge = factories.spec(
         variants=two,

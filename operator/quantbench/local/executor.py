@@ -172,16 +172,17 @@ def sequential_accuracy_args(
         return []
     baseline_result = root / spec.baseline / "accuracy.json"
     baseline_responses = root / spec.baseline / RESPONSES_FILE
+    screen = spec.accuracy.sequential.screen
     if variant == spec.baseline:
-        return sequential_args(responses_out=str(baseline_responses))
+        return sequential_args(responses_out=str(baseline_responses)) if screen else []
     if not baseline_result.is_file():
         settings.log(f"{variant}: no baseline accuracy result: every planned question")
         return []
     fidelity = root / variant / FIDELITY_FILE
     return sequential_args(
         baseline_result=str(baseline_result),
-        baseline_responses=[str(baseline_responses)] if baseline_responses.is_file() else [],
-        unscreened=f"the baseline wrote no {RESPONSES_FILE}",
+        baseline_responses=[str(baseline_responses)] if screen and baseline_responses.is_file() else [],
+        unscreened=f"the baseline wrote no {RESPONSES_FILE}" if screen else None,
         fidelity_result=str(fidelity) if fidelity.is_file() else None,
     )
 
