@@ -281,7 +281,9 @@ def _exported(body: dict[str, Any]) -> str:
 def test_planted_regression_is_named_with_its_cause_and_cleared_by_a_clean_run(
     recurring: Callable[..., Recurring],
 ) -> None:
-    r = recurring(datetime(2027, 2, 1, 3, 0, tzinfo=UTC))
+    # Dates before today: the driver measures a server's start from its Deployment's creationTimestamp (real
+    # time), so a test clock ahead of real time would time out any server not yet Ready when a pass looks.
+    r = recurring(datetime(2026, 2, 1, 3, 0, tzinfo=UTC))
     workloads = [
         *LATENCY,
         {"name": "sweep", "type": "throughput", "batchSizes": [16], "inputLen": 512, "outputLen": 128},
@@ -318,7 +320,7 @@ def test_planted_regression_is_named_with_its_cause_and_cleared_by_a_clean_run(
     assert conds["Regressed"]["status"] == "False" and conds["Regressed"]["reason"] == "NoReference"
 
     # A new image (a GitOps commit: generation 2), 30% slower, and 10 of 40 answers now wrong.
-    r.clock.set(2027, 2, 2, 3, 0)
+    r.clock.set(2026, 2, 2, 3, 0)
     spec["server"]["image"] = "vllm/vllm-openai:v0.11.1"
     r.bench.kube.merge_patch("QuantBenchmark", r.bench.ns, r.bench.name, {"spec": {"server": spec["server"]}})
     r.reconcile()
@@ -348,7 +350,7 @@ def test_planted_regression_is_named_with_its_cause_and_cleared_by_a_clean_run(
     assert _flags(_exported(body), r.bench.ns) == {"bf16": 3.0}  # latency, throughput, accuracy
 
     # A clean run (run-now) clears the condition and the flag.
-    r.clock.set(2027, 2, 3, 3, 0)
+    r.clock.set(2026, 2, 3, 3, 0)
     r.bench.kube.merge_patch(
         "QuantBenchmark", r.bench.ns, r.bench.name, {"metadata": {"annotations": {RUN_NOW_ANNOTATION: ""}}}
     )
@@ -364,7 +366,7 @@ def test_planted_regression_is_named_with_its_cause_and_cleared_by_a_clean_run(
     assert _flags(_exported(body), r.bench.ns) == {"bf16": 0.0}
 
     # 13% less throughput, beyond the 10% tolerance but inside both runs' noise intervals: no regression.
-    r.clock.set(2027, 2, 4, 3, 0)
+    r.clock.set(2026, 2, 4, 3, 0)
     r.bench.kube.merge_patch(
         "QuantBenchmark", r.bench.ns, r.bench.name, {"metadata": {"annotations": {RUN_NOW_ANNOTATION: ""}}}
     )
