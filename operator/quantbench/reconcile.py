@@ -241,9 +241,12 @@ def result_of(cm: ConfigMap | None) -> str | None:
 
 def screening_of(
     spec: QuantBenchmarkSpec, benchmark: str, run: str, configmaps: Mapping[str, ConfigMap]
-) -> Screening:
-    """A sequential variant's screening (pure): the ConfigMaps holding the pieces of the baseline's published
-    responses, in order, or why it has none (it then generates every question, as without screening)."""
+) -> Screening | None:
+    """A sequential variant's screening (pure): None when the spec turns it off, else the ConfigMaps holding
+    the pieces of the baseline's published responses, in order, or why it has none (it then generates every
+    question, as without screening)."""
+    if not sizes.screens(spec):
+        return None
     why = sizes.unscreened(spec)
     if why is not None:
         return Screening(unscreened=why)
@@ -752,8 +755,7 @@ class _VariantPass(_Pass):
                 how = f" (compares with the baseline's reference in configmap {baseline_result})"
             elif use == BaselineUse.USE:
                 fidelity_result = self.own_fidelity()
-                if sizes.screens(ctx.spec):
-                    screening = screening_of(ctx.spec, ctx.owner.name, ctx.run_id, self.obs.configmaps)
+                screening = screening_of(ctx.spec, ctx.owner.name, ctx.run_id, self.obs.configmaps)
                 sized = f"; its fidelity in configmap {fidelity_result} sizes the first chunks"
                 how = f" (stops early against the baseline's outcomes in configmap {baseline_result}"
                 how += sized if fidelity_result is not None else ""
